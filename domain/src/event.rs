@@ -1,0 +1,154 @@
+//! The events of an order's log and their wire encoding (PROTOCOL.md, server → client).
+//!
+//! An event is encoded once, when it is appended, into the exact JSON text that
+//! every watcher receives: `{"order":"…","seq":N,"t":"pos",…}`.
+
+use crate::status::Status;
+use serde::{Deserialize, Serialize};
+
+/// A rider position in an order's log.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct PosEvent {
+    /// Latitude, degrees.
+    pub lat: f64,
+    /// Longitude, degrees.
+    pub lon: f64,
+    /// The rider's own fix time, Unix ms.
+    pub ts: i64,
+    /// Ground speed, m/s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub speed: Option<f64>,
+    /// Course, degrees.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heading: Option<f64>,
+    /// Set when the fix is older than the live position (an offline backlog):
+    /// it belongs to the trail, but the marker must not jump back to it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub backfill: bool,
+}
+
+/// What happened to an order: one entry of its log, without `order` and `seq`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "t", rename_all = "snake_case")]
+pub enum EventBody {
+    /// The assigned rider moved.
+    Pos(PosEvent),
+    /// The order changed status.
+    Status {
+        /// The new status.
+        status: Status,
+        /// The order's `version` after the change.
+        version: i64,
+        /// When the change was accepted, Unix ms.
+        ts: i64,
+        /// Why (cancels, returns, rejections).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+        /// Who asked (cancels).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<String>,
+    },
+    /// A new arrival estimate.
+    Eta {
+        /// Estimated arrival, Unix ms.
+        eta: i64,
+        /// When it was computed, Unix ms.
+        ts: i64,
+    },
+    /// Something an operator should look at (stalled, off route, late).
+    Alert {
+        /// `stalled`, `off_route`, `late`, …
+        kind: String,
+        /// When it was raised, Unix ms.
+        ts: i64,
+        /// Kind-specific facts.
+        #[serde(default)]
+        detail: serde_json::Value,
+    },
+    /// A rider took the order, or it went back to the pool (`rider_id` null).
+    Assignment {
+        /// The rider now holding the order.
+        rider_id: Option<String>,
+        /// When, Unix ms.
+        ts: i64,
+    },
+}
+
+impl EventBody {
+    /// The `t` of this event on the wire.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            EventBody::Pos(_) => "pos",
+            EventBody::Status { .. } => "status",
+            EventBody::Eta { .. } => "eta",
+            EventBody::Alert { .. } => "alert",
+            EventBody::Assignment { .. } => "assignment",
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct WireRef<'a> {
+    order: &'a str,
+    seq: u64,
+    #[serde(flatten)]
+    body: &'a EventBody,
+}
+
+/// Encodes `body` as the JSON text a watcher receives for `order` at `seq`.
+pub fn encode(order: &str, seq: u64, body: &EventBody) -> Vec<u8> {
+    serde_json::to_vec(&WireRef { order, seq, body }).expect("events always serialize")
+}
+
+/// An event as read back from the wire (clients, tests, log backends that store JSON).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventFrame {
+    /// The order's id.
+    pub order: String,
+    /// Position in the order's log.
+    pub seq: u64,
+    /// The event itself.
+    #[serde(flatten)]
+    pub body: EventBody,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pos_encodes_as_protocol_says_and_reads_back() {
+        let body = EventBody::Pos(PosEvent {
+            lat: 23.1,
+            lon: 113.2,
+            ts: 1_763_700_000_000,
+            speed: Some(4.2),
+            heading: None,
+            backfill: false,
+        });
+        let text = encode("O1", 58, &body);
+        let v: serde_json::Value = serde_json::from_slice(&text).unwrap();
+        assert_eq!(v["t"], "pos");
+        assert_eq!(v["order"], "O1");
+        assert_eq!(v["seq"], 58);
+        assert_eq!(v["ts"], 1_763_700_000_000_i64);
+        assert!(v.get("heading").is_none() && v.get("backfill").is_none());
+        let back: EventFrame = serde_json::from_slice(&text).unwrap();
+        assert_eq!(back.body, body);
+    }
+
+    #[test]
+    fn status_and_assignment_round_trip() {
+        for body in [
+            EventBody::Status { status: Status::Delivered, version: 6, ts: 5, reason: None, by: None },
+            EventBody::Assignment { rider_id: Some("r1".into()), ts: 1 },
+            EventBody::Alert { kind: "stalled".into(), ts: 1, detail: serde_json::json!({"secs": 300}) },
+            EventBody::Eta { eta: 10, ts: 1 },
+        ] {
+            let text = encode("O1", 1, &body);
+            let back: EventFrame = serde_json::from_slice(&text).unwrap();
+            assert_eq!(back.body, body);
+            assert_eq!(serde_json::from_slice::<serde_json::Value>(&text).unwrap()["t"], body.kind());
+        }
+    }
+}

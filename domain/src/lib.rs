@@ -1,0 +1,25 @@
+//! Domain types shared by the hub and ingest: no I/O lives here.
+//!
+//! # Layout
+//! - [`ids`]: snowflake-style order ids generated up front, safe when the clock steps back.
+//! - [`status`]: the order state machine of DESIGN.md (forward, cancel, return).
+//! - [`order`]: an order with its optimistic versions, and the changes the API may make to it.
+//! - [`fix`]: a rider's GPS fix as it arrives over MQTT or HTTP, and its validation.
+//! - [`event`]: the events of an order's log and their wire encoding (PROTOCOL.md).
+//! - [`live`]: the fold of an order's events into its current state, served as a snapshot.
+//! - [`clock`]: wall-clock access behind a trait so tests can move time.
+
+pub mod clock;
+pub mod event;
+pub mod fix;
+pub mod ids;
+pub mod live;
+pub mod order;
+pub mod status;
+
+pub use clock::{Clock, SystemClock};
+pub use event::{EventBody, PosEvent};
+pub use fix::{Fix, FixLimits, RejectReason};
+pub use live::LiveState;
+pub use order::{Expected, NewOrder, Order, Point};
+pub use status::Status;
