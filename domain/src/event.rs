@@ -140,15 +140,31 @@ mod tests {
     #[test]
     fn status_and_assignment_round_trip() {
         for body in [
-            EventBody::Status { status: Status::Delivered, version: 6, ts: 5, reason: None, by: None },
-            EventBody::Assignment { rider_id: Some("r1".into()), ts: 1 },
-            EventBody::Alert { kind: "stalled".into(), ts: 1, detail: serde_json::json!({"secs": 300}) },
+            EventBody::Status {
+                status: Status::Delivered,
+                version: 6,
+                ts: 5,
+                reason: None,
+                by: None,
+            },
+            EventBody::Assignment {
+                rider_id: Some("r1".into()),
+                ts: 1,
+            },
+            EventBody::Alert {
+                kind: "stalled".into(),
+                ts: 1,
+                detail: serde_json::json!({"secs": 300}),
+            },
             EventBody::Eta { eta: 10, ts: 1 },
         ] {
             let text = encode("O1", 1, &body);
             let back: EventFrame = serde_json::from_slice(&text).unwrap();
             assert_eq!(back.body, body);
-            assert_eq!(serde_json::from_slice::<serde_json::Value>(&text).unwrap()["t"], body.kind());
+            assert_eq!(
+                serde_json::from_slice::<serde_json::Value>(&text).unwrap()["t"],
+                body.kind()
+            );
         }
     }
 }

@@ -121,10 +121,11 @@ fn classify(e: &serde_json::Error) -> RejectReason {
 impl Fix {
     /// Checks ranges against `now` (Unix ms).
     pub fn validate(&self, now: i64, limits: &FixLimits) -> Result<(), RejectReason> {
-        if !(self.lat.is_finite() && self.lon.is_finite())
-            || !(-90.0..=90.0).contains(&self.lat)
-            || !(-180.0..=180.0).contains(&self.lon)
-        {
+        let point = crate::order::Point {
+            lat: self.lat,
+            lon: self.lon,
+        };
+        if !point.is_valid() {
             return Err(RejectReason::OutOfRange);
         }
         if self.ts > now.saturating_add(limits.max_future_ms) {
@@ -133,7 +134,9 @@ impl Fix {
         if self.ts < now.saturating_sub(limits.max_age_ms) {
             return Err(RejectReason::TooOld);
         }
-        let in_range = |v: Option<f64>, lo: f64, hi: f64| v.is_none_or(|x| x.is_finite() && x >= lo && x <= hi);
+        let in_range = |v: Option<f64>, lo: f64, hi: f64| {
+            v.is_none_or(|x| x.is_finite() && x >= lo && x <= hi)
+        };
         if !in_range(self.speed, 0.0, MAX_SPEED)
             || !in_range(self.heading, 0.0, 360.0)
             || !in_range(self.acc, 0.0, 100_000.0)
@@ -194,7 +197,10 @@ mod tests {
 
     #[test]
     fn accepts_the_protocol_example() {
-        let f = one(r#"{"lat":23.1291,"lon":113.2644,"ts":1763700000000,"speed":4.2,"heading":90,"acc":8}"#).unwrap();
+        let f = one(
+            r#"{"lat":23.1291,"lon":113.2644,"ts":1763700000000,"speed":4.2,"heading":90,"acc":8}"#,
+        )
+        .unwrap();
         assert_eq!(f.lat, 23.1291);
         assert_eq!(f.speed, Some(4.2));
         assert!(one(r#"{"lat":23.1291,"lon":113.2644,"ts":1763700000000}"#).is_ok());
@@ -214,8 +220,14 @@ mod tests {
             ("{\"lat\":1,\"lon\":-181,\"ts\":1763700000000}", OutOfRange),
             ("{\"lat\":1,\"lon\":1,\"ts\":1863700000000}", FutureTs),
             ("{\"lat\":1,\"lon\":1,\"ts\":1000}", TooOld),
-            ("{\"lat\":1,\"lon\":1,\"ts\":1763700000000,\"speed\":-1}", BadField),
-            ("{\"lat\":1,\"lon\":1,\"ts\":1763700000000,\"heading\":400}", BadField),
+            (
+                "{\"lat\":1,\"lon\":1,\"ts\":1763700000000,\"speed\":-1}",
+                BadField,
+            ),
+            (
+                "{\"lat\":1,\"lon\":1,\"ts\":1763700000000,\"heading\":400}",
+                BadField,
+            ),
         ];
         for (payload, reason) in cases {
             assert_eq!(one(payload), Err(reason), "{payload}");
@@ -230,8 +242,17 @@ mod tests {
         let (good, bad) = parse_batch(p, NOW, &FixLimits::default()).unwrap();
         assert_eq!(good.len(), 2);
         assert_eq!(bad, vec![RejectReason::OutOfRange, RejectReason::BadType]);
-        assert_eq!(parse_batch(b"{}", NOW, &FixLimits::default()), Err(RejectReason::BadType));
-        let limits = FixLimits { max_batch: 2, ..Default::default() };
-        assert_eq!(parse_batch(b"[1,2,3]", NOW, &limits), Err(RejectReason::BatchTooLarge));
+        assert_eq!(
+            parse_batch(b"{}", NOW, &FixLimits::default()),
+            Err(RejectReason::BadType)
+        );
+        let limits = FixLimits {
+            max_batch: 2,
+            ..Default::default()
+        };
+        assert_eq!(
+            parse_batch(b"[1,2,3]", NOW, &limits),
+            Err(RejectReason::BatchTooLarge)
+        );
     }
 }

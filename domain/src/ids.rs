@@ -29,7 +29,10 @@ pub struct IdGenerator {
 impl IdGenerator {
     /// A generator for `node` (0..=1023) reading time from `clock`.
     pub fn new(node: u16, clock: Arc<dyn Clock>) -> Self {
-        assert!(node <= MAX_NODE, "node id {node} does not fit in {NODE_BITS} bits");
+        assert!(
+            node <= MAX_NODE,
+            "node id {node} does not fit in {NODE_BITS} bits"
+        );
         Self {
             node: u64::from(node),
             clock,

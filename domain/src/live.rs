@@ -39,7 +39,9 @@ impl LiveState {
                     self.pos = Some(*p);
                 }
             }
-            EventBody::Status { status, version, .. } => {
+            EventBody::Status {
+                status, version, ..
+            } => {
                 self.status = Some(*status);
                 self.version = Some(*version);
             }
@@ -108,7 +110,14 @@ mod tests {
     use super::*;
 
     fn pos(ts: i64) -> EventBody {
-        EventBody::Pos(PosEvent { lat: 1.0, lon: 2.0, ts, speed: None, heading: None, backfill: false })
+        EventBody::Pos(PosEvent {
+            lat: 1.0,
+            lon: 2.0,
+            ts,
+            speed: None,
+            heading: None,
+            backfill: false,
+        })
     }
 
     #[test]
@@ -118,7 +127,10 @@ mod tests {
         s.apply(1, &mut a);
         let mut old = pos(50);
         s.apply(2, &mut old);
-        assert!(matches!(old, EventBody::Pos(PosEvent { backfill: true, .. })));
+        assert!(matches!(
+            old,
+            EventBody::Pos(PosEvent { backfill: true, .. })
+        ));
         assert_eq!(s.pos.unwrap().ts, 100);
         assert_eq!(s.seq, 2);
         let mut newer = pos(150);
@@ -129,10 +141,20 @@ mod tests {
     #[test]
     fn snapshot_carries_status_pos_eta_and_recovery_flag() {
         let mut s = LiveState::default();
-        s.apply(1, &mut EventBody::Status { status: Status::PickedUp, version: 3, ts: 1, reason: None, by: None });
+        s.apply(
+            1,
+            &mut EventBody::Status {
+                status: Status::PickedUp,
+                version: 3,
+                ts: 1,
+                reason: None,
+                by: None,
+            },
+        );
         s.apply(2, &mut pos(10));
         s.apply(3, &mut EventBody::Eta { eta: 99, ts: 2 });
-        let v: serde_json::Value = serde_json::from_slice(&s.snapshot_json("O1", "e1", Some(false))).unwrap();
+        let v: serde_json::Value =
+            serde_json::from_slice(&s.snapshot_json("O1", "e1", Some(false))).unwrap();
         assert_eq!(v["t"], "snapshot");
         assert_eq!(v["seq"], 3);
         assert_eq!(v["status"], "picked_up");

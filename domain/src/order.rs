@@ -127,7 +127,7 @@ pub enum Change {
     /// The new row and the events to append with it, in order.
     Changed {
         /// The order after the change; its versions already raised.
-        order: Order,
+        order: Box<Order>,
         /// The events of the change, for the order's log.
         events: Vec<EventBody>,
     },
@@ -192,7 +192,9 @@ impl Order {
 
     fn check(&self, expected: Expected) -> Result<(), ChangeError> {
         let stale = expected.version.is_some_and(|v| v != self.version)
-            || expected.status_version.is_some_and(|v| v != self.status_version);
+            || expected
+                .status_version
+                .is_some_and(|v| v != self.status_version);
         if stale {
             return Err(ChangeError::Stale {
                 version: self.version,
@@ -232,7 +234,10 @@ impl Order {
         next.status_version += 1;
         next.updated_at = now;
         let mut events = Vec::with_capacity(2);
-        if matches!(target, Status::Cancelled | Status::Returning | Status::Rejected) {
+        if matches!(
+            target,
+            Status::Cancelled | Status::Returning | Status::Rejected
+        ) {
             next.cancel_reason = reason.clone();
             next.cancelled_by = by.clone();
         }
@@ -253,7 +258,7 @@ impl Order {
             });
         }
         Ok(Change::Changed {
-            order: next,
+            order: Box::new(next),
             events,
         })
     }
@@ -296,7 +301,7 @@ impl Order {
             },
         ];
         Ok(Change::Changed {
-            order: next,
+            order: Box::new(next),
             events,
         })
     }
@@ -311,8 +316,14 @@ mod tests {
             biz_order_no: "S-1".into(),
             biz_type: "grocery".into(),
             customer_id: "c1".into(),
-            pickup: Point { lat: 23.1, lon: 113.2 },
-            dropoff: Point { lat: 23.2, lon: 113.3 },
+            pickup: Point {
+                lat: 23.1,
+                lon: 113.2,
+            },
+            dropoff: Point {
+                lat: 23.2,
+                lon: 113.3,
+            },
             promised_at: None,
         };
         Order::new("1".into(), new, 1000)
@@ -320,7 +331,7 @@ mod tests {
 
     fn changed(c: Change) -> (Order, Vec<EventBody>) {
         match c {
-            Change::Changed { order, events } => (order, events),
+            Change::Changed { order, events } => (*order, events),
             Change::Unchanged => panic!("expected a change"),
         }
     }
@@ -328,30 +339,60 @@ mod tests {
     #[test]
     fn transition_raises_both_versions_and_emits_status() {
         let o = order();
-        let exp = Expected { version: Some(1), status_version: None };
-        let (next, ev) = changed(o.change_status(Status::Paid, exp, None, None, 2000).unwrap());
+        let exp = Expected {
+            version: Some(1),
+            status_version: None,
+        };
+        let (next, ev) = changed(
+            o.change_status(Status::Paid, exp, None, None, 2000)
+                .unwrap(),
+        );
         assert_eq!((next.version, next.status_version), (2, 2));
         assert_eq!(next.status, Status::Paid);
-        assert!(matches!(ev.as_slice(), [EventBody::Status { status: Status::Paid, version: 2, ts: 2000, .. }]));
+        assert!(matches!(
+            ev.as_slice(),
+            [EventBody::Status {
+                status: Status::Paid,
+                version: 2,
+                ts: 2000,
+                ..
+            }]
+        ));
     }
 
     #[test]
     fn stale_version_is_refused_before_legality() {
         let o = order();
-        let exp = Expected { version: Some(0), status_version: None };
+        let exp = Expected {
+            version: Some(0),
+            status_version: None,
+        };
         assert!(matches!(
             o.change_status(Status::Delivered, exp, None, None, 1),
             Err(ChangeError::Stale { version: 1, .. })
         ));
-        let exp = Expected { version: None, status_version: Some(5) };
-        assert!(matches!(o.change_status(Status::Paid, exp, None, None, 1), Err(ChangeError::Stale { .. })));
+        let exp = Expected {
+            version: None,
+            status_version: Some(5),
+        };
+        assert!(matches!(
+            o.change_status(Status::Paid, exp, None, None, 1),
+            Err(ChangeError::Stale { .. })
+        ));
     }
 
     #[test]
     fn same_status_is_unchanged_even_with_an_old_version() {
         let o = order();
-        let exp = Expected { version: Some(0), status_version: None };
-        assert_eq!(o.change_status(Status::PendingPayment, exp, None, None, 1).unwrap(), Change::Unchanged);
+        let exp = Expected {
+            version: Some(0),
+            status_version: None,
+        };
+        assert_eq!(
+            o.change_status(Status::PendingPayment, exp, None, None, 1)
+                .unwrap(),
+            Change::Unchanged
+        );
     }
 
     #[test]
@@ -359,7 +400,10 @@ mod tests {
         let o = order();
         assert!(matches!(
             o.change_status(Status::Delivered, Expected::default(), None, None, 1),
-            Err(ChangeError::Illegal { from: Status::PendingPayment, to: Status::Delivered })
+            Err(ChangeError::Illegal {
+                from: Status::PendingPayment,
+                to: Status::Delivered
+            })
         ));
     }
 
@@ -370,10 +414,27 @@ mod tests {
         let (a, ev) = changed(o.assign("r1", Expected::default(), 5).unwrap());
         assert_eq!(a.rider_id.as_deref(), Some("r1"));
         assert_eq!(ev.len(), 2);
-        assert_eq!(a.assign("r1", Expected { version: Some(0), status_version: None }, 6).unwrap(), Change::Unchanged);
-        let (back, ev) = changed(a.change_status(Status::Ready, Expected::default(), None, None, 7).unwrap());
+        assert_eq!(
+            a.assign(
+                "r1",
+                Expected {
+                    version: Some(0),
+                    status_version: None
+                },
+                6
+            )
+            .unwrap(),
+            Change::Unchanged
+        );
+        let (back, ev) = changed(
+            a.change_status(Status::Ready, Expected::default(), None, None, 7)
+                .unwrap(),
+        );
         assert_eq!(back.rider_id, None);
-        assert!(matches!(ev.last(), Some(EventBody::Assignment { rider_id: None, .. })));
+        assert!(matches!(
+            ev.last(),
+            Some(EventBody::Assignment { rider_id: None, .. })
+        ));
     }
 
     #[test]
@@ -381,8 +442,14 @@ mod tests {
         let mut o = order();
         o.status = Status::PickedUp;
         let (r, _) = changed(
-            o.change_status(Status::Cancelled, Expected::default(), Some("changed mind".into()), Some("customer".into()), 9)
-                .unwrap(),
+            o.change_status(
+                Status::Cancelled,
+                Expected::default(),
+                Some("changed mind".into()),
+                Some("customer".into()),
+                9,
+            )
+            .unwrap(),
         );
         assert_eq!(r.status, Status::Returning);
         assert_eq!(r.cancel_reason.as_deref(), Some("changed mind"));
@@ -393,7 +460,10 @@ mod tests {
     fn assigned_status_needs_the_assign_call() {
         let mut o = order();
         o.status = Status::Ready;
-        assert!(matches!(o.change_status(Status::Assigned, Expected::default(), None, None, 1), Err(ChangeError::Invalid(_))));
+        assert!(matches!(
+            o.change_status(Status::Assigned, Expected::default(), None, None, 1),
+            Err(ChangeError::Invalid(_))
+        ));
     }
 
     #[test]

@@ -73,7 +73,10 @@ impl Status {
 
     /// True once nothing more can happen to the order.
     pub fn is_terminal(self) -> bool {
-        matches!(self, Status::Delivered | Status::Cancelled | Status::Returned)
+        matches!(
+            self,
+            Status::Delivered | Status::Cancelled | Status::Returned
+        )
     }
 
     /// True while a rider holds the order and their fixes belong to its log.
@@ -88,7 +91,11 @@ impl Status {
     pub fn before_pickup(self) -> bool {
         matches!(
             self,
-            Status::PendingPayment | Status::Paid | Status::Preparing | Status::Ready | Status::Assigned
+            Status::PendingPayment
+                | Status::Paid
+                | Status::Preparing
+                | Status::Ready
+                | Status::Assigned
         )
     }
 
@@ -142,7 +149,15 @@ mod tests {
 
     #[test]
     fn forward_path_is_legal_step_by_step() {
-        let path = [PendingPayment, Paid, Preparing, Ready, Assigned, PickedUp, Delivered];
+        let path = [
+            PendingPayment,
+            Paid,
+            Preparing,
+            Ready,
+            Assigned,
+            PickedUp,
+            Delivered,
+        ];
         for w in path.windows(2) {
             assert_eq!(w[0].resolve(w[1]), Some(w[1]), "{} -> {}", w[0], w[1]);
         }
@@ -176,7 +191,10 @@ mod tests {
     fn names_round_trip() {
         for s in ALL {
             assert_eq!(s.as_str().parse::<Status>().unwrap(), s);
-            assert_eq!(serde_json::to_string(&s).unwrap(), format!("\"{}\"", s.as_str()));
+            assert_eq!(
+                serde_json::to_string(&s).unwrap(),
+                format!("\"{}\"", s.as_str())
+            );
         }
         assert!("delivering".parse::<Status>().is_err());
     }

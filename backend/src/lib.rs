@@ -1,0 +1,18 @@
+//! The seams between the tracker's services and what they run on.
+//!
+//! Each seam is one small async trait with its contract written on it, and an
+//! embedded implementation that needs no services; the real backends (Redis
+//! streams, PostgreSQL) implement the same traits and pass the same contract
+//! tests. Which one runs is chosen from a URL in [`select`].
+//!
+//! - [`log`]: the per-order event log (allocates `seq`, appends, tails, reads since a `seq`).
+//! - [`store`]: orders, their dedup records and the transactional outbox.
+//! - [`relay`]: moves committed outbox rows into the event log.
+
+pub mod log;
+pub mod relay;
+pub mod select;
+pub mod store;
+
+pub use log::{Entry, EventLog, LogError, ReadResult};
+pub use store::{OutboxItem, Store, StoreError};

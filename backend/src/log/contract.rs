@@ -1,0 +1,174 @@
+//! The contract every [`EventLog`] implementation must meet, as one test story.
+//!
+//! Called from a `#[tokio::test]` per backend with a factory; order ids are
+//! random so runs against a shared server do not see each other.
+
+use super::EventLog;
+use std::collections::HashSet;
+use std::sync::Arc;
+use tracker_domain::event::EventFrame;
+use tracker_domain::{EventBody, PosEvent, Status};
+
+fn pos(ts: i64) -> EventBody {
+    EventBody::Pos(PosEvent {
+        lat: 23.0,
+        lon: 113.0,
+        ts,
+        speed: None,
+        heading: None,
+        backfill: false,
+    })
+}
+
+fn order_id(tag: &str) -> String {
+    format!("contract-{tag}-{:x}", rand::random::<u64>())
+}
+
+/// Runs every clause of the contract against logs made by `make`.
+pub async fn run<L: EventLog>(make: impl Fn() -> Arc<L>) {
+    seq_rises_by_one_and_frames_carry_it(&*make()).await;
+    concurrent_appends_never_repeat_or_skip(make()).await;
+    read_since_returns_exactly_what_was_missed(&*make()).await;
+    tail_sees_appends_in_order(&*make()).await;
+    origin_makes_retries_idempotent(&*make()).await;
+    live_state_folds_status_and_newest_fix(&*make()).await;
+}
+
+async fn seq_rises_by_one_and_frames_carry_it(log: &dyn EventLog) {
+    let o = order_id("seq");
+    let first = log.append(&o, vec![pos(1), pos(2)], None).await.unwrap();
+    let second = log
+        .append(&o, vec![EventBody::Eta { eta: 9, ts: 3 }], None)
+        .await
+        .unwrap();
+    let seqs: Vec<u64> = first.iter().chain(&second).map(|e| e.seq).collect();
+    assert_eq!(seqs, vec![1, 2, 3]);
+    for e in first.iter().chain(&second) {
+        let frame: EventFrame = serde_json::from_slice(&e.json).unwrap();
+        assert_eq!((frame.order.as_str(), frame.seq), (o.as_str(), e.seq));
+        assert_eq!(&*e.order, o.as_str());
+    }
+    let unknown = log.read(&order_id("none"), Some(0), 10).await.unwrap();
+    assert_eq!(unknown.state.seq, 0);
+}
+
+async fn concurrent_appends_never_repeat_or_skip<L: EventLog>(log: Arc<L>) {
+    let o = order_id("conc");
+    let mut tasks = Vec::new();
+    for t in 0..16 {
+        let (log, o) = (log.clone(), o.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut seqs = Vec::new();
+            for i in 0..25 {
+                for e in log.append(&o, vec![pos(t * 100 + i)], None).await.unwrap() {
+                    seqs.push(e.seq);
+                }
+            }
+            seqs
+        }));
+    }
+    let mut all = HashSet::new();
+    for t in tasks {
+        for s in t.await.unwrap() {
+            assert!(all.insert(s), "seq {s} issued twice");
+        }
+    }
+    assert_eq!(all, (1..=400).collect::<HashSet<u64>>());
+}
+
+async fn read_since_returns_exactly_what_was_missed(log: &dyn EventLog) {
+    let o = order_id("since");
+    for i in 0..30 {
+        log.append(&o, vec![pos(i)], None).await.unwrap();
+    }
+    let r = log.read(&o, Some(20), 100).await.unwrap();
+    assert_eq!(r.state.seq, 30);
+    let got: Vec<u64> = r.missed.unwrap().iter().map(|e| e.seq).collect();
+    assert_eq!(got, (21..=30).collect::<Vec<_>>());
+    assert_eq!(
+        log.read(&o, Some(30), 100)
+            .await
+            .unwrap()
+            .missed
+            .unwrap()
+            .len(),
+        0
+    );
+    assert!(
+        log.read(&o, Some(31), 100).await.unwrap().missed.is_none(),
+        "since above top"
+    );
+    assert!(
+        log.read(&o, Some(5), 10).await.unwrap().missed.is_none(),
+        "gap above limit"
+    );
+    assert!(log.read(&o, None, 100).await.unwrap().missed.is_none());
+    // Past the history cap (the factories keep at most 50): not recoverable.
+    for i in 30..120 {
+        log.append(&o, vec![pos(i)], None).await.unwrap();
+    }
+    assert!(log.read(&o, Some(1), 1000).await.unwrap().missed.is_none());
+}
+
+async fn tail_sees_appends_in_order(log: &dyn EventLog) {
+    let o = order_id("tail");
+    let mut tail = log.tail();
+    log.append(&o, vec![pos(1), pos(2), pos(3)], None)
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    while seen.len() < 3 {
+        let e = tokio::time::timeout(std::time::Duration::from_secs(5), tail.recv())
+            .await
+            .expect("tail delivers within 5 s")
+            .unwrap();
+        if *e.order == *o {
+            seen.push(e.seq);
+        }
+    }
+    assert_eq!(seen, vec![1, 2, 3]);
+}
+
+async fn origin_makes_retries_idempotent(log: &dyn EventLog) {
+    let o = order_id("origin");
+    assert_eq!(
+        log.append(&o, vec![pos(1)], Some(7)).await.unwrap().len(),
+        1
+    );
+    assert!(
+        log.append(&o, vec![pos(1)], Some(7))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        log.append(&o, vec![pos(1)], Some(3))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        log.append(&o, vec![pos(2)], Some(8)).await.unwrap()[0].seq,
+        2
+    );
+}
+
+async fn live_state_folds_status_and_newest_fix(log: &dyn EventLog) {
+    let o = order_id("live");
+    let status = EventBody::Status {
+        status: Status::PickedUp,
+        version: 4,
+        ts: 1,
+        reason: None,
+        by: None,
+    };
+    log.append(&o, vec![status, pos(200)], None).await.unwrap();
+    let old = log.append(&o, vec![pos(100)], None).await.unwrap();
+    let frame: serde_json::Value = serde_json::from_slice(&old[0].json).unwrap();
+    assert_eq!(frame["backfill"], true, "an older fix is marked backfill");
+    let r = log.read(&o, None, 10).await.unwrap();
+    assert_eq!(r.state.status, Some(Status::PickedUp));
+    assert_eq!(r.state.version, Some(4));
+    assert_eq!(r.state.pos.unwrap().ts, 200);
+    assert_eq!(r.state.seq, 3);
+}

@@ -1,0 +1,238 @@
+//! The embedded event log: history and live state in process memory.
+//!
+//! One map entry per order holds its live state and a ring of recent entries,
+//! capped by count; orders that reached a terminal status are dropped after a
+//! retention period. History does not survive a restart: every process start
+//! gets a new epoch, so a client resuming with an old `seq` is told
+//! `recovered:false` instead of being replayed the wrong events.
+
+use super::{Entry, EventLog, LogError, OrderKey, ReadResult};
+use async_trait::async_trait;
+use dashmap::DashMap;
+use std::collections::VecDeque;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+use tokio::sync::broadcast;
+use tracker_domain::event::encode;
+use tracker_domain::{EventBody, LiveState};
+
+/// Bounds of the embedded log.
+#[derive(Debug, Clone, Copy)]
+pub struct MemoryLogConfig {
+    /// Entries kept per order; older ones fall off and resuming past them gives a fresh snapshot.
+    pub history: usize,
+    /// How long an order's log is kept after it reached a terminal status.
+    pub retention: Duration,
+    /// Entries a tail may fall behind before it gets `Lagged`.
+    pub tail_capacity: usize,
+}
+
+impl Default for MemoryLogConfig {
+    fn default() -> Self {
+        MemoryLogConfig {
+            history: 1000,
+            retention: Duration::from_secs(3600),
+            tail_capacity: 65_536,
+        }
+    }
+}
+
+#[derive(Default)]
+struct OrderLog {
+    state: LiveState,
+    history: VecDeque<Arc<Entry>>,
+    last_origin: u64,
+    ended_at: Option<Instant>,
+}
+
+/// The in-process [`EventLog`].
+pub struct MemoryLog {
+    orders: DashMap<OrderKey, OrderLog>,
+    tail: broadcast::Sender<Arc<Entry>>,
+    epoch: Arc<str>,
+    cfg: MemoryLogConfig,
+}
+
+impl MemoryLog {
+    /// A new, empty log with a fresh epoch. Spawns a sweeper of ended orders
+    /// that stops when the log is dropped.
+    pub fn new(cfg: MemoryLogConfig) -> Arc<Self> {
+        let (tail, _) = broadcast::channel(cfg.tail_capacity.max(16));
+        let log = Arc::new(MemoryLog {
+            orders: DashMap::new(),
+            tail,
+            epoch: format!("mem-{:016x}", rand::random::<u64>()).into(),
+            cfg,
+        });
+        let weak = Arc::downgrade(&log);
+        let every = (cfg.retention / 4).clamp(Duration::from_millis(50), Duration::from_secs(60));
+        tokio::spawn(sweep_loop(weak, every));
+        log
+    }
+
+    /// Drops orders that ended longer than the retention period ago.
+    pub fn sweep(&self) {
+        let keep = self.cfg.retention;
+        self.orders
+            .retain(|_, log| log.ended_at.is_none_or(|t| t.elapsed() < keep));
+    }
+
+    /// How many orders the log holds now.
+    pub fn len(&self) -> usize {
+        self.orders.len()
+    }
+
+    /// True when the log holds no order.
+    pub fn is_empty(&self) -> bool {
+        self.orders.is_empty()
+    }
+}
+
+async fn sweep_loop(log: Weak<MemoryLog>, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tick.tick().await;
+        match log.upgrade() {
+            Some(log) => log.sweep(),
+            None => return,
+        }
+    }
+}
+
+#[async_trait]
+impl EventLog for MemoryLog {
+    async fn append(
+        &self,
+        order: &str,
+        events: Vec<EventBody>,
+        origin: Option<u64>,
+    ) -> Result<Vec<Arc<Entry>>, LogError> {
+        let mut out = Vec::with_capacity(events.len());
+        let key: OrderKey = match self.orders.get(order) {
+            Some(e) => e.key().clone(),
+            None => Arc::from(order),
+        };
+        // The shard lock is held for the whole append, so seq allocation, the fold
+        // and publication to the tail happen in one step per order.
+        let mut log = self.orders.entry(key.clone()).or_default();
+        if let Some(origin) = origin {
+            if origin <= log.last_origin {
+                return Ok(out);
+            }
+            log.last_origin = origin;
+        }
+        for mut body in events {
+            let seq = log.state.seq + 1;
+            log.state.apply(seq, &mut body);
+            if let EventBody::Status { status, .. } = &body {
+                log.ended_at = status.is_terminal().then(Instant::now);
+            }
+            let ts = match &body {
+                EventBody::Pos(p) => p.ts,
+                EventBody::Status { ts, .. }
+                | EventBody::Eta { ts, .. }
+                | EventBody::Alert { ts, .. }
+                | EventBody::Assignment { ts, .. } => *ts,
+            };
+            let entry = Arc::new(Entry {
+                order: key.clone(),
+                seq,
+                ts,
+                json: encode(&key, seq, &body).into(),
+            });
+            if log.history.len() >= self.cfg.history {
+                log.history.pop_front();
+            }
+            if self.cfg.history > 0 {
+                log.history.push_back(entry.clone());
+            }
+            // No receiver is fine: nobody is watching yet.
+            let _ = self.tail.send(entry.clone());
+            out.push(entry);
+        }
+        Ok(out)
+    }
+
+    async fn read(
+        &self,
+        order: &str,
+        since: Option<u64>,
+        limit: usize,
+    ) -> Result<ReadResult, LogError> {
+        let Some(log) = self.orders.get(order) else {
+            let missed = since.and_then(|s| (s == 0).then(Vec::new));
+            return Ok(ReadResult {
+                state: LiveState::default(),
+                epoch: self.epoch.clone(),
+                missed,
+            });
+        };
+        let top = log.state.seq;
+        let missed = since.and_then(|since| {
+            if since > top {
+                return None;
+            }
+            let want = (top - since) as usize;
+            if want == 0 {
+                return Some(Vec::new());
+            }
+            if want > limit {
+                return None;
+            }
+            let first = log.history.front()?.seq;
+            if first > since + 1 {
+                return None;
+            }
+            let skip = (since + 1 - first) as usize;
+            Some(log.history.iter().skip(skip).cloned().collect())
+        });
+        Ok(ReadResult {
+            state: log.state.clone(),
+            epoch: self.epoch.clone(),
+            missed,
+        })
+    }
+
+    fn tail(&self) -> broadcast::Receiver<Arc<Entry>> {
+        self.tail.subscribe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log::contract;
+
+    #[tokio::test]
+    async fn memory_log_meets_the_contract() {
+        contract::run(|| {
+            MemoryLog::new(MemoryLogConfig {
+                history: 50,
+                ..Default::default()
+            })
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn ended_orders_are_swept_after_retention() {
+        let log = MemoryLog::new(MemoryLogConfig {
+            retention: Duration::ZERO,
+            ..Default::default()
+        });
+        let done = EventBody::Status {
+            status: tracker_domain::Status::Delivered,
+            version: 2,
+            ts: 1,
+            reason: None,
+            by: None,
+        };
+        log.append("O1", vec![done], None).await.unwrap();
+        log.append("O2", vec![EventBody::Eta { eta: 1, ts: 1 }], None)
+            .await
+            .unwrap();
+        log.sweep();
+        assert_eq!(log.len(), 1);
+        assert_eq!(log.read("O1", None, 10).await.unwrap().state.seq, 0);
+    }
+}

@@ -1,0 +1,90 @@
+//! The event-log seam: every change of an order, numbered by `seq`, in order.
+//!
+//! The hub's per-message fan-out never goes through this trait: a hub takes one
+//! [`EventLog::tail`] and fans entries out itself; only appends and history
+//! reads (subscribe, resume, long-poll) call the log.
+
+#[cfg(any(test, feature = "contract"))]
+pub mod contract;
+pub mod memory;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use std::sync::Arc;
+use tokio::sync::broadcast;
+use tracker_domain::{EventBody, LiveState};
+
+/// An order id as the log and the hub keep it: shared, never copied per message.
+pub type OrderKey = Arc<str>;
+
+/// One appended event, encoded once into the exact text every watcher receives.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Entry {
+    /// The order whose log holds it.
+    pub order: OrderKey,
+    /// Its position in that log: the previous entry's `seq` plus one.
+    pub seq: u64,
+    /// The event's own time (a fix's phone time), for delivery-latency metrics.
+    pub ts: i64,
+    /// The JSON text frame of PROTOCOL.md, including `order` and `seq`.
+    pub json: Bytes,
+}
+
+/// What [`EventLog::read`] found.
+#[derive(Debug, Clone)]
+pub struct ReadResult {
+    /// The order's live state; `state.seq` is the top of its log at the time of the read.
+    pub state: LiveState,
+    /// Identity of this log's history; a different epoch means history was lost
+    /// (embedded log restarted, Redis stream gone) and old `seq`s mean nothing.
+    pub epoch: Arc<str>,
+    /// Asked with `since`: every entry after it up to `state.seq`, in order, or
+    /// `None` when history no longer reaches back that far (or the gap exceeds
+    /// the limit, or `since` is above the top). Asked without: `None`.
+    pub missed: Option<Vec<Arc<Entry>>>,
+}
+
+/// Why a log call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    /// The backend could not be reached or answered nonsense; the call may be retried.
+    #[error("event log unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// A per-order, append-only event log shared by every hub and ingest process.
+#[async_trait]
+pub trait EventLog: Send + Sync + 'static {
+    /// Appends `events` to `order`'s log as consecutive `seq`s, folding each into
+    /// the order's live state in the same atomic step, and publishes them to
+    /// every tail in `seq` order. Concurrent appends to one order from any
+    /// number of processes never repeat or skip a `seq`.
+    ///
+    /// `origin` makes retries idempotent: when given (an outbox row id, rising
+    /// over time), an append whose origin is not above the last origin applied
+    /// to this order is skipped and returns no entries.
+    async fn append(
+        &self,
+        order: &str,
+        events: Vec<EventBody>,
+        origin: Option<u64>,
+    ) -> Result<Vec<Arc<Entry>>, LogError>;
+
+    /// The live state of `order` and, when `since` is given, the entries after it
+    /// (at most `limit`; more than that counts as not recoverable). An order
+    /// never appended to reads as seq 0 with an empty state.
+    async fn read(
+        &self,
+        order: &str,
+        since: Option<u64>,
+        limit: usize,
+    ) -> Result<ReadResult, LogError>;
+
+    /// A receiver of every entry appended from now on, by any process, in `seq`
+    /// order per order. A receiver that falls behind gets `Lagged` and must
+    /// resynchronise its watchers from [`EventLog::read`].
+    fn tail(&self) -> broadcast::Receiver<Arc<Entry>>;
+
+    /// Releases connections and background tasks; the default does nothing.
+    async fn close(&self) {}
+}

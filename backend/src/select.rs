@@ -1,0 +1,131 @@
+//! Chooses each seam's implementation from a URL: the one place that knows the schemes.
+//!
+//! Event log: unset or `memory://` → in process; `redis://…` → Redis streams.
+//! Store: `sqlite://path` → SQLite file; `postgres://…` → PostgreSQL.
+//! An unknown scheme, or a backend not built yet, is a clear error at start-up.
+
+use crate::log::memory::{MemoryLog, MemoryLogConfig};
+use crate::store::sqlite::SqliteStore;
+use crate::{EventLog, Store};
+use std::sync::Arc;
+
+/// Why a backend could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    /// The URL's scheme names no backend we have.
+    #[error("unsupported {what} URL scheme in `{url}` (expected {expected})")]
+    UnknownScheme {
+        /// Which seam.
+        what: &'static str,
+        /// The URL, with any password redacted.
+        url: String,
+        /// The schemes that work.
+        expected: &'static str,
+    },
+    /// The backend exists on paper but not in this build yet.
+    #[error("{0}")]
+    NotYet(String),
+    /// Opening it failed.
+    #[error("opening {what} `{url}`: {reason}")]
+    Open {
+        /// Which seam.
+        what: &'static str,
+        /// The URL, with any password redacted.
+        url: String,
+        /// What went wrong.
+        reason: String,
+    },
+}
+
+/// `url` with the password part (`user:pass@`) replaced by `***`, for logs and errors.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.find(':') {
+                Some(c) => format!("{}{}:***{}", &url[..s + 3], &creds[..c], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// True when `url` selects the in-process log (unset, empty or `memory://`).
+pub fn log_is_in_process(url: Option<&str>) -> bool {
+    url.is_none_or(|u| u.is_empty() || u.starts_with("memory:"))
+}
+
+/// Opens the event log that `url` names.
+pub async fn open_log(
+    url: Option<&str>,
+    mem: MemoryLogConfig,
+) -> Result<Arc<dyn EventLog>, BackendError> {
+    match url {
+        u if log_is_in_process(u) => Ok(MemoryLog::new(mem)),
+        Some(u) if u.starts_with("redis://") || u.starts_with("rediss://") => {
+            Err(BackendError::NotYet(format!(
+                "the Redis event log (`{}`) is not in this build yet; unset TRACKER_REDIS_URL to use the in-process log",
+                redact(u)
+            )))
+        }
+        Some(u) => Err(BackendError::UnknownScheme {
+            what: "event log",
+            url: redact(u),
+            expected: "memory:// or redis://",
+        }),
+        None => unreachable!("None is in-process"),
+    }
+}
+
+/// Opens the store that `url` names.
+pub async fn open_store(url: &str) -> Result<Arc<dyn Store>, BackendError> {
+    if url.starts_with("sqlite:") {
+        let store = SqliteStore::open(url)
+            .await
+            .map_err(|e| BackendError::Open {
+                what: "store",
+                url: redact(url),
+                reason: e.to_string(),
+            })?;
+        Ok(Arc::new(store))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Err(BackendError::NotYet(format!(
+            "the PostgreSQL store (`{}`) is not in this build yet; use a sqlite:// URL",
+            redact(url)
+        )))
+    } else {
+        Err(BackendError::UnknownScheme {
+            what: "store",
+            url: redact(url),
+            expected: "sqlite:// or postgres://",
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_never_reach_logs() {
+        assert_eq!(
+            redact("postgres://u:secret@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
+        assert_eq!(redact("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
+        assert_eq!(redact("redis://:pw@h"), "redis://:***@h");
+    }
+
+    #[tokio::test]
+    async fn unknown_schemes_are_clear_errors() {
+        let e = open_store("mysql://x").await.err().unwrap().to_string();
+        assert!(e.contains("mysql://x") && e.contains("sqlite://"), "{e}");
+        assert!(
+            open_log(Some("kafka://x"), MemoryLogConfig::default())
+                .await
+                .is_err()
+        );
+        assert!(open_log(None, MemoryLogConfig::default()).await.is_ok());
+    }
+}

@@ -1,0 +1,162 @@
+//! The contract every [`Store`] implementation must meet, as one test story.
+
+use super::{Store, StoreError};
+use std::collections::HashSet;
+use std::sync::Arc;
+use tracker_domain::order::Change;
+use tracker_domain::{Expected, NewOrder, Order, Point, Status};
+
+fn new_order(key: &str) -> Order {
+    let id = format!("{}", rand::random::<u64>() >> 1);
+    let new = NewOrder {
+        biz_order_no: key.into(),
+        biz_type: "grocery".into(),
+        customer_id: "c1".into(),
+        pickup: Point {
+            lat: 23.1,
+            lon: 113.2,
+        },
+        dropoff: Point {
+            lat: 23.2,
+            lon: 113.3,
+        },
+        promised_at: Some(5),
+    };
+    Order::new(id, new, 1000)
+}
+
+fn key() -> String {
+    format!("S-{:x}", rand::random::<u64>())
+}
+
+/// Runs every clause of the contract against `store`.
+pub async fn run<S: Store>(store: Arc<S>) {
+    create_is_idempotent_by_business_key(&*store).await;
+    concurrent_creates_make_one_order(store.clone()).await;
+    updates_compare_and_set_on_version(&*store).await;
+    outbox_holds_events_until_acked(&*store).await;
+    rider_orders_lists_only_held_orders(&*store).await;
+}
+
+async fn create_is_idempotent_by_business_key(store: &dyn Store) {
+    let k = key();
+    let o = new_order(&k);
+    let (made, created) = store.create_order(&o, &[o.created_event()]).await.unwrap();
+    assert!(created);
+    assert_eq!(made, o);
+    assert_eq!(store.get_order(&o.id).await.unwrap(), o);
+    let again = new_order(&k);
+    let (same, created) = store
+        .create_order(&again, &[again.created_event()])
+        .await
+        .unwrap();
+    assert!(!created);
+    assert_eq!(same.id, o.id);
+    assert!(matches!(
+        store.get_order(&again.id).await,
+        Err(StoreError::NotFound)
+    ));
+    let mut other_type = new_order(&k);
+    other_type.biz_type = "food".into();
+    assert!(store.create_order(&other_type, &[]).await.unwrap().1);
+}
+
+async fn concurrent_creates_make_one_order<S: Store>(store: Arc<S>) {
+    let k = key();
+    let tasks: Vec<_> = (0..200)
+        .map(|_| {
+            let (store, o) = (store.clone(), new_order(&k));
+            tokio::spawn(async move { store.create_order(&o, &[o.created_event()]).await.unwrap() })
+        })
+        .collect();
+    let mut ids = HashSet::new();
+    let mut created = 0;
+    for t in tasks {
+        let (o, c) = t.await.unwrap();
+        ids.insert(o.id);
+        created += usize::from(c);
+    }
+    assert_eq!(ids.len(), 1, "one order for one business key");
+    assert_eq!(created, 1);
+}
+
+async fn updates_compare_and_set_on_version(store: &dyn Store) {
+    let o = new_order(&key());
+    store.create_order(&o, &[]).await.unwrap();
+    let Change::Changed {
+        order: paid,
+        events,
+    } = o
+        .change_status(Status::Paid, Expected::default(), None, None, 2000)
+        .unwrap()
+    else {
+        panic!("a change")
+    };
+    store.update_order(&paid, o.version, &events).await.unwrap();
+    assert_eq!(store.get_order(&o.id).await.unwrap(), *paid);
+    // A second writer that read the old version loses.
+    assert!(matches!(
+        store.update_order(&paid, o.version, &events).await,
+        Err(StoreError::Conflict)
+    ));
+    let ghost = new_order(&key());
+    assert!(matches!(
+        store.update_order(&ghost, 1, &[]).await,
+        Err(StoreError::NotFound)
+    ));
+}
+
+async fn outbox_holds_events_until_acked(store: &dyn Store) {
+    let o = new_order(&key());
+    store.create_order(&o, &[o.created_event()]).await.unwrap();
+    let Change::Changed {
+        order: paid,
+        events,
+    } = o
+        .change_status(Status::Paid, Expected::default(), None, None, 2000)
+        .unwrap()
+    else {
+        panic!("a change")
+    };
+    store.update_order(&paid, o.version, &events).await.unwrap();
+    let mine: Vec<_> = store
+        .outbox_fetch(10_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|i| i.order_id == o.id)
+        .collect();
+    assert_eq!(mine.len(), 2);
+    assert!(mine[0].id < mine[1].id);
+    assert_eq!(mine[0].events, vec![o.created_event()]);
+    assert_eq!(mine[1].events, events);
+    store.outbox_ack(&[mine[0].id, mine[1].id]).await.unwrap();
+    let left = store.outbox_fetch(10_000).await.unwrap();
+    assert!(left.iter().all(|i| i.order_id != o.id));
+}
+
+async fn rider_orders_lists_only_held_orders(store: &dyn Store) {
+    let rider = format!("r-{:x}", rand::random::<u64>());
+    let mut held = new_order(&key());
+    held.status = Status::Ready;
+    store.create_order(&held, &[]).await.unwrap();
+    let Change::Changed {
+        order: assigned, ..
+    } = held.assign(&rider, Expected::default(), 5).unwrap()
+    else {
+        panic!("a change")
+    };
+    store
+        .update_order(&assigned, held.version, &[])
+        .await
+        .unwrap();
+    let mut done = new_order(&key());
+    done.status = Status::Delivered;
+    done.rider_id = Some(rider.clone());
+    store.create_order(&done, &[]).await.unwrap();
+    assert_eq!(
+        store.rider_orders(&rider).await.unwrap(),
+        vec![held.id.clone()]
+    );
+    assert!(store.rider_orders("nobody").await.unwrap().is_empty());
+}

@@ -1,0 +1,81 @@
+//! The store seam: orders, their idempotency records, and the transactional outbox.
+//!
+//! Every write that changes an order also writes the change's events to the
+//! outbox in the same transaction, so an order row and its events are committed
+//! together or not at all; [`crate::relay`] moves them into the event log.
+
+#[cfg(any(test, feature = "contract"))]
+pub mod contract;
+pub mod sqlite;
+
+use async_trait::async_trait;
+use tracker_domain::{EventBody, Order};
+
+/// Why a store call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// No such order.
+    #[error("not found")]
+    NotFound,
+    /// The order's version moved since it was read: another writer won.
+    #[error("version conflict")]
+    Conflict,
+    /// Anything else (connection, disk, corrupt row); internal, never shown to clients.
+    #[error("store failure: {0}")]
+    Other(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        match e {
+            sqlx::Error::RowNotFound => StoreError::NotFound,
+            other => StoreError::Other(other.to_string()),
+        }
+    }
+}
+
+/// Events committed with an order change, waiting for the relay.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxItem {
+    /// Rising row id; passed to the log as the append's `origin`.
+    pub id: i64,
+    /// The order whose log they go to.
+    pub order_id: String,
+    /// The events, in order.
+    pub events: Vec<EventBody>,
+}
+
+/// Durable order storage.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Creates `order` with its first `events`, unless an order with the same
+    /// `(biz_order_no, biz_type)` exists: then that one is returned with `false`.
+    /// Atomic: any number of concurrent creates with one key make one order.
+    async fn create_order(
+        &self,
+        order: &Order,
+        events: &[EventBody],
+    ) -> Result<(Order, bool), StoreError>;
+
+    /// The order with this id, or [`StoreError::NotFound`].
+    async fn get_order(&self, id: &str) -> Result<Order, StoreError>;
+
+    /// Replaces the order with `order` if its stored version is still
+    /// `read_version` ([`StoreError::Conflict`] otherwise), and queues `events`
+    /// in the outbox in the same transaction.
+    async fn update_order(
+        &self,
+        order: &Order,
+        read_version: i64,
+        events: &[EventBody],
+    ) -> Result<(), StoreError>;
+
+    /// Ids of the orders `rider_id` holds now (status with a rider attached).
+    async fn rider_orders(&self, rider_id: &str) -> Result<Vec<String>, StoreError>;
+
+    /// Up to `limit` outbox items, oldest first.
+    async fn outbox_fetch(&self, limit: usize) -> Result<Vec<OutboxItem>, StoreError>;
+
+    /// Removes outbox items once their events are in the log.
+    async fn outbox_ack(&self, ids: &[i64]) -> Result<(), StoreError>;
+}

@@ -1,0 +1,311 @@
+//! The embedded store: SQLite through sqlx, one file under the data directory.
+//!
+//! SQLite allows one writer at a time, so writes go through a pool of exactly
+//! one connection (no `SQLITE_BUSY` races between our own writers) and reads
+//! through a separate pool; WAL mode lets readers run beside the writer.
+
+use super::{OutboxItem, Store, StoreError};
+use async_trait::async_trait;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{FromRow, Row};
+use std::str::FromStr;
+use std::time::Duration;
+use tracker_domain::status::ALL;
+use tracker_domain::{EventBody, Order, Point, Status};
+
+/// SQLite-backed [`Store`].
+pub struct SqliteStore {
+    writer: SqlitePool,
+    reader: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if missing) the database at `url` (`sqlite://path`) and migrates it.
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        let opts = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true);
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(opts.clone())
+            .await?;
+        sqlx::migrate!("../migrations/sqlite")
+            .run(&writer)
+            .await
+            .map_err(|e| StoreError::Other(format!("migrating {url}: {e}")))?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(opts.read_only(true))
+            .await?;
+        Ok(SqliteStore { writer, reader })
+    }
+}
+
+#[derive(FromRow)]
+struct OrderRow {
+    id: String,
+    biz_order_no: String,
+    biz_type: String,
+    customer_id: String,
+    rider_id: Option<String>,
+    status: String,
+    version: i64,
+    status_version: i64,
+    pickup_lat: f64,
+    pickup_lon: f64,
+    dropoff_lat: f64,
+    dropoff_lon: f64,
+    promised_at: Option<i64>,
+    cancel_reason: Option<String>,
+    cancelled_by: Option<String>,
+    created_at: i64,
+    updated_at: i64,
+}
+
+impl TryFrom<OrderRow> for Order {
+    type Error = StoreError;
+    fn try_from(r: OrderRow) -> Result<Self, StoreError> {
+        Ok(Order {
+            status: Status::from_str(&r.status).map_err(|e| StoreError::Other(e.to_string()))?,
+            id: r.id,
+            biz_order_no: r.biz_order_no,
+            biz_type: r.biz_type,
+            customer_id: r.customer_id,
+            rider_id: r.rider_id,
+            version: r.version,
+            status_version: r.status_version,
+            pickup: Point {
+                lat: r.pickup_lat,
+                lon: r.pickup_lon,
+            },
+            dropoff: Point {
+                lat: r.dropoff_lat,
+                lon: r.dropoff_lon,
+            },
+            promised_at: r.promised_at,
+            cancel_reason: r.cancel_reason,
+            cancelled_by: r.cancelled_by,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        })
+    }
+}
+
+fn events_json(events: &[EventBody]) -> Result<String, StoreError> {
+    serde_json::to_string(events).map_err(|e| StoreError::Other(e.to_string()))
+}
+
+/// The SQL list of statuses that keep a rider attached, e.g. `'assigned','picked_up'`.
+fn attached_statuses() -> String {
+    ALL.iter()
+        .filter(|s| s.rider_attached())
+        .map(|s| format!("'{}'", s.as_str()))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+async fn queue_events(
+    tx: &mut sqlx::SqliteConnection,
+    order_id: &str,
+    events: &[EventBody],
+    now: i64,
+) -> Result<(), StoreError> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    sqlx::query("INSERT INTO outbox (order_id, events, created_at) VALUES (?, ?, ?)")
+        .bind(order_id)
+        .bind(events_json(events)?)
+        .bind(now)
+        .execute(tx)
+        .await?;
+    Ok(())
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn create_order(
+        &self,
+        order: &Order,
+        events: &[EventBody],
+    ) -> Result<(Order, bool), StoreError> {
+        let mut tx = self.writer.begin().await?;
+        let claimed = sqlx::query(
+            "INSERT INTO order_dedup (biz_order_no, biz_type, order_id, created_at)
+             VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+        )
+        .bind(&order.biz_order_no)
+        .bind(&order.biz_type)
+        .bind(&order.id)
+        .bind(order.created_at)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if !claimed {
+            let existing: String = sqlx::query(
+                "SELECT order_id FROM order_dedup WHERE biz_order_no = ? AND biz_type = ?",
+            )
+            .bind(&order.biz_order_no)
+            .bind(&order.biz_type)
+            .fetch_one(&mut *tx)
+            .await?
+            .get(0);
+            let row: OrderRow = sqlx::query_as("SELECT * FROM orders WHERE id = ?")
+                .bind(&existing)
+                .fetch_one(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            return Ok((row.try_into()?, false));
+        }
+        sqlx::query(
+            "INSERT INTO orders (id, biz_order_no, biz_type, customer_id, rider_id, status, version,
+                status_version, pickup_lat, pickup_lon, dropoff_lat, dropoff_lon, promised_at,
+                cancel_reason, cancelled_by, created_at, updated_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&order.id)
+        .bind(&order.biz_order_no)
+        .bind(&order.biz_type)
+        .bind(&order.customer_id)
+        .bind(&order.rider_id)
+        .bind(order.status.as_str())
+        .bind(order.version)
+        .bind(order.status_version)
+        .bind(order.pickup.lat)
+        .bind(order.pickup.lon)
+        .bind(order.dropoff.lat)
+        .bind(order.dropoff.lon)
+        .bind(order.promised_at)
+        .bind(&order.cancel_reason)
+        .bind(&order.cancelled_by)
+        .bind(order.created_at)
+        .bind(order.updated_at)
+        .execute(&mut *tx)
+        .await?;
+        queue_events(&mut tx, &order.id, events, order.created_at).await?;
+        tx.commit().await?;
+        Ok((order.clone(), true))
+    }
+
+    async fn get_order(&self, id: &str) -> Result<Order, StoreError> {
+        let row: OrderRow = sqlx::query_as("SELECT * FROM orders WHERE id = ?")
+            .bind(id)
+            .fetch_one(&self.reader)
+            .await?;
+        row.try_into()
+    }
+
+    async fn update_order(
+        &self,
+        order: &Order,
+        read_version: i64,
+        events: &[EventBody],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.writer.begin().await?;
+        let updated = sqlx::query(
+            "UPDATE orders SET rider_id = ?, status = ?, version = ?, status_version = ?,
+                promised_at = ?, cancel_reason = ?, cancelled_by = ?, updated_at = ?
+             WHERE id = ? AND version = ?",
+        )
+        .bind(&order.rider_id)
+        .bind(order.status.as_str())
+        .bind(order.version)
+        .bind(order.status_version)
+        .bind(order.promised_at)
+        .bind(&order.cancel_reason)
+        .bind(&order.cancelled_by)
+        .bind(order.updated_at)
+        .bind(&order.id)
+        .bind(read_version)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if updated == 0 {
+            let exists = sqlx::query("SELECT 1 FROM orders WHERE id = ?")
+                .bind(&order.id)
+                .fetch_optional(&mut *tx)
+                .await?
+                .is_some();
+            return Err(if exists {
+                StoreError::Conflict
+            } else {
+                StoreError::NotFound
+            });
+        }
+        queue_events(&mut tx, &order.id, events, order.updated_at).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn rider_orders(&self, rider_id: &str) -> Result<Vec<String>, StoreError> {
+        let sql = format!(
+            "SELECT id FROM orders WHERE rider_id = ? AND status IN ({})",
+            attached_statuses()
+        );
+        let rows = sqlx::query(&sql)
+            .bind(rider_id)
+            .fetch_all(&self.reader)
+            .await?;
+        Ok(rows.into_iter().map(|r| r.get(0)).collect())
+    }
+
+    async fn outbox_fetch(&self, limit: usize) -> Result<Vec<OutboxItem>, StoreError> {
+        let rows = sqlx::query("SELECT id, order_id, events FROM outbox ORDER BY id LIMIT ?")
+            .bind(limit as i64)
+            .fetch_all(&self.reader)
+            .await?;
+        rows.into_iter()
+            .map(|r| {
+                let events: String = r.get(2);
+                Ok(OutboxItem {
+                    id: r.get(0),
+                    order_id: r.get(1),
+                    events: serde_json::from_str(&events)
+                        .map_err(|e| StoreError::Other(format!("outbox row: {e}")))?,
+                })
+            })
+            .collect()
+    }
+
+    async fn outbox_ack(&self, ids: &[i64]) -> Result<(), StoreError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let marks = vec!["?"; ids.len()].join(",");
+        let sql = format!("DELETE FROM outbox WHERE id IN ({marks})");
+        let mut q = sqlx::query(&sql);
+        for id in ids {
+            q = q.bind(id);
+        }
+        q.execute(&self.writer).await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn sqlite_store_meets_the_contract() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/t.db", dir.path().display());
+        let store = std::sync::Arc::new(SqliteStore::open(&url).await.unwrap());
+        crate::store::contract::run(store).await;
+    }
+
+    #[tokio::test]
+    async fn bad_url_is_an_error_not_a_panic() {
+        assert!(
+            SqliteStore::open("sqlite:///nonexistent-dir/x/y.db")
+                .await
+                .is_err()
+        );
+    }
+}
