@@ -1,0 +1,113 @@
+//! `tracker`: loads the configuration, starts tracing and metrics, runs a mode until Ctrl-C / SIGTERM.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use tracker_cli::settings::{EXAMPLE, Settings};
+use tracker_cli::system::{self, Mode, Running};
+use tracker_hub::Role;
+
+/// A real-time delivery-tracking hub. Configuration: TRACKER_* variables (see `tracker default-config`).
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Everything in one process on the embedded defaults (broker, in-process log, SQLite).
+    Run,
+    /// The hub only: orders API and WebSocket, against shared backends.
+    Hub,
+    /// Ingest only: rider fixes from an external MQTT broker into the shared log.
+    Ingest,
+    /// Prints the example configuration file.
+    DefaultConfig,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let mode = match cli.command {
+        Command::DefaultConfig => {
+            print!("{EXAMPLE}");
+            return Ok(());
+        }
+        Command::Run => Mode::Run,
+        Command::Hub => Mode::Hub,
+        Command::Ingest => Mode::Ingest,
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,rumqttd=warn,tower_http=warn".into()),
+        )
+        .init();
+    let settings = Settings::from_env()?;
+    tracing::debug!(?settings, "configuration");
+    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .context("installing the metrics recorder")?;
+    let running = system::start(&settings, mode, Some(metrics)).await?;
+    if mode == Mode::Run {
+        print_banner(&running);
+    }
+    let stop = running.stop.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+        stop.cancel();
+    });
+    running.wait().await
+}
+
+fn print_banner(r: &Running) {
+    let http = r.http_addr.map(|a| a.to_string()).unwrap_or_default();
+    println!("\ntracker is running");
+    println!("  HTTP / WebSocket  http://{http}   (ws://{http}/v1/ws, /healthz, /metrics)");
+    if let Some(m) = r.mqtt_addr {
+        println!("  MQTT broker       mqtt://{m}   (riders publish to riders/{{rider_id}}/pos)");
+    }
+    if let Some(secret) = &r.generated_secret {
+        println!(
+            "  JWT secret        {secret}   (random for this run; set TRACKER_JWT_SECRET to keep one)"
+        );
+    }
+    if let Some(auth) = &r.auth {
+        println!("\nready tokens, valid 24 h:");
+        for (sub, role) in [
+            ("ops", Role::Admin),
+            ("demo-customer", Role::Customer),
+            ("demo-rider", Role::Rider),
+        ] {
+            println!(
+                "  {:<8} (sub={sub:<13}) {}",
+                format!("{role:?}").to_lowercase(),
+                auth.mint(sub, role, 24 * 3600)
+            );
+        }
+    }
+    println!();
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}

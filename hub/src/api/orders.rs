@@ -1,0 +1,166 @@
+//! The orders API of PROTOCOL.md: create (idempotent), get, status transition, assign.
+//!
+//! Each write reads the order, computes the change in the domain, and writes it
+//! with a compare-and-set on the version it read; the change's events go to the
+//! outbox in the same transaction and the relay is woken to move them on.
+
+use crate::AppState;
+use crate::auth::{Caller, can_watch};
+use crate::error::{ApiError, ApiJson};
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde::Deserialize;
+use tracker_domain::order::{Change, MAX_KEY_LEN};
+use tracker_domain::{Expected, NewOrder, Order, Status};
+
+type OrderAnswer = Result<(StatusCode, Json<Order>), ApiError>;
+
+fn check_id(id: &str) -> Result<(), ApiError> {
+    if id.is_empty() || id.len() > MAX_KEY_LEN {
+        return Err(ApiError::bad_request("order id must be 1..=128 characters"));
+    }
+    Ok(())
+}
+
+/// `POST /v1/orders`: 201 with a new order, 200 with the existing one for a repeated key.
+pub async fn create(
+    State(st): State<AppState>,
+    caller: Caller,
+    ApiJson(new): ApiJson<NewOrder>,
+) -> OrderAnswer {
+    caller.require_admin()?;
+    new.validate().map_err(ApiError::bad_request)?;
+    let order = Order::new(
+        st.deps.ids.next_id().to_string(),
+        new,
+        st.deps.clock.now_ms(),
+    );
+    let (order, created) = st
+        .deps
+        .store
+        .create_order(&order, &[order.created_event()])
+        .await?;
+    if created {
+        st.relay.wake();
+        metrics::counter!("tracker_orders_created_total").increment(1);
+    }
+    let code = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((code, Json(order)))
+}
+
+/// `GET /v1/orders/{id}`: admins, the order's customer, its rider.
+pub async fn get(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> OrderAnswer {
+    check_id(&id)?;
+    let order = st.deps.store.get_order(&id).await?;
+    if !can_watch(&caller.0, &order) {
+        return Err(ApiError::forbidden("not your order"));
+    }
+    Ok((StatusCode::OK, Json(order)))
+}
+
+/// Body of `POST /v1/orders/{id}/status`.
+#[derive(Debug, Deserialize)]
+pub struct StatusBody {
+    /// The requested status.
+    pub to: String,
+    /// Expected order version; at least one of the two versions is required.
+    pub version: Option<i64>,
+    /// Expected status version, for writers that only care about status.
+    pub status_version: Option<i64>,
+    /// Why (cancels, returns, rejections).
+    pub reason: Option<String>,
+    /// Who asked for a cancel (`customer`, `shop`, `system`, …).
+    pub by: Option<String>,
+}
+
+fn expected(version: Option<i64>, status_version: Option<i64>) -> Result<Expected, ApiError> {
+    if version.is_none() && status_version.is_none() {
+        return Err(ApiError::bad_request(
+            "`version` (or `status_version`) is required",
+        ));
+    }
+    Ok(Expected {
+        version,
+        status_version,
+    })
+}
+
+fn short_text(name: &str, v: &Option<String>) -> Result<(), ApiError> {
+    match v {
+        Some(s) if s.len() > 1024 => Err(ApiError::bad_request(format!(
+            "`{name}` is longer than 1024 bytes"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// Writes a computed change: 200 with the order as it now stands.
+async fn commit(st: &AppState, read: Order, change: Change) -> OrderAnswer {
+    match change {
+        Change::Unchanged => Ok((StatusCode::OK, Json(read))),
+        Change::Changed { order, events } => {
+            st.deps
+                .store
+                .update_order(&order, read.version, &events)
+                .await?;
+            st.relay.wake();
+            Ok((StatusCode::OK, Json(*order)))
+        }
+    }
+}
+
+/// `POST /v1/orders/{id}/status`: one transition; 409 stale version, 422 illegal.
+pub async fn change_status(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<StatusBody>,
+) -> OrderAnswer {
+    caller.require_admin()?;
+    check_id(&id)?;
+    let to: Status = body
+        .to
+        .parse()
+        .map_err(|e: tracker_domain::status::UnknownStatus| ApiError::bad_request(e.to_string()))?;
+    let exp = expected(body.version, body.status_version)?;
+    short_text("reason", &body.reason)?;
+    short_text("by", &body.by)?;
+    let order = st.deps.store.get_order(&id).await?;
+    let change = order.change_status(to, exp, body.reason, body.by, st.deps.clock.now_ms())?;
+    commit(&st, order, change).await
+}
+
+/// Body of `POST /v1/orders/{id}/assign`.
+#[derive(Debug, Deserialize)]
+pub struct AssignBody {
+    /// The rider who gets the order.
+    pub rider_id: String,
+    /// Expected order version.
+    pub version: Option<i64>,
+    /// Expected status version.
+    pub status_version: Option<i64>,
+}
+
+/// `POST /v1/orders/{id}/assign`: `ready → assigned` to a rider (operators).
+pub async fn assign(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<AssignBody>,
+) -> OrderAnswer {
+    caller.require_admin()?;
+    check_id(&id)?;
+    let exp = expected(body.version, body.status_version)?;
+    let order = st.deps.store.get_order(&id).await?;
+    let change = order.assign(&body.rider_id, exp, st.deps.clock.now_ms())?;
+    commit(&st, order, change).await
+}

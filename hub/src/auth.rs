@@ -1,0 +1,185 @@
+//! Who is asking, and may they watch this order: JWT verification and per-order access.
+//!
+//! Tokens are HS256 with the configured secret, or RS256 when a public key is
+//! configured (both may be accepted at once). They arrive in
+//! `Authorization: Bearer …` or, where a browser cannot set headers, `?token=…`.
+
+use crate::error::ApiError;
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, decode, encode};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use tracker_domain::Order;
+
+/// What a token lets its holder do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Watches their own orders.
+    Customer,
+    /// Watches the orders assigned to them; pushes fixes.
+    Rider,
+    /// Operators and upstream systems: everything.
+    Admin,
+}
+
+/// The claims we read from a token.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Claims {
+    /// The user id: a customer id, a rider id, or an operator's name.
+    pub sub: String,
+    /// Their role.
+    pub role: Role,
+    /// Expiry, Unix seconds.
+    pub exp: u64,
+}
+
+/// Why a token was refused; all of them answer 401.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// No token in the header or the query.
+    #[error("missing token")]
+    Missing,
+    /// Bad signature, expired, malformed, wrong algorithm.
+    #[error("invalid token: {0}")]
+    Invalid(String),
+}
+
+/// Verifies tokens and, for demo and tests, mints HS256 ones.
+pub struct Auth {
+    hs256: (DecodingKey, EncodingKey),
+    rs256: Option<DecodingKey>,
+}
+
+impl Auth {
+    /// Accepts HS256 tokens signed with `secret`.
+    pub fn hs256(secret: &[u8]) -> Self {
+        Auth {
+            hs256: (
+                DecodingKey::from_secret(secret),
+                EncodingKey::from_secret(secret),
+            ),
+            rs256: None,
+        }
+    }
+
+    /// Also accepts RS256 tokens verified with this PEM public key.
+    pub fn with_rs256_public_key(mut self, pem: &[u8]) -> Result<Self, AuthError> {
+        let key = DecodingKey::from_rsa_pem(pem).map_err(|e| AuthError::Invalid(e.to_string()))?;
+        self.rs256 = Some(key);
+        Ok(self)
+    }
+
+    /// The claims of a valid, unexpired token.
+    pub fn verify(&self, token: &str) -> Result<Claims, AuthError> {
+        let header =
+            jsonwebtoken::decode_header(token).map_err(|e| AuthError::Invalid(e.to_string()))?;
+        let key = match (header.alg, &self.rs256) {
+            (Algorithm::HS256, _) => &self.hs256.0,
+            (Algorithm::RS256, Some(k)) => k,
+            (alg, _) => {
+                return Err(AuthError::Invalid(format!(
+                    "algorithm {alg:?} not accepted"
+                )));
+            }
+        };
+        let mut v = Validation::new(header.alg);
+        v.leeway = 5;
+        decode::<Claims>(token, key, &v)
+            .map(|d| d.claims)
+            .map_err(|e| AuthError::Invalid(e.to_string()))
+    }
+
+    /// An HS256 token for `sub` as `role`, valid for `ttl_secs`.
+    pub fn mint(&self, sub: &str, role: Role, ttl_secs: u64) -> String {
+        let claims = Claims {
+            sub: sub.to_owned(),
+            role,
+            exp: jsonwebtoken::get_current_timestamp() + ttl_secs,
+        };
+        encode(&Header::new(Algorithm::HS256), &claims, &self.hs256.1)
+            .expect("HS256 signing cannot fail")
+    }
+}
+
+/// May the holder of `claims` watch (and read) `order`?
+pub fn can_watch(claims: &Claims, order: &Order) -> bool {
+    match claims.role {
+        Role::Admin => true,
+        Role::Customer => order.customer_id == claims.sub,
+        Role::Rider => order.rider_id.as_deref() == Some(claims.sub.as_str()),
+    }
+}
+
+/// The token of a request: the bearer header first, then `?token=`.
+pub fn token_of(parts: &Parts) -> Option<String> {
+    if let Some(h) = parts.headers.get(axum::http::header::AUTHORIZATION) {
+        let h = h.to_str().ok()?;
+        return h.strip_prefix("Bearer ").map(|t| t.trim().to_owned());
+    }
+    let query = parts.uri.query()?;
+    query
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("token=").map(str::to_owned))
+}
+
+/// Extractor: the verified claims of the caller, or a 401.
+pub struct Caller(pub Claims);
+
+impl<S> FromRequestParts<S> for Caller
+where
+    S: Send + Sync,
+    Arc<Auth>: axum::extract::FromRef<S>,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let auth: Arc<Auth> = axum::extract::FromRef::from_ref(state);
+        let token = token_of(parts).ok_or(AuthError::Missing)?;
+        Ok(Caller(auth.verify(&token)?))
+    }
+}
+
+impl Caller {
+    /// Refuses (403) anyone but an admin.
+    pub fn require_admin(&self) -> Result<(), ApiError> {
+        if self.0.role == Role::Admin {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden("this call needs an admin token"))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn minted_tokens_verify_and_forged_ones_do_not() {
+        let auth = Auth::hs256(b"secret");
+        let t = auth.mint("c1", Role::Customer, 60);
+        assert_eq!(auth.verify(&t).unwrap().sub, "c1");
+        let other = Auth::hs256(b"other");
+        assert!(other.verify(&t).is_err());
+        assert!(auth.verify("not.a.token").is_err());
+    }
+
+    #[test]
+    fn expired_tokens_are_refused() {
+        let auth = Auth::hs256(b"secret");
+        let claims = Claims {
+            sub: "c1".into(),
+            role: Role::Customer,
+            exp: jsonwebtoken::get_current_timestamp() - 600,
+        };
+        let t = encode(
+            &Header::default(),
+            &claims,
+            &EncodingKey::from_secret(b"secret"),
+        )
+        .unwrap();
+        assert!(matches!(auth.verify(&t), Err(AuthError::Invalid(_))));
+    }
+}

@@ -1,0 +1,217 @@
+//! Per-order fan-out: who watches which order, fed by one tail of the event log.
+//!
+//! Each entry is turned into a WebSocket text frame once and the same bytes are
+//! handed to every watcher's bounded queue with `try_send`: a slow watcher never
+//! blocks the tail or other watchers. A full queue drops the delivery and flags
+//! the connection as lagged; its task then catches up from the log by `seq`
+//! (see [`crate::ws::session`]), so nothing is lost and memory stays bounded.
+
+use axum::extract::ws::Utf8Bytes;
+use dashmap::DashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use tokio::sync::{Notify, broadcast, mpsc};
+use tokio_util::sync::CancellationToken;
+use tracker_backend::Entry;
+use tracker_backend::log::OrderKey;
+
+/// One event on its way to watchers: the frame text plus what the session needs to order it.
+#[derive(Debug)]
+pub struct Delivery {
+    /// The order it belongs to.
+    pub order: OrderKey,
+    /// Its `seq` in that order's log.
+    pub seq: u64,
+    /// The JSON text frame, shared by every watcher.
+    pub text: Utf8Bytes,
+}
+
+/// Signals from the fan-out to one connection's task.
+#[derive(Debug, Default)]
+pub struct ConnSignal {
+    lagged: AtomicBool,
+    wake: Notify,
+}
+
+impl ConnSignal {
+    /// Marks the connection as having missed deliveries and wakes its task.
+    pub fn lag(&self) {
+        self.lagged.store(true, Ordering::Release);
+        self.wake.notify_one();
+    }
+    /// Waits until [`ConnSignal::lag`] is called.
+    pub async fn woken(&self) {
+        self.wake.notified().await
+    }
+    /// Clears the flag; true if it was set.
+    pub fn take_lagged(&self) -> bool {
+        self.lagged.swap(false, Ordering::AcqRel)
+    }
+}
+
+/// A watcher of an order: one connection's queue.
+#[derive(Debug, Clone)]
+pub struct Subscriber {
+    /// The connection's id, unique in this process.
+    pub conn: u64,
+    /// Its bounded queue.
+    pub tx: mpsc::Sender<Arc<Delivery>>,
+    /// Its lag signal.
+    pub signal: Arc<ConnSignal>,
+}
+
+/// All watchers of all orders on this hub node.
+#[derive(Debug, Default)]
+pub struct Fanout {
+    subs: DashMap<OrderKey, Vec<Subscriber>>,
+}
+
+impl Fanout {
+    /// Adds `sub` as a watcher of `order` (once per connection).
+    pub fn add(&self, order: OrderKey, sub: Subscriber) {
+        let mut list = self.subs.entry(order).or_default();
+        if !list.iter().any(|s| s.conn == sub.conn) {
+            list.push(sub);
+            metrics::gauge!("tracker_ws_subscriptions").increment(1.0);
+        }
+    }
+
+    /// Removes connection `conn` from `order`'s watchers.
+    pub fn remove(&self, order: &str, conn: u64) {
+        let mut removed = false;
+        if let Some(mut list) = self.subs.get_mut(order) {
+            let before = list.len();
+            list.retain(|s| s.conn != conn);
+            removed = list.len() < before;
+        }
+        // Checked again under the shard lock, so a watcher added meanwhile keeps the list.
+        self.subs.remove_if(order, |_, list| list.is_empty());
+        if removed {
+            metrics::gauge!("tracker_ws_subscriptions").decrement(1.0);
+        }
+    }
+
+    /// How many connections watch `order`.
+    pub fn watchers(&self, order: &str) -> usize {
+        self.subs.get(order).map_or(0, |l| l.len())
+    }
+
+    /// Hands `entry` to every watcher of its order without waiting.
+    pub fn deliver(&self, entry: &Entry) {
+        let Some(list) = self.subs.get(&*entry.order) else {
+            return;
+        };
+        let Ok(text) = Utf8Bytes::try_from(entry.json.clone()) else {
+            tracing::error!(order = %entry.order, seq = entry.seq, "event is not UTF-8; dropped");
+            return;
+        };
+        let d = Arc::new(Delivery {
+            order: entry.order.clone(),
+            seq: entry.seq,
+            text,
+        });
+        let (mut queued, mut full) = (0u64, 0u64);
+        for s in list.iter() {
+            match s.tx.try_send(d.clone()) {
+                Ok(()) => queued += 1,
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    full += 1;
+                    s.signal.lag();
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => {}
+            }
+        }
+        metrics::counter!("tracker_fanout_queued_total").increment(queued);
+        if full > 0 {
+            metrics::counter!("tracker_ws_queue_overflows_total").increment(full);
+        }
+    }
+
+    /// Flags every connection as lagged: the tail itself fell behind, so any
+    /// watcher may have missed anything.
+    pub fn lag_everyone(&self) {
+        for list in self.subs.iter() {
+            for s in list.iter() {
+                s.signal.lag();
+            }
+        }
+    }
+}
+
+/// Feeds the fan-out from a tail of the event log until `stop`.
+pub async fn run_tail(
+    fanout: Arc<Fanout>,
+    mut tail: broadcast::Receiver<Arc<Entry>>,
+    stop: CancellationToken,
+) {
+    let now_ms = tracker_domain::clock::now_ms;
+    loop {
+        let entry = tokio::select! {
+            r = tail.recv() => r,
+            _ = stop.cancelled() => return,
+        };
+        match entry {
+            Ok(entry) => {
+                metrics::histogram!("tracker_event_age_at_fanout_ms")
+                    .record((now_ms() - entry.ts).max(0) as f64);
+                fanout.deliver(&entry);
+            }
+            Err(broadcast::error::RecvError::Lagged(n)) => {
+                tracing::warn!(missed = n, "log tail lagged; resynchronising every watcher");
+                metrics::counter!("tracker_tail_lagged_total").increment(n);
+                fanout.lag_everyone();
+            }
+            Err(broadcast::error::RecvError::Closed) => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(order: &str, seq: u64) -> Entry {
+        Entry {
+            order: order.into(),
+            seq,
+            ts: 0,
+            json: format!("{{\"seq\":{seq}}}").into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_flags_only_that_watcher() {
+        let f = Fanout::default();
+        let (slow_tx, _slow_rx) = mpsc::channel(1);
+        let (fast_tx, mut fast_rx) = mpsc::channel(16);
+        let slow = Arc::new(ConnSignal::default());
+        let fast = Arc::new(ConnSignal::default());
+        f.add(
+            "O1".into(),
+            Subscriber {
+                conn: 1,
+                tx: slow_tx,
+                signal: slow.clone(),
+            },
+        );
+        f.add(
+            "O1".into(),
+            Subscriber {
+                conn: 2,
+                tx: fast_tx,
+                signal: fast.clone(),
+            },
+        );
+        for seq in 1..=3 {
+            f.deliver(&entry("O1", seq));
+        }
+        assert!(slow.take_lagged());
+        assert!(!fast.take_lagged());
+        for seq in 1..=3 {
+            assert_eq!(fast_rx.recv().await.unwrap().seq, seq);
+        }
+        f.remove("O1", 1);
+        f.remove("O1", 2);
+        assert_eq!(f.watchers("O1"), 0);
+    }
+}

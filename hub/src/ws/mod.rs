@@ -1,0 +1,101 @@
+//! `GET /v1/ws`: the watchers' WebSocket (PROTOCOL.md), its limits and close codes.
+//!
+//! The token is checked before the upgrade (401 on a bad one); each accepted
+//! socket gets one task, [`session::run`], tracked for shutdown.
+//!
+//! Close codes the server sends:
+//!
+//! | code | meaning | client should |
+//! |---|---|---|
+//! | 1001 | idle: nothing heard for `idle_timeout` | reconnect with `since` |
+//! | 1009 | a frame above `max_message` bytes | fix the client |
+//! | 1012 | server shutting down or restarting | reconnect (another node) with `since` |
+//! | 4008 | too slow: a send did not finish within `write_timeout` | reconnect with `since` |
+
+pub mod frames;
+pub mod session;
+
+use crate::AppState;
+use crate::auth::Caller;
+use crate::error::ApiError;
+use axum::extract::State;
+use axum::extract::ws::WebSocketUpgrade;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use std::time::Duration;
+
+/// Close code: idle connection.
+pub const CLOSE_IDLE: u16 = 1001;
+/// Close code: message too big.
+pub const CLOSE_TOO_BIG: u16 = 1009;
+/// Close code: server restarting; reconnect with `since`.
+pub const CLOSE_RESTART: u16 = 1012;
+/// Close code: the client does not read fast enough; reconnect with `since`.
+pub const CLOSE_SLOW: u16 = 4008;
+
+/// Limits and buffers of each WebSocket connection.
+#[derive(Debug, Clone)]
+pub struct WsConfig {
+    /// Deliveries queued per connection before it counts as lagging and catches up from the log.
+    pub queue: usize,
+    /// Orders one connection may watch at once.
+    pub max_subs: usize,
+    /// Largest client frame we parse; bigger ones up to `max_message` get an error frame.
+    pub max_text: usize,
+    /// Largest client message at all; above it the connection is closed with 1009.
+    pub max_message: usize,
+    /// Socket read buffer, bytes (tungstenite's default is 128 KiB; idle memory matters).
+    pub read_buffer: usize,
+    /// Write buffer target, bytes.
+    pub write_buffer: usize,
+    /// Most events replayed on a resume; beyond it the client gets a fresh snapshot.
+    pub resume_limit: usize,
+    /// A send that takes longer closes the connection as slow (4008).
+    pub write_timeout: Duration,
+    /// How often the server pings.
+    pub ping_every: Duration,
+    /// With nothing heard from the client for this long, the connection is closed (1001).
+    pub idle_timeout: Duration,
+}
+
+impl Default for WsConfig {
+    fn default() -> Self {
+        WsConfig {
+            queue: 256,
+            max_subs: 64,
+            max_text: 4096,
+            max_message: 64 * 1024,
+            read_buffer: 4096,
+            write_buffer: 4096,
+            resume_limit: 1000,
+            write_timeout: Duration::from_secs(10),
+            ping_every: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(75),
+        }
+    }
+}
+
+/// Upgrades an authenticated request to a watcher connection.
+pub async fn upgrade(
+    State(st): State<AppState>,
+    caller: Result<Caller, ApiError>,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let claims = match caller {
+        Ok(Caller(c)) => c,
+        Err(e) => return e.into_response(),
+    };
+    if st.stop.is_cancelled() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response();
+    }
+    let c = &st.cfg.ws;
+    ws.read_buffer_size(c.read_buffer)
+        .write_buffer_size(c.write_buffer)
+        .max_write_buffer_size(c.write_buffer.max(c.max_message) * 4)
+        .max_message_size(c.max_message)
+        .max_frame_size(c.max_message)
+        .on_upgrade(move |socket| {
+            let tasks = st.tasks.clone();
+            tasks.track_future(session::run(socket, claims, st))
+        })
+}

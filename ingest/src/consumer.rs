@@ -1,0 +1,190 @@
+//! The MQTT side of ingest, by rumqttc's rules: one task owns the event loop and
+//! only forwards publishes; a second task routes them and acks each one after
+//! its append succeeded (manual acks: at-least-once).
+//!
+//! rumqttc has no reconnect backoff of its own (a bare poll loop against a down
+//! broker spins), so errors sleep with capped exponential backoff here, and
+//! subscriptions are made again on every ConnAck. TCP_NODELAY is on: with Nagle,
+//! small publishes and acks stall for tens of milliseconds at the tail.
+
+use crate::router::Router;
+use crate::topic;
+use anyhow::{Context, bail};
+use rumqttc::{
+    AsyncClient, Event, Incoming, MqttOptions, NetworkOptions, Publish, QoS, SubscribeFilter,
+};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// Where the broker is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MqttTarget {
+    /// Host name or address.
+    pub host: String,
+    /// TCP port.
+    pub port: u16,
+}
+
+impl MqttTarget {
+    /// Parses `mqtt://host:port` (port defaults to 1883).
+    pub fn parse(url: &str) -> anyhow::Result<Self> {
+        let Some(rest) = url
+            .strip_prefix("mqtt://")
+            .or_else(|| url.strip_prefix("tcp://"))
+        else {
+            bail!("MQTT URL `{url}` must start with mqtt://");
+        };
+        let rest = rest.trim_end_matches('/');
+        let (host, port) = match rest.rsplit_once(':') {
+            Some((h, p)) => (
+                h,
+                p.parse()
+                    .with_context(|| format!("bad port in MQTT URL `{url}`"))?,
+            ),
+            None => (rest, 1883),
+        };
+        if host.is_empty() {
+            bail!("MQTT URL `{url}` has no host");
+        }
+        Ok(MqttTarget {
+            host: host.trim_matches(['[', ']']).to_owned(),
+            port,
+        })
+    }
+}
+
+/// How an ingest instance connects and consumes.
+#[derive(Debug, Clone)]
+pub struct IngestConfig {
+    /// The broker.
+    pub target: MqttTarget,
+    /// MQTT client id; unique per instance.
+    pub client_id: String,
+    /// Shared-subscription group: instances in one group split the riders.
+    pub share_group: String,
+    /// Publishes buffered between the event loop and the router.
+    pub queue: usize,
+    /// MQTT keep-alive.
+    pub keep_alive: Duration,
+}
+
+impl IngestConfig {
+    /// Defaults for `target`, with a random client id.
+    pub fn new(target: MqttTarget) -> Self {
+        IngestConfig {
+            target,
+            client_id: format!("tracker-ingest-{:08x}", rand::random::<u32>()),
+            share_group: "ingest".into(),
+            queue: 1024,
+            keep_alive: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Consumes rider fixes until `stop` is cancelled.
+pub async fn run(cfg: IngestConfig, router: Arc<Router>, stop: CancellationToken) {
+    let mut opts = MqttOptions::new(
+        cfg.client_id.clone(),
+        cfg.target.host.clone(),
+        cfg.target.port,
+    );
+    opts.set_keep_alive(cfg.keep_alive)
+        .set_manual_acks(true)
+        .set_clean_session(true)
+        .set_max_packet_size(crate::broker::MAX_PAYLOAD + 1024, 64 * 1024)
+        // Acks and subscribes go through this channel; it must never fill while
+        // the event loop waits for the router (unacked publishes are capped by
+        // the broker's inflight limit, far below this).
+        .set_request_channel_capacity(8192);
+    let (client, mut eventloop) = AsyncClient::new(opts, 8192);
+    let mut net = NetworkOptions::new();
+    net.set_tcp_nodelay(true);
+    net.set_connection_timeout(5);
+    eventloop.set_network_options(net);
+
+    let (tx, rx) = mpsc::channel::<Publish>(cfg.queue.max(1));
+    let worker = tokio::spawn(route_loop(rx, client.clone(), router, stop.clone()));
+    let filters: Vec<SubscribeFilter> = topic::filters(&cfg.share_group)
+        .into_iter()
+        .map(|f| SubscribeFilter::new(f, QoS::AtLeastOnce))
+        .collect();
+
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let event = tokio::select! {
+            e = eventloop.poll() => e,
+            _ = stop.cancelled() => break,
+        };
+        match event {
+            Ok(Event::Incoming(Incoming::ConnAck(_))) => {
+                backoff = Duration::from_millis(100);
+                tracing::info!(broker = %format!("{}:{}", cfg.target.host, cfg.target.port), group = %cfg.share_group, "ingest connected");
+                if let Err(e) = client.try_subscribe_many(filters.clone()) {
+                    tracing::error!(error = %e, "could not queue the subscription");
+                }
+            }
+            Ok(Event::Incoming(Incoming::Publish(p))) => {
+                metrics::counter!("tracker_mqtt_publishes_received_total").increment(1);
+                // Waiting here is the back-pressure: the broker stops sending once
+                // its inflight window to us is full of unacked publishes.
+                tokio::select! {
+                    r = tx.send(p) => if r.is_err() { break },
+                    _ = stop.cancelled() => break,
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "MQTT connection failed");
+                metrics::counter!("tracker_mqtt_reconnects_total").increment(1);
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = stop.cancelled() => break,
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
+    let _ = client.try_disconnect();
+    drop(tx);
+    let _ = worker.await;
+}
+
+async fn route_loop(
+    mut rx: mpsc::Receiver<Publish>,
+    client: AsyncClient,
+    router: Arc<Router>,
+    stop: CancellationToken,
+) {
+    while let Some(p) = rx.recv().await {
+        if !router.handle_until_done(&p.topic, &p.payload, &stop).await {
+            return; // stopping: leave it unacked so the broker redelivers it
+        }
+        if p.qos != QoS::AtMostOnce
+            && let Err(e) = client.ack(&p).await
+        {
+            tracing::debug!(error = %e, "ack not sent (connection closing)");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_broker_urls() {
+        assert_eq!(
+            MqttTarget::parse("mqtt://127.0.0.1:1883").unwrap(),
+            MqttTarget {
+                host: "127.0.0.1".into(),
+                port: 1883
+            }
+        );
+        assert_eq!(MqttTarget::parse("mqtt://broker").unwrap().port, 1883);
+        assert!(MqttTarget::parse("http://x").is_err());
+        assert!(MqttTarget::parse("mqtt://x:notaport").is_err());
+        assert!(MqttTarget::parse("mqtt://:1883").is_err());
+    }
+}

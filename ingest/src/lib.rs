@@ -1,0 +1,22 @@
+//! Ingest: riders' GPS fixes from MQTT into their orders' event logs.
+//!
+//! # Layout
+//! - [`topic`]: `riders/{id}/pos` and `riders/{id}/pos/batch`, parsed and checked.
+//! - [`stats`]: counters of accepted, unrouted and rejected fixes (by reason).
+//! - [`router`]: validates a payload, finds the rider's orders, appends `pos` events.
+//! - [`consumer`]: the MQTT client loop (shared subscription, manual acks, backoff).
+//! - [`broker`]: the embedded MQTT broker (rumqttd) of the one-process default.
+//!
+//! Data path: broker → [`consumer`] (one task owns the MQTT event loop) →
+//! bounded channel → [`router`] → event log; the MQTT ack is sent only after the
+//! append succeeded, so a crash redelivers instead of losing a fix.
+
+pub mod broker;
+pub mod consumer;
+pub mod router;
+pub mod stats;
+pub mod topic;
+
+pub use consumer::{IngestConfig, MqttTarget};
+pub use router::Router;
+pub use stats::Stats;

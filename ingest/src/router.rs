@@ -1,0 +1,147 @@
+//! From a rider's payload to `pos` events in the logs of the orders they hold.
+//!
+//! Bad input is counted by reason and dropped; it never fails the caller. Only a
+//! backend failure (store or log unreachable) is an error, and the caller retries
+//! it, because the fix was valid and must not be lost.
+
+use crate::stats::Stats;
+use crate::topic::{self, Kind};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use tracker_backend::{EventLog, LogError, Store, StoreError};
+use tracker_domain::fix::{parse_batch, parse_fix};
+use tracker_domain::{Clock, EventBody, Fix, FixLimits, PosEvent, RejectReason};
+
+/// A backend failure while routing valid fixes; worth retrying.
+#[derive(Debug, thiserror::Error)]
+pub enum RouteError {
+    /// The store could not say which orders the rider holds.
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    /// The log refused the append.
+    #[error("log: {0}")]
+    Log(#[from] LogError),
+}
+
+/// Validates fixes and appends them to the rider's orders.
+pub struct Router {
+    store: Arc<dyn Store>,
+    log: Arc<dyn EventLog>,
+    clock: Arc<dyn Clock>,
+    limits: FixLimits,
+    stats: Arc<Stats>,
+}
+
+fn pos_event(f: &Fix) -> EventBody {
+    EventBody::Pos(PosEvent {
+        lat: f.lat,
+        lon: f.lon,
+        ts: f.ts,
+        speed: f.speed,
+        heading: f.heading,
+        backfill: false,
+    })
+}
+
+impl Router {
+    /// A router over these backends.
+    pub fn new(
+        store: Arc<dyn Store>,
+        log: Arc<dyn EventLog>,
+        clock: Arc<dyn Clock>,
+        limits: FixLimits,
+        stats: Arc<Stats>,
+    ) -> Self {
+        Router {
+            store,
+            log,
+            clock,
+            limits,
+            stats,
+        }
+    }
+
+    /// The counters this router updates.
+    pub fn stats(&self) -> &Arc<Stats> {
+        &self.stats
+    }
+
+    /// Handles one MQTT publish: parse the topic and payload, then [`Router::route`].
+    pub async fn handle(&self, topic: &str, payload: &[u8]) -> Result<(), RouteError> {
+        let Some((rider, kind)) = topic::parse(topic) else {
+            self.stats.reject(RejectReason::BadTopic);
+            return Ok(());
+        };
+        let now = self.clock.now_ms();
+        let fixes = match kind {
+            Kind::Single => match parse_fix(payload, now, &self.limits) {
+                Ok(f) => vec![f],
+                Err(r) => {
+                    self.stats.reject(r);
+                    return Ok(());
+                }
+            },
+            Kind::Batch => match parse_batch(payload, now, &self.limits) {
+                Ok((good, bad)) => {
+                    bad.into_iter().for_each(|r| self.stats.reject(r));
+                    good
+                }
+                Err(r) => {
+                    self.stats.reject(r);
+                    return Ok(());
+                }
+            },
+        };
+        self.route(rider, fixes).await
+    }
+
+    /// Appends valid `fixes` of `rider`, oldest first, to every order the rider holds.
+    ///
+    /// A batch is kept whole in each log; the log's fold moves the live position
+    /// only for a fix newer than the current one and marks the rest `backfill`.
+    pub async fn route(&self, rider: &str, mut fixes: Vec<Fix>) -> Result<(), RouteError> {
+        if fixes.is_empty() {
+            return Ok(());
+        }
+        let n = fixes.len() as u64;
+        self.stats.accept(n);
+        fixes.sort_by_key(|f| f.ts);
+        let orders = self.store.rider_orders(rider).await?;
+        if orders.is_empty() {
+            self.stats.unrouted(n);
+            return Ok(());
+        }
+        let events: Vec<EventBody> = fixes.iter().map(pos_event).collect();
+        for order in orders {
+            let appended = self.log.append(&order, events.clone(), None).await?;
+            self.stats.appended(appended.len() as u64);
+        }
+        Ok(())
+    }
+
+    /// [`Router::handle`], retried with capped exponential backoff until it
+    /// succeeds or `stop` is cancelled (false then).
+    pub async fn handle_until_done(
+        &self,
+        topic: &str,
+        payload: &[u8],
+        stop: &CancellationToken,
+    ) -> bool {
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            match self.handle(topic, payload).await {
+                Ok(()) => return true,
+                Err(e) => {
+                    tracing::warn!(error = %e, topic, "routing a fix failed; retrying");
+                    metrics::counter!("tracker_ingest_retries_total").increment(1);
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(backoff) => {}
+                _ = stop.cancelled() => return false,
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+    }
+}

@@ -1,0 +1,62 @@
+//! Rider topics of PROTOCOL.md: `riders/{rider_id}/pos` and `riders/{rider_id}/pos/batch`.
+
+/// Longest accepted rider id.
+pub const MAX_RIDER_ID: usize = 64;
+
+/// What a rider published.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// One fix.
+    Single,
+    /// An array of fixes, possibly old and out of order.
+    Batch,
+}
+
+/// The rider and kind of a publish topic, or `None` when it is not a rider topic
+/// or the rider id is not 1..=64 of `[A-Za-z0-9_.-]`.
+pub fn parse(topic: &str) -> Option<(&str, Kind)> {
+    let rest = topic.strip_prefix("riders/")?;
+    let (rider, kind) = if let Some(r) = rest.strip_suffix("/pos/batch") {
+        (r, Kind::Batch)
+    } else {
+        (rest.strip_suffix("/pos")?, Kind::Single)
+    };
+    let ok = !rider.is_empty()
+        && rider.len() <= MAX_RIDER_ID
+        && rider
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+    ok.then_some((rider, kind))
+}
+
+/// The subscription filters of an ingest instance in shared group `group`.
+pub fn filters(group: &str) -> [String; 2] {
+    [
+        format!("$share/{group}/riders/+/pos"),
+        format!("$share/{group}/riders/+/pos/batch"),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_rider_topics_and_refuses_others() {
+        assert_eq!(parse("riders/r1/pos"), Some(("r1", Kind::Single)));
+        assert_eq!(
+            parse("riders/r-1.a_b/pos/batch"),
+            Some(("r-1.a_b", Kind::Batch))
+        );
+        for bad in [
+            "riders//pos",
+            "riders/a/b/pos",
+            "drivers/r1/pos",
+            "riders/r1/position",
+            "riders/r 1/pos",
+        ] {
+            assert_eq!(parse(bad), None, "{bad}");
+        }
+        assert_eq!(parse(&format!("riders/{}/pos", "x".repeat(65))), None);
+    }
+}
