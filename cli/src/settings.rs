@@ -39,6 +39,8 @@ pub struct Settings {
     pub log_history: usize,
     /// How long the in-process log keeps an order after it ended.
     pub log_retention: Duration,
+    /// Deliveries queued per WebSocket before it catches up from the log instead.
+    pub ws_queue: usize,
 }
 
 impl fmt::Debug for Settings {
@@ -56,6 +58,7 @@ impl fmt::Debug for Settings {
             .field("share_group", &self.share_group)
             .field("log_history", &self.log_history)
             .field("log_retention", &self.log_retention)
+            .field("ws_queue", &self.ws_queue)
             .finish()
     }
 }
@@ -102,7 +105,7 @@ impl Settings {
     /// Builds settings from `KEY → value` pairs; unknown `TRACKER_` keys are errors
     /// (a typo should not silently fall back to a default).
     pub fn from_vars(vars: &HashMap<String, String>) -> anyhow::Result<Self> {
-        const KNOWN: [&str; 13] = [
+        const KNOWN: [&str; 14] = [
             "TRACKER_HTTP_ADDR",
             "TRACKER_MQTT_ADDR",
             "TRACKER_MQTT_URL",
@@ -115,6 +118,7 @@ impl Settings {
             "TRACKER_MQTT_SHARE_GROUP",
             "TRACKER_LOG_HISTORY",
             "TRACKER_LOG_RETENTION_SECS",
+            "TRACKER_WS_QUEUE",
             "TRACKER_CONFIG",
         ];
         if let Some(k) = vars
@@ -136,6 +140,10 @@ impl Settings {
         let log_history: usize = parse(vars, "TRACKER_LOG_HISTORY", 1000)?;
         if log_history == 0 {
             bail!("TRACKER_LOG_HISTORY must be at least 1");
+        }
+        let ws_queue: usize = parse(vars, "TRACKER_WS_QUEUE", 256)?;
+        if ws_queue == 0 {
+            bail!("TRACKER_WS_QUEUE must be at least 1");
         }
         let share_group = parse(vars, "TRACKER_MQTT_SHARE_GROUP", "ingest".to_owned())?;
         if share_group.is_empty() || share_group.contains(['/', '+', '#']) {
@@ -167,6 +175,7 @@ impl Settings {
             share_group,
             log_history,
             log_retention: Duration::from_secs(parse(vars, "TRACKER_LOG_RETENTION_SECS", 3600)?),
+            ws_queue,
         })
     }
 }

@@ -141,22 +141,30 @@ pub async fn start(
             clock: clock.clone(),
             metrics,
         };
-        let hub = tracker_hub::run(HubConfig::default(), deps, listener, stop.clone());
+        let mut cfg = HubConfig::default();
+        cfg.ws.queue = s.ws_queue;
+        let hub = tracker_hub::run(cfg, deps, listener, stop.clone());
         running.services.push(tokio::spawn(hub));
     }
 
     if mode != Mode::Hub {
-        let target = match (&s.mqtt_url, mode) {
-            (Some(url), _) => MqttTarget::parse(url).context("TRACKER_MQTT_URL")?,
+        // On an external broker ingest instances share the riders through a shared
+        // subscription; the embedded broker has exactly one consumer, this one.
+        let (target, share_group) = match (&s.mqtt_url, mode) {
+            (Some(url), _) => {
+                let target = MqttTarget::parse(url).context("TRACKER_MQTT_URL")?;
+                (target, Some(s.share_group.clone()))
+            }
             (None, Mode::Run) => {
                 let addr = s.mqtt_addr;
                 let addr = tokio::task::spawn_blocking(move || tracker_ingest::broker::start(addr))
                     .await??;
                 running.mqtt_addr = Some(addr);
-                MqttTarget {
+                let target = MqttTarget {
                     host: addr.ip().to_string(),
                     port: addr.port(),
-                }
+                };
+                (target, None)
             }
             (None, _) => {
                 bail!("`tracker ingest` needs TRACKER_MQTT_URL (the broker riders publish to)")
@@ -166,7 +174,7 @@ pub async fn start(
         running.ingest_stats = Some(stats.clone());
         let router = Arc::new(Router::new(store, log, clock, FixLimits::default(), stats));
         let mut cfg = IngestConfig::new(target);
-        cfg.share_group = s.share_group.clone();
+        cfg.share_group = share_group;
         let ingest = tracker_ingest::consumer::run(cfg, router, stop.clone());
         running.services.push(tokio::spawn(async move {
             ingest.await;

@@ -141,14 +141,23 @@ where
     }
 }
 
-impl Caller {
-    /// Refuses (403) anyone but an admin.
-    pub fn require_admin(&self) -> Result<(), ApiError> {
-        if self.0.role == Role::Admin {
-            Ok(())
-        } else {
-            Err(ApiError::forbidden("this call needs an admin token"))
+/// Extractor: a caller with the admin role (401 without a valid token, 403 with
+/// another role), checked before the request body is read.
+pub struct Admin(pub Claims);
+
+impl<S> FromRequestParts<S> for Admin
+where
+    S: Send + Sync,
+    Arc<Auth>: axum::extract::FromRef<S>,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Caller(claims) = Caller::from_request_parts(parts, state).await?;
+        if claims.role != Role::Admin {
+            return Err(ApiError::forbidden("this call needs an admin token"));
         }
+        Ok(Admin(claims))
     }
 }
 

@@ -97,7 +97,13 @@ impl From<ChangeError> for ApiError {
 
 impl From<JsonRejection> for ApiError {
     fn from(e: JsonRejection) -> Self {
-        ApiError::bad_request(e.body_text())
+        match e.status() {
+            StatusCode::PAYLOAD_TOO_LARGE => {
+                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", e.body_text())
+            }
+            // axum answers 415/422 for some of these; the API says 400 for any bad input.
+            _ => ApiError::bad_request(e.body_text()),
+        }
     }
 }
 

@@ -63,7 +63,10 @@ pub struct IngestConfig {
     /// MQTT client id; unique per instance.
     pub client_id: String,
     /// Shared-subscription group: instances in one group split the riders.
-    pub share_group: String,
+    /// `None` subscribes without a group, for a broker with one consumer (the
+    /// embedded one: rumqttd keys shared groups by name alone, so one group over
+    /// the two rider filters starves one of them).
+    pub share_group: Option<String>,
     /// Publishes buffered between the event loop and the router.
     pub queue: usize,
     /// MQTT keep-alive.
@@ -76,7 +79,7 @@ impl IngestConfig {
         IngestConfig {
             target,
             client_id: format!("tracker-ingest-{:08x}", rand::random::<u32>()),
-            share_group: "ingest".into(),
+            share_group: Some("ingest".into()),
             queue: 1024,
             keep_alive: Duration::from_secs(30),
         }
@@ -106,7 +109,7 @@ pub async fn run(cfg: IngestConfig, router: Arc<Router>, stop: CancellationToken
 
     let (tx, rx) = mpsc::channel::<Publish>(cfg.queue.max(1));
     let worker = tokio::spawn(route_loop(rx, client.clone(), router, stop.clone()));
-    let filters: Vec<SubscribeFilter> = topic::filters(&cfg.share_group)
+    let filters: Vec<SubscribeFilter> = topic::filters(cfg.share_group.as_deref())
         .into_iter()
         .map(|f| SubscribeFilter::new(f, QoS::AtLeastOnce))
         .collect();
@@ -120,7 +123,7 @@ pub async fn run(cfg: IngestConfig, router: Arc<Router>, stop: CancellationToken
         match event {
             Ok(Event::Incoming(Incoming::ConnAck(_))) => {
                 backoff = Duration::from_millis(100);
-                tracing::info!(broker = %format!("{}:{}", cfg.target.host, cfg.target.port), group = %cfg.share_group, "ingest connected");
+                tracing::info!(broker = %format!("{}:{}", cfg.target.host, cfg.target.port), group = cfg.share_group.as_deref().unwrap_or("-"), "ingest connected");
                 if let Err(e) = client.try_subscribe_many(filters.clone()) {
                     tracing::error!(error = %e, "could not queue the subscription");
                 }

@@ -29,12 +29,17 @@ pub fn parse(topic: &str) -> Option<(&str, Kind)> {
     ok.then_some((rider, kind))
 }
 
-/// The subscription filters of an ingest instance in shared group `group`.
-pub fn filters(group: &str) -> [String; 2] {
-    [
-        format!("$share/{group}/riders/+/pos"),
-        format!("$share/{group}/riders/+/pos/batch"),
-    ]
+/// The subscription filters of an ingest instance: in shared group `group`
+/// (`$share/{group}/riders/+/pos` and `…/pos/batch`, PROTOCOL.md), or plain
+/// filters when it is the only consumer (`None`).
+pub fn filters(group: Option<&str>) -> [String; 2] {
+    match group {
+        Some(g) => [
+            format!("$share/{g}/riders/+/pos"),
+            format!("$share/{g}/riders/+/pos/batch"),
+        ],
+        None => ["riders/+/pos".to_owned(), "riders/+/pos/batch".to_owned()],
+    }
 }
 
 #[cfg(test)]
@@ -58,5 +63,17 @@ mod tests {
             assert_eq!(parse(bad), None, "{bad}");
         }
         assert_eq!(parse(&format!("riders/{}/pos", "x".repeat(65))), None);
+    }
+
+    #[test]
+    fn filters_follow_the_protocol() {
+        assert_eq!(
+            filters(Some("ingest")),
+            [
+                "$share/ingest/riders/+/pos",
+                "$share/ingest/riders/+/pos/batch"
+            ]
+        );
+        assert_eq!(filters(None), ["riders/+/pos", "riders/+/pos/batch"]);
     }
 }

@@ -1,0 +1,97 @@
+//! The same live path against the machine's real services.
+//!
+//! A suite runs when its `TRACKER_TEST_*_URL` is set (scripts/test sets them when
+//! the service answers); unset, it is skipped with a note, unless
+//! `TRACKER_TEST_REQUIRE_BACKENDS=1` (CI), where a missing service fails the run.
+
+use crate::helpers::*;
+use serde_json::json;
+use tracker_hub::Role;
+
+/// The URL of a backend suite, or `None` to skip it (failing instead when required).
+pub(crate) fn backend_url(var: &str) -> Option<String> {
+    match std::env::var(var).ok().filter(|v| !v.is_empty()) {
+        Some(url) => Some(url),
+        None if std::env::var("TRACKER_TEST_REQUIRE_BACKENDS").as_deref() == Ok("1") => {
+            panic!(
+                "{var} is not set but TRACKER_TEST_REQUIRE_BACKENDS=1: the real-backend suites must run"
+            )
+        }
+        None => {
+            eprintln!("skipped: {var} is not set");
+            None
+        }
+    }
+}
+
+#[tokio::test]
+async fn fixes_through_an_external_mosquitto_reach_watchers() {
+    let Some(url) = backend_url("TRACKER_TEST_MQTT_URL") else {
+        return;
+    };
+    // Its own share group, so parallel runs on the shared broker do not split each other's fixes.
+    let group = unique("ingest-test");
+    let app = spawn_app_with(&[
+        ("TRACKER_MQTT_URL", url.as_str()),
+        ("TRACKER_MQTT_SHARE_GROUP", group.as_str()),
+    ])
+    .await;
+    assert!(
+        app.running.mqtt_addr.is_none(),
+        "no embedded broker when TRACKER_MQTT_URL is set"
+    );
+    let rider = unique("r");
+    let (order, _) = app.assigned_order("c1", &rider).await;
+    app.wait_for_seq(&order, 6).await;
+    let mut ws = app.ws(&app.token("c1", Role::Customer)).await;
+    ws.sub(&order, None).await;
+    assert_eq!(ws.next().await["t"], "snapshot");
+
+    // Ingest subscribes after its ConnAck; publish until the first fix lands, bounded.
+    let phone = app.mqtt_client().await;
+    let topic = format!("riders/{rider}/pos");
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let first = loop {
+        let ts = now_ms();
+        publish(
+            &phone,
+            &topic,
+            json!({"lat": 23.0, "lon": 113.0, "ts": ts}).to_string(),
+        )
+        .await;
+        if let Ok(Some(Ok(m))) = tokio::time::timeout(
+            std::time::Duration::from_millis(200),
+            futures_util::StreamExt::next(&mut ws.stream),
+        )
+        .await
+        {
+            break serde_json::from_str::<serde_json::Value>(m.to_text().unwrap()).unwrap();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no fix came through Mosquitto"
+        );
+    };
+    assert_eq!(
+        (first["t"].as_str(), first["seq"].as_u64()),
+        (Some("pos"), Some(7)),
+        "{first}"
+    );
+
+    // And garbage through the external broker is counted, not fatal.
+    publish(&phone, &topic, vec![0xde, 0xad]).await;
+    let ts = now_ms() + 1;
+    publish(
+        &phone,
+        &topic,
+        json!({"lat": 23.1, "lon": 113.1, "ts": ts}).to_string(),
+    )
+    .await;
+    loop {
+        let f = ws.next().await;
+        if f["ts"].as_i64() == Some(ts) {
+            break;
+        }
+    }
+    assert!(app.running.ingest_stats.as_ref().unwrap().rejected_total() >= 1);
+}

@@ -1,0 +1,254 @@
+//! `spawn_app()` and typed helpers: each test gets its own process state, ports,
+//! data directory and MQTT client ids; nothing sleeps waiting for readiness.
+
+use futures_util::{SinkExt, StreamExt};
+use rumqttc::{AsyncClient, Event, Incoming, MqttOptions, QoS};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tracker_cli::settings::Settings;
+use tracker_cli::system::{self, Mode, Running};
+use tracker_hub::{Auth, Role};
+
+/// How long any single expected thing may take before the test fails.
+pub(crate) const PATIENCE: Duration = Duration::from_secs(10);
+
+pub(crate) struct App {
+    pub(crate) running: Running,
+    pub(crate) base: String,
+    pub(crate) ws_url: String,
+    pub(crate) mqtt: (String, u16),
+    pub(crate) auth: Arc<Auth>,
+    pub(crate) http: reqwest::Client,
+    _dir: tempfile::TempDir,
+}
+
+pub(crate) async fn spawn_app() -> App {
+    spawn_app_with(&[]).await
+}
+
+/// Starts `tracker run` on ports 0 with extra `TRACKER_*` settings.
+pub(crate) async fn spawn_app_with(extra: &[(&str, &str)]) -> App {
+    if std::env::var("TEST_LOG").is_ok() {
+        let _ = tracing_subscriber::fmt().with_env_filter("info").try_init();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut vars: HashMap<String, String> = HashMap::from([
+        ("TRACKER_HTTP_ADDR".into(), "127.0.0.1:0".into()),
+        ("TRACKER_MQTT_ADDR".into(), "127.0.0.1:0".into()),
+        ("TRACKER_DATA_DIR".into(), dir.path().display().to_string()),
+        ("TRACKER_JWT_SECRET".into(), "test-secret-0123456789".into()),
+    ]);
+    for (k, v) in extra {
+        vars.insert(k.to_string(), v.to_string());
+    }
+    let settings = Settings::from_vars(&vars).unwrap();
+    let running = system::start(&settings, Mode::Run, None).await.unwrap();
+    let http_addr = running.http_addr.unwrap();
+    let mqtt = match (&settings.mqtt_url, running.mqtt_addr) {
+        (Some(url), _) => {
+            let t = tracker_ingest::MqttTarget::parse(url).unwrap();
+            (t.host, t.port)
+        }
+        (None, Some(addr)) => (addr.ip().to_string(), addr.port()),
+        (None, None) => unreachable!("run mode has a broker"),
+    };
+    App {
+        auth: running.auth.clone().unwrap(),
+        base: format!("http://{http_addr}"),
+        ws_url: format!("ws://{http_addr}/v1/ws"),
+        mqtt,
+        running,
+        http: reqwest::Client::new(),
+        _dir: dir,
+    }
+}
+
+pub(crate) fn unique(prefix: &str) -> String {
+    format!("{prefix}-{:x}", rand::random::<u64>())
+}
+
+impl App {
+    pub(crate) fn token(&self, sub: &str, role: Role) -> String {
+        self.auth.mint(sub, role, 3600)
+    }
+
+    pub(crate) fn admin(&self) -> String {
+        self.token("ops", Role::Admin)
+    }
+
+    pub(crate) async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        let r = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(self.admin())
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Creates an order for `customer`; returns its JSON.
+    pub(crate) async fn create_order(&self, customer: &str) -> Value {
+        let body = json!({
+            "biz_order_no": unique("S"), "biz_type": "grocery", "customer_id": customer,
+            "pickup": {"lat": 23.1291, "lon": 113.2644}, "dropoff": {"lat": 23.14, "lon": 113.28},
+            "promised_at": 1_763_700_600_000_i64,
+        });
+        let (status, order) = self.post("/v1/orders", &body).await;
+        assert_eq!(status, 201, "{order}");
+        order
+    }
+
+    /// One status transition that must succeed; returns the new version.
+    pub(crate) async fn transition(&self, id: &str, to: &str, version: i64) -> i64 {
+        let (status, o) = self
+            .post(
+                &format!("/v1/orders/{id}/status"),
+                &json!({"to": to, "version": version}),
+            )
+            .await;
+        assert_eq!(status, 200, "{to}: {o}");
+        o["version"].as_i64().unwrap()
+    }
+
+    /// An order of `customer` carried to `assigned` to `rider`; returns (id, version).
+    pub(crate) async fn assigned_order(&self, customer: &str, rider: &str) -> (String, i64) {
+        let o = self.create_order(customer).await;
+        let id = o["id"].as_str().unwrap().to_owned();
+        let mut v = o["version"].as_i64().unwrap();
+        for to in ["paid", "preparing", "ready"] {
+            v = self.transition(&id, to, v).await;
+        }
+        let (status, o) = self
+            .post(
+                &format!("/v1/orders/{id}/assign"),
+                &json!({"rider_id": rider, "version": v}),
+            )
+            .await;
+        assert_eq!(status, 200, "{o}");
+        (id, o["version"].as_i64().unwrap())
+    }
+
+    /// Waits until `order`'s log reaches `seq` (events are relayed asynchronously).
+    pub(crate) async fn wait_for_seq(&self, order: &str, seq: u64) {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            let top = self
+                .running
+                .log
+                .read(order, None, 0)
+                .await
+                .unwrap()
+                .state
+                .seq;
+            if top >= seq {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "log of {order} stuck at {top}, wanted {seq}"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    pub(crate) async fn ws(&self, token: &str) -> Ws {
+        let (stream, _) =
+            tokio_tungstenite::connect_async(format!("{}?token={token}", self.ws_url))
+                .await
+                .unwrap();
+        Ws { stream }
+    }
+
+    /// A connected MQTT client (a rider's phone, or a load tool).
+    pub(crate) async fn mqtt_client(&self) -> AsyncClient {
+        let mut opts = MqttOptions::new(unique("test-phone"), self.mqtt.0.clone(), self.mqtt.1);
+        opts.set_keep_alive(Duration::from_secs(30))
+            .set_max_packet_size(1 << 20, 1 << 20);
+        let (client, mut ev) = AsyncClient::new(opts, 1024);
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
+            let mut ready = Some(ready_tx);
+            loop {
+                match ev.poll().await {
+                    Ok(Event::Incoming(Incoming::ConnAck(_))) => {
+                        if let Some(tx) = ready.take() {
+                            let _ = tx.send(());
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+                }
+            }
+        });
+        tokio::time::timeout(PATIENCE, ready_rx)
+            .await
+            .unwrap()
+            .unwrap();
+        client
+    }
+}
+
+pub(crate) async fn publish(client: &AsyncClient, topic: &str, payload: impl Into<Vec<u8>>) {
+    client
+        .publish(topic, QoS::AtLeastOnce, false, payload)
+        .await
+        .unwrap();
+}
+
+pub(crate) fn now_ms() -> i64 {
+    tracker_domain::clock::now_ms()
+}
+
+pub(crate) struct Ws {
+    pub(crate) stream: WebSocketStream<MaybeTlsStream<TcpStream>>,
+}
+
+impl Ws {
+    pub(crate) async fn send(&mut self, v: Value) {
+        self.stream
+            .send(Message::Text(v.to_string().into()))
+            .await
+            .unwrap();
+    }
+
+    pub(crate) async fn sub(&mut self, order: &str, since: Option<u64>) {
+        let mut v = json!({"op": "sub", "order": order});
+        if let Some(s) = since {
+            v["since"] = json!(s);
+        }
+        self.send(v).await;
+    }
+
+    /// The next JSON frame, skipping pings; fails after [`PATIENCE`].
+    pub(crate) async fn next(&mut self) -> Value {
+        loop {
+            let msg = tokio::time::timeout(PATIENCE, self.stream.next())
+                .await
+                .expect("a frame within the patience window")
+                .expect("socket open")
+                .expect("socket healthy");
+            match msg {
+                Message::Text(t) => return serde_json::from_str(&t).unwrap(),
+                Message::Ping(_) | Message::Pong(_) => continue,
+                other => panic!("unexpected frame {other:?}"),
+            }
+        }
+    }
+
+    /// Asserts nothing arrives for `ms` milliseconds.
+    pub(crate) async fn silent_for(&mut self, ms: u64) {
+        if let Ok(Some(Ok(m))) =
+            tokio::time::timeout(Duration::from_millis(ms), self.stream.next()).await
+        {
+            panic!("expected silence, got {m:?}");
+        }
+    }
+}

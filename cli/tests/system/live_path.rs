@@ -1,0 +1,175 @@
+//! The spine: a fix over MQTT and a status change over the API reach the watching customer.
+
+use crate::helpers::*;
+use serde_json::json;
+use tracker_hub::Role;
+
+#[tokio::test]
+async fn a_riders_fix_and_a_status_change_reach_the_watching_customer() {
+    let app = spawn_app().await;
+    let (customer, rider) = (unique("c"), unique("r"));
+    let (order, version) = app.assigned_order(&customer, &rider).await;
+    // created, paid, preparing, ready, assigned + assignment = 6 events.
+    app.wait_for_seq(&order, 6).await;
+
+    let mut ws = app.ws(&app.token(&customer, Role::Customer)).await;
+    ws.sub(&order, None).await;
+    let snap = ws.next().await;
+    assert_eq!(snap["t"], "snapshot", "{snap}");
+    assert_eq!(snap["seq"], 6);
+    assert_eq!(snap["status"], "assigned");
+    assert!(
+        snap.get("recovered").is_none(),
+        "a plain sub is not a resume: {snap}"
+    );
+
+    let phone = app.mqtt_client().await;
+    let ts = now_ms();
+    let fix =
+        json!({"lat": 23.1301, "lon": 113.2650, "ts": ts, "speed": 4.2, "heading": 90, "acc": 8});
+    publish(&phone, &format!("riders/{rider}/pos"), fix.to_string()).await;
+
+    let pos = ws.next().await;
+    assert_eq!(pos["t"], "pos", "{pos}");
+    assert_eq!(pos["order"], order.as_str());
+    assert_eq!(pos["seq"], 7);
+    assert_eq!(pos["lat"], 23.1301);
+    assert_eq!(pos["lon"], 113.2650);
+    assert_eq!(pos["ts"], ts);
+    assert_eq!(pos["speed"], 4.2);
+    assert_eq!(pos["heading"], 90.0);
+
+    app.transition(&order, "picked_up", version).await;
+    let status = ws.next().await;
+    assert_eq!(status["t"], "status");
+    assert_eq!(status["seq"], 8);
+    assert_eq!(status["status"], "picked_up");
+    assert_eq!(status["version"], version + 1);
+
+    assert_eq!(
+        app.running.ingest_stats.as_ref().unwrap().appended_total(),
+        1
+    );
+    app.running.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn one_connection_watches_many_orders_and_unsub_stops_one() {
+    let app = spawn_app().await;
+    let rider = unique("r");
+    let (a, _) = app.assigned_order("c1", &rider).await;
+    let (b, _) = app.assigned_order("c1", &rider).await;
+    app.wait_for_seq(&a, 6).await;
+    app.wait_for_seq(&b, 6).await;
+    let mut ws = app.ws(&app.admin()).await;
+    ws.sub(&a, None).await;
+    ws.sub(&b, None).await;
+    assert_eq!(ws.next().await["t"], "snapshot");
+    assert_eq!(ws.next().await["t"], "snapshot");
+
+    // The rider holds both orders: one fix lands in both logs.
+    let phone = app.mqtt_client().await;
+    let fix = json!({"lat": 23.0, "lon": 113.0, "ts": now_ms()});
+    publish(&phone, &format!("riders/{rider}/pos"), fix.to_string()).await;
+    let mut orders = vec![ws.next().await["order"].as_str().unwrap().to_owned()];
+    orders.push(ws.next().await["order"].as_str().unwrap().to_owned());
+    orders.sort();
+    let mut want = vec![a.clone(), b.clone()];
+    want.sort();
+    assert_eq!(orders, want);
+
+    ws.send(json!({"op": "unsub", "order": a})).await;
+    ws.send(json!({"op": "ping"})).await;
+    assert_eq!(
+        ws.next().await["t"],
+        "pong",
+        "unsub is processed before the ping"
+    );
+    publish(
+        &phone,
+        &format!("riders/{rider}/pos"),
+        json!({"lat": 23.1, "lon": 113.1, "ts": now_ms()}).to_string(),
+    )
+    .await;
+    let next = ws.next().await;
+    assert_eq!(
+        next["order"],
+        b.as_str(),
+        "only the order still watched: {next}"
+    );
+    ws.silent_for(200).await;
+}
+
+#[tokio::test]
+async fn an_offline_batch_is_kept_whole_but_moves_the_marker_only_forward() {
+    let app = spawn_app().await;
+    let rider = unique("r");
+    let (order, _) = app.assigned_order("c1", &rider).await;
+    app.wait_for_seq(&order, 6).await;
+    let phone = app.mqtt_client().await;
+    let now = now_ms();
+    publish(
+        &phone,
+        &format!("riders/{rider}/pos"),
+        json!({"lat": 23.5, "lon": 113.5, "ts": now}).to_string(),
+    )
+    .await;
+    app.wait_for_seq(&order, 7).await;
+
+    // A tunnel backlog: older than the live fix, out of order, plus one newer fix.
+    let batch = json!([
+        {"lat": 23.2, "lon": 113.2, "ts": now - 20_000},
+        {"lat": 23.6, "lon": 113.6, "ts": now + 1_000},
+        {"lat": 23.1, "lon": 113.1, "ts": now - 30_000},
+    ]);
+    publish(
+        &phone,
+        &format!("riders/{rider}/pos/batch"),
+        batch.to_string(),
+    )
+    .await;
+    app.wait_for_seq(&order, 10).await;
+
+    let read = app.running.log.read(&order, Some(7), 100).await.unwrap();
+    let frames: Vec<serde_json::Value> = read
+        .missed
+        .unwrap()
+        .iter()
+        .map(|e| serde_json::from_slice(&e.json).unwrap())
+        .collect();
+    let ts: Vec<i64> = frames.iter().map(|f| f["ts"].as_i64().unwrap()).collect();
+    assert_eq!(
+        ts,
+        vec![now - 30_000, now - 20_000, now + 1_000],
+        "kept whole, oldest first"
+    );
+    assert_eq!(frames[0]["backfill"], true);
+    assert_eq!(frames[1]["backfill"], true);
+    assert!(frames[2].get("backfill").is_none());
+    assert_eq!(
+        read.state.pos.unwrap().ts,
+        now + 1_000,
+        "the marker follows the newest fix only"
+    );
+}
+
+#[tokio::test]
+async fn shutdown_closes_sockets_with_the_reconnect_code() {
+    let app = spawn_app().await;
+    let mut ws = app.ws(&app.admin()).await;
+    ws.send(json!({"op": "ping"})).await;
+    assert_eq!(ws.next().await["t"], "pong");
+    app.running.stop.cancel();
+    use futures_util::StreamExt;
+    let msg = tokio::time::timeout(PATIENCE, ws.stream.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    match msg {
+        tokio_tungstenite::tungstenite::Message::Close(Some(f)) => {
+            assert_eq!(u16::from(f.code), 1012)
+        }
+        other => panic!("expected close 1012, got {other:?}"),
+    }
+}

@@ -1,0 +1,10 @@
+//! System tests: the whole `tracker run` process on random ports, driven by real
+//! HTTP, WebSocket and MQTT clients. One binary, a module per area.
+
+mod auth;
+mod backends;
+mod bad_input;
+mod helpers;
+mod live_path;
+mod orders;
+mod resume;
