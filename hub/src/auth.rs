@@ -191,4 +191,40 @@ mod tests {
         .unwrap();
         assert!(matches!(auth.verify(&t), Err(AuthError::Invalid(_))));
     }
+
+    #[test]
+    fn rs256_tokens_verify_with_the_configured_public_key() {
+        let private = include_bytes!("../tests/fixtures/rs256-test.key.pem");
+        let public = include_bytes!("../tests/fixtures/rs256-test.pub.pem");
+        let claims = Claims {
+            sub: "ops".into(),
+            role: Role::Admin,
+            exp: jsonwebtoken::get_current_timestamp() + 60,
+        };
+        let token = encode(
+            &Header::new(Algorithm::RS256),
+            &claims,
+            &EncodingKey::from_rsa_pem(private).unwrap(),
+        )
+        .unwrap();
+
+        let hs_only = Auth::hs256(b"secret");
+        assert!(
+            hs_only.verify(&token).is_err(),
+            "RS256 is refused unless a public key is configured"
+        );
+        let both = Auth::hs256(b"secret")
+            .with_rs256_public_key(public)
+            .unwrap();
+        assert_eq!(both.verify(&token).unwrap(), claims);
+        assert!(
+            both.verify(&both.mint("c1", Role::Customer, 60)).is_ok(),
+            "HS256 still accepted"
+        );
+        assert!(
+            Auth::hs256(b"s")
+                .with_rs256_public_key(b"not a key")
+                .is_err()
+        );
+    }
 }
