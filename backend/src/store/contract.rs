@@ -4,7 +4,7 @@ use super::{Store, StoreError};
 use std::collections::HashSet;
 use std::sync::Arc;
 use tracker_domain::order::Change;
-use tracker_domain::{Expected, NewOrder, Order, Point, Status};
+use tracker_domain::{EventBody, Expected, NewOrder, Order, Point, Status};
 
 fn new_order(key: &str) -> Order {
     let id = format!("{}", rand::random::<u64>() >> 1);
@@ -36,6 +36,29 @@ pub async fn run<S: Store>(store: Arc<S>) {
     updates_compare_and_set_on_version(&*store).await;
     outbox_holds_events_until_acked(&*store).await;
     rider_orders_lists_only_held_orders(&*store).await;
+}
+
+/// A new order stored (with its creation event when `with_events`), then paid;
+/// returns the order as created, the paid order, and the payment's events.
+async fn stored_then_paid(store: &dyn Store, with_events: bool) -> (Order, Order, Vec<EventBody>) {
+    let o = new_order(&key());
+    let created = if with_events {
+        vec![o.created_event()]
+    } else {
+        vec![]
+    };
+    store.create_order(&o, &created).await.unwrap();
+    let Change::Changed {
+        order: paid,
+        events,
+    } = o
+        .change_status(Status::Paid, Expected::default(), None, None, 2000)
+        .unwrap()
+    else {
+        panic!("pending_payment -> paid is a change")
+    };
+    store.update_order(&paid, o.version, &events).await.unwrap();
+    (o, *paid, events)
 }
 
 async fn create_is_idempotent_by_business_key(store: &dyn Store) {
@@ -81,19 +104,8 @@ async fn concurrent_creates_make_one_order<S: Store>(store: Arc<S>) {
 }
 
 async fn updates_compare_and_set_on_version(store: &dyn Store) {
-    let o = new_order(&key());
-    store.create_order(&o, &[]).await.unwrap();
-    let Change::Changed {
-        order: paid,
-        events,
-    } = o
-        .change_status(Status::Paid, Expected::default(), None, None, 2000)
-        .unwrap()
-    else {
-        panic!("a change")
-    };
-    store.update_order(&paid, o.version, &events).await.unwrap();
-    assert_eq!(store.get_order(&o.id).await.unwrap(), *paid);
+    let (o, paid, events) = stored_then_paid(store, false).await;
+    assert_eq!(store.get_order(&o.id).await.unwrap(), paid);
     // A second writer that read the old version loses.
     assert!(matches!(
         store.update_order(&paid, o.version, &events).await,
@@ -107,18 +119,7 @@ async fn updates_compare_and_set_on_version(store: &dyn Store) {
 }
 
 async fn outbox_holds_events_until_acked(store: &dyn Store) {
-    let o = new_order(&key());
-    store.create_order(&o, &[o.created_event()]).await.unwrap();
-    let Change::Changed {
-        order: paid,
-        events,
-    } = o
-        .change_status(Status::Paid, Expected::default(), None, None, 2000)
-        .unwrap()
-    else {
-        panic!("a change")
-    };
-    store.update_order(&paid, o.version, &events).await.unwrap();
+    let (o, _, events) = stored_then_paid(store, true).await;
     let mine: Vec<_> = store
         .outbox_fetch(10_000)
         .await

@@ -42,10 +42,7 @@ async fn fixes_through_an_external_mosquitto_reach_watchers() {
     );
     let rider = unique("r");
     let (order, _) = app.assigned_order("c1", &rider).await;
-    app.wait_for_seq(&order, 6).await;
-    let mut ws = app.ws(&app.token("c1", Role::Customer)).await;
-    ws.sub(&order, None).await;
-    assert_eq!(ws.next().await["t"], "snapshot");
+    let mut ws = app.watch(&app.token("c1", Role::Customer), &order).await;
 
     // Ingest subscribes after its ConnAck; publish until the first fix lands, bounded.
     let phone = app.mqtt_client().await;

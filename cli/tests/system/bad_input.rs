@@ -12,10 +12,7 @@ async fn malformed_fixes_are_counted_by_reason_and_ingest_keeps_serving() {
     let app = spawn_app().await;
     let rider = unique("r");
     let (order, _) = app.assigned_order("c1", &rider).await;
-    app.wait_for_seq(&order, 6).await;
-    let mut ws = app.ws(&app.token("c1", Role::Customer)).await;
-    ws.sub(&order, None).await;
-    assert_eq!(ws.next().await["t"], "snapshot");
+    let mut ws = app.watch(&app.token("c1", Role::Customer), &order).await;
 
     let phone = app.mqtt_client().await;
     let topic = format!("riders/{rider}/pos");
@@ -128,7 +125,6 @@ async fn a_batch_with_some_bad_fixes_keeps_the_good_ones() {
     let app = spawn_app().await;
     let rider = unique("r");
     let (order, _) = app.assigned_order("c1", &rider).await;
-    app.wait_for_seq(&order, 6).await;
     let phone = app.mqtt_client().await;
     let now = now_ms();
     let batch = json!([{"lat": 1, "lon": 1, "ts": now - 2000}, {"lat": 1000, "lon": 1, "ts": now}, "x", {"lat": 2, "lon": 2, "ts": now - 1000}]);
@@ -149,10 +145,7 @@ async fn a_batch_with_some_bad_fixes_keeps_the_good_ones() {
 async fn bad_websocket_frames_get_error_frames_and_the_connection_keeps_serving() {
     let app = spawn_app().await;
     let (order, v) = app.assigned_order("c1", &unique("r")).await;
-    app.wait_for_seq(&order, 6).await;
-    let mut ws = app.ws(&app.admin()).await;
-    ws.sub(&order, None).await;
-    assert_eq!(ws.next().await["t"], "snapshot");
+    let mut ws = app.watch(&app.admin(), &order).await;
 
     ws.stream
         .send(Message::Binary(vec![1u8, 2, 3].into()))

@@ -118,7 +118,8 @@ impl App {
         o["version"].as_i64().unwrap()
     }
 
-    /// An order of `customer` carried to `assigned` to `rider`; returns (id, version).
+    /// An order of `customer` carried to `assigned` to `rider`, its six events
+    /// (created, paid, preparing, ready, assigned, assignment) in the log; returns (id, version).
     pub(crate) async fn assigned_order(&self, customer: &str, rider: &str) -> (String, i64) {
         let o = self.create_order(customer).await;
         let id = o["id"].as_str().unwrap().to_owned();
@@ -133,6 +134,7 @@ impl App {
             )
             .await;
         assert_eq!(status, 200, "{o}");
+        self.wait_for_seq(&id, 6).await;
         (id, o["version"].as_i64().unwrap())
     }
 
@@ -157,6 +159,15 @@ impl App {
             );
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
+    }
+
+    /// A socket of `token`'s holder watching `order`, its first snapshot received.
+    pub(crate) async fn watch(&self, token: &str, order: &str) -> Ws {
+        let mut ws = self.ws(token).await;
+        ws.sub(order, None).await;
+        let snap = ws.next().await;
+        assert_eq!(snap["t"], "snapshot", "{snap}");
+        ws
     }
 
     pub(crate) async fn ws(&self, token: &str) -> Ws {

@@ -8,7 +8,6 @@ use tracker_hub::Role;
 async fn miss_fifty(app: &App) -> (String, u64, String) {
     let (customer, rider) = (unique("c"), unique("r"));
     let (order, _) = app.assigned_order(&customer, &rider).await;
-    app.wait_for_seq(&order, 6).await;
     let token = app.token(&customer, Role::Customer);
     let mut ws = app.ws(&token).await;
     ws.sub(&order, None).await;
