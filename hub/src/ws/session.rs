@@ -240,6 +240,7 @@ impl Session {
         // Register before reading the log, so nothing appended in between is missed;
         // anything read twice is dropped by seq.
         let key: OrderKey = Arc::from(order.as_str());
+        let resubscribe = self.subs.contains_key(&key);
         self.st.fanout.add(
             key.clone(),
             Subscriber {
@@ -258,7 +259,9 @@ impl Session {
             Ok(r) => r,
             Err(e) => {
                 tracing::warn!(error = %e, "log read failed on subscribe");
-                self.st.fanout.remove(&key, self.conn);
+                if !resubscribe {
+                    self.st.fanout.remove(&key, self.conn);
+                }
                 self.out
                     .push(frames::error("unavailable", Some(&order), "try again"));
                 return;
