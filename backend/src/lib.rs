@@ -14,5 +14,5 @@ pub mod relay;
 pub mod select;
 pub mod store;
 
-pub use log::{Entry, EventLog, LogError, ReadResult};
+pub use log::{Entry, EventLog, LogError, ReadResult, TailEvent};
 pub use store::{OutboxItem, Store, StoreError};

@@ -5,6 +5,7 @@
 //! An unknown scheme, or a backend not built yet, is a clear error at start-up.
 
 use crate::log::memory::{MemoryLog, MemoryLogConfig};
+use crate::log::redis::{RedisLog, RedisLogConfig};
 use crate::store::sqlite::SqliteStore;
 use crate::{EventLog, Store};
 use std::sync::Arc;
@@ -56,18 +57,53 @@ pub fn log_is_in_process(url: Option<&str>) -> bool {
     url.is_none_or(|u| u.is_empty() || u.starts_with("memory:"))
 }
 
+/// Bounds of the event log, whichever backend holds it.
+#[derive(Debug, Clone)]
+pub struct LogSettings {
+    /// Entries kept per order.
+    pub history: usize,
+    /// How long an ended order's log is kept.
+    pub retention: std::time::Duration,
+    /// Key and channel prefix on Redis.
+    pub redis_prefix: String,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        LogSettings {
+            history: 1000,
+            retention: std::time::Duration::from_secs(3600),
+            redis_prefix: "tracker".into(),
+        }
+    }
+}
+
 /// Opens the event log that `url` names.
 pub async fn open_log(
     url: Option<&str>,
-    mem: MemoryLogConfig,
+    set: LogSettings,
 ) -> Result<Arc<dyn EventLog>, BackendError> {
     match url {
-        u if log_is_in_process(u) => Ok(MemoryLog::new(mem)),
+        u if log_is_in_process(u) => Ok(MemoryLog::new(MemoryLogConfig {
+            history: set.history,
+            retention: set.retention,
+            ..Default::default()
+        })),
         Some(u) if u.starts_with("redis://") || u.starts_with("rediss://") => {
-            Err(BackendError::NotYet(format!(
-                "the Redis event log (`{}`) is not in this build yet; unset TRACKER_REDIS_URL to use the in-process log",
-                redact(u)
-            )))
+            let cfg = RedisLogConfig {
+                prefix: set.redis_prefix,
+                history: set.history,
+                retention: set.retention,
+                ..Default::default()
+            };
+            let log = RedisLog::connect(u, cfg)
+                .await
+                .map_err(|e| BackendError::Open {
+                    what: "event log",
+                    url: redact(u),
+                    reason: e.to_string(),
+                })?;
+            Ok(Arc::new(log))
         }
         Some(u) => Err(BackendError::UnknownScheme {
             what: "event log",
@@ -122,10 +158,15 @@ mod tests {
         let e = open_store("mysql://x").await.err().unwrap().to_string();
         assert!(e.contains("mysql://x") && e.contains("sqlite://"), "{e}");
         assert!(
-            open_log(Some("kafka://x"), MemoryLogConfig::default())
+            open_log(Some("kafka://x"), LogSettings::default())
                 .await
                 .is_err()
         );
-        assert!(open_log(None, MemoryLogConfig::default()).await.is_ok());
+        assert!(open_log(None, LogSettings::default()).await.is_ok());
+        let e = open_log(Some("redis://127.0.0.1:1"), LogSettings::default())
+            .await
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("redis://127.0.0.1:1"), "{e}");
     }
 }

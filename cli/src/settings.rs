@@ -23,6 +23,8 @@ pub struct Settings {
     pub mqtt_url: Option<String>,
     /// Redis for the event log; unset = in process.
     pub redis_url: Option<String>,
+    /// Prefix of every Redis key and channel (several deployments on one Redis).
+    pub redis_prefix: String,
     /// Where the embedded defaults keep their files.
     pub data_dir: PathBuf,
     /// `sqlite://…` or `postgres://…`.
@@ -50,6 +52,7 @@ impl fmt::Debug for Settings {
             .field("mqtt_addr", &self.mqtt_addr)
             .field("mqtt_url", &self.mqtt_url.as_deref().map(redact))
             .field("redis_url", &self.redis_url.as_deref().map(redact))
+            .field("redis_prefix", &self.redis_prefix)
             .field("data_dir", &self.data_dir)
             .field("database_url", &redact(&self.database_url))
             .field("jwt_secret", &self.jwt_secret.as_ref().map(|_| "***"))
@@ -105,11 +108,12 @@ impl Settings {
     /// Builds settings from `KEY → value` pairs; unknown `TRACKER_` keys are errors
     /// (a typo should not silently fall back to a default).
     pub fn from_vars(vars: &HashMap<String, String>) -> anyhow::Result<Self> {
-        const KNOWN: [&str; 14] = [
+        const KNOWN: [&str; 15] = [
             "TRACKER_HTTP_ADDR",
             "TRACKER_MQTT_ADDR",
             "TRACKER_MQTT_URL",
             "TRACKER_REDIS_URL",
+            "TRACKER_REDIS_PREFIX",
             "TRACKER_DATA_DIR",
             "TRACKER_DATABASE_URL",
             "TRACKER_JWT_SECRET",
@@ -145,6 +149,12 @@ impl Settings {
         if ws_queue == 0 {
             bail!("TRACKER_WS_QUEUE must be at least 1");
         }
+        let redis_prefix = parse(vars, "TRACKER_REDIS_PREFIX", "tracker".to_owned())?;
+        if redis_prefix.is_empty() || redis_prefix.contains(['{', '}']) {
+            bail!(
+                "TRACKER_REDIS_PREFIX=`{redis_prefix}`: not empty, no braces (they are Redis Cluster hash tags)"
+            );
+        }
         let share_group = parse(vars, "TRACKER_MQTT_SHARE_GROUP", "ingest".to_owned())?;
         if share_group.is_empty() || share_group.contains(['/', '+', '#']) {
             bail!("TRACKER_MQTT_SHARE_GROUP=`{share_group}`: no '/', '+' or '#'");
@@ -167,6 +177,7 @@ impl Settings {
             )?,
             mqtt_url: opt(vars, "TRACKER_MQTT_URL"),
             redis_url: opt(vars, "TRACKER_REDIS_URL"),
+            redis_prefix,
             data_dir,
             database_url,
             jwt_secret: opt(vars, "TRACKER_JWT_SECRET"),

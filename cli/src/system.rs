@@ -12,8 +12,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tracker_backend::log::memory::MemoryLogConfig;
-use tracker_backend::select::{log_is_in_process, open_log, open_store};
+use tracker_backend::select::{LogSettings, log_is_in_process, open_log, open_store};
 use tracker_backend::{EventLog, Store};
 use tracker_domain::ids::IdGenerator;
 use tracker_domain::{Clock, FixLimits, SystemClock};
@@ -87,12 +86,12 @@ pub async fn start(
             .with_context(|| format!("creating TRACKER_DATA_DIR `{}`", s.data_dir.display()))?;
     }
     let store = open_store(&s.database_url).await?;
-    let mem = MemoryLogConfig {
+    let log_settings = LogSettings {
         history: s.log_history,
         retention: s.log_retention,
-        ..Default::default()
+        redis_prefix: s.redis_prefix.clone(),
     };
-    let log = open_log(s.redis_url.as_deref(), mem).await?;
+    let log = open_log(s.redis_url.as_deref(), log_settings).await?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let stop = CancellationToken::new();
     let mut running = Running {

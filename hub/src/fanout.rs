@@ -12,8 +12,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::{Notify, broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
-use tracker_backend::Entry;
 use tracker_backend::log::OrderKey;
+use tracker_backend::{Entry, TailEvent};
 
 /// One event on its way to watchers: the frame text plus what the session needs to order it.
 #[derive(Debug)]
@@ -141,7 +141,7 @@ impl Fanout {
 /// Feeds the fan-out from a tail of the event log until `stop`.
 pub async fn run_tail(
     fanout: Arc<Fanout>,
-    mut tail: broadcast::Receiver<Arc<Entry>>,
+    mut tail: broadcast::Receiver<TailEvent>,
     stop: CancellationToken,
 ) {
     let now_ms = tracker_domain::clock::now_ms;
@@ -151,7 +151,12 @@ pub async fn run_tail(
             _ = stop.cancelled() => return,
         };
         match entry {
-            Ok(entry) => {
+            Ok(TailEvent::Gap) => {
+                tracing::warn!("log tail reported a gap; resynchronising every watcher");
+                metrics::counter!("tracker_tail_gaps_total").increment(1);
+                fanout.lag_everyone();
+            }
+            Ok(TailEvent::Entry(entry)) => {
                 metrics::histogram!("tracker_event_age_at_fanout_ms")
                     .record((now_ms() - entry.ts).max(0) as f64);
                 fanout.deliver(&entry);

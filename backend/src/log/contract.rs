@@ -118,11 +118,13 @@ async fn tail_sees_appends_in_order(log: &dyn EventLog) {
         .unwrap();
     let mut seen = Vec::new();
     while seen.len() < 3 {
-        let e = tokio::time::timeout(std::time::Duration::from_secs(5), tail.recv())
+        let event = tokio::time::timeout(std::time::Duration::from_secs(5), tail.recv())
             .await
             .expect("tail delivers within 5 s")
             .unwrap();
-        if *e.order == *o {
+        if let super::TailEvent::Entry(e) = event
+            && *e.order == *o
+        {
             seen.push(e.seq);
         }
     }

@@ -6,7 +6,7 @@
 //! gets a new epoch, so a client resuming with an old `seq` is told
 //! `recovered:false` instead of being replayed the wrong events.
 
-use super::{Entry, EventLog, LogError, OrderKey, ReadResult};
+use super::{Entry, EventLog, LogError, OrderKey, ReadResult, TailEvent};
 use async_trait::async_trait;
 use dashmap::DashMap;
 use std::collections::VecDeque;
@@ -48,7 +48,7 @@ struct OrderLog {
 /// The in-process [`EventLog`].
 pub struct MemoryLog {
     orders: DashMap<OrderKey, OrderLog>,
-    tail: broadcast::Sender<Arc<Entry>>,
+    tail: broadcast::Sender<TailEvent>,
     epoch: Arc<str>,
     cfg: MemoryLogConfig,
 }
@@ -147,7 +147,7 @@ impl EventLog for MemoryLog {
                 log.history.push_back(entry.clone());
             }
             // No receiver is fine: nobody is watching yet.
-            let _ = self.tail.send(entry.clone());
+            let _ = self.tail.send(TailEvent::Entry(entry.clone()));
             out.push(entry);
         }
         Ok(out)
@@ -193,7 +193,7 @@ impl EventLog for MemoryLog {
         })
     }
 
-    fn tail(&self) -> broadcast::Receiver<Arc<Entry>> {
+    fn tail(&self) -> broadcast::Receiver<TailEvent> {
         self.tail.subscribe()
     }
 }

@@ -7,6 +7,7 @@
 #[cfg(any(test, feature = "contract"))]
 pub mod contract;
 pub mod memory;
+pub mod redis;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -28,6 +29,16 @@ pub struct Entry {
     pub ts: i64,
     /// The JSON text frame of PROTOCOL.md, including `order` and `seq`.
     pub json: Bytes,
+}
+
+/// What a tail of the log delivers.
+#[derive(Debug, Clone)]
+pub enum TailEvent {
+    /// An entry appended by any process.
+    Entry(Arc<Entry>),
+    /// Entries may have been missed (the tail's connection dropped and came back):
+    /// every watcher must catch up from [`EventLog::read`].
+    Gap,
 }
 
 /// What [`EventLog::read`] found.
@@ -81,9 +92,10 @@ pub trait EventLog: Send + Sync + 'static {
     ) -> Result<ReadResult, LogError>;
 
     /// A receiver of every entry appended from now on, by any process, in `seq`
-    /// order per order. A receiver that falls behind gets `Lagged` and must
+    /// order per order. A receiver that falls behind gets `Lagged`, or a
+    /// [`TailEvent::Gap`] when the backend lost messages; either way it must
     /// resynchronise its watchers from [`EventLog::read`].
-    fn tail(&self) -> broadcast::Receiver<Arc<Entry>>;
+    fn tail(&self) -> broadcast::Receiver<TailEvent>;
 
     /// Releases connections and background tasks; the default does nothing.
     async fn close(&self) {}

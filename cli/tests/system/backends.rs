@@ -92,3 +92,61 @@ async fn fixes_through_an_external_mosquitto_reach_watchers() {
     }
     assert!(app.running.ingest_stats.as_ref().unwrap().rejected_total() >= 1);
 }
+
+#[tokio::test]
+async fn the_live_path_and_resume_work_on_the_redis_log() {
+    let Some(url) = backend_url("TRACKER_TEST_REDIS_URL") else {
+        return;
+    };
+    let prefix = unique("systest");
+    let app = spawn_app_with(&[
+        ("TRACKER_REDIS_URL", url.as_str()),
+        ("TRACKER_REDIS_PREFIX", prefix.as_str()),
+    ])
+    .await;
+    let (customer, rider) = (unique("c"), unique("r"));
+    let (order, _) = app.assigned_order(&customer, &rider).await;
+    let token = app.token(&customer, Role::Customer);
+    let mut ws = app.watch(&token, &order).await;
+    let phone = app.mqtt_client().await;
+    let ts = now_ms();
+    publish(
+        &phone,
+        &format!("riders/{rider}/pos"),
+        json!({"lat": 23.0, "lon": 113.0, "ts": ts}).to_string(),
+    )
+    .await;
+    let pos = ws.next().await;
+    assert_eq!(
+        (pos["t"].as_str(), pos["seq"].as_u64(), pos["ts"].as_i64()),
+        (Some("pos"), Some(7), Some(ts))
+    );
+    drop(ws);
+
+    for i in 1..=20 {
+        publish(
+            &phone,
+            &format!("riders/{rider}/pos"),
+            json!({"lat": 23.0, "lon": 113.0, "ts": ts + i}).to_string(),
+        )
+        .await;
+    }
+    app.wait_for_seq(&order, 27).await;
+    let mut ws = app.ws(&token).await;
+    ws.sub(&order, Some(7)).await;
+    let mut got = Vec::new();
+    loop {
+        let f = ws.next().await;
+        if f["t"] == "snapshot" {
+            assert_eq!(
+                (f["recovered"].as_bool(), f["seq"].as_u64()),
+                (Some(true), Some(27)),
+                "{f}"
+            );
+            assert!(f["epoch"].as_str().unwrap().starts_with("redis-"));
+            break;
+        }
+        got.push(f["seq"].as_u64().unwrap());
+    }
+    assert_eq!(got, (8..=27).collect::<Vec<_>>());
+}

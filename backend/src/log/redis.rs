@@ -1,0 +1,432 @@
+//! The event log on Redis streams, shared by every hub and ingest process.
+//!
+//! Per order, two keys with one hash tag (one Redis Cluster slot):
+//! `{prefix}:{<order>}:state` (a hash: `seq`, `epoch`, last `origin`, and the
+//! live state) and `{prefix}:{<order>}:log` (a stream whose entry ids are
+//! `<seq>-0`, capped at `history` entries, expiring `retention` after the order
+//! ended). Appends run one Lua script, so seq allocation, the fold, the stream
+//! add and the publication are one atomic step however many processes append.
+//!
+//! Tails: every append is also `PUBLISH`ed on `{prefix}:events`; each process
+//! holds one subscription and gets every entry without polling any order.
+//! Pub/sub is at-most-once, so a dropped subscription is reported to the tail as
+//! [`TailEvent::Gap`] once it is back, and watchers catch up from the streams.
+
+use super::{Entry, EventLog, LogError, OrderKey, ReadResult, TailEvent};
+use async_trait::async_trait;
+use futures_util::StreamExt;
+use redis::aio::ConnectionManager;
+use redis::{Client, Script};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{broadcast, oneshot};
+use tokio_util::sync::{CancellationToken, DropGuard};
+use tracker_domain::{EventBody, LiveState, PosEvent};
+
+/// Bounds and names of the Redis log.
+#[derive(Debug, Clone)]
+pub struct RedisLogConfig {
+    /// Prefix of every key and of the channel; lets tests and tenants share a server.
+    pub prefix: String,
+    /// Entries kept per order (exact `MAXLEN`).
+    pub history: usize,
+    /// How long an order's keys live after its terminal status.
+    pub retention: Duration,
+    /// Entries a local tail receiver may fall behind before `Lagged`.
+    pub tail_capacity: usize,
+}
+
+impl Default for RedisLogConfig {
+    fn default() -> Self {
+        RedisLogConfig {
+            prefix: "tracker".into(),
+            history: 1000,
+            retention: Duration::from_secs(3600),
+            tail_capacity: 65_536,
+        }
+    }
+}
+
+/// The Redis [`EventLog`].
+pub struct RedisLog {
+    conn: ConnectionManager,
+    cfg: RedisLogConfig,
+    channel: String,
+    append: Script,
+    read: Script,
+    tail: broadcast::Sender<TailEvent>,
+    _stop_tail: DropGuard,
+}
+
+fn unavailable(e: impl std::fmt::Display) -> LogError {
+    LogError::Unavailable(e.to_string())
+}
+
+impl RedisLog {
+    /// Connects to `url` and returns once the tail subscription is live, so no
+    /// append made after this returns can be missed by [`EventLog::tail`].
+    pub async fn connect(url: &str, cfg: RedisLogConfig) -> Result<Self, LogError> {
+        if cfg.prefix.is_empty() || cfg.prefix.contains(['{', '}']) {
+            return Err(LogError::Unavailable(format!(
+                "bad key prefix `{}`",
+                cfg.prefix
+            )));
+        }
+        let client = Client::open(url).map_err(unavailable)?;
+        // Reconnects later are the manager's job; the first connection fails fast
+        // so a wrong URL is a clear start-up error.
+        let mcfg = redis::aio::ConnectionManagerConfig::new()
+            .set_number_of_retries(1)
+            .set_connection_timeout(Some(Duration::from_secs(5)))
+            .set_response_timeout(Some(Duration::from_secs(10)));
+        let conn = client
+            .get_connection_manager_with_config(mcfg)
+            .await
+            .map_err(unavailable)?;
+        let channel = format!("{}:events", cfg.prefix);
+        let (tail, _) = broadcast::channel(cfg.tail_capacity.max(16));
+        let stop = CancellationToken::new();
+        let (ready_tx, ready_rx) = oneshot::channel();
+        tokio::spawn(tail_loop(
+            client,
+            channel.clone(),
+            tail.clone(),
+            stop.clone(),
+            ready_tx,
+        ));
+        ready_rx
+            .await
+            .map_err(|_| unavailable("the tail subscription ended before it started"))?
+            .map_err(unavailable)?;
+        Ok(RedisLog {
+            conn,
+            cfg,
+            channel,
+            append: Script::new(include_str!("redis_append.lua")),
+            read: Script::new(include_str!("redis_read.lua")),
+            tail,
+            _stop_tail: stop.drop_guard(),
+        })
+    }
+
+    fn keys(&self, order: &str) -> (String, String) {
+        let p = &self.cfg.prefix;
+        (
+            format!("{p}:{{{order}}}:state"),
+            format!("{p}:{{{order}}}:log"),
+        )
+    }
+}
+
+/// The fragment of an event's JSON between its braces, and the script's per-event fields.
+fn script_args(body: &EventBody) -> Result<[String; 6], LogError> {
+    let json = serde_json::to_string(body).map_err(unavailable)?;
+    let frag = json[1..json.len() - 1].to_owned();
+    let none = String::new;
+    Ok(match body {
+        EventBody::Pos(p) => {
+            let live = PosEvent {
+                backfill: false,
+                ..*p
+            };
+            let a = serde_json::to_string(&live).map_err(unavailable)?;
+            ["pos".into(), p.ts.to_string(), frag, a, none(), none()]
+        }
+        EventBody::Status {
+            status,
+            version,
+            ts,
+            ..
+        } => {
+            let ended = if status.is_terminal() { "1" } else { "0" };
+            [
+                "status".into(),
+                ts.to_string(),
+                frag,
+                status.as_str().into(),
+                version.to_string(),
+                ended.into(),
+            ]
+        }
+        EventBody::Eta { eta, ts } => [
+            "eta".into(),
+            ts.to_string(),
+            frag,
+            eta.to_string(),
+            none(),
+            none(),
+        ],
+        EventBody::Alert { ts, .. } => {
+            ["alert".into(), ts.to_string(), frag, none(), none(), none()]
+        }
+        EventBody::Assignment { rider_id, ts } => {
+            let a = rider_id.clone().unwrap_or_default();
+            ["assignment".into(), ts.to_string(), frag, a, none(), none()]
+        }
+    })
+}
+
+/// `order`, `seq` and `ts` of an entry's JSON text.
+fn entry_of(json: String) -> Option<Arc<Entry>> {
+    #[derive(serde::Deserialize)]
+    struct Head {
+        order: String,
+        seq: u64,
+        #[serde(default)]
+        ts: i64,
+    }
+    let head: Head = serde_json::from_str(&json).ok()?;
+    Some(Arc::new(Entry {
+        order: OrderKey::from(head.order),
+        seq: head.seq,
+        ts: head.ts,
+        json: json.into(),
+    }))
+}
+
+fn state_of(flat: Vec<String>) -> (LiveState, Option<String>) {
+    let mut m: HashMap<String, String> = HashMap::new();
+    let mut it = flat.into_iter();
+    while let (Some(k), Some(v)) = (it.next(), it.next()) {
+        m.insert(k, v);
+    }
+    let num = |k: &str| m.get(k).and_then(|v| v.parse::<i64>().ok());
+    let state = LiveState {
+        seq: num("seq").unwrap_or(0).max(0) as u64,
+        status: m.get("status").and_then(|s| s.parse().ok()),
+        version: num("version"),
+        pos: m.get("pos").and_then(|p| serde_json::from_str(p).ok()),
+        eta: num("eta"),
+        rider_id: m.get("rider_id").cloned(),
+    };
+    (state, m.remove("epoch"))
+}
+
+#[async_trait]
+impl EventLog for RedisLog {
+    async fn append(
+        &self,
+        order: &str,
+        events: Vec<EventBody>,
+        origin: Option<u64>,
+    ) -> Result<Vec<Arc<Entry>>, LogError> {
+        let (state, stream) = self.keys(order);
+        let mut call = self.append.prepare_invoke();
+        call.key(&state)
+            .key(&stream)
+            .arg(origin.unwrap_or(0))
+            .arg(format!("redis-{:016x}", rand::random::<u64>()))
+            .arg(self.cfg.history.max(1))
+            .arg(self.cfg.retention.as_secs().max(1))
+            .arg(order)
+            .arg(&self.channel)
+            .arg(events.len());
+        for e in &events {
+            for a in script_args(e)? {
+                call.arg(a);
+            }
+        }
+        let mut conn = self.conn.clone();
+        let texts: Vec<String> = call.invoke_async(&mut conn).await.map_err(unavailable)?;
+        texts
+            .into_iter()
+            .map(|t| {
+                entry_of(t)
+                    .ok_or_else(|| unavailable("the append script returned a malformed entry"))
+            })
+            .collect()
+    }
+
+    async fn read(
+        &self,
+        order: &str,
+        since: Option<u64>,
+        limit: usize,
+    ) -> Result<ReadResult, LogError> {
+        let (state_key, stream) = self.keys(order);
+        let since_arg: i64 = since.map_or(-1, |s| s.min(i64::MAX as u64) as i64);
+        let mut conn = self.conn.clone();
+        let (flat, raw): (Vec<String>, Vec<(String, Vec<String>)>) = self
+            .read
+            .key(&state_key)
+            .key(&stream)
+            .arg(since_arg)
+            .arg(limit.saturating_add(1))
+            .invoke_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        let (state, epoch) = state_of(flat);
+        let epoch: Arc<str> = epoch.unwrap_or_else(|| "redis-new".into()).into();
+        let top = state.seq;
+        let missed = since.and_then(|since| {
+            if since > top {
+                return None;
+            }
+            let want = (top - since) as usize;
+            if want > limit {
+                return None;
+            }
+            let entries: Vec<Arc<Entry>> = raw
+                .into_iter()
+                .filter_map(|(_, fields)| fields.into_iter().nth(1).and_then(entry_of))
+                .filter(|e| e.seq <= top)
+                .collect();
+            // History reaches back only if nothing between since and top was trimmed.
+            let complete =
+                entries.len() == want && entries.first().is_none_or(|e| e.seq == since + 1);
+            complete.then_some(entries)
+        });
+        Ok(ReadResult {
+            state,
+            epoch,
+            missed,
+        })
+    }
+
+    fn tail(&self) -> broadcast::Receiver<TailEvent> {
+        self.tail.subscribe()
+    }
+}
+
+/// Holds the subscription to the events channel, reconnecting with backoff;
+/// reports [`TailEvent::Gap`] after every reconnect.
+async fn tail_loop(
+    client: Client,
+    channel: String,
+    tx: broadcast::Sender<TailEvent>,
+    stop: CancellationToken,
+    ready: oneshot::Sender<Result<(), String>>,
+) {
+    let mut ready = Some(ready);
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let subscribed = async {
+            let mut ps = client.get_async_pubsub().await?;
+            ps.subscribe(&channel).await?;
+            Ok::<_, redis::RedisError>(ps)
+        };
+        let ps = tokio::select! {
+            r = subscribed => r,
+            _ = stop.cancelled() => return,
+        };
+        let mut ps = match ps {
+            Ok(ps) => ps,
+            Err(e) => {
+                if let Some(r) = ready.take() {
+                    let _ = r.send(Err(e.to_string()));
+                    return;
+                }
+                tracing::warn!(error = %e, "Redis tail subscription failed; retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = stop.cancelled() => return,
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+                continue;
+            }
+        };
+        backoff = Duration::from_millis(100);
+        match ready.take() {
+            Some(r) => {
+                let _ = r.send(Ok(()));
+            }
+            None => {
+                let _ = tx.send(TailEvent::Gap);
+            }
+        }
+        let mut messages = ps.on_message();
+        loop {
+            let msg = tokio::select! {
+                m = messages.next() => m,
+                _ = stop.cancelled() => return,
+            };
+            let Some(msg) = msg else { break };
+            match msg.get_payload::<String>().ok().and_then(entry_of) {
+                Some(e) => {
+                    let _ = tx.send(TailEvent::Entry(e));
+                }
+                None => metrics::counter!("tracker_tail_malformed_total").increment(1),
+            }
+        }
+        tracing::warn!("Redis tail subscription lost; reconnecting");
+    }
+}
+
+/// Reads `TRACKER_TEST_REDIS_URL` for the contract test; see cli/tests for the policy.
+#[cfg(test)]
+fn test_url() -> Option<String> {
+    match std::env::var("TRACKER_TEST_REDIS_URL")
+        .ok()
+        .filter(|v| !v.is_empty())
+    {
+        Some(u) => Some(u),
+        None if std::env::var("TRACKER_TEST_REQUIRE_BACKENDS").as_deref() == Ok("1") => {
+            panic!("TRACKER_TEST_REDIS_URL is not set but TRACKER_TEST_REQUIRE_BACKENDS=1")
+        }
+        None => {
+            eprintln!("skipped: TRACKER_TEST_REDIS_URL is not set");
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log::contract;
+
+    fn cfg() -> RedisLogConfig {
+        RedisLogConfig {
+            prefix: format!("test-{:x}", rand::random::<u64>()),
+            history: 50,
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn redis_log_meets_the_contract() {
+        let Some(url) = test_url() else { return };
+        // One log per clause, each under its own prefix, all on the shared server.
+        let mut logs = Vec::new();
+        for _ in 0..6 {
+            logs.push(Arc::new(RedisLog::connect(&url, cfg()).await.unwrap()));
+        }
+        let logs = std::sync::Mutex::new(logs);
+        contract::run(|| logs.lock().unwrap().pop().expect("one log per clause")).await;
+    }
+
+    #[tokio::test]
+    async fn two_processes_share_one_log() {
+        let Some(url) = test_url() else { return };
+        let c = cfg();
+        let a = RedisLog::connect(&url, c.clone()).await.unwrap();
+        let b = RedisLog::connect(&url, c).await.unwrap();
+        let mut tail_b = b.tail();
+        a.append("O1", vec![EventBody::Eta { eta: 5, ts: 1 }], None)
+            .await
+            .unwrap();
+        let e = b
+            .append("O1", vec![EventBody::Eta { eta: 6, ts: 2 }], None)
+            .await
+            .unwrap();
+        assert_eq!(e[0].seq, 2, "b continues a's numbering");
+        let first = tokio::time::timeout(Duration::from_secs(5), tail_b.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            matches!(first, TailEvent::Entry(e) if e.seq == 1),
+            "b's tail sees a's append"
+        );
+        let r = a.read("O1", Some(0), 10).await.unwrap();
+        assert_eq!(r.missed.unwrap().len(), 2);
+        assert_eq!(r.state.eta, Some(6));
+    }
+
+    #[tokio::test]
+    async fn unreachable_redis_is_an_error_not_a_hang() {
+        let r = RedisLog::connect("redis://127.0.0.1:1", RedisLogConfig::default()).await;
+        assert!(r.is_err());
+    }
+}

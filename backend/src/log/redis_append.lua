@@ -1,0 +1,67 @@
+-- Appends events to one order's log atomically: allocates seq, folds the live
+-- state, adds each entry to the order's stream under id "<seq>-0", and
+-- publishes it for hub tails. The fold mirrors tracker_domain::LiveState::apply.
+--
+-- KEYS[1] state hash, KEYS[2] stream (same hash tag: one Redis Cluster slot)
+-- ARGV[1] origin (0 = none)  ARGV[2] epoch for a new log  ARGV[3] max entries kept
+-- ARGV[4] seconds to keep an ended order  ARGV[5] order id  ARGV[6] channel
+-- ARGV[7] number of events, then 6 per event: kind, ts, body fragment, a, b, c
+--   pos:        a = live-position JSON
+--   status:     a = status, b = version, c = "1" when terminal
+--   eta:        a = eta
+--   assignment: a = rider id ("" = none)
+-- Returns the appended entries' JSON texts (empty when origin was already applied).
+local state, stream = KEYS[1], KEYS[2]
+local origin = tonumber(ARGV[1])
+redis.call('HSETNX', state, 'epoch', ARGV[2])
+if origin > 0 then
+  local last = tonumber(redis.call('HGET', state, 'origin') or '0')
+  if origin <= last then
+    return {}
+  end
+  redis.call('HSET', state, 'origin', ARGV[1])
+end
+local seq = tonumber(redis.call('HGET', state, 'seq') or '0')
+local order_json = cjson.encode(ARGV[5])
+local ended = false
+local out = {}
+local n = tonumber(ARGV[7])
+for i = 0, n - 1 do
+  local base = 8 + i * 6
+  local kind, ts, frag = ARGV[base], ARGV[base + 1], ARGV[base + 2]
+  local a, b, c = ARGV[base + 3], ARGV[base + 4], ARGV[base + 5]
+  seq = seq + 1
+  local json = '{"order":' .. order_json .. ',"seq":' .. string.format('%d', seq) .. ',' .. frag
+  if kind == 'pos' then
+    local cur = redis.call('HGET', state, 'pos_ts')
+    if cur and tonumber(ts) <= tonumber(cur) then
+      json = json .. ',"backfill":true'
+    else
+      redis.call('HSET', state, 'pos', a, 'pos_ts', ts)
+    end
+  elseif kind == 'status' then
+    redis.call('HSET', state, 'status', a, 'version', b)
+    ended = (c == '1')
+  elseif kind == 'eta' then
+    redis.call('HSET', state, 'eta', a)
+  elseif kind == 'assignment' then
+    if a == '' then
+      redis.call('HDEL', state, 'rider_id')
+    else
+      redis.call('HSET', state, 'rider_id', a)
+    end
+  end
+  json = json .. '}'
+  redis.call('XADD', stream, 'MAXLEN', ARGV[3], string.format('%d', seq) .. '-0', 'j', json)
+  redis.call('PUBLISH', ARGV[6], json)
+  out[#out + 1] = json
+end
+redis.call('HSET', state, 'seq', string.format('%d', seq))
+if ended then
+  redis.call('EXPIRE', state, ARGV[4])
+  redis.call('EXPIRE', stream, ARGV[4])
+elseif n > 0 then
+  redis.call('PERSIST', state)
+  redis.call('PERSIST', stream)
+end
+return out
