@@ -2,10 +2,11 @@
 //!
 //! Event log: unset or `memory://` → in process; `redis://…` → Redis streams.
 //! Store: `sqlite://path` → SQLite file; `postgres://…` → PostgreSQL.
-//! An unknown scheme, or a backend not built yet, is a clear error at start-up.
+//! An unknown scheme, or a backend that cannot be reached, is a clear error at start-up.
 
 use crate::log::memory::{MemoryLog, MemoryLogConfig};
 use crate::log::redis::{RedisLog, RedisLogConfig};
+use crate::store::postgres::PostgresStore;
 use crate::store::sqlite::SqliteStore;
 use crate::{EventLog, Store};
 use std::sync::Arc;
@@ -23,9 +24,6 @@ pub enum BackendError {
         /// The schemes that work.
         expected: &'static str,
     },
-    /// The backend exists on paper but not in this build yet.
-    #[error("{0}")]
-    NotYet(String),
     /// Opening it failed.
     #[error("opening {what} `{url}`: {reason}")]
     Open {
@@ -126,10 +124,14 @@ pub async fn open_store(url: &str) -> Result<Arc<dyn Store>, BackendError> {
             })?;
         Ok(Arc::new(store))
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Err(BackendError::NotYet(format!(
-            "the PostgreSQL store (`{}`) is not in this build yet; use a sqlite:// URL",
-            redact(url)
-        )))
+        let store = PostgresStore::open(url)
+            .await
+            .map_err(|e| BackendError::Open {
+                what: "store",
+                url: redact(url),
+                reason: e.to_string(),
+            })?;
+        Ok(Arc::new(store))
     } else {
         Err(BackendError::UnknownScheme {
             what: "store",

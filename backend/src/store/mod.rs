@@ -6,6 +6,8 @@
 
 #[cfg(any(test, feature = "contract"))]
 pub mod contract;
+pub mod postgres;
+mod rows;
 pub mod sqlite;
 
 use async_trait::async_trait;

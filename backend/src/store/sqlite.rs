@@ -4,16 +4,16 @@
 //! one connection (no `SQLITE_BUSY` races between our own writers) and reads
 //! through a separate pool; WAL mode lets readers run beside the writer.
 
+use super::rows::{OrderRow, attached_statuses, events_json, outbox_item};
 use super::{OutboxItem, Store, StoreError};
 use async_trait::async_trait;
+use sqlx::Row;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{FromRow, Row};
 use std::str::FromStr;
 use std::time::Duration;
-use tracker_domain::status::ALL;
-use tracker_domain::{EventBody, Order, Point, Status};
+use tracker_domain::{EventBody, Order};
 
 /// SQLite-backed [`Store`].
 pub struct SqliteStore {
@@ -44,69 +44,6 @@ impl SqliteStore {
             .await?;
         Ok(SqliteStore { writer, reader })
     }
-}
-
-#[derive(FromRow)]
-struct OrderRow {
-    id: String,
-    biz_order_no: String,
-    biz_type: String,
-    customer_id: String,
-    rider_id: Option<String>,
-    status: String,
-    version: i64,
-    status_version: i64,
-    pickup_lat: f64,
-    pickup_lon: f64,
-    dropoff_lat: f64,
-    dropoff_lon: f64,
-    promised_at: Option<i64>,
-    cancel_reason: Option<String>,
-    cancelled_by: Option<String>,
-    created_at: i64,
-    updated_at: i64,
-}
-
-impl TryFrom<OrderRow> for Order {
-    type Error = StoreError;
-    fn try_from(r: OrderRow) -> Result<Self, StoreError> {
-        Ok(Order {
-            status: Status::from_str(&r.status).map_err(|e| StoreError::Other(e.to_string()))?,
-            id: r.id,
-            biz_order_no: r.biz_order_no,
-            biz_type: r.biz_type,
-            customer_id: r.customer_id,
-            rider_id: r.rider_id,
-            version: r.version,
-            status_version: r.status_version,
-            pickup: Point {
-                lat: r.pickup_lat,
-                lon: r.pickup_lon,
-            },
-            dropoff: Point {
-                lat: r.dropoff_lat,
-                lon: r.dropoff_lon,
-            },
-            promised_at: r.promised_at,
-            cancel_reason: r.cancel_reason,
-            cancelled_by: r.cancelled_by,
-            created_at: r.created_at,
-            updated_at: r.updated_at,
-        })
-    }
-}
-
-fn events_json(events: &[EventBody]) -> Result<String, StoreError> {
-    serde_json::to_string(events).map_err(|e| StoreError::Other(e.to_string()))
-}
-
-/// The SQL list of statuses that keep a rider attached, e.g. `'assigned','picked_up'`.
-fn attached_statuses() -> String {
-    ALL.iter()
-        .filter(|s| s.rider_attached())
-        .map(|s| format!("'{}'", s.as_str()))
-        .collect::<Vec<_>>()
-        .join(",")
 }
 
 async fn queue_events(
@@ -261,15 +198,7 @@ impl Store for SqliteStore {
             .fetch_all(&self.reader)
             .await?;
         rows.into_iter()
-            .map(|r| {
-                let events: String = r.get(2);
-                Ok(OutboxItem {
-                    id: r.get(0),
-                    order_id: r.get(1),
-                    events: serde_json::from_str(&events)
-                        .map_err(|e| StoreError::Other(format!("outbox row: {e}")))?,
-                })
-            })
+            .map(|r| outbox_item(r.get(0), r.get(1), r.get::<&str, _>(2)))
             .collect()
     }
 

@@ -150,3 +150,46 @@ async fn the_live_path_and_resume_work_on_the_redis_log() {
     }
     assert_eq!(got, (8..=27).collect::<Vec<_>>());
 }
+
+#[tokio::test]
+async fn the_live_path_runs_on_redis_and_postgres_together() {
+    let Some(redis) = backend_url("TRACKER_TEST_REDIS_URL") else {
+        return;
+    };
+    let Some(admin) = backend_url("TRACKER_TEST_DATABASE_URL") else {
+        return;
+    };
+    let db = tracker_backend::store::postgres::testing::TestDatabase::create(&admin).await;
+    let prefix = unique("systest");
+    let app = spawn_app_with(&[
+        ("TRACKER_REDIS_URL", redis.as_str()),
+        ("TRACKER_REDIS_PREFIX", prefix.as_str()),
+        ("TRACKER_DATABASE_URL", db.url.as_str()),
+    ])
+    .await;
+    let (customer, rider) = (unique("c"), unique("r"));
+    let (order, version) = app.assigned_order(&customer, &rider).await;
+    let mut ws = app
+        .watch(&app.token(&customer, Role::Customer), &order)
+        .await;
+    let phone = app.mqtt_client().await;
+    let ts = now_ms();
+    publish(
+        &phone,
+        &format!("riders/{rider}/pos"),
+        json!({"lat": 23.0, "lon": 113.0, "ts": ts}).to_string(),
+    )
+    .await;
+    assert_eq!(ws.next().await["seq"], 7);
+    app.transition(&order, "picked_up", version).await;
+    let status = ws.next().await;
+    assert_eq!(
+        (status["status"].as_str(), status["seq"].as_u64()),
+        (Some("picked_up"), Some(8))
+    );
+    // The order row lives in PostgreSQL.
+    let row = app.running.store.get_order(&order).await.unwrap();
+    assert_eq!(row.version, version + 1);
+    app.running.shutdown().await.unwrap();
+    db.drop_now().await;
+}

@@ -1,0 +1,288 @@
+//! The production store: PostgreSQL through sqlx, shared by every hub and ingest process.
+//!
+//! Same contract and tests as the SQLite store. Concurrent creates with one
+//! business key serialise on the `order_dedup` primary key: the loser's insert
+//! waits for the winner's commit, does nothing, and reads the winner's order.
+
+use super::rows::{OrderRow, attached_statuses, events_json, outbox_item};
+use super::{OutboxItem, Store, StoreError};
+use async_trait::async_trait;
+use sqlx::Row;
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use std::time::Duration;
+use tracker_domain::{EventBody, Order};
+
+/// PostgreSQL-backed [`Store`].
+pub struct PostgresStore {
+    pool: PgPool,
+}
+
+impl PostgresStore {
+    /// Connects to `url` (`postgres://…`) and migrates the database.
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect(url)
+            .await?;
+        sqlx::migrate!("../migrations/postgres")
+            .run(&pool)
+            .await
+            .map_err(|e| StoreError::Other(format!("migrating: {e}")))?;
+        Ok(PostgresStore { pool })
+    }
+
+    /// Closes the pool's connections.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+async fn queue_events(
+    tx: &mut sqlx::PgConnection,
+    order_id: &str,
+    events: &[EventBody],
+    now: i64,
+) -> Result<(), StoreError> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    sqlx::query("INSERT INTO outbox (order_id, events, created_at) VALUES ($1, $2, $3)")
+        .bind(order_id)
+        .bind(events_json(events)?)
+        .bind(now)
+        .execute(tx)
+        .await?;
+    Ok(())
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn create_order(
+        &self,
+        order: &Order,
+        events: &[EventBody],
+    ) -> Result<(Order, bool), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let claimed = sqlx::query(
+            "INSERT INTO order_dedup (biz_order_no, biz_type, order_id, created_at)
+             VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+        )
+        .bind(&order.biz_order_no)
+        .bind(&order.biz_type)
+        .bind(&order.id)
+        .bind(order.created_at)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if !claimed {
+            let row: OrderRow = sqlx::query_as(
+                "SELECT o.* FROM order_dedup d JOIN orders o ON o.id = d.order_id
+                 WHERE d.biz_order_no = $1 AND d.biz_type = $2",
+            )
+            .bind(&order.biz_order_no)
+            .bind(&order.biz_type)
+            .fetch_one(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            return Ok((row.try_into()?, false));
+        }
+        sqlx::query(
+            "INSERT INTO orders (id, biz_order_no, biz_type, customer_id, rider_id, status, version,
+                status_version, pickup_lat, pickup_lon, dropoff_lat, dropoff_lon, promised_at,
+                cancel_reason, cancelled_by, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
+        )
+        .bind(&order.id)
+        .bind(&order.biz_order_no)
+        .bind(&order.biz_type)
+        .bind(&order.customer_id)
+        .bind(&order.rider_id)
+        .bind(order.status.as_str())
+        .bind(order.version)
+        .bind(order.status_version)
+        .bind(order.pickup.lat)
+        .bind(order.pickup.lon)
+        .bind(order.dropoff.lat)
+        .bind(order.dropoff.lon)
+        .bind(order.promised_at)
+        .bind(&order.cancel_reason)
+        .bind(&order.cancelled_by)
+        .bind(order.created_at)
+        .bind(order.updated_at)
+        .execute(&mut *tx)
+        .await?;
+        queue_events(&mut tx, &order.id, events, order.created_at).await?;
+        tx.commit().await?;
+        Ok((order.clone(), true))
+    }
+
+    async fn get_order(&self, id: &str) -> Result<Order, StoreError> {
+        let row: OrderRow = sqlx::query_as("SELECT * FROM orders WHERE id = $1")
+            .bind(id)
+            .fetch_one(&self.pool)
+            .await?;
+        row.try_into()
+    }
+
+    async fn update_order(
+        &self,
+        order: &Order,
+        read_version: i64,
+        events: &[EventBody],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let updated = sqlx::query(
+            "UPDATE orders SET rider_id = $1, status = $2, version = $3, status_version = $4,
+                promised_at = $5, cancel_reason = $6, cancelled_by = $7, updated_at = $8
+             WHERE id = $9 AND version = $10",
+        )
+        .bind(&order.rider_id)
+        .bind(order.status.as_str())
+        .bind(order.version)
+        .bind(order.status_version)
+        .bind(order.promised_at)
+        .bind(&order.cancel_reason)
+        .bind(&order.cancelled_by)
+        .bind(order.updated_at)
+        .bind(&order.id)
+        .bind(read_version)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if updated == 0 {
+            let exists = sqlx::query("SELECT 1 FROM orders WHERE id = $1")
+                .bind(&order.id)
+                .fetch_optional(&mut *tx)
+                .await?
+                .is_some();
+            return Err(if exists {
+                StoreError::Conflict
+            } else {
+                StoreError::NotFound
+            });
+        }
+        queue_events(&mut tx, &order.id, events, order.updated_at).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn rider_orders(&self, rider_id: &str) -> Result<Vec<String>, StoreError> {
+        let sql = format!(
+            "SELECT id FROM orders WHERE rider_id = $1 AND status IN ({})",
+            attached_statuses()
+        );
+        let rows = sqlx::query(&sql)
+            .bind(rider_id)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.into_iter().map(|r| r.get(0)).collect())
+    }
+
+    async fn outbox_fetch(&self, limit: usize) -> Result<Vec<OutboxItem>, StoreError> {
+        let rows = sqlx::query("SELECT id, order_id, events FROM outbox ORDER BY id LIMIT $1")
+            .bind(limit as i64)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.into_iter()
+            .map(|r| outbox_item(r.get(0), r.get(1), r.get::<&str, _>(2)))
+            .collect()
+    }
+
+    async fn outbox_ack(&self, ids: &[i64]) -> Result<(), StoreError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        sqlx::query("DELETE FROM outbox WHERE id = ANY($1)")
+            .bind(ids)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}
+
+/// A fresh, empty database on the server of `TRACKER_TEST_DATABASE_URL`, for
+/// tests; dropped by [`TestDatabase::drop_now`]. `None` when the variable is
+/// unset (and not required).
+#[cfg(any(test, feature = "contract"))]
+pub mod testing {
+    use sqlx::Connection;
+
+    /// A database made for one test.
+    pub struct TestDatabase {
+        admin_url: String,
+        /// Its name.
+        pub name: String,
+        /// Its URL.
+        pub url: String,
+    }
+
+    /// The admin URL from the environment, or `None` (skipping) / a panic (when required).
+    pub fn admin_url() -> Option<String> {
+        match std::env::var("TRACKER_TEST_DATABASE_URL")
+            .ok()
+            .filter(|v| !v.is_empty())
+        {
+            Some(u) => Some(u),
+            None if std::env::var("TRACKER_TEST_REQUIRE_BACKENDS").as_deref() == Ok("1") => {
+                panic!("TRACKER_TEST_DATABASE_URL is not set but TRACKER_TEST_REQUIRE_BACKENDS=1")
+            }
+            None => {
+                eprintln!("skipped: TRACKER_TEST_DATABASE_URL is not set");
+                None
+            }
+        }
+    }
+
+    impl TestDatabase {
+        /// Creates `tracker_test_<random>` on the server of `admin_url`.
+        pub async fn create(admin_url: &str) -> Self {
+            let name = format!("tracker_test_{:x}", rand::random::<u64>());
+            let mut admin = sqlx::PgConnection::connect(admin_url).await.unwrap();
+            sqlx::query(&format!("CREATE DATABASE {name}"))
+                .execute(&mut admin)
+                .await
+                .unwrap();
+            let base = admin_url.rsplit_once('/').map_or(admin_url, |(b, _)| b);
+            TestDatabase {
+                admin_url: admin_url.to_owned(),
+                url: format!("{base}/{name}"),
+                name,
+            }
+        }
+
+        /// Drops the database (its connections must be closed).
+        pub async fn drop_now(self) {
+            if let Ok(mut admin) = sqlx::PgConnection::connect(&self.admin_url).await {
+                let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
+                let _ = sqlx::query(&sql).execute(&mut admin).await;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::{TestDatabase, admin_url};
+    use super::*;
+
+    #[tokio::test]
+    async fn postgres_store_meets_the_contract() {
+        let Some(admin) = admin_url() else { return };
+        let db = TestDatabase::create(&admin).await;
+        let store = std::sync::Arc::new(PostgresStore::open(&db.url).await.unwrap());
+        crate::store::contract::run(store.clone()).await;
+        store.close().await;
+        db.drop_now().await;
+    }
+
+    #[tokio::test]
+    async fn unreachable_postgres_is_an_error() {
+        assert!(
+            PostgresStore::open("postgres://postgres@127.0.0.1:1/none")
+                .await
+                .is_err()
+        );
+    }
+}

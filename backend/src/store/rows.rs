@@ -1,0 +1,86 @@
+//! What the SQL stores share: the order row type, the status list for riders'
+//! orders, and the outbox encoding. Each dialect keeps only its own SQL.
+
+use super::{OutboxItem, StoreError};
+use sqlx::FromRow;
+use std::str::FromStr;
+use tracker_domain::status::ALL;
+use tracker_domain::{EventBody, Order, Point, Status};
+
+/// One row of `orders`, as both dialects return it.
+#[derive(FromRow)]
+pub(crate) struct OrderRow {
+    id: String,
+    biz_order_no: String,
+    biz_type: String,
+    customer_id: String,
+    rider_id: Option<String>,
+    status: String,
+    version: i64,
+    status_version: i64,
+    pickup_lat: f64,
+    pickup_lon: f64,
+    dropoff_lat: f64,
+    dropoff_lon: f64,
+    promised_at: Option<i64>,
+    cancel_reason: Option<String>,
+    cancelled_by: Option<String>,
+    created_at: i64,
+    updated_at: i64,
+}
+
+impl TryFrom<OrderRow> for Order {
+    type Error = StoreError;
+    fn try_from(r: OrderRow) -> Result<Self, StoreError> {
+        Ok(Order {
+            status: Status::from_str(&r.status).map_err(|e| StoreError::Other(e.to_string()))?,
+            id: r.id,
+            biz_order_no: r.biz_order_no,
+            biz_type: r.biz_type,
+            customer_id: r.customer_id,
+            rider_id: r.rider_id,
+            version: r.version,
+            status_version: r.status_version,
+            pickup: Point {
+                lat: r.pickup_lat,
+                lon: r.pickup_lon,
+            },
+            dropoff: Point {
+                lat: r.dropoff_lat,
+                lon: r.dropoff_lon,
+            },
+            promised_at: r.promised_at,
+            cancel_reason: r.cancel_reason,
+            cancelled_by: r.cancelled_by,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        })
+    }
+}
+
+pub(crate) fn events_json(events: &[EventBody]) -> Result<String, StoreError> {
+    serde_json::to_string(events).map_err(|e| StoreError::Other(e.to_string()))
+}
+
+/// The SQL list of statuses that keep a rider attached, e.g. `'assigned','picked_up'`.
+pub(crate) fn attached_statuses() -> String {
+    ALL.iter()
+        .filter(|s| s.rider_attached())
+        .map(|s| format!("'{}'", s.as_str()))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// An outbox row read back: its id, order and JSON-encoded events.
+pub(crate) fn outbox_item(
+    id: i64,
+    order_id: String,
+    events: &str,
+) -> Result<OutboxItem, StoreError> {
+    Ok(OutboxItem {
+        id,
+        order_id,
+        events: serde_json::from_str(events)
+            .map_err(|e| StoreError::Other(format!("outbox row {id}: {e}")))?,
+    })
+}
