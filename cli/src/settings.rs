@@ -127,7 +127,12 @@ impl Settings {
         ];
         if let Some(k) = vars
             .keys()
-            .find(|k| k.starts_with("TRACKER_") && !KNOWN.contains(&k.as_str()))
+            // TRACKER_TEST_* belong to the test suites, not to the binary.
+            .find(|k| {
+                k.starts_with("TRACKER_")
+                    && !k.starts_with("TRACKER_TEST_")
+                    && !KNOWN.contains(&k.as_str())
+            })
         {
             bail!("unknown setting {k}; known: {}", KNOWN.join(", "));
         }
@@ -237,6 +242,7 @@ mod tests {
             Settings::from_vars(&vars(&[("TRACKER_HTTP_ADR", "x")])).is_err(),
             "typo"
         );
+        assert!(Settings::from_vars(&vars(&[("TRACKER_TEST_REDIS_URL", "x")])).is_ok());
         assert!(Settings::from_vars(&vars(&[("TRACKER_NODE_ID", "5000")])).is_err());
         assert!(Settings::from_vars(&vars(&[("TRACKER_JWT_SECRET", "short")])).is_err());
         assert!(Settings::from_vars(&vars(&[("TRACKER_MQTT_SHARE_GROUP", "a/b")])).is_err());

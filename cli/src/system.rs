@@ -138,12 +138,28 @@ pub async fn start(
             auth,
             ids: Arc::new(IdGenerator::new(s.node_id, clock.clone())),
             clock: clock.clone(),
-            metrics,
+            metrics: metrics.clone(),
         };
         let mut cfg = HubConfig::default();
         cfg.ws.queue = s.ws_queue;
         let hub = tracker_hub::run(cfg, deps, listener, stop.clone());
         running.services.push(tokio::spawn(hub));
+    }
+
+    if mode == Mode::Ingest {
+        // Ingest has no API, but operators still scrape it and probe its health.
+        let listener = tokio::net::TcpListener::bind(s.http_addr)
+            .await
+            .with_context(|| format!("binding TRACKER_HTTP_ADDR {}", s.http_addr))?;
+        running.http_addr = Some(listener.local_addr()?);
+        let ops = tracker_hub::api::ops_router(metrics.clone());
+        let stop = stop.clone();
+        running.services.push(tokio::spawn(async move {
+            axum::serve(listener, ops)
+                .with_graceful_shutdown(stop.cancelled_owned())
+                .await
+                .context("serving health and metrics")
+        }));
     }
 
     if mode != Mode::Hub {

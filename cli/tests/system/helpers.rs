@@ -180,31 +180,36 @@ impl App {
 
     /// A connected MQTT client (a rider's phone, or a load tool).
     pub(crate) async fn mqtt_client(&self) -> AsyncClient {
-        let mut opts = MqttOptions::new(unique("test-phone"), self.mqtt.0.clone(), self.mqtt.1);
-        opts.set_keep_alive(Duration::from_secs(30))
-            .set_max_packet_size(1 << 20, 1 << 20);
-        let (client, mut ev) = AsyncClient::new(opts, 1024);
-        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-        tokio::spawn(async move {
-            let mut ready = Some(ready_tx);
-            loop {
-                match ev.poll().await {
-                    Ok(Event::Incoming(Incoming::ConnAck(_))) => {
-                        if let Some(tx) = ready.take() {
-                            let _ = tx.send(());
-                        }
-                    }
-                    Ok(_) => {}
-                    Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-                }
-            }
-        });
-        tokio::time::timeout(PATIENCE, ready_rx)
-            .await
-            .unwrap()
-            .unwrap();
-        client
+        mqtt_client_at(&self.mqtt.0, self.mqtt.1).await
     }
+}
+
+/// A connected MQTT client of the broker at `host:port`.
+pub(crate) async fn mqtt_client_at(host: &str, port: u16) -> AsyncClient {
+    let mut opts = MqttOptions::new(unique("test-phone"), host.to_owned(), port);
+    opts.set_keep_alive(Duration::from_secs(30))
+        .set_max_packet_size(1 << 20, 1 << 20);
+    let (client, mut ev) = AsyncClient::new(opts, 1024);
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let mut ready = Some(ready_tx);
+        loop {
+            match ev.poll().await {
+                Ok(Event::Incoming(Incoming::ConnAck(_))) => {
+                    if let Some(tx) = ready.take() {
+                        let _ = tx.send(());
+                    }
+                }
+                Ok(_) => {}
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+    });
+    tokio::time::timeout(PATIENCE, ready_rx)
+        .await
+        .unwrap()
+        .unwrap();
+    client
 }
 
 pub(crate) async fn publish(client: &AsyncClient, topic: &str, payload: impl Into<Vec<u8>>) {

@@ -6,5 +6,6 @@ mod backends;
 mod bad_input;
 mod helpers;
 mod live_path;
+mod nodes;
 mod orders;
 mod resume;

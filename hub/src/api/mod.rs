@@ -4,10 +4,10 @@ pub mod orders;
 
 use crate::AppState;
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
-use axum::response::IntoResponse;
 use axum::routing::{get, post};
+use metrics_exporter_prometheus::PrometheusHandle;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
@@ -17,13 +17,12 @@ const MAX_BODY: usize = 64 * 1024;
 /// Every route of the hub.
 pub fn router(state: AppState) -> Router {
     let timeout = state.cfg.http_timeout;
+    let metrics = state.deps.metrics.clone();
     let api = Router::new()
         .route("/v1/orders", post(orders::create))
         .route("/v1/orders/{id}", get(orders::get))
         .route("/v1/orders/{id}/status", post(orders::change_status))
         .route("/v1/orders/{id}/assign", post(orders::assign))
-        .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             timeout,
@@ -35,18 +34,26 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
+        .merge(ops_router(metrics))
 }
 
-async fn healthz() -> &'static str {
-    "ok"
-}
-
-async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    match &state.deps.metrics {
-        Some(h) => (StatusCode::OK, h.render()),
-        None => (
-            StatusCode::NOT_FOUND,
-            "metrics recorder not installed".to_owned(),
-        ),
-    }
+/// `/healthz` and `/metrics`: what every process serves, the hub and `tracker ingest` alike.
+pub fn ops_router(metrics: Option<PrometheusHandle>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/metrics",
+            get(move || {
+                let metrics = metrics.clone();
+                async move {
+                    match metrics {
+                        Some(h) => (StatusCode::OK, h.render()),
+                        None => (
+                            StatusCode::NOT_FOUND,
+                            "metrics recorder not installed".to_owned(),
+                        ),
+                    }
+                }
+            }),
+        )
 }

@@ -1,0 +1,357 @@
+//! Several processes, as users run them past one node: two `tracker hub` and two
+//! `tracker ingest` against one Redis, PostgreSQL and Mosquitto.
+
+use crate::backends::backend_url;
+use crate::helpers::{PATIENCE, mqtt_client_at, now_ms, publish, unique};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::process::{Child, Command};
+use tokio_tungstenite::tungstenite::Message;
+use tracker_backend::EventLog;
+use tracker_backend::log::redis::{RedisLog, RedisLogConfig};
+use tracker_backend::store::postgres::testing::TestDatabase;
+use tracker_hub::{Auth, Role};
+
+const SECRET: &str = "nodes-test-secret-0123456789";
+
+struct Proc {
+    child: Child,
+    base: String,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Starts `tracker <mode>` with exactly `env` (plus PATH), and waits for /healthz.
+async fn start(mode: &str, env: &[(&str, String)]) -> Proc {
+    let port = free_port();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tracker"));
+    cmd.arg(mode)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env(
+            "RUST_LOG",
+            if std::env::var("TEST_LOG").is_ok() {
+                "info"
+            } else {
+                "warn"
+            },
+        )
+        .env("TRACKER_HTTP_ADDR", format!("127.0.0.1:{port}"))
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    if std::env::var("TEST_LOG").is_err() {
+        cmd.stdout(Stdio::null()).stderr(Stdio::null());
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let child = cmd.spawn().expect("the tracker binary starts");
+    let base = format!("http://127.0.0.1:{port}");
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        if let Ok(r) = reqwest::get(format!("{base}/healthz")).await
+            && r.status().is_success()
+        {
+            return Proc { child, base };
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "tracker {mode} did not become healthy"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+impl Proc {
+    /// SIGTERM, as an orchestrator stops a node, then wait for the exit.
+    async fn terminate(mut self) {
+        let pid = self.child.id().expect("running").to_string();
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap();
+        tokio::time::timeout(PATIENCE, self.child.wait())
+            .await
+            .expect("exits on SIGTERM")
+            .unwrap();
+    }
+
+    async fn metric(&self, name: &str) -> f64 {
+        let text = reqwest::get(format!("{}/metrics", self.base))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .filter(|l| l.starts_with(name) && !l.starts_with('#'))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+}
+
+async fn post(base: &str, token: &str, path: &str, body: Value) -> Value {
+    let r = reqwest::Client::new()
+        .post(format!("{base}{path}"))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{path}: {}", r.status());
+    r.json().await.unwrap()
+}
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn next_frame(ws: &mut Ws) -> Option<Value> {
+    loop {
+        match tokio::time::timeout(PATIENCE, ws.next())
+            .await
+            .expect("a frame in time")?
+        {
+            Ok(Message::Text(t)) => return Some(serde_json::from_str(&t).unwrap()),
+            Ok(Message::Close(_)) | Err(_) => return None,
+            Ok(_) => continue,
+        }
+    }
+}
+
+#[tokio::test]
+async fn two_hubs_and_two_ingests_share_the_work_and_lose_nothing() {
+    let Some(mqtt) = backend_url("TRACKER_TEST_MQTT_URL") else {
+        return;
+    };
+    let Some(redis) = backend_url("TRACKER_TEST_REDIS_URL") else {
+        return;
+    };
+    let Some(admin_db) = backend_url("TRACKER_TEST_DATABASE_URL") else {
+        return;
+    };
+    let db = TestDatabase::create(&admin_db).await;
+    let prefix = unique("nodes");
+    let group = unique("ingest");
+    let common = |node: &str| {
+        vec![
+            ("TRACKER_REDIS_URL", redis.clone()),
+            ("TRACKER_REDIS_PREFIX", prefix.clone()),
+            ("TRACKER_DATABASE_URL", db.url.clone()),
+            ("TRACKER_JWT_SECRET", SECRET.to_owned()),
+            ("TRACKER_MQTT_URL", mqtt.clone()),
+            ("TRACKER_MQTT_SHARE_GROUP", group.clone()),
+            ("TRACKER_NODE_ID", node.to_owned()),
+        ]
+    };
+    // The first process migrates the database; the others find it done.
+    let hub_a = start("hub", &common("1")).await;
+    let hub_b = start("hub", &common("2")).await;
+    let ingest_1 = start("ingest", &common("3")).await;
+    let ingest_2 = start("ingest", &common("4")).await;
+
+    // The test reads the shared log directly to know when events have landed.
+    let log_cfg = RedisLogConfig {
+        prefix: prefix.clone(),
+        ..Default::default()
+    };
+    let log = RedisLog::connect(&redis, log_cfg).await.unwrap();
+    let log = &log;
+    let top_of = |id: String| async move { log.read(&id, None, 0).await.unwrap().state.seq };
+    let wait_top = |id: String, want: u64| async move {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            let top = log.read(&id, None, 0).await.unwrap().state.seq;
+            if top >= want {
+                return top;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "log stuck at {top}, wanted {want}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+
+    let auth = Auth::hs256(SECRET.as_bytes());
+    let admin = auth.mint("ops", Role::Admin, 600);
+    let (customer, rider) = (unique("c"), unique("r"));
+
+    // The order is made and moved through hub B ...
+    let body = json!({"biz_order_no": unique("S"), "biz_type": "grocery", "customer_id": customer,
+        "pickup": {"lat": 23.1, "lon": 113.2}, "dropoff": {"lat": 23.2, "lon": 113.3}});
+    let order = post(&hub_b.base, &admin, "/v1/orders", body).await;
+    let id = order["id"].as_str().unwrap().to_owned();
+    let mut v = 1;
+    for to in ["paid", "preparing", "ready"] {
+        v = post(
+            &hub_b.base,
+            &admin,
+            &format!("/v1/orders/{id}/status"),
+            json!({"to": to, "version": v}),
+        )
+        .await["version"]
+            .as_i64()
+            .unwrap();
+    }
+    let assigned = post(
+        &hub_b.base,
+        &admin,
+        &format!("/v1/orders/{id}/assign"),
+        json!({"rider_id": rider, "version": v}),
+    )
+    .await;
+    v = assigned["version"].as_i64().unwrap();
+
+    // ... and watched on hub A.
+    let token = auth.mint(&customer, Role::Customer, 600);
+    let ws_url = |p: &Proc| format!("{}/v1/ws?token={token}", p.base.replace("http://", "ws://"));
+    let (mut ws, _) = tokio_tungstenite::connect_async(ws_url(&hub_a))
+        .await
+        .unwrap();
+    ws.send(Message::Text(
+        json!({"op": "sub", "order": id}).to_string().into(),
+    ))
+    .await
+    .unwrap();
+    let mut last = next_frame(&mut ws).await.unwrap()["seq"].as_u64().unwrap();
+    // Events still being relayed arrive after the snapshot; wait until the six are in.
+    while last < 6 {
+        let f = next_frame(&mut ws).await.unwrap();
+        assert_eq!(f["seq"].as_u64().unwrap(), last + 1);
+        last += 1;
+    }
+
+    // Fixes through Mosquitto: the two ingest instances split them.
+    let (host, port) = {
+        let t = tracker_ingest::MqttTarget::parse(&mqtt).unwrap();
+        (t.host, t.port)
+    };
+    let phone = mqtt_client_at(&host, port).await;
+    let topic = format!("riders/{rider}/pos");
+    let t0 = now_ms() - 100_000;
+    // Ingest subscribes after it connects; fixes sent before that reach nobody,
+    // so send one at a time until one lands (bounded).
+    let mut sent = 0;
+    while top_of(id.clone()).await < 7 {
+        publish(
+            &phone,
+            &topic,
+            json!({"lat": 23.0, "lon": 113.0, "ts": t0 + sent}).to_string(),
+        )
+        .await;
+        sent += 1;
+        assert!(sent < 100, "no fix made it through Mosquitto and ingest");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for i in 0..60 {
+        publish(
+            &phone,
+            &topic,
+            json!({"lat": 23.0, "lon": 113.0, "ts": t0 + 1000 + i}).to_string(),
+        )
+        .await;
+    }
+    let target = wait_top(id.clone(), 67).await;
+    while last < target {
+        let f = next_frame(&mut ws).await.unwrap();
+        assert_eq!(
+            f["seq"].as_u64().unwrap(),
+            last + 1,
+            "no gap, no duplicate across processes"
+        );
+        last += 1;
+    }
+    let (took_1, took_2) = (
+        ingest_1.metric("tracker_fixes_accepted_total").await,
+        ingest_2.metric("tracker_fixes_accepted_total").await,
+    );
+    assert!(
+        took_1 > 0.0 && took_2 > 0.0,
+        "both ingest instances took part: {took_1} and {took_2}"
+    );
+
+    // A change through B is seen on A.
+    post(
+        &hub_b.base,
+        &admin,
+        &format!("/v1/orders/{id}/status"),
+        json!({"to": "picked_up", "version": v}),
+    )
+    .await;
+    let f = next_frame(&mut ws).await.unwrap();
+    assert_eq!(
+        (f["status"].as_str(), f["seq"].as_u64()),
+        (Some("picked_up"), Some(last + 1))
+    );
+    last += 1;
+
+    // Node A stops: the watcher is told to reconnect, and comes back on B with since.
+    hub_a.terminate().await;
+    let closed = loop {
+        match next_frame(&mut ws).await {
+            None => break true,
+            Some(_) => continue,
+        }
+    };
+    assert!(closed);
+    for i in 0..10 {
+        publish(
+            &phone,
+            &topic,
+            json!({"lat": 23.1, "lon": 113.1, "ts": t0 + 2000 + i}).to_string(),
+        )
+        .await;
+    }
+    // Fixes of a delivered order are no longer routed, so let them land first.
+    wait_top(id.clone(), last + 10).await;
+    post(
+        &hub_b.base,
+        &admin,
+        &format!("/v1/orders/{id}/status"),
+        json!({"to": "delivered", "version": v + 1}),
+    )
+    .await;
+    let top = wait_top(id.clone(), last + 11).await;
+    assert_eq!(top, last + 11, "ten fixes and one status, each once");
+
+    let (mut ws, _) = tokio_tungstenite::connect_async(ws_url(&hub_b))
+        .await
+        .unwrap();
+    ws.send(Message::Text(
+        json!({"op": "sub", "order": id, "since": last})
+            .to_string()
+            .into(),
+    ))
+    .await
+    .unwrap();
+    let mut got = Vec::new();
+    loop {
+        let f = next_frame(&mut ws).await.unwrap();
+        if f["t"] == "snapshot" {
+            assert_eq!(
+                (f["recovered"].as_bool(), f["seq"].as_u64()),
+                (Some(true), Some(top)),
+                "{f}"
+            );
+            assert_eq!(f["status"], "delivered");
+            break;
+        }
+        got.push(f["seq"].as_u64().unwrap());
+    }
+    assert_eq!(
+        got,
+        ((last + 1)..=top).collect::<Vec<_>>(),
+        "exactly what was missed while A was gone"
+    );
+
+    drop((hub_b, ingest_1, ingest_2));
+    db.drop_now().await;
+}
