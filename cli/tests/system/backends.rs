@@ -193,3 +193,128 @@ async fn the_live_path_runs_on_redis_and_postgres_together() {
     app.running.shutdown().await.unwrap();
     db.drop_now().await;
 }
+
+/// A private Mosquitto on a free port, for tests that stop and restart it (the
+/// machine's shared broker must stay up for everyone else). Killed on drop.
+struct PrivateBroker {
+    child: std::process::Child,
+    port: u16,
+    conf: tempfile::NamedTempFile,
+}
+
+impl PrivateBroker {
+    fn spawn(conf: &tempfile::NamedTempFile) -> std::process::Child {
+        std::process::Command::new("mosquitto")
+            .arg("-c")
+            .arg(conf.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("mosquitto is installed (CI installs it)")
+    }
+
+    fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut conf = tempfile::NamedTempFile::new().unwrap();
+        use std::io::Write;
+        writeln!(
+            conf,
+            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false"
+        )
+        .unwrap();
+        PrivateBroker {
+            child: Self::spawn(&conf),
+            port,
+            conf,
+        }
+    }
+
+    /// Kills the broker and starts it again on the same port.
+    fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.child = Self::spawn(&self.conf);
+    }
+}
+
+impl Drop for PrivateBroker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Publishes fresh fixes (bounded) until one reaches `ws` as a `pos` event.
+async fn until_a_fix_arrives(app: &App, rider: &str, ws: &mut Ws) -> serde_json::Value {
+    let deadline = tokio::time::Instant::now() + PATIENCE * 2;
+    let mut phone = None;
+    loop {
+        if phone.is_none() {
+            // The phone itself may be cut off by the restart; a new one is made as needed.
+            phone = tokio::time::timeout(std::time::Duration::from_millis(500), app.mqtt_client())
+                .await
+                .ok();
+        }
+        if let Some(p) = &phone {
+            let fix = json!({"lat": 23.0, "lon": 113.0, "ts": now_ms()}).to_string();
+            if p.try_publish(
+                format!("riders/{rider}/pos"),
+                rumqttc::QoS::AtLeastOnce,
+                false,
+                fix,
+            )
+            .is_err()
+            {
+                phone = None;
+            }
+        }
+        if let Ok(Some(Ok(m))) = tokio::time::timeout(
+            std::time::Duration::from_millis(200),
+            futures_util::StreamExt::next(&mut ws.stream),
+        )
+        .await
+            && let Ok(v) = serde_json::from_str::<serde_json::Value>(m.to_text().unwrap_or(""))
+            && v["t"] == "pos"
+        {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no fix came through"
+        );
+    }
+}
+
+#[tokio::test]
+async fn ingest_reconnects_after_the_broker_restarts_and_resumes() {
+    // Needs the mosquitto binary, which the MQTT suite's machines have.
+    let Some(_) = backend_url("TRACKER_TEST_MQTT_URL") else {
+        return;
+    };
+    let mut broker = PrivateBroker::start();
+    let url = format!("mqtt://127.0.0.1:{}", broker.port);
+    let app = spawn_app_with(&[("TRACKER_MQTT_URL", url.as_str())]).await;
+    let rider = unique("r");
+    let (order, _) = app.assigned_order("c1", &rider).await;
+    let mut ws = app.watch(&app.admin(), &order).await;
+    let before = until_a_fix_arrives(&app, &rider, &mut ws).await;
+
+    broker.restart();
+    let restarted_at = now_ms();
+    let after = loop {
+        // Frames of fixes sent before the restart may still be on their way: skip them.
+        let f = until_a_fix_arrives(&app, &rider, &mut ws).await;
+        if f["ts"].as_i64() >= Some(restarted_at) {
+            break f;
+        }
+    };
+    assert!(
+        after["seq"].as_u64() > before["seq"].as_u64(),
+        "{before} then {after}"
+    );
+    drop(broker);
+}
