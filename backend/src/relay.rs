@@ -66,16 +66,22 @@ pub async fn run(
 /// Moves one batch; returns how many items it moved.
 pub async fn relay_once(store: &dyn Store, log: &dyn EventLog) -> Result<usize, String> {
     let items = store.outbox_fetch(BATCH).await.map_err(|e| e.to_string())?;
+    // What the relay found waiting: the outbox backlog (a floor of it when a full batch).
+    metrics::gauge!("tracker_outbox_backlog").set(items.len() as f64);
     let mut done = Vec::with_capacity(items.len());
+    let mut appended = 0u64;
     for item in items {
         let origin = u64::try_from(item.id).ok();
-        log.append(&item.order_id, item.events, origin)
+        appended += log
+            .append(&item.order_id, item.events, origin)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| e.to_string())?
+            .len() as u64;
         done.push(item.id);
     }
     store.outbox_ack(&done).await.map_err(|e| e.to_string())?;
     metrics::counter!("tracker_outbox_relayed_total").increment(done.len() as u64);
+    metrics::counter!("tracker_events_appended_total", "source" => "outbox").increment(appended);
     Ok(done.len())
 }
 

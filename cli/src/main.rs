@@ -46,9 +46,7 @@ async fn main() -> anyhow::Result<()> {
         .init();
     let settings = Settings::from_env()?;
     tracing::debug!(?settings, "configuration");
-    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
-        .install_recorder()
-        .context("installing the metrics recorder")?;
+    let metrics = tracker_cli::telemetry::install().context("installing the metrics recorder")?;
     let running = system::start(&settings, mode, Some(metrics)).await?;
     if mode == Mode::Run {
         print_banner(&running);

@@ -22,6 +22,8 @@ pub struct Delivery {
     pub order: OrderKey,
     /// Its `seq` in that order's log.
     pub seq: u64,
+    /// The event's own time (a fix's phone time), for the delivery-latency histogram.
+    pub ts: i64,
     /// The JSON text frame, shared by every watcher.
     pub text: Utf8Bytes,
 }
@@ -108,6 +110,7 @@ impl Fanout {
         let d = Arc::new(Delivery {
             order: entry.order.clone(),
             seq: entry.seq,
+            ts: entry.ts,
             text,
         });
         let (mut queued, mut full) = (0u64, 0u64);
@@ -157,6 +160,7 @@ pub async fn run_tail(
                 fanout.lag_everyone();
             }
             Ok(TailEvent::Entry(entry)) => {
+                metrics::gauge!("tracker_tail_backlog").set(tail.len() as f64);
                 metrics::histogram!("tracker_event_age_at_fanout_ms")
                     .record((now_ms() - entry.ts).max(0) as f64);
                 fanout.deliver(&entry);

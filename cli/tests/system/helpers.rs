@@ -47,7 +47,9 @@ pub(crate) async fn spawn_app_with(extra: &[(&str, &str)]) -> App {
         vars.insert(k.to_string(), v.to_string());
     }
     let settings = Settings::from_vars(&vars).unwrap();
-    let running = system::start(&settings, Mode::Run, None).await.unwrap();
+    let running = system::start(&settings, Mode::Run, Some(recorder()))
+        .await
+        .unwrap();
     let http_addr = running.http_addr.unwrap();
     let mqtt = match (&settings.mqtt_url, running.mqtt_addr) {
         (Some(url), _) => {
@@ -66,6 +68,15 @@ pub(crate) async fn spawn_app_with(extra: &[(&str, &str)]) -> App {
         http: reqwest::Client::new(),
         _dir: dir,
     }
+}
+
+/// The process-wide Prometheus recorder, installed once for all tests of this binary.
+pub(crate) fn recorder() -> metrics_exporter_prometheus::PrometheusHandle {
+    static HANDLE: std::sync::OnceLock<metrics_exporter_prometheus::PrometheusHandle> =
+        std::sync::OnceLock::new();
+    HANDLE
+        .get_or_init(|| tracker_cli::telemetry::install().unwrap())
+        .clone()
 }
 
 pub(crate) fn unique(prefix: &str) -> String {

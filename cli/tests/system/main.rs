@@ -6,6 +6,7 @@ mod backends;
 mod bad_input;
 mod helpers;
 mod live_path;
+mod metrics;
 mod nodes;
 mod orders;
 mod resume;

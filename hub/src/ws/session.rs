@@ -44,6 +44,8 @@ struct Session {
     subs: HashMap<OrderKey, u64>,
     /// Frames waiting for the next flush.
     out: Vec<Message>,
+    /// Event times of the events among them, for the latency histogram.
+    out_ts: Vec<i64>,
 }
 
 /// Serves one upgraded socket until the client leaves, it goes idle or slow, or the hub stops.
@@ -61,6 +63,7 @@ where
         signal: Arc::new(ConnSignal::default()),
         subs: HashMap::new(),
         out: Vec::new(),
+        out_ts: Vec::new(),
     };
     metrics::gauge!("tracker_ws_connections").increment(1.0);
     s.serve(socket, rx).await;
@@ -164,6 +167,13 @@ impl Session {
         match tokio::time::timeout(self.st.cfg.ws.write_timeout, send).await {
             Ok(Ok(())) => {
                 metrics::counter!("tracker_ws_frames_sent_total").increment(n);
+                let now = tracker_domain::clock::now_ms();
+                metrics::counter!("tracker_events_delivered_total")
+                    .increment(self.out_ts.len() as u64);
+                let latency = metrics::histogram!("tracker_delivery_latency_ms");
+                for ts in self.out_ts.drain(..) {
+                    latency.record((now - ts).max(0) as f64);
+                }
                 true
             }
             Ok(Err(e)) => {
@@ -271,6 +281,7 @@ impl Session {
         let recovered = match (since, read.missed) {
             (Some(_), Some(missed)) if same_epoch => {
                 metrics::counter!("tracker_ws_resumes_total", "recovered" => "true").increment(1);
+                metrics::counter!("tracker_events_replayed_total").increment(missed.len() as u64);
                 self.out
                     .extend(missed.iter().filter_map(|e| text_of(&e.json)));
                 Some(true)
@@ -315,6 +326,7 @@ impl Session {
         }
         if d.seq == last + 1 {
             self.out.push(Message::Text(d.text.clone()));
+            self.out_ts.push(d.ts);
             self.subs.insert(d.order.clone(), d.seq);
             return;
         }
@@ -355,6 +367,8 @@ impl Session {
                 for e in missed.iter().filter(|e| e.seq > last) {
                     if let Some(m) = text_of(&e.json) {
                         self.out.push(m);
+                        // Live events that came late: their delay is real delivery latency.
+                        self.out_ts.push(e.ts);
                         top = e.seq;
                     }
                 }

@@ -1,0 +1,50 @@
+//! `/metrics` carries what operators scale and alert on.
+
+use crate::helpers::*;
+use serde_json::json;
+use tracker_hub::Role;
+
+#[tokio::test]
+async fn metrics_cover_connections_events_rejections_backlog_and_latency() {
+    let app = spawn_app().await;
+    let rider = unique("r");
+    let (order, _) = app.assigned_order("c1", &rider).await;
+    let mut ws = app.watch(&app.token("c1", Role::Customer), &order).await;
+    let phone = app.mqtt_client().await;
+    publish(&phone, &format!("riders/{rider}/pos"), b"garbage".to_vec()).await;
+    publish(
+        &phone,
+        &format!("riders/{rider}/pos"),
+        json!({"lat": 1.0, "lon": 2.0, "ts": now_ms()}).to_string(),
+    )
+    .await;
+    assert_eq!(ws.next().await["t"], "pos");
+    // One more round trip so the delivery above has been flushed and counted.
+    ws.send(json!({"op": "ping"})).await;
+    assert_eq!(ws.next().await["t"], "pong");
+
+    let text = app
+        .http
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for name in [
+        "tracker_ws_connections",
+        "tracker_ws_subscriptions",
+        "tracker_events_appended_total{source=\"ingest\"}",
+        "tracker_events_appended_total{source=\"outbox\"}",
+        "tracker_events_delivered_total",
+        "tracker_fixes_rejected_total{reason=\"bad_json\"}",
+        "tracker_fixes_accepted_total",
+        "tracker_outbox_backlog",
+        "tracker_tail_backlog",
+        "tracker_delivery_latency_ms_bucket{le=\"20\"}",
+        "tracker_event_age_at_fanout_ms_bucket",
+    ] {
+        assert!(text.contains(name), "/metrics lacks {name}");
+    }
+}
