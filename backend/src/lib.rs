@@ -8,11 +8,13 @@
 //! - [`log`]: the per-order event log (allocates `seq`, appends, tails, reads since a `seq`).
 //! - [`store`]: orders, their dedup records and the transactional outbox.
 //! - [`relay`]: moves committed outbox rows into the event log.
+//! - [`track`]: routed fixes queued for batched storage (trip history).
 
 pub mod log;
 pub mod relay;
 pub mod select;
 pub mod store;
+pub mod track;
 
 pub use log::{Entry, EventLog, LogError, ReadResult, TailEvent};
-pub use store::{OutboxItem, Store, StoreError};
+pub use store::{OutboxItem, Store, StoreError, TrackPoint};

@@ -8,8 +8,13 @@ use crate::log::memory::{MemoryLog, MemoryLogConfig};
 use crate::log::redis::{RedisLog, RedisLogConfig};
 use crate::store::postgres::PostgresStore;
 use crate::store::sqlite::SqliteStore;
+use crate::track::TrackQueue;
+use crate::track::memory::MemoryTrackQueue;
+use crate::track::redis::{RedisTrackQueue, TrackWorker, TrackWorkerConfig};
 use crate::{EventLog, Store};
 use std::sync::Arc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 /// Why a backend could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -108,6 +113,39 @@ pub async fn open_log(
             url: redact(u),
             expected: "memory:// or redis://",
         }),
+        None => unreachable!("None is in-process"),
+    }
+}
+
+/// The track queue that goes with the log at `url`, and the task that stores
+/// its points: the in-process writer, or a Redis consumer-group worker. The task
+/// ends (the in-process one after draining) when `stop` is cancelled.
+pub async fn open_track(
+    url: Option<&str>,
+    redis_prefix: &str,
+    store: Arc<dyn Store>,
+    stop: CancellationToken,
+) -> Result<(Arc<dyn TrackQueue>, JoinHandle<()>), BackendError> {
+    match url {
+        u if log_is_in_process(u) => {
+            let (queue, writer) = MemoryTrackQueue::start(store, stop);
+            Ok((Arc::new(queue), writer))
+        }
+        Some(u) => {
+            let open = |e: crate::LogError| BackendError::Open {
+                what: "track queue",
+                url: redact(u),
+                reason: e.to_string(),
+            };
+            // Kept near a million points: hours of backlog if every worker is down.
+            let queue = RedisTrackQueue::connect(u, redis_prefix, 1_000_000)
+                .await
+                .map_err(open)?;
+            let worker = TrackWorker::connect(u, redis_prefix, store, TrackWorkerConfig::default())
+                .await
+                .map_err(open)?;
+            Ok((Arc::new(queue), tokio::spawn(worker.run(stop))))
+        }
         None => unreachable!("None is in-process"),
     }
 }

@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tracker_backend::select::{LogSettings, log_is_in_process, open_log, open_store};
+use tracker_backend::select::{LogSettings, log_is_in_process, open_log, open_store, open_track};
 use tracker_backend::{EventLog, Store};
 use tracker_domain::ids::IdGenerator;
 use tracker_domain::{Clock, FixLimits, SystemClock};
@@ -185,9 +185,26 @@ pub async fn start(
                 bail!("`tracker ingest` needs TRACKER_MQTT_URL (the broker riders publish to)")
             }
         };
+        let (track, track_writer) = open_track(
+            s.redis_url.as_deref(),
+            &s.redis_prefix,
+            store.clone(),
+            stop.clone(),
+        )
+        .await?;
+        running.services.push(tokio::spawn(async move {
+            track_writer.await.context("track writer panicked")
+        }));
         let stats = Arc::new(Stats::default());
         running.ingest_stats = Some(stats.clone());
-        let router = Arc::new(Router::new(store, log, clock, FixLimits::default(), stats));
+        let router = Arc::new(Router::new(
+            store,
+            log,
+            track,
+            clock,
+            FixLimits::default(),
+            stats,
+        ));
         let mut cfg = IngestConfig::new(target);
         cfg.share_group = share_group;
         let ingest = tracker_ingest::consumer::run(cfg, router, stop.clone());

@@ -9,7 +9,8 @@ use crate::topic::{self, Kind};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
-use tracker_backend::{EventLog, LogError, Store, StoreError};
+use tracker_backend::track::TrackQueue;
+use tracker_backend::{EventLog, LogError, Store, StoreError, TrackPoint};
 use tracker_domain::fix::{parse_batch, parse_fix};
 use tracker_domain::{Clock, EventBody, Fix, FixLimits, PosEvent, RejectReason};
 
@@ -28,6 +29,7 @@ pub enum RouteError {
 pub struct Router {
     store: Arc<dyn Store>,
     log: Arc<dyn EventLog>,
+    track: Arc<dyn TrackQueue>,
     clock: Arc<dyn Clock>,
     limits: FixLimits,
     stats: Arc<Stats>,
@@ -49,6 +51,7 @@ impl Router {
     pub fn new(
         store: Arc<dyn Store>,
         log: Arc<dyn EventLog>,
+        track: Arc<dyn TrackQueue>,
         clock: Arc<dyn Clock>,
         limits: FixLimits,
         stats: Arc<Stats>,
@@ -56,6 +59,7 @@ impl Router {
         Router {
             store,
             log,
+            track,
             clock,
             limits,
             stats,
@@ -96,7 +100,8 @@ impl Router {
         self.route(rider, fixes).await
     }
 
-    /// Appends valid `fixes` of `rider`, oldest first, to every order the rider holds.
+    /// Appends valid `fixes` of `rider`, oldest first, to every order the rider
+    /// holds, and queues them as track points of those orders.
     ///
     /// A batch is kept whole in each log; the log's fold moves the live position
     /// only for a fix newer than the current one and marks the rest `backfill`.
@@ -113,10 +118,23 @@ impl Router {
             return Ok(());
         }
         let events: Vec<EventBody> = fixes.iter().map(pos_event).collect();
+        let mut points = Vec::with_capacity(orders.len() * fixes.len());
         for order in orders {
             let appended = self.log.append(&order, events.clone(), None).await?;
             self.stats.appended(appended.len() as u64);
+            points.extend(fixes.iter().map(|f| TrackPoint {
+                order_id: order.clone(),
+                rider_id: rider.to_owned(),
+                ts: f.ts,
+                lat: f.lat,
+                lon: f.lon,
+                speed: f.speed,
+                heading: f.heading,
+            }));
         }
+        // Queued before the caller acks the publish: a crash here redelivers it,
+        // and storing is idempotent.
+        self.track.push(points).await?;
         Ok(())
     }
 

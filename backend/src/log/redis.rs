@@ -355,7 +355,7 @@ async fn tail_loop(
 
 /// Reads `TRACKER_TEST_REDIS_URL` for the contract test; see cli/tests for the policy.
 #[cfg(test)]
-fn test_url() -> Option<String> {
+pub(crate) fn test_url() -> Option<String> {
     match std::env::var("TRACKER_TEST_REDIS_URL")
         .ok()
         .filter(|v| !v.is_empty())

@@ -1,6 +1,6 @@
 //! The contract every [`Store`] implementation must meet, as one test story.
 
-use super::{Store, StoreError};
+use super::{Store, StoreError, TrackPoint};
 use std::collections::HashSet;
 use std::sync::Arc;
 use tracker_domain::order::Change;
@@ -36,6 +36,41 @@ pub async fn run<S: Store>(store: Arc<S>) {
     updates_compare_and_set_on_version(&*store).await;
     outbox_holds_events_until_acked(&*store).await;
     rider_orders_lists_only_held_orders(&*store).await;
+    track_points_are_idempotent_and_read_oldest_first(&*store).await;
+}
+
+fn point(order: &str, ts: i64) -> TrackPoint {
+    TrackPoint {
+        order_id: order.into(),
+        rider_id: "r1".into(),
+        ts,
+        lat: 23.0 + ts as f64 * 1e-6,
+        lon: 113.0,
+        speed: Some(3.5),
+        heading: None,
+    }
+}
+
+async fn track_points_are_idempotent_and_read_oldest_first(store: &dyn Store) {
+    let (a, b) = (key(), key());
+    store
+        .insert_track_points(&[point(&a, 30), point(&a, 10), point(&b, 20)])
+        .await
+        .unwrap();
+    // A redelivered batch (one old point, one new) stores only the new one.
+    store
+        .insert_track_points(&[point(&a, 10), point(&a, 20)])
+        .await
+        .unwrap();
+    store.insert_track_points(&[]).await.unwrap();
+    let trip = store.track_of(&a).await.unwrap();
+    assert_eq!(
+        trip.iter().map(|p| p.ts).collect::<Vec<_>>(),
+        vec![10, 20, 30]
+    );
+    assert_eq!(trip[0], point(&a, 10));
+    assert_eq!(store.track_of(&b).await.unwrap().len(), 1);
+    assert!(store.track_of("nothing").await.unwrap().is_empty());
 }
 
 /// A new order stored (with its creation event when `with_events`), then paid;

@@ -47,6 +47,25 @@ pub struct OutboxItem {
     pub events: Vec<EventBody>,
 }
 
+/// One stored fix of an order's trip.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, sqlx::FromRow)]
+pub struct TrackPoint {
+    /// The order the rider held.
+    pub order_id: String,
+    /// The rider.
+    pub rider_id: String,
+    /// The phone's fix time, Unix ms; with `order_id` the point's identity.
+    pub ts: i64,
+    /// Latitude.
+    pub lat: f64,
+    /// Longitude.
+    pub lon: f64,
+    /// Speed, m/s.
+    pub speed: Option<f64>,
+    /// Heading, degrees.
+    pub heading: Option<f64>,
+}
+
 /// Durable order storage.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -80,4 +99,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// Removes outbox items once their events are in the log.
     async fn outbox_ack(&self, ids: &[i64]) -> Result<(), StoreError>;
+
+    /// Stores track points in one transaction; a point already stored (same
+    /// order and `ts`) is skipped, so redelivered batches are harmless.
+    async fn insert_track_points(&self, points: &[TrackPoint]) -> Result<(), StoreError>;
+
+    /// The stored trip of `order_id`, oldest first.
+    async fn track_of(&self, order_id: &str) -> Result<Vec<TrackPoint>, StoreError>;
 }

@@ -5,7 +5,7 @@
 //! waits for the winner's commit, does nothing, and reads the winner's order.
 
 use super::rows::{OrderRow, attached_statuses, events_json, outbox_item};
-use super::{OutboxItem, Store, StoreError};
+use super::{OutboxItem, Store, StoreError, TrackPoint};
 use async_trait::async_trait;
 use sqlx::Row;
 use sqlx::postgres::{PgPool, PgPoolOptions};
@@ -199,6 +199,41 @@ impl Store for PostgresStore {
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+
+    async fn insert_track_points(&self, points: &[TrackPoint]) -> Result<(), StoreError> {
+        if points.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await?;
+        for p in points {
+            sqlx::query(
+                "INSERT INTO track_points (order_id, ts, rider_id, lat, lon, speed, heading)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
+            )
+            .bind(&p.order_id)
+            .bind(p.ts)
+            .bind(&p.rider_id)
+            .bind(p.lat)
+            .bind(p.lon)
+            .bind(p.speed)
+            .bind(p.heading)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn track_of(&self, order_id: &str) -> Result<Vec<TrackPoint>, StoreError> {
+        let points = sqlx::query_as(
+            "SELECT order_id, rider_id, ts, lat, lon, speed, heading FROM track_points
+             WHERE order_id = $1 ORDER BY ts",
+        )
+        .bind(order_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(points)
     }
 }
 

@@ -5,7 +5,7 @@
 //! through a separate pool; WAL mode lets readers run beside the writer.
 
 use super::rows::{OrderRow, attached_statuses, events_json, outbox_item};
-use super::{OutboxItem, Store, StoreError};
+use super::{OutboxItem, Store, StoreError, TrackPoint};
 use async_trait::async_trait;
 use sqlx::Row;
 use sqlx::sqlite::{
@@ -214,6 +214,41 @@ impl Store for SqliteStore {
         }
         q.execute(&self.writer).await?;
         Ok(())
+    }
+
+    async fn insert_track_points(&self, points: &[TrackPoint]) -> Result<(), StoreError> {
+        if points.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.writer.begin().await?;
+        for p in points {
+            sqlx::query(
+                "INSERT INTO track_points (order_id, ts, rider_id, lat, lon, speed, heading)
+                 VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            )
+            .bind(&p.order_id)
+            .bind(p.ts)
+            .bind(&p.rider_id)
+            .bind(p.lat)
+            .bind(p.lon)
+            .bind(p.speed)
+            .bind(p.heading)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn track_of(&self, order_id: &str) -> Result<Vec<TrackPoint>, StoreError> {
+        let points = sqlx::query_as(
+            "SELECT order_id, rider_id, ts, lat, lon, speed, heading FROM track_points
+             WHERE order_id = ? ORDER BY ts",
+        )
+        .bind(order_id)
+        .fetch_all(&self.reader)
+        .await?;
+        Ok(points)
     }
 }
 

@@ -169,3 +169,80 @@ async fn shutdown_closes_sockets_with_the_reconnect_code() {
         other => panic!("expected close 1012, got {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn routed_fixes_are_stored_as_the_orders_trip() {
+    let app = spawn_app().await;
+    let rider = unique("r");
+    let (order, _) = app.assigned_order("c1", &rider).await;
+    let phone = app.mqtt_client().await;
+    let t0 = now_ms() - 10_000;
+    let batch: Vec<_> = (0..5)
+        .rev()
+        .map(|i| json!({"lat": 23.0 + i as f64 * 0.01, "lon": 113.0, "ts": t0 + i * 1000}))
+        .collect();
+    publish(
+        &phone,
+        &format!("riders/{rider}/pos/batch"),
+        json!(batch).to_string(),
+    )
+    .await;
+    publish(
+        &phone,
+        &format!("riders/{rider}/pos"),
+        json!({"lat": 23.5, "lon": 113.5, "ts": t0 + 9000}).to_string(),
+    )
+    .await;
+
+    let url = format!("{}/v1/orders/{order}/track", app.base);
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let trip = loop {
+        let body: serde_json::Value = app
+            .http
+            .get(&url)
+            .bearer_auth(app.admin())
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if body["points"].as_array().map_or(0, |p| p.len()) >= 6 {
+            break body;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "trip incomplete: {body}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    };
+    let ts: Vec<i64> = trip["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["ts"].as_i64().unwrap())
+        .collect();
+    assert_eq!(
+        ts,
+        vec![t0, t0 + 1000, t0 + 2000, t0 + 3000, t0 + 4000, t0 + 9000],
+        "oldest first, the backlog included"
+    );
+    assert_eq!(trip["points"][0]["rider_id"], rider.as_str());
+
+    let customer = app
+        .http
+        .get(&url)
+        .bearer_auth(app.token("c1", Role::Customer))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(customer.status().as_u16(), 403);
+    let missing = app
+        .http
+        .get(format!("{}/v1/orders/nope/track", app.base))
+        .bearer_auth(app.admin())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status().as_u16(), 404);
+}

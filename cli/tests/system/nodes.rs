@@ -352,6 +352,41 @@ async fn two_hubs_and_two_ingests_share_the_work_and_lose_nothing() {
         "exactly what was missed while A was gone"
     );
 
+    // The trip was stored by the ingest processes' track workers: exactly the
+    // log's pos events, each once (a point may be delivered twice; it is stored once).
+    let history = log.read(&id, Some(0), 1000).await.unwrap().missed.unwrap();
+    let mut want: Vec<i64> = history
+        .iter()
+        .map(|e| serde_json::from_slice::<Value>(&e.json).unwrap())
+        .filter(|f| f["t"] == "pos")
+        .map(|f| f["ts"].as_i64().unwrap())
+        .collect();
+    want.sort();
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let r = reqwest::Client::new()
+            .get(format!("{}/v1/orders/{id}/track", hub_b.base))
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .unwrap();
+        let trip: Value = r.json().await.unwrap();
+        let got: Vec<i64> = trip["points"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["ts"].as_i64().unwrap())
+            .collect();
+        if got == want {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "stored trip {got:?} != log {want:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
     drop((hub_b, ingest_1, ingest_2));
     db.drop_now().await;
 }

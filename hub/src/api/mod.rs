@@ -23,6 +23,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/orders/{id}", get(orders::get))
         .route("/v1/orders/{id}/status", post(orders::change_status))
         .route("/v1/orders/{id}/assign", post(orders::assign))
+        .route("/v1/orders/{id}/track", get(orders::track))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             timeout,

@@ -161,3 +161,18 @@ pub async fn assign(
     let change = order.assign(&body.rider_id, exp, st.deps.clock.now_ms())?;
     commit(&st, order, change).await
 }
+
+/// `GET /v1/orders/{id}/track`: the stored trip of the order's rider, oldest first.
+///
+/// Admins only for now: a customer may see the rider only from pick-up on, a
+/// view that comes with the replay page.
+pub async fn track(
+    State(st): State<AppState>,
+    _: Admin,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    check_id(&id)?;
+    st.deps.store.get_order(&id).await?;
+    let points = st.deps.store.track_of(&id).await?;
+    Ok(Json(serde_json::json!({ "order": id, "points": points })))
+}

@@ -1,0 +1,304 @@
+//! Track points through a Redis stream and a consumer group.
+//!
+//! `push` adds each point to `{prefix}:track` (capped, approximately, at
+//! `max_len` entries). [`TrackWorker`]s in group `writers` read new entries,
+//! store them in one transaction and acknowledge them. Each round a worker
+//! first claims entries another worker read but never acknowledged for longer
+//! than `min_idle` (it died mid-batch), so no point is lost; storing is
+//! idempotent, so a point claimed twice is stored once.
+
+use super::TrackQueue;
+use crate::{LogError, Store, TrackPoint};
+use async_trait::async_trait;
+use redis::AsyncCommands;
+use redis::aio::ConnectionManager;
+use redis::streams::{
+    StreamAutoClaimOptions, StreamAutoClaimReply, StreamId, StreamReadOptions, StreamReadReply,
+};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+const GROUP: &str = "writers";
+
+fn unavailable(e: impl std::fmt::Display) -> LogError {
+    LogError::Unavailable(e.to_string())
+}
+
+/// The stream key for `prefix`.
+pub fn stream_key(prefix: &str) -> String {
+    format!("{prefix}:track")
+}
+
+async fn connect(url: &str) -> Result<ConnectionManager, LogError> {
+    let client = redis::Client::open(url).map_err(unavailable)?;
+    let cfg = redis::aio::ConnectionManagerConfig::new()
+        .set_number_of_retries(1)
+        .set_connection_timeout(Some(Duration::from_secs(5)))
+        .set_response_timeout(Some(Duration::from_secs(10)));
+    client
+        .get_connection_manager_with_config(cfg)
+        .await
+        .map_err(unavailable)
+}
+
+/// The Redis [`TrackQueue`].
+pub struct RedisTrackQueue {
+    conn: ConnectionManager,
+    key: String,
+    max_len: usize,
+}
+
+impl RedisTrackQueue {
+    /// Connects to `url`; points go to `{prefix}:track`, capped near `max_len` entries.
+    pub async fn connect(url: &str, prefix: &str, max_len: usize) -> Result<Self, LogError> {
+        Ok(RedisTrackQueue {
+            conn: connect(url).await?,
+            key: stream_key(prefix),
+            max_len,
+        })
+    }
+}
+
+#[async_trait]
+impl TrackQueue for RedisTrackQueue {
+    async fn push(&self, points: Vec<TrackPoint>) -> Result<(), LogError> {
+        let mut pipe = redis::pipe();
+        for p in &points {
+            let json = serde_json::to_string(p).map_err(unavailable)?;
+            pipe.cmd("XADD")
+                .arg(&self.key)
+                .arg("MAXLEN")
+                .arg("~")
+                .arg(self.max_len)
+                .arg("*")
+                .arg("p")
+                .arg(json)
+                .ignore();
+        }
+        let mut conn = self.conn.clone();
+        pipe.query_async::<()>(&mut conn).await.map_err(unavailable)
+    }
+}
+
+/// Tunables of a [`TrackWorker`].
+#[derive(Debug, Clone)]
+pub struct TrackWorkerConfig {
+    /// This worker's consumer name; unique per process.
+    pub consumer: String,
+    /// Entries read (and stored) per round.
+    pub batch: usize,
+    /// How long another worker's unacknowledged entry waits before it is claimed.
+    pub min_idle: Duration,
+    /// How long a read waits for new entries.
+    pub block: Duration,
+}
+
+impl Default for TrackWorkerConfig {
+    fn default() -> Self {
+        TrackWorkerConfig {
+            consumer: format!("worker-{:x}", rand::random::<u32>()),
+            batch: 500,
+            min_idle: Duration::from_secs(30),
+            block: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Moves track points from the stream into the store.
+pub struct TrackWorker {
+    conn: ConnectionManager,
+    key: String,
+    store: Arc<dyn Store>,
+    cfg: TrackWorkerConfig,
+}
+
+impl TrackWorker {
+    /// Connects and makes sure the consumer group exists (reading from the
+    /// stream's start, so points queued before the first worker are kept).
+    pub async fn connect(
+        url: &str,
+        prefix: &str,
+        store: Arc<dyn Store>,
+        cfg: TrackWorkerConfig,
+    ) -> Result<Self, LogError> {
+        let mut conn = connect(url).await?;
+        let key = stream_key(prefix);
+        let made: redis::RedisResult<()> = conn.xgroup_create_mkstream(&key, GROUP, "0").await;
+        if let Err(e) = made
+            && e.code() != Some("BUSYGROUP")
+        {
+            return Err(unavailable(e));
+        }
+        Ok(TrackWorker {
+            conn,
+            key,
+            store,
+            cfg,
+        })
+    }
+
+    /// One round: claim entries abandoned by dead workers, read new ones, store
+    /// both, acknowledge them. Returns how many entries were stored.
+    pub async fn step(&self) -> Result<usize, LogError> {
+        let mut conn = self.conn.clone();
+        let idle_ms = self.cfg.min_idle.as_millis() as u64;
+        let opts = StreamAutoClaimOptions::default().count(self.cfg.batch);
+        let claimed: StreamAutoClaimReply = conn
+            .xautoclaim_options(&self.key, GROUP, &self.cfg.consumer, idle_ms, "0-0", opts)
+            .await
+            .map_err(unavailable)?;
+        let mut entries = claimed.claimed;
+        if !entries.is_empty() {
+            metrics::counter!("tracker_track_points_reclaimed_total")
+                .increment(entries.len() as u64);
+        }
+        if entries.len() < self.cfg.batch {
+            let opts = StreamReadOptions::default()
+                .group(GROUP, &self.cfg.consumer)
+                .count(self.cfg.batch - entries.len())
+                .block(self.cfg.block.as_millis() as usize);
+            let read: Option<StreamReadReply> = conn
+                .xread_options(&[&self.key], &[">"], &opts)
+                .await
+                .map_err(unavailable)?;
+            entries.extend(read.into_iter().flat_map(|r| r.keys).flat_map(|k| k.ids));
+        }
+        self.store_and_ack(entries).await
+    }
+
+    async fn store_and_ack(&self, entries: Vec<StreamId>) -> Result<usize, LogError> {
+        if entries.is_empty() {
+            return Ok(0);
+        }
+        let points: Vec<TrackPoint> = entries
+            .iter()
+            .filter_map(|e| {
+                let json: String = e.get("p")?;
+                match serde_json::from_str(&json) {
+                    Ok(p) => Some(p),
+                    Err(_) => {
+                        metrics::counter!("tracker_track_points_malformed_total").increment(1);
+                        None
+                    }
+                }
+            })
+            .collect();
+        self.store
+            .insert_track_points(&points)
+            .await
+            .map_err(|e| LogError::Unavailable(e.to_string()))?;
+        let ids: Vec<&str> = entries.iter().map(|e| e.id.as_str()).collect();
+        let mut conn = self.conn.clone();
+        let _: usize = conn
+            .xack(&self.key, GROUP, &ids)
+            .await
+            .map_err(unavailable)?;
+        metrics::counter!("tracker_track_points_stored_total").increment(points.len() as u64);
+        Ok(entries.len())
+    }
+
+    /// Runs rounds until `stop`, backing off while Redis or the store fails.
+    pub async fn run(self, stop: CancellationToken) {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let round = tokio::select! {
+                r = self.step() => r,
+                _ = stop.cancelled() => return,
+            };
+            match round {
+                Ok(_) => backoff = Duration::from_millis(100),
+                Err(e) => {
+                    tracing::warn!(error = %e, "track worker round failed; retrying");
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = stop.cancelled() => return,
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::sqlite::SqliteStore;
+
+    fn url() -> Option<String> {
+        crate::log::redis::test_url()
+    }
+
+    fn point(order: &str, ts: i64) -> TrackPoint {
+        TrackPoint {
+            order_id: order.into(),
+            rider_id: "r1".into(),
+            ts,
+            lat: 1.0,
+            lon: 2.0,
+            speed: None,
+            heading: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_dead_workers_pending_points_are_claimed_by_another() {
+        let Some(url) = url() else { return };
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(
+            SqliteStore::open(&format!("sqlite://{}/t.db", dir.path().display()))
+                .await
+                .unwrap(),
+        );
+        let prefix = format!("test-{:x}", rand::random::<u64>());
+        let cfg = |name: &str| TrackWorkerConfig {
+            consumer: name.into(),
+            batch: 100,
+            min_idle: Duration::from_millis(100),
+            block: Duration::from_millis(50),
+        };
+        let survivor = TrackWorker::connect(&url, &prefix, store.clone(), cfg("survivor"))
+            .await
+            .unwrap();
+        let queue = RedisTrackQueue::connect(&url, &prefix, 10_000)
+            .await
+            .unwrap();
+        queue
+            .push((0..30).map(|ts| point("O1", ts)).collect())
+            .await
+            .unwrap();
+
+        // A worker reads every entry, then dies before storing or acking them.
+        let mut conn = connect(&url).await.unwrap();
+        let opts = StreamReadOptions::default()
+            .group(GROUP, "doomed")
+            .count(100);
+        let taken: StreamReadReply = conn
+            .xread_options(&[stream_key(&prefix)], &[">"], &opts)
+            .await
+            .unwrap();
+        assert_eq!(taken.keys[0].ids.len(), 30);
+        assert_eq!(
+            survivor.step().await.unwrap(),
+            0,
+            "nothing new, and not idle long enough to claim"
+        );
+
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        assert_eq!(
+            survivor.step().await.unwrap(),
+            30,
+            "claimed from the dead worker"
+        );
+        assert_eq!(store.track_of("O1").await.unwrap().len(), 30);
+        let pending: redis::streams::StreamPendingReply =
+            conn.xpending(stream_key(&prefix), GROUP).await.unwrap();
+        assert_eq!(pending.count(), 0, "all acknowledged");
+
+        // New points flow through the survivor as usual.
+        queue.push(vec![point("O1", 100)]).await.unwrap();
+        assert_eq!(survivor.step().await.unwrap(), 1);
+        let _: () = conn.del(stream_key(&prefix)).await.unwrap();
+    }
+}
