@@ -84,6 +84,12 @@ impl Proc {
             .unwrap();
     }
 
+    /// SIGKILL: the process dies wherever it is, as in a crash.
+    async fn kill(mut self) {
+        self.child.start_kill().unwrap();
+        self.child.wait().await.unwrap();
+    }
+
     async fn metric(&self, name: &str) -> f64 {
         let text = reqwest::get(format!("{}/metrics", self.base))
             .await
@@ -388,5 +394,172 @@ async fn two_hubs_and_two_ingests_share_the_work_and_lose_nothing() {
     }
 
     drop((hub_b, ingest_1, ingest_2));
+    db.drop_now().await;
+}
+
+/// A private redis-server on a free port, for tests that freeze or kill it.
+struct PrivateRedis {
+    child: std::process::Child,
+    url: String,
+}
+
+impl PrivateRedis {
+    async fn start() -> Self {
+        let port = free_port();
+        let child = std::process::Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server is installed");
+        let url = format!("redis://127.0.0.1:{port}");
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        while tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err()
+        {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "private redis did not start"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        PrivateRedis { child, url }
+    }
+
+    fn signal(&self, sig: &str) {
+        let pid = self.child.id().to_string();
+        std::process::Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .unwrap();
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        self.signal("-CONT");
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn a_relay_killed_between_commit_and_publish_loses_and_duplicates_nothing() {
+    let Some(admin_db) = backend_url("TRACKER_TEST_DATABASE_URL") else {
+        return;
+    };
+    let Some(_) = backend_url("TRACKER_TEST_REDIS_URL") else {
+        return;
+    };
+    let redis = PrivateRedis::start().await;
+    let db = TestDatabase::create(&admin_db).await;
+    let env = |node: &str| {
+        vec![
+            ("TRACKER_REDIS_URL", redis.url.clone()),
+            ("TRACKER_DATABASE_URL", db.url.clone()),
+            ("TRACKER_JWT_SECRET", SECRET.to_owned()),
+            ("TRACKER_NODE_ID", node.to_owned()),
+        ]
+    };
+    let hub_a = start("hub", &env("1")).await;
+    let auth = Auth::hs256(SECRET.as_bytes());
+    let admin = auth.mint("ops", Role::Admin, 600);
+    let body = json!({"biz_order_no": unique("S"), "biz_type": "grocery", "customer_id": "c1",
+        "pickup": {"lat": 23.1, "lon": 113.2}, "dropoff": {"lat": 23.2, "lon": 113.3}});
+    let id = post(&hub_a.base, &admin, "/v1/orders", body).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let log = RedisLog::connect(&redis.url, RedisLogConfig::default())
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while log.read(&id, None, 0).await.unwrap().state.seq < 1 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "creation never relayed"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    // Redis freezes: the relay's append cannot complete. The change commits,
+    // the relay takes the outbox row, and the hub dies before it could publish.
+    // Until the relay's next idle round the gauge still shows the creation row.
+    while hub_a.metric("tracker_outbox_backlog").await > 0.0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the relay never went idle"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    redis.signal("-STOP");
+    post(
+        &hub_a.base,
+        &admin,
+        &format!("/v1/orders/{id}/status"),
+        json!({"to": "paid", "version": 1}),
+    )
+    .await;
+    // The relay reports the row it took just before it appends (and blocks).
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while hub_a.metric("tracker_outbox_backlog").await < 1.0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the relay never took the row"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    hub_a.kill().await;
+    redis.signal("-CONT");
+
+    // Another node's relay finishes the job.
+    let hub_b = start("hub", &env("2")).await;
+    let token = auth.mint("c1", Role::Customer, 600);
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!(
+        "{}/v1/ws?token={token}",
+        hub_b.base.replace("http://", "ws://")
+    ))
+    .await
+    .unwrap();
+    ws.send(Message::Text(
+        json!({"op": "sub", "order": id, "since": 1})
+            .to_string()
+            .into(),
+    ))
+    .await
+    .unwrap();
+    let mut frames = Vec::new();
+    loop {
+        let f = next_frame(&mut ws).await.unwrap();
+        if f["t"] == "snapshot" && f["seq"].as_u64() >= Some(2) {
+            assert_eq!(f["status"], "paid", "{f}");
+            break;
+        }
+        frames.push(f);
+    }
+    // What the watcher saw after seq 1: the paid event exactly once, nothing else.
+    let events: Vec<&Value> = frames.iter().filter(|f| f["t"] != "snapshot").collect();
+    assert_eq!(events.len(), 1, "{frames:?}");
+    assert_eq!(
+        (events[0]["status"].as_str(), events[0]["seq"].as_u64()),
+        (Some("paid"), Some(2))
+    );
+    assert_eq!(
+        log.read(&id, None, 0).await.unwrap().state.seq,
+        2,
+        "the log holds it once"
+    );
+
+    drop(hub_b);
     db.drop_now().await;
 }
