@@ -67,6 +67,8 @@ pub struct LogSettings {
     pub history: usize,
     /// How long an ended order's log is kept.
     pub retention: std::time::Duration,
+    /// Entries older than this are dropped (zero: no age cap).
+    pub max_age: std::time::Duration,
     /// Key and channel prefix on Redis.
     pub redis_prefix: String,
 }
@@ -76,6 +78,7 @@ impl Default for LogSettings {
         LogSettings {
             history: 1000,
             retention: std::time::Duration::from_secs(3600),
+            max_age: std::time::Duration::from_secs(24 * 3600),
             redis_prefix: "tracker".into(),
         }
     }
@@ -90,6 +93,7 @@ pub async fn open_log(
         u if log_is_in_process(u) => Ok(MemoryLog::new(MemoryLogConfig {
             history: set.history,
             retention: set.retention,
+            max_age: set.max_age,
             ..Default::default()
         })),
         Some(u) if u.starts_with("redis://") || u.starts_with("rediss://") => {
@@ -97,6 +101,7 @@ pub async fn open_log(
                 prefix: set.redis_prefix,
                 history: set.history,
                 retention: set.retention,
+                max_age: set.max_age,
                 ..Default::default()
             };
             let log = RedisLog::connect(u, cfg)

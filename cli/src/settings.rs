@@ -39,8 +39,10 @@ pub struct Settings {
     pub share_group: String,
     /// Entries the in-process log keeps per order.
     pub log_history: usize,
-    /// How long the in-process log keeps an order after it ended.
+    /// How long the log keeps an order after it ended.
     pub log_retention: Duration,
+    /// The oldest entry the log keeps for a live order (resume reaches no further back).
+    pub log_max_age: Duration,
     /// Deliveries queued per WebSocket before it catches up from the log instead.
     pub ws_queue: usize,
 }
@@ -61,6 +63,7 @@ impl fmt::Debug for Settings {
             .field("share_group", &self.share_group)
             .field("log_history", &self.log_history)
             .field("log_retention", &self.log_retention)
+            .field("log_max_age", &self.log_max_age)
             .field("ws_queue", &self.ws_queue)
             .finish()
     }
@@ -108,7 +111,7 @@ impl Settings {
     /// Builds settings from `KEY → value` pairs; unknown `TRACKER_` keys are errors
     /// (a typo should not silently fall back to a default).
     pub fn from_vars(vars: &HashMap<String, String>) -> anyhow::Result<Self> {
-        const KNOWN: [&str; 15] = [
+        const KNOWN: [&str; 16] = [
             "TRACKER_HTTP_ADDR",
             "TRACKER_MQTT_ADDR",
             "TRACKER_MQTT_URL",
@@ -122,6 +125,7 @@ impl Settings {
             "TRACKER_MQTT_SHARE_GROUP",
             "TRACKER_LOG_HISTORY",
             "TRACKER_LOG_RETENTION_SECS",
+            "TRACKER_LOG_MAX_AGE_SECS",
             "TRACKER_WS_QUEUE",
             "TRACKER_CONFIG",
         ];
@@ -191,6 +195,7 @@ impl Settings {
             share_group,
             log_history,
             log_retention: Duration::from_secs(parse(vars, "TRACKER_LOG_RETENTION_SECS", 3600)?),
+            log_max_age: Duration::from_secs(parse(vars, "TRACKER_LOG_MAX_AGE_SECS", 86_400)?),
             ws_queue,
         })
     }

@@ -89,6 +89,7 @@ pub async fn start(
     let log_settings = LogSettings {
         history: s.log_history,
         retention: s.log_retention,
+        max_age: s.log_max_age,
         redis_prefix: s.redis_prefix.clone(),
     };
     let log = open_log(s.redis_url.as_deref(), log_settings).await?;

@@ -174,3 +174,32 @@ async fn live_state_folds_status_and_newest_fix(log: &dyn EventLog) {
     assert_eq!(r.state.pos.unwrap().ts, 200);
     assert_eq!(r.state.seq, 3);
 }
+
+/// The age cap the factories of [`history_is_capped_by_age`] must configure.
+pub const AGE_CAP: std::time::Duration = std::time::Duration::from_millis(300);
+
+/// With `max_age` = [`AGE_CAP`], entries older than that are gone after the next
+/// append, and resuming from before them is not recoverable.
+pub async fn history_is_capped_by_age(log: &dyn EventLog) {
+    let o = order_id("age");
+    log.append(&o, vec![pos(1), pos(2), pos(3)], None)
+        .await
+        .unwrap();
+    assert!(
+        log.read(&o, Some(0), 100).await.unwrap().missed.is_some(),
+        "young entries are kept"
+    );
+    tokio::time::sleep(AGE_CAP + std::time::Duration::from_millis(100)).await;
+    log.append(&o, vec![pos(4)], None).await.unwrap();
+    assert!(
+        log.read(&o, Some(0), 100).await.unwrap().missed.is_none(),
+        "old entries are gone"
+    );
+    let recent = log.read(&o, Some(3), 100).await.unwrap().missed.unwrap();
+    assert_eq!(recent.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![4]);
+    assert_eq!(
+        log.read(&o, None, 0).await.unwrap().state.pos.unwrap().ts,
+        4,
+        "live state is not aged out"
+    );
+}

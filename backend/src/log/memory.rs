@@ -1,7 +1,8 @@
 //! The embedded event log: history and live state in process memory.
 //!
 //! One map entry per order holds its live state and a ring of recent entries,
-//! capped by count; orders that reached a terminal status are dropped after a
+//! capped by count and by age (entries older than `max_age` are dropped at the
+//! next append); orders that reached a terminal status are dropped after a
 //! retention period. History does not survive a restart: every process start
 //! gets a new epoch, so a client resuming with an old `seq` is told
 //! `recovered:false` instead of being replayed the wrong events.
@@ -23,6 +24,8 @@ pub struct MemoryLogConfig {
     pub history: usize,
     /// How long an order's log is kept after it reached a terminal status.
     pub retention: Duration,
+    /// Entries older than this are dropped (zero: no age cap).
+    pub max_age: Duration,
     /// Entries a tail may fall behind before it gets `Lagged`.
     pub tail_capacity: usize,
 }
@@ -32,6 +35,7 @@ impl Default for MemoryLogConfig {
         MemoryLogConfig {
             history: 1000,
             retention: Duration::from_secs(3600),
+            max_age: Duration::from_secs(24 * 3600),
             tail_capacity: 65_536,
         }
     }
@@ -40,7 +44,8 @@ impl Default for MemoryLogConfig {
 #[derive(Default)]
 struct OrderLog {
     state: LiveState,
-    history: VecDeque<Arc<Entry>>,
+    /// Recent entries with the moment each was appended.
+    history: VecDeque<(Instant, Arc<Entry>)>,
     last_origin: u64,
     ended_at: Option<Instant>,
 }
@@ -121,6 +126,15 @@ impl EventLog for MemoryLog {
             }
             log.last_origin = origin;
         }
+        if !self.cfg.max_age.is_zero() {
+            while log
+                .history
+                .front()
+                .is_some_and(|(at, _)| at.elapsed() > self.cfg.max_age)
+            {
+                log.history.pop_front();
+            }
+        }
         for mut body in events {
             let seq = log.state.seq + 1;
             log.state.apply(seq, &mut body);
@@ -144,7 +158,7 @@ impl EventLog for MemoryLog {
                 log.history.pop_front();
             }
             if self.cfg.history > 0 {
-                log.history.push_back(entry.clone());
+                log.history.push_back((Instant::now(), entry.clone()));
             }
             // No receiver is fine: nobody is watching yet.
             let _ = self.tail.send(TailEvent::Entry(entry.clone()));
@@ -179,12 +193,18 @@ impl EventLog for MemoryLog {
             if want > limit {
                 return None;
             }
-            let first = log.history.front()?.seq;
+            let first = log.history.front()?.1.seq;
             if first > since + 1 {
                 return None;
             }
             let skip = (since + 1 - first) as usize;
-            Some(log.history.iter().skip(skip).cloned().collect())
+            Some(
+                log.history
+                    .iter()
+                    .skip(skip)
+                    .map(|(_, e)| e.clone())
+                    .collect(),
+            )
         });
         Ok(ReadResult {
             state: log.state.clone(),
@@ -202,6 +222,15 @@ impl EventLog for MemoryLog {
 mod tests {
     use super::*;
     use crate::log::contract;
+
+    #[tokio::test]
+    async fn memory_log_caps_history_by_age() {
+        contract::history_is_capped_by_age(&*MemoryLog::new(MemoryLogConfig {
+            max_age: contract::AGE_CAP,
+            ..Default::default()
+        }))
+        .await;
+    }
 
     #[tokio::test]
     async fn memory_log_meets_the_contract() {

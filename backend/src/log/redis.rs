@@ -3,8 +3,8 @@
 //! Per order, two keys with one hash tag (one Redis Cluster slot):
 //! `{prefix}:{<order>}:state` (a hash: `seq`, `epoch`, last `origin`, and the
 //! live state) and `{prefix}:{<order>}:log` (a stream whose entry ids are
-//! `<seq>-0`, capped at `history` entries, expiring `retention` after the order
-//! ended). Appends run one Lua script, so seq allocation, the fold, the stream
+//! `<seq>-0`, capped at `history` entries and at `max_age`, expiring
+//! `retention` after the order ended). Appends run one Lua script, so seq allocation, the fold, the stream
 //! add and the publication are one atomic step however many processes append.
 //!
 //! Tails: every append is also `PUBLISH`ed on `{prefix}:events`; each process
@@ -33,6 +33,8 @@ pub struct RedisLogConfig {
     pub history: usize,
     /// How long an order's keys live after its terminal status.
     pub retention: Duration,
+    /// Entries added longer ago than this are dropped (zero: no age cap).
+    pub max_age: Duration,
     /// Entries a local tail receiver may fall behind before `Lagged`.
     pub tail_capacity: usize,
 }
@@ -43,6 +45,7 @@ impl Default for RedisLogConfig {
             prefix: "tracker".into(),
             history: 1000,
             retention: Duration::from_secs(3600),
+            max_age: Duration::from_secs(24 * 3600),
             tail_capacity: 65_536,
         }
     }
@@ -221,6 +224,7 @@ impl EventLog for RedisLog {
             .arg(self.cfg.retention.as_secs().max(1))
             .arg(order)
             .arg(&self.channel)
+            .arg(self.cfg.max_age.as_millis() as u64)
             .arg(events.len());
         for e in &events {
             for a in script_args(e)? {
@@ -394,6 +398,16 @@ mod tests {
         }
         let logs = std::sync::Mutex::new(logs);
         contract::run(|| logs.lock().unwrap().pop().expect("one log per clause")).await;
+    }
+
+    #[tokio::test]
+    async fn redis_log_caps_history_by_age() {
+        let Some(url) = test_url() else { return };
+        let c = RedisLogConfig {
+            max_age: contract::AGE_CAP,
+            ..cfg()
+        };
+        contract::history_is_capped_by_age(&RedisLog::connect(&url, c).await.unwrap()).await;
     }
 
     #[tokio::test]

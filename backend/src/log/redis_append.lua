@@ -5,7 +5,8 @@
 -- KEYS[1] state hash, KEYS[2] stream (same hash tag: one Redis Cluster slot)
 -- ARGV[1] origin (0 = none)  ARGV[2] epoch for a new log  ARGV[3] max entries kept
 -- ARGV[4] seconds to keep an ended order  ARGV[5] order id  ARGV[6] channel
--- ARGV[7] number of events, then 6 per event: kind, ts, body fragment, a, b, c
+-- ARGV[7] max entry age in ms (0 = none)
+-- ARGV[8] number of events, then 6 per event: kind, ts, body fragment, a, b, c
 --   pos:        a = live-position JSON
 --   status:     a = status, b = version, c = "1" when terminal
 --   eta:        a = eta
@@ -25,9 +26,12 @@ local seq = tonumber(redis.call('HGET', state, 'seq') or '0')
 local order_json = cjson.encode(ARGV[5])
 local ended = false
 local out = {}
-local n = tonumber(ARGV[7])
+local max_age = tonumber(ARGV[7])
+local clock = redis.call('TIME')
+local now_ms = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+local n = tonumber(ARGV[8])
 for i = 0, n - 1 do
-  local base = 8 + i * 6
+  local base = 9 + i * 6
   local kind, ts, frag = ARGV[base], ARGV[base + 1], ARGV[base + 2]
   local a, b, c = ARGV[base + 3], ARGV[base + 4], ARGV[base + 5]
   seq = seq + 1
@@ -52,11 +56,31 @@ for i = 0, n - 1 do
     end
   end
   json = json .. '}'
-  redis.call('XADD', stream, 'MAXLEN', ARGV[3], string.format('%d', seq) .. '-0', 'j', json)
+  redis.call('XADD', stream, 'MAXLEN', ARGV[3], string.format('%d', seq) .. '-0', 'j', json, 'at', now_ms)
   redis.call('PUBLISH', ARGV[6], json)
   out[#out + 1] = json
 end
 redis.call('HSET', state, 'seq', string.format('%d', seq))
+-- Age cap: drop head entries added more than max_age ago (a bounded amount per call).
+if max_age > 0 then
+  for _ = 1, 16 do
+    local first = redis.call('XRANGE', stream, '-', '+', 'COUNT', 1)[1]
+    if not first then
+      break
+    end
+    local fields, at = first[2], nil
+    for f = 1, #fields, 2 do
+      if fields[f] == 'at' then
+        at = tonumber(fields[f + 1])
+      end
+    end
+    if at and at < now_ms - max_age then
+      redis.call('XDEL', stream, first[1])
+    else
+      break
+    end
+  end
+end
 if ended then
   redis.call('EXPIRE', state, ARGV[4])
   redis.call('EXPIRE', stream, ARGV[4])
