@@ -198,6 +198,19 @@ impl TrackWorker {
         Ok(entries.len())
     }
 
+    /// Reports the group's lag (entries not yet read by any worker) and pending
+    /// count (read, not yet acknowledged) as gauges.
+    pub async fn report_lag(&self) -> Result<(), LogError> {
+        let mut conn = self.conn.clone();
+        let info: redis::streams::StreamInfoGroupsReply =
+            conn.xinfo_groups(&self.key).await.map_err(unavailable)?;
+        if let Some(g) = info.groups.iter().find(|g| g.name == GROUP) {
+            metrics::gauge!("tracker_track_lag").set(g.lag.unwrap_or(0) as f64);
+            metrics::gauge!("tracker_track_pending").set(g.pending as f64);
+        }
+        Ok(())
+    }
+
     /// Runs rounds until `stop`, backing off while Redis or the store fails.
     pub async fn run(self, stop: CancellationToken) {
         let mut backoff = Duration::from_millis(100);
@@ -207,7 +220,12 @@ impl TrackWorker {
                 _ = stop.cancelled() => return,
             };
             match round {
-                Ok(_) => backoff = Duration::from_millis(100),
+                Ok(_) => {
+                    backoff = Duration::from_millis(100);
+                    if let Err(e) = self.report_lag().await {
+                        tracing::debug!(error = %e, "could not read the track group's lag");
+                    }
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "track worker round failed; retrying");
                     tokio::select! {
@@ -296,6 +314,7 @@ mod tests {
             conn.xpending(stream_key(&prefix), GROUP).await.unwrap();
         assert_eq!(pending.count(), 0, "all acknowledged");
 
+        survivor.report_lag().await.unwrap();
         // New points flow through the survivor as usual.
         queue.push(vec![point("O1", 100)]).await.unwrap();
         assert_eq!(survivor.step().await.unwrap(), 1);
