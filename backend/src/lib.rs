@@ -8,10 +8,12 @@
 //! - [`log`]: the per-order event log (allocates `seq`, appends, tails, reads since a `seq`).
 //! - [`store`]: orders, their dedup records and the transactional outbox.
 //! - [`relay`]: moves committed outbox rows into the event log.
+//! - [`retry`]: capped exponential backoff for every retrying loop.
 //! - [`track`]: routed fixes queued for batched storage (trip history).
 
 pub mod log;
 pub mod relay;
+pub mod retry;
 pub mod select;
 pub mod store;
 pub mod track;

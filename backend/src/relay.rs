@@ -7,6 +7,7 @@
 //! items again on restart, and the log skips them by `origin`: nothing is lost,
 //! nothing is shown twice.
 
+use crate::retry::Backoff;
 use crate::{EventLog, Store};
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,11 +36,11 @@ pub async fn run(
     poll: Duration,
     stop: CancellationToken,
 ) {
-    let mut backoff = Duration::from_millis(50);
+    let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(5));
     loop {
         match relay_once(&*store, &*log).await {
             Ok(moved) => {
-                backoff = Duration::from_millis(50);
+                backoff.reset();
                 if moved == BATCH {
                     continue;
                 }
@@ -47,11 +48,9 @@ pub async fn run(
             Err(e) => {
                 tracing::warn!(error = %e, "outbox relay failed; retrying");
                 metrics::counter!("tracker_outbox_relay_errors_total").increment(1);
-                tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
-                    _ = stop.cancelled() => return,
+                if !backoff.wait(&stop).await {
+                    return;
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(5));
                 continue;
             }
         }

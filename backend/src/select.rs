@@ -41,6 +41,19 @@ pub enum BackendError {
     },
 }
 
+/// Maps a failure to open `what` at `url` into [`BackendError::Open`].
+fn open_error<E: std::fmt::Display>(
+    what: &'static str,
+    url: &str,
+) -> impl FnOnce(E) -> BackendError {
+    let url = redact(url);
+    move |e| BackendError::Open {
+        what,
+        url,
+        reason: e.to_string(),
+    }
+}
+
 /// `url` with the password part (`user:pass@`) replaced by `***`, for logs and errors.
 pub fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
@@ -106,11 +119,7 @@ pub async fn open_log(
             };
             let log = RedisLog::connect(u, cfg)
                 .await
-                .map_err(|e| BackendError::Open {
-                    what: "event log",
-                    url: redact(u),
-                    reason: e.to_string(),
-                })?;
+                .map_err(open_error("event log", u))?;
             Ok(Arc::new(log))
         }
         Some(u) => Err(BackendError::UnknownScheme {
@@ -137,18 +146,13 @@ pub async fn open_track(
             Ok((Arc::new(queue), writer))
         }
         Some(u) => {
-            let open = |e: crate::LogError| BackendError::Open {
-                what: "track queue",
-                url: redact(u),
-                reason: e.to_string(),
-            };
             // Kept near a million points: hours of backlog if every worker is down.
             let queue = RedisTrackQueue::connect(u, redis_prefix, 1_000_000)
                 .await
-                .map_err(open)?;
+                .map_err(open_error("track queue", u))?;
             let worker = TrackWorker::connect(u, redis_prefix, store, TrackWorkerConfig::default())
                 .await
-                .map_err(open)?;
+                .map_err(open_error("track queue", u))?;
             Ok((Arc::new(queue), tokio::spawn(worker.run(stop))))
         }
         None => unreachable!("None is in-process"),
@@ -160,20 +164,12 @@ pub async fn open_store(url: &str) -> Result<Arc<dyn Store>, BackendError> {
     if url.starts_with("sqlite:") {
         let store = SqliteStore::open(url)
             .await
-            .map_err(|e| BackendError::Open {
-                what: "store",
-                url: redact(url),
-                reason: e.to_string(),
-            })?;
+            .map_err(open_error("store", url))?;
         Ok(Arc::new(store))
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         let store = PostgresStore::open(url)
             .await
-            .map_err(|e| BackendError::Open {
-                what: "store",
-                url: redact(url),
-                reason: e.to_string(),
-            })?;
+            .map_err(open_error("store", url))?;
         Ok(Arc::new(store))
     } else {
         Err(BackendError::UnknownScheme {

@@ -75,6 +75,17 @@ pub enum EventBody {
 }
 
 impl EventBody {
+    /// The event's own time, Unix ms: a fix's phone time, otherwise when it happened.
+    pub fn ts(&self) -> i64 {
+        match self {
+            EventBody::Pos(p) => p.ts,
+            EventBody::Status { ts, .. }
+            | EventBody::Eta { ts, .. }
+            | EventBody::Alert { ts, .. }
+            | EventBody::Assignment { ts, .. } => *ts,
+        }
+    }
+
     /// The `t` of this event on the wire.
     pub fn kind(&self) -> &'static str {
         match self {

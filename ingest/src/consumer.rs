@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use tracker_backend::retry::Backoff;
 
 /// Where the broker is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -114,7 +115,7 @@ pub async fn run(cfg: IngestConfig, router: Arc<Router>, stop: CancellationToken
         .map(|f| SubscribeFilter::new(f, QoS::AtLeastOnce))
         .collect();
 
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
     loop {
         let event = tokio::select! {
             e = eventloop.poll() => e,
@@ -122,7 +123,7 @@ pub async fn run(cfg: IngestConfig, router: Arc<Router>, stop: CancellationToken
         };
         match event {
             Ok(Event::Incoming(Incoming::ConnAck(_))) => {
-                backoff = Duration::from_millis(100);
+                backoff.reset();
                 tracing::info!(broker = %format!("{}:{}", cfg.target.host, cfg.target.port), group = cfg.share_group.as_deref().unwrap_or("-"), "ingest connected");
                 if let Err(e) = client.try_subscribe_many(filters.clone()) {
                     tracing::error!(error = %e, "could not queue the subscription");
@@ -139,13 +140,11 @@ pub async fn run(cfg: IngestConfig, router: Arc<Router>, stop: CancellationToken
             }
             Ok(_) => {}
             Err(e) => {
-                tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "MQTT connection failed");
+                tracing::warn!(error = %e, "MQTT connection failed; retrying with backoff");
                 metrics::counter!("tracker_mqtt_reconnects_total").increment(1);
-                tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
-                    _ = stop.cancelled() => break,
+                if !backoff.wait(&stop).await {
+                    break;
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(10));
             }
         }
     }

@@ -9,6 +9,7 @@ use crate::topic::{self, Kind};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
+use tracker_backend::retry::Backoff;
 use tracker_backend::track::TrackQueue;
 use tracker_backend::{EventLog, LogError, Store, StoreError, TrackPoint};
 use tracker_domain::fix::{parse_batch, parse_fix};
@@ -146,7 +147,7 @@ impl Router {
         payload: &[u8],
         stop: &CancellationToken,
     ) -> bool {
-        let mut backoff = Duration::from_millis(50);
+        let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(5));
         loop {
             match self.handle(topic, payload).await {
                 Ok(()) => return true,
@@ -155,11 +156,9 @@ impl Router {
                     metrics::counter!("tracker_ingest_retries_total").increment(1);
                 }
             }
-            tokio::select! {
-                _ = tokio::time::sleep(backoff) => {}
-                _ = stop.cancelled() => return false,
+            if !backoff.wait(stop).await {
+                return false;
             }
-            backoff = (backoff * 2).min(Duration::from_secs(5));
         }
     }
 }

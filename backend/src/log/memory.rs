@@ -141,13 +141,7 @@ impl EventLog for MemoryLog {
             if let EventBody::Status { status, .. } = &body {
                 log.ended_at = status.is_terminal().then(Instant::now);
             }
-            let ts = match &body {
-                EventBody::Pos(p) => p.ts,
-                EventBody::Status { ts, .. }
-                | EventBody::Eta { ts, .. }
-                | EventBody::Alert { ts, .. }
-                | EventBody::Assignment { ts, .. } => *ts,
-            };
+            let ts = body.ts();
             let entry = Arc::new(Entry {
                 order: key.clone(),
                 seq,

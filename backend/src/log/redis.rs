@@ -13,6 +13,7 @@
 //! [`TailEvent::Gap`] once it is back, and watchers catch up from the streams.
 
 use super::{Entry, EventLog, LogError, OrderKey, ReadResult, TailEvent};
+use crate::retry::Backoff;
 use async_trait::async_trait;
 use futures_util::StreamExt;
 use redis::aio::ConnectionManager;
@@ -303,7 +304,7 @@ async fn tail_loop(
     ready: oneshot::Sender<Result<(), String>>,
 ) {
     let mut ready = Some(ready);
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
     loop {
         let subscribed = async {
             let mut ps = client.get_async_pubsub().await?;
@@ -322,15 +323,13 @@ async fn tail_loop(
                     return;
                 }
                 tracing::warn!(error = %e, "Redis tail subscription failed; retrying");
-                tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
-                    _ = stop.cancelled() => return,
+                if !backoff.wait(&stop).await {
+                    return;
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(5));
                 continue;
             }
         };
-        backoff = Duration::from_millis(100);
+        backoff.reset();
         match ready.take() {
             Some(r) => {
                 let _ = r.send(Ok(()));

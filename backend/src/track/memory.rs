@@ -6,6 +6,7 @@
 //! down rather than dropping points.
 
 use super::TrackQueue;
+use crate::retry::Backoff;
 use crate::{LogError, Store, TrackPoint};
 use async_trait::async_trait;
 use std::sync::Arc;
@@ -61,12 +62,12 @@ async fn write_loop(
                 Err(_) => break,
             }
         }
-        let mut backoff = Duration::from_millis(50);
+        // Retried even while stopping: these points are already acked upstream.
+        let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(5));
         while let Err(e) = store.insert_track_points(&batch).await {
             tracing::warn!(error = %e, points = batch.len(), "storing track points failed; retrying");
             metrics::counter!("tracker_track_write_errors_total").increment(1);
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_secs(5));
+            tokio::time::sleep(backoff.next_delay()).await;
         }
         metrics::counter!("tracker_track_points_stored_total").increment(batch.len() as u64);
     }

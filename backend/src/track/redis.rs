@@ -8,6 +8,7 @@
 //! idempotent, so a point claimed twice is stored once.
 
 use super::TrackQueue;
+use crate::retry::Backoff;
 use crate::{LogError, Store, TrackPoint};
 use async_trait::async_trait;
 use redis::AsyncCommands;
@@ -213,7 +214,7 @@ impl TrackWorker {
 
     /// Runs rounds until `stop`, backing off while Redis or the store fails.
     pub async fn run(self, stop: CancellationToken) {
-        let mut backoff = Duration::from_millis(100);
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
         loop {
             let round = tokio::select! {
                 r = self.step() => r,
@@ -221,18 +222,16 @@ impl TrackWorker {
             };
             match round {
                 Ok(_) => {
-                    backoff = Duration::from_millis(100);
+                    backoff.reset();
                     if let Err(e) = self.report_lag().await {
                         tracing::debug!(error = %e, "could not read the track group's lag");
                     }
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "track worker round failed; retrying");
-                    tokio::select! {
-                        _ = tokio::time::sleep(backoff) => {}
-                        _ = stop.cancelled() => return,
+                    if !backoff.wait(&stop).await {
+                        return;
                     }
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
                 }
             }
         }
