@@ -5,6 +5,7 @@
 //! - [`error`]: the JSON error answer of every HTTP call.
 //! - [`api`]: the orders API (create, get, status, assign) and health.
 //! - [`fanout`]: per-order subscriber lists fed by one tail of the event log.
+//! - [`watch`]: one client's subscriptions, resume and ordering, for any transport.
 //! - [`ws`]: the WebSocket protocol and one task per connection.
 //!
 //! Data path: an API write commits the order row and its events (outbox) in one
@@ -15,6 +16,7 @@ pub mod api;
 pub mod auth;
 pub mod error;
 pub mod fanout;
+pub mod watch;
 pub mod ws;
 
 use anyhow::Context;

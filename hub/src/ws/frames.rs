@@ -1,6 +1,6 @@
 //! The JSON frames of the watcher protocol: what clients send, and the server's own replies.
 
-use axum::extract::ws::{Message, Utf8Bytes};
+use axum::extract::ws::Utf8Bytes;
 use serde::Deserialize;
 
 /// A client → server frame.
@@ -69,25 +69,23 @@ pub fn parse(text: &str, max_len: usize) -> Result<ClientOp, (FrameError, String
     })
 }
 
-/// Turns encoded JSON into a text message (it is always UTF-8; serde_json writes nothing else).
-pub fn text(json: Vec<u8>) -> Message {
+/// Turns encoded JSON into frame text (it is always UTF-8; serde_json writes nothing else).
+pub fn text(json: Vec<u8>) -> Utf8Bytes {
     match String::from_utf8(json) {
-        Ok(s) => Message::Text(s.into()),
-        Err(_) => Message::Text(Utf8Bytes::from_static(
-            "{\"t\":\"error\",\"code\":\"internal\"}",
-        )),
+        Ok(s) => s.into(),
+        Err(_) => Utf8Bytes::from_static("{\"t\":\"error\",\"code\":\"internal\"}"),
     }
 }
 
 /// `{"t":"error","code":…,"order":…,"msg":…}`.
-pub fn error(code: &str, order: Option<&str>, msg: &str) -> Message {
+pub fn error(code: &str, order: Option<&str>, msg: &str) -> Utf8Bytes {
     let v = serde_json::json!({ "t": "error", "code": code, "order": order, "msg": msg });
-    Message::Text(v.to_string().into())
+    v.to_string().into()
 }
 
 /// `{"t":"pong"}`.
-pub fn pong() -> Message {
-    Message::Text(Utf8Bytes::from_static("{\"t\":\"pong\"}"))
+pub fn pong() -> Utf8Bytes {
+    Utf8Bytes::from_static("{\"t\":\"pong\"}")
 }
 
 #[cfg(test)]

@@ -1,0 +1,355 @@
+//! One client's subscriptions, whatever carries them (WebSocket or SSE).
+//!
+//! A [`Watcher`] keeps `order → last seq sent` and turns subscribes, live
+//! deliveries and lag signals into outgoing text frames. Every frame it emits
+//! for an order moves that seq forward by exactly one; a delivery that would skip
+//! ahead (its queue overflowed, or the log tail lagged) makes it read the gap
+//! from the log instead, and where history no longer reaches it emits a fresh
+//! snapshot with `"recovered":false`. Deliveries at or below the last seq sent
+//! are duplicates and dropped. So a client sees each event of an order once, in
+//! order, or an honest snapshot.
+//!
+//! Resume (`since`): the missed events are replayed in order, then a snapshot
+//! with `"recovered":true` and the same `seq` as the last event marks the
+//! catch-up as complete; live events follow.
+
+use crate::AppState;
+use crate::auth::{Claims, can_watch};
+use crate::fanout::{ConnSignal, Delivery, Subscriber};
+use crate::ws::frames;
+use axum::extract::ws::Utf8Bytes;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use tokio::sync::mpsc;
+use tracker_backend::log::OrderKey;
+use tracker_domain::order::MAX_KEY_LEN;
+use tracker_domain::{LiveState, Order};
+
+static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
+
+/// A frame on its way to the client.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    /// The JSON text.
+    pub text: Utf8Bytes,
+    /// The order seq it carries (events and snapshots), for SSE ids.
+    pub seq: Option<u64>,
+    /// The event's own time, for live events only: feeds the latency histogram.
+    pub ts: Option<i64>,
+}
+
+impl Outgoing {
+    fn plain(text: Utf8Bytes) -> Self {
+        Outgoing {
+            text,
+            seq: None,
+            ts: None,
+        }
+    }
+}
+
+/// Why a subscribe was refused; also the `code` of the error frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubError {
+    /// Bad order id.
+    BadRequest,
+    /// No such order.
+    NotFound,
+    /// Not the caller's order.
+    Forbidden,
+    /// Too many subscriptions on this client.
+    TooMany,
+    /// A backend failed; try again.
+    Unavailable,
+}
+
+impl SubError {
+    /// The wire code.
+    pub fn code(self) -> &'static str {
+        match self {
+            SubError::BadRequest => "bad_request",
+            SubError::NotFound => "not_found",
+            SubError::Forbidden => "forbidden",
+            SubError::TooMany => "too_many_subscriptions",
+            SubError::Unavailable => "unavailable",
+        }
+    }
+}
+
+/// The subscriptions of one client and the frames they produce.
+pub struct Watcher {
+    conn: u64,
+    claims: Claims,
+    st: AppState,
+    tx: mpsc::Sender<Arc<Delivery>>,
+    signal: Arc<ConnSignal>,
+    /// Watched orders → the last seq sent for each.
+    subs: HashMap<OrderKey, u64>,
+    /// Frames waiting to be sent, in order.
+    out: Vec<Outgoing>,
+}
+
+impl Watcher {
+    /// A watcher for the holder of `claims`, and the queue its deliveries arrive on
+    /// (bounded by the WebSocket queue setting).
+    pub fn new(claims: Claims, st: AppState) -> (Self, mpsc::Receiver<Arc<Delivery>>) {
+        let (tx, rx) = mpsc::channel(st.cfg.ws.queue.max(1));
+        let w = Watcher {
+            conn: NEXT_CONN.fetch_add(1, Ordering::Relaxed),
+            claims,
+            st,
+            tx,
+            signal: Arc::new(ConnSignal::default()),
+            subs: HashMap::new(),
+            out: Vec::new(),
+        };
+        (w, rx)
+    }
+
+    /// The id of this client, unique in the process.
+    pub fn conn(&self) -> u64 {
+        self.conn
+    }
+
+    /// Raised by the fan-out when this client missed deliveries.
+    pub fn signal(&self) -> Arc<ConnSignal> {
+        self.signal.clone()
+    }
+
+    /// Frames queued so far.
+    pub fn pending(&self) -> usize {
+        self.out.len()
+    }
+
+    /// Takes the frames queued so far, in order.
+    pub fn take(&mut self) -> Vec<Outgoing> {
+        std::mem::take(&mut self.out)
+    }
+
+    /// Queues a frame that carries no event (pong, error).
+    pub fn push_text(&mut self, text: Utf8Bytes) {
+        self.out.push(Outgoing::plain(text));
+    }
+
+    /// Counts `sent` as delivered and records the latency of its live events.
+    pub fn record_sent(sent: &[Outgoing]) {
+        let now = tracker_domain::clock::now_ms();
+        let latency = metrics::histogram!("tracker_delivery_latency_ms");
+        let mut live = 0u64;
+        for ts in sent.iter().filter_map(|o| o.ts) {
+            latency.record((now - ts).max(0) as f64);
+            live += 1;
+        }
+        metrics::counter!("tracker_events_delivered_total").increment(live);
+    }
+
+    /// Subscribes to `order`, queueing the snapshot (and the replay, with
+    /// `since`); on refusal an error frame is queued and the reason returned.
+    pub async fn subscribe(
+        &mut self,
+        order: &str,
+        since: Option<u64>,
+        epoch: Option<&str>,
+    ) -> Result<(), SubError> {
+        let r = self.try_subscribe(order, since, epoch).await;
+        if let Err(e) = r {
+            let msg = match e {
+                SubError::BadRequest => "order id must be 1..=128 characters".to_owned(),
+                SubError::NotFound => "no such order".to_owned(),
+                SubError::Forbidden => "you may not watch this order".to_owned(),
+                SubError::TooMany => {
+                    format!("at most {} orders per connection", self.st.cfg.ws.max_subs)
+                }
+                SubError::Unavailable => "try again".to_owned(),
+            };
+            let order = (e != SubError::BadRequest).then_some(order);
+            self.push_text(frames::error(e.code(), order, &msg));
+        }
+        r
+    }
+
+    async fn try_subscribe(
+        &mut self,
+        order: &str,
+        since: Option<u64>,
+        epoch: Option<&str>,
+    ) -> Result<(), SubError> {
+        if order.is_empty() || order.len() > MAX_KEY_LEN {
+            return Err(SubError::BadRequest);
+        }
+        if !self.subs.contains_key(order) && self.subs.len() >= self.st.cfg.ws.max_subs {
+            return Err(SubError::TooMany);
+        }
+        let row = match self.st.deps.store.get_order(order).await {
+            Ok(row) => row,
+            Err(tracker_backend::StoreError::NotFound) => return Err(SubError::NotFound),
+            Err(e) => {
+                tracing::warn!(error = %e, "store read failed on subscribe");
+                return Err(SubError::Unavailable);
+            }
+        };
+        if !can_watch(&self.claims, &row) {
+            metrics::counter!("tracker_ws_forbidden_total").increment(1);
+            return Err(SubError::Forbidden);
+        }
+        // Register before reading the log, so nothing appended in between is missed;
+        // anything read twice is dropped by seq.
+        let key: OrderKey = Arc::from(order);
+        let resubscribe = self.subs.contains_key(&key);
+        self.st.fanout.add(
+            key.clone(),
+            Subscriber {
+                conn: self.conn,
+                tx: self.tx.clone(),
+                signal: self.signal.clone(),
+            },
+        );
+        let limit = self.st.cfg.ws.resume_limit;
+        let read = match self.st.deps.log.read(order, since, limit).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(error = %e, "log read failed on subscribe");
+                if !resubscribe {
+                    self.st.fanout.remove(&key, self.conn);
+                }
+                return Err(SubError::Unavailable);
+            }
+        };
+        let same_epoch = epoch.is_none_or(|e| *e == *read.epoch);
+        let recovered = match (since, read.missed) {
+            (Some(_), Some(missed)) if same_epoch => {
+                metrics::counter!("tracker_ws_resumes_total", "recovered" => "true").increment(1);
+                metrics::counter!("tracker_events_replayed_total").increment(missed.len() as u64);
+                for e in &missed {
+                    if let Ok(text) = Utf8Bytes::try_from(e.json.clone()) {
+                        self.out.push(Outgoing {
+                            text,
+                            seq: Some(e.seq),
+                            ts: None,
+                        });
+                    }
+                }
+                Some(true)
+            }
+            (Some(_), _) => {
+                metrics::counter!("tracker_ws_resumes_total", "recovered" => "false").increment(1);
+                Some(false)
+            }
+            (None, _) => None,
+        };
+        let seq = self.push_snapshot(&key, read.state, &read.epoch, recovered, Some(&row));
+        self.subs.insert(key, seq);
+        Ok(())
+    }
+
+    /// Stops watching `order`.
+    pub fn unsubscribe(&mut self, order: &str) {
+        if let Some((key, _)) = self.subs.remove_entry(order) {
+            self.st.fanout.remove(&key, self.conn);
+        }
+    }
+
+    /// Queues a snapshot frame; returns its seq.
+    fn push_snapshot(
+        &mut self,
+        order: &str,
+        mut state: LiveState,
+        epoch: &str,
+        recovered: Option<bool>,
+        row: Option<&Order>,
+    ) -> u64 {
+        // A log that lost its history (new epoch) knows nothing of the status: the store does.
+        if let (None, Some(row)) = (state.status, row) {
+            state.status = Some(row.status);
+            state.version = Some(row.version);
+            state.rider_id = row.rider_id.clone();
+        }
+        let text = frames::text(state.snapshot_json(order, epoch, recovered));
+        self.out.push(Outgoing {
+            text,
+            seq: Some(state.seq),
+            ts: None,
+        });
+        state.seq
+    }
+
+    /// A live event: queued if it is the next one, dropped if already sent, a gap otherwise.
+    pub async fn on_delivery(&mut self, d: Arc<Delivery>) {
+        let Some(&last) = self.subs.get(&d.order) else {
+            return; // unsubscribed meanwhile
+        };
+        if d.seq <= last {
+            return;
+        }
+        if d.seq == last + 1 {
+            self.out.push(Outgoing {
+                text: d.text.clone(),
+                seq: Some(d.seq),
+                ts: Some(d.ts),
+            });
+            self.subs.insert(d.order.clone(), d.seq);
+            return;
+        }
+        self.catch_up(&d.order).await;
+    }
+
+    /// After a lag signal: every watched order catches up from the log.
+    pub async fn catch_up_all(&mut self) {
+        let orders: Vec<OrderKey> = self.subs.keys().cloned().collect();
+        for order in orders {
+            self.catch_up(&order).await;
+        }
+    }
+
+    /// Queues whatever `order`'s log holds past the last seq sent, or a fresh
+    /// snapshot when history no longer reaches back.
+    async fn catch_up(&mut self, order: &OrderKey) {
+        let Some(&last) = self.subs.get(order) else {
+            return;
+        };
+        let limit = self.st.cfg.ws.resume_limit;
+        let read = match self.st.deps.log.read(order, Some(last), limit).await {
+            Ok(r) => r,
+            Err(e) => {
+                // Left as is: the next delivery or lag signal tries again.
+                tracing::warn!(error = %e, "log read failed on catch-up");
+                return;
+            }
+        };
+        metrics::counter!("tracker_ws_catch_ups_total").increment(1);
+        let top = match read.missed {
+            Some(missed) => {
+                let mut top = last;
+                for e in missed.iter().filter(|e| e.seq > last) {
+                    if let Ok(text) = Utf8Bytes::try_from(e.json.clone()) {
+                        // Live events that came late: their delay is real delivery latency.
+                        self.out.push(Outgoing {
+                            text,
+                            seq: Some(e.seq),
+                            ts: Some(e.ts),
+                        });
+                        top = e.seq;
+                    }
+                }
+                top
+            }
+            None => {
+                let row = match read.state.status {
+                    Some(_) => None,
+                    None => self.st.deps.store.get_order(order).await.ok(),
+                };
+                self.push_snapshot(order, read.state, &read.epoch, Some(false), row.as_ref())
+            }
+        };
+        self.subs.insert(order.clone(), top);
+    }
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        for order in self.subs.keys() {
+            self.st.fanout.remove(order, self.conn);
+        }
+    }
+}
