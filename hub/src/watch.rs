@@ -107,6 +107,11 @@ impl Watcher {
         (w, rx)
     }
 
+    /// The hub state this watcher serves from.
+    pub fn state(&self) -> &AppState {
+        &self.st
+    }
+
     /// The id of this client, unique in the process.
     pub fn conn(&self) -> u64 {
         self.conn

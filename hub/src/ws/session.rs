@@ -27,10 +27,9 @@ where
     S: Stream<Item = Result<Message, E>> + Sink<Message, Error = E> + Unpin + Send,
     E: Display,
 {
-    let (watcher, rx) = Watcher::new(claims, st.clone());
+    let (watcher, rx) = Watcher::new(claims, st);
     let mut s = Session {
         w: watcher,
-        st,
         control: Vec::new(),
     };
     metrics::gauge!("tracker_ws_connections").increment(1.0);
@@ -40,7 +39,6 @@ where
 
 struct Session {
     w: Watcher,
-    st: AppState,
     /// Pings and close frames, sent after the watcher's frames.
     control: Vec<Message>,
 }
@@ -58,8 +56,8 @@ impl Session {
         S: Stream<Item = Result<Message, E>> + Sink<Message, Error = E> + Unpin + Send,
         E: Display,
     {
-        let cfg = self.st.cfg.ws.clone();
-        let stop = self.st.stop.clone();
+        let cfg = self.w.state().cfg.ws.clone();
+        let stop = self.w.state().stop.clone();
         let signal = self.w.signal();
         let mut ping = tokio::time::interval_at(Instant::now() + cfg.ping_every, cfg.ping_every);
         let mut last_heard = Instant::now();
@@ -140,7 +138,7 @@ impl Session {
             }
             socket.flush().await
         };
-        match tokio::time::timeout(self.st.cfg.ws.write_timeout, send).await {
+        match tokio::time::timeout(self.w.state().cfg.ws.write_timeout, send).await {
             Ok(Ok(())) => {
                 metrics::counter!("tracker_ws_frames_sent_total").increment(n);
                 Watcher::record_sent(&frames);
@@ -165,7 +163,7 @@ impl Session {
     }
 
     async fn on_text(&mut self, text: &str) {
-        match frames::parse(text, self.st.cfg.ws.max_text) {
+        match frames::parse(text, self.w.state().cfg.ws.max_text) {
             Ok(ClientOp::Ping) => self.w.push_text(frames::pong()),
             Ok(ClientOp::Sub {
                 order,
