@@ -28,6 +28,31 @@ use tracker_domain::{LiveState, Order};
 
 static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
 
+/// A new client id, unique in the process (fan-out registrations are keyed by it).
+pub fn next_conn_id() -> u64 {
+    NEXT_CONN.fetch_add(1, Ordering::Relaxed)
+}
+
+/// The snapshot frame of `order` and its seq; a log that lost its history (new
+/// epoch) knows nothing of the status, so the store's `row` fills it in.
+pub fn snapshot_text(
+    order: &str,
+    mut state: LiveState,
+    epoch: &str,
+    recovered: Option<bool>,
+    row: Option<&Order>,
+) -> (Utf8Bytes, u64) {
+    if let (None, Some(row)) = (state.status, row) {
+        state.status = Some(row.status);
+        state.version = Some(row.version);
+        state.rider_id = row.rider_id.clone();
+    }
+    (
+        frames::text(state.snapshot_json(order, epoch, recovered)),
+        state.seq,
+    )
+}
+
 /// A frame on its way to the client.
 #[derive(Debug, Clone)]
 pub struct Outgoing {
@@ -96,7 +121,7 @@ impl Watcher {
     pub fn new(claims: Claims, st: AppState) -> (Self, mpsc::Receiver<Arc<Delivery>>) {
         let (tx, rx) = mpsc::channel(st.cfg.ws.queue.max(1));
         let w = Watcher {
-            conn: NEXT_CONN.fetch_add(1, Ordering::Relaxed),
+            conn: next_conn_id(),
             claims,
             st,
             tx,
@@ -259,24 +284,18 @@ impl Watcher {
     fn push_snapshot(
         &mut self,
         order: &str,
-        mut state: LiveState,
+        state: LiveState,
         epoch: &str,
         recovered: Option<bool>,
         row: Option<&Order>,
     ) -> u64 {
-        // A log that lost its history (new epoch) knows nothing of the status: the store does.
-        if let (None, Some(row)) = (state.status, row) {
-            state.status = Some(row.status);
-            state.version = Some(row.version);
-            state.rider_id = row.rider_id.clone();
-        }
-        let text = frames::text(state.snapshot_json(order, epoch, recovered));
+        let (text, seq) = snapshot_text(order, state, epoch, recovered, row);
         self.out.push(Outgoing {
             text,
-            seq: Some(state.seq),
+            seq: Some(seq),
             ts: None,
         });
-        state.seq
+        seq
     }
 
     /// A live event: queued if it is the next one, dropped if already sent, a gap otherwise.

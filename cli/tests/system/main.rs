@@ -4,6 +4,7 @@
 mod auth;
 mod backends;
 mod bad_input;
+mod fallbacks;
 mod helpers;
 mod live_path;
 mod metrics;

@@ -1,6 +1,8 @@
 //! The HTTP surface: routes, middleware, health and metrics.
 
+pub mod long_poll;
 pub mod orders;
+pub mod sse;
 
 use crate::AppState;
 use axum::Router;
@@ -28,9 +30,12 @@ pub fn router(state: AppState) -> Router {
             StatusCode::REQUEST_TIMEOUT,
             timeout,
         ));
-    // WebSockets live outside the request timeout: they are long by design.
+    // WebSockets, SSE and long-polls live outside the request timeout: they are
+    // long by design, and bound their own waits.
     Router::new()
         .route("/v1/ws", get(crate::ws::upgrade))
+        .route("/v1/orders/{id}/sse", get(sse::sse))
+        .route("/v1/orders/{id}/events", get(long_poll::poll))
         .merge(api)
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(TraceLayer::new_for_http())

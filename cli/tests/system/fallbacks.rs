@@ -1,0 +1,258 @@
+//! SSE and long-poll: the same events, auth and resume as the WebSocket.
+
+use crate::helpers::*;
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+use tracker_hub::Role;
+
+/// An open SSE stream, parsed into (id, data) events.
+struct Sse {
+    body: std::pin::Pin<Box<dyn futures_util::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>,
+    buf: String,
+}
+
+impl Sse {
+    async fn open(
+        app: &App,
+        order: &str,
+        token: &str,
+        last_event_id: Option<u64>,
+    ) -> Result<Sse, u16> {
+        let mut req = app
+            .http
+            .get(format!("{}/v1/orders/{order}/sse?token={token}", app.base));
+        if let Some(id) = last_event_id {
+            req = req.header("Last-Event-ID", id.to_string());
+        }
+        let r = req.send().await.unwrap();
+        if !r.status().is_success() {
+            return Err(r.status().as_u16());
+        }
+        assert_eq!(r.headers()["content-type"], "text/event-stream");
+        Ok(Sse {
+            body: Box::pin(r.bytes_stream()),
+            buf: String::new(),
+        })
+    }
+
+    /// The next event: its `id` and its JSON `data` (keep-alive comments skipped).
+    async fn next(&mut self) -> (Option<u64>, Value) {
+        loop {
+            if let Some(end) = self.buf.find("\n\n") {
+                let block: String = self.buf.drain(..end + 2).collect();
+                let (mut id, mut data) = (None, None);
+                for line in block.lines() {
+                    if let Some(v) = line.strip_prefix("id:") {
+                        id = v.trim().parse().ok();
+                    } else if let Some(v) = line.strip_prefix("data:") {
+                        data = Some(serde_json::from_str(v.trim()).unwrap());
+                    }
+                }
+                if let Some(data) = data {
+                    return (id, data);
+                }
+                continue;
+            }
+            let chunk = tokio::time::timeout(PATIENCE, self.body.next())
+                .await
+                .expect("an event in time");
+            self.buf
+                .push_str(std::str::from_utf8(&chunk.unwrap().unwrap()).unwrap());
+        }
+    }
+}
+
+#[tokio::test]
+async fn sse_streams_snapshot_and_events_with_seq_ids_and_resumes_by_last_event_id() {
+    let app = spawn_app().await;
+    let (customer, rider) = (unique("c"), unique("r"));
+    let (order, version) = app.assigned_order(&customer, &rider).await;
+    let token = app.token(&customer, Role::Customer);
+    let mut sse = Sse::open(&app, &order, &token, None).await.unwrap();
+    let (id, snap) = sse.next().await;
+    assert_eq!((snap["t"].as_str(), id), (Some("snapshot"), Some(6)));
+
+    let phone = app.mqtt_client().await;
+    let ts = now_ms();
+    publish(
+        &phone,
+        &format!("riders/{rider}/pos"),
+        json!({"lat": 23.0, "lon": 113.0, "ts": ts}).to_string(),
+    )
+    .await;
+    let (id, pos) = sse.next().await;
+    assert_eq!(
+        (pos["t"].as_str(), pos["ts"].as_i64(), id),
+        (Some("pos"), Some(ts), Some(7))
+    );
+    drop(sse);
+
+    // Gone for a while: a status change and a fix happen; EventSource comes back with Last-Event-ID.
+    app.transition(&order, "picked_up", version).await;
+    publish(
+        &phone,
+        &format!("riders/{rider}/pos"),
+        json!({"lat": 23.1, "lon": 113.1, "ts": ts + 1}).to_string(),
+    )
+    .await;
+    app.wait_for_seq(&order, 9).await;
+    let mut sse = Sse::open(&app, &order, &token, Some(7)).await.unwrap();
+    let got = [sse.next().await, sse.next().await, sse.next().await];
+    assert_eq!(got[0].0, Some(8));
+    assert_eq!(got[0].1["status"], "picked_up");
+    assert_eq!((got[1].0, got[1].1["t"].as_str()), (Some(9), Some("pos")));
+    assert_eq!(
+        (got[2].1["t"].as_str(), got[2].1["recovered"].as_bool()),
+        (Some("snapshot"), Some(true))
+    );
+}
+
+#[tokio::test]
+async fn sse_and_long_poll_refuse_like_the_websocket() {
+    let app = spawn_app().await;
+    let (order, _) = app.assigned_order("alice", &unique("r")).await;
+    let bob = app.token("bob", Role::Customer);
+    assert_eq!(Sse::open(&app, &order, &bob, None).await.err(), Some(403));
+    assert_eq!(
+        Sse::open(&app, &order, "garbage", None).await.err(),
+        Some(401)
+    );
+    assert_eq!(
+        Sse::open(&app, "no-such-order", &app.admin(), None)
+            .await
+            .err(),
+        Some(404)
+    );
+    let poll = |token: String, path: String| {
+        let (http, base) = (app.http.clone(), app.base.clone());
+        async move {
+            http.get(format!("{base}{path}"))
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(
+        poll(bob, format!("/v1/orders/{order}/events?since=0")).await,
+        403
+    );
+    assert_eq!(
+        poll(app.admin(), "/v1/orders/nope/events?since=0".into()).await,
+        404
+    );
+    assert_eq!(
+        poll("x".into(), format!("/v1/orders/{order}/events")).await,
+        401
+    );
+    assert_eq!(
+        poll(app.admin(), format!("/v1/orders/{order}/events?since=-1")).await,
+        400
+    );
+}
+
+async fn long_poll(app: &App, order: &str, query: &str) -> Value {
+    let url = format!("{}/v1/orders/{order}/events?{query}", app.base);
+    let r = app
+        .http
+        .get(url)
+        .bearer_auth(app.admin())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    r.json().await.unwrap()
+}
+
+#[tokio::test]
+async fn long_poll_answers_at_once_waits_for_news_and_tells_when_history_is_gone() {
+    let app = spawn_app_with(&[("TRACKER_LOG_HISTORY", "20")]).await;
+    let rider = unique("r");
+    let (order, _) = app.assigned_order("c1", &rider).await;
+
+    // Events after since exist: at once, in order, with next.
+    let r = long_poll(&app, &order, "since=3&wait=30").await;
+    let seqs: Vec<u64> = r["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!((seqs, r["next"].as_u64()), (vec![4, 5, 6], Some(6)));
+
+    // Nothing new: the request waits until the next event arrives.
+    let waiting = {
+        let (http, url, token) = (
+            app.http.clone(),
+            format!("{}/v1/orders/{order}/events?since=6&wait=30", app.base),
+            app.admin(),
+        );
+        tokio::spawn(async move {
+            http.get(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert!(
+        !waiting.is_finished(),
+        "nothing after 6 yet: the poll must wait"
+    );
+    let phone = app.mqtt_client().await;
+    let ts = now_ms();
+    publish(
+        &phone,
+        &format!("riders/{rider}/pos"),
+        json!({"lat": 1.0, "lon": 2.0, "ts": ts}).to_string(),
+    )
+    .await;
+    let r = tokio::time::timeout(PATIENCE, waiting)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(r["events"][0]["ts"].as_i64(), Some(ts));
+    assert_eq!(r["next"], 7);
+
+    // Still nothing new after the wait: an empty answer, next unchanged.
+    let r = long_poll(&app, &order, "since=7&wait=1").await;
+    assert_eq!(
+        (r["events"].as_array().unwrap().len(), r["next"].as_u64()),
+        (0, Some(7))
+    );
+
+    // History gone (20 kept): a fresh snapshot, recovered false.
+    for i in 0..30 {
+        publish(
+            &phone,
+            &format!("riders/{rider}/pos"),
+            json!({"lat": 1.0, "lon": 2.0, "ts": ts + 1 + i}).to_string(),
+        )
+        .await;
+    }
+    app.wait_for_seq(&order, 37).await;
+    let r = long_poll(&app, &order, "since=2").await;
+    assert_eq!(r["events"].as_array().unwrap().len(), 1);
+    let snap = &r["events"][0];
+    assert_eq!(
+        (
+            snap["t"].as_str(),
+            snap["recovered"].as_bool(),
+            snap["seq"].as_u64()
+        ),
+        (Some("snapshot"), Some(false), Some(37))
+    );
+    assert_eq!(r["next"], 37);
+    // No since at all: the current snapshot.
+    let r = long_poll(&app, &order, "").await;
+    assert_eq!(
+        (r["events"][0]["t"].as_str(), r["next"].as_u64()),
+        (Some("snapshot"), Some(37))
+    );
+}

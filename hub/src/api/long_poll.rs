@@ -1,0 +1,135 @@
+//! `GET /v1/orders/{id}/events?since=SEQ&wait=SECONDS`: long-poll, the last fallback.
+//!
+//! Answers at once with every event after `since` the log still holds; with
+//! none, waits (default 25 s, at most 55 s) for the order's next event and
+//! answers with what the log then holds, possibly nothing. Where history no
+//! longer reaches back (or `epoch` differs, or `since` is absent) the answer is
+//! one snapshot, with `"recovered":false` when a `since` was given. `next` is the
+//! seq to send as `since` next time. The fan-out registration is only a wake-up:
+//! what is returned always comes from the log, so it is complete and in order.
+
+use crate::AppState;
+use crate::auth::{Caller, can_watch};
+use crate::error::ApiError;
+use crate::fanout::{ConnSignal, Subscriber};
+use crate::watch::{next_conn_id, snapshot_text};
+use axum::extract::{Path, Query, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tracker_backend::log::OrderKey;
+use tracker_domain::order::MAX_KEY_LEN;
+
+/// Longest wait a client may ask for, seconds.
+pub const MAX_WAIT: u64 = 55;
+/// Wait when the client names none, seconds.
+pub const DEFAULT_WAIT: u64 = 25;
+
+/// Query of the long-poll endpoint.
+#[derive(Debug, Deserialize)]
+pub struct PollQuery {
+    /// The last seq the client holds.
+    pub since: Option<u64>,
+    /// Seconds to wait for something new (default 25, at most 55).
+    pub wait: Option<u64>,
+    /// The epoch of `since`, from an earlier snapshot.
+    pub epoch: Option<String>,
+}
+
+/// Removes a one-order fan-out registration when the request ends.
+struct Registration {
+    st: AppState,
+    order: OrderKey,
+    conn: u64,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.st.fanout.remove(&self.order, self.conn);
+    }
+}
+
+fn answer(events: &[impl AsRef<str>], next: u64) -> Response {
+    let body = format!(
+        "{{\"events\":[{}],\"next\":{next}}}",
+        events
+            .iter()
+            .map(|e| e.as_ref())
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+/// One long-poll request.
+pub async fn poll(
+    State(st): State<AppState>,
+    Caller(claims): Caller,
+    Path(id): Path<String>,
+    Query(q): Query<PollQuery>,
+) -> Result<Response, ApiError> {
+    if id.is_empty() || id.len() > MAX_KEY_LEN {
+        return Err(ApiError::bad_request("order id must be 1..=128 characters"));
+    }
+    let row = st.deps.store.get_order(&id).await?;
+    if !can_watch(&claims, &row) {
+        return Err(ApiError::forbidden("you may not watch this order"));
+    }
+    let wait = Duration::from_secs(q.wait.unwrap_or(DEFAULT_WAIT).min(MAX_WAIT));
+    // Registered before the first read, so an event appended meanwhile still wakes us.
+    let (tx, mut rx) = mpsc::channel(8);
+    let signal = Arc::new(ConnSignal::default());
+    let reg = Registration {
+        st: st.clone(),
+        order: Arc::from(id.as_str()),
+        conn: next_conn_id(),
+    };
+    st.fanout.add(
+        reg.order.clone(),
+        Subscriber {
+            conn: reg.conn,
+            tx,
+            signal: signal.clone(),
+        },
+    );
+    let deadline = tokio::time::Instant::now() + wait;
+    let limit = st.cfg.ws.resume_limit;
+    loop {
+        let read = st
+            .deps
+            .log
+            .read(&id, q.since, limit)
+            .await
+            .map_err(ApiError::internal)?;
+        let same_epoch = q.epoch.as_deref().is_none_or(|e| *e == *read.epoch);
+        match (q.since, read.missed) {
+            (Some(since), Some(missed)) if same_epoch => {
+                if let Some(last) = missed.last() {
+                    let texts: Vec<&str> = missed
+                        .iter()
+                        .filter_map(|e| std::str::from_utf8(&e.json).ok())
+                        .collect();
+                    return Ok(answer(&texts, last.seq));
+                }
+                let woken = tokio::select! {
+                    _ = rx.recv() => true,
+                    _ = signal.woken() => true,
+                    _ = tokio::time::sleep_until(deadline) => false,
+                    _ = st.stop.cancelled() => false,
+                };
+                if !woken {
+                    return Ok(answer(&[] as &[&str], since));
+                }
+            }
+            (since, _) => {
+                let recovered = since.map(|_| false);
+                let (text, seq) =
+                    snapshot_text(&id, read.state, &read.epoch, recovered, Some(&row));
+                return Ok(answer(&[text.as_str()], seq));
+            }
+        }
+    }
+}
