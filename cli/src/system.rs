@@ -40,7 +40,7 @@ pub struct Running {
     pub auth: Option<Arc<Auth>>,
     /// The JWT secret, when it was generated here rather than configured.
     pub generated_secret: Option<String>,
-    /// Ingest counters, when ingest runs.
+    /// Counters of fixes taken in (MQTT and HTTP).
     pub ingest_stats: Option<Arc<Stats>>,
     /// The store in use.
     pub store: Arc<dyn Store>,
@@ -107,6 +107,29 @@ pub async fn start(
         services: Vec::new(),
     };
 
+    // One router per process validates and routes fixes, from MQTT and from
+    // HTTP alike; its track queue's writer (or Redis worker) runs here too.
+    let (track, track_writer) = open_track(
+        s.redis_url.as_deref(),
+        &s.redis_prefix,
+        store.clone(),
+        stop.clone(),
+    )
+    .await?;
+    running.services.push(tokio::spawn(async move {
+        track_writer.await.context("track writer panicked")
+    }));
+    let stats = Arc::new(Stats::default());
+    running.ingest_stats = Some(stats.clone());
+    let router = Arc::new(Router::new(
+        store.clone(),
+        log.clone(),
+        track,
+        clock.clone(),
+        FixLimits::default(),
+        stats,
+    ));
+
     if mode != Mode::Ingest {
         let secret = match (&s.jwt_secret, mode) {
             (Some(secret), _) => secret.clone(),
@@ -139,6 +162,7 @@ pub async fn start(
             auth,
             ids: Arc::new(IdGenerator::new(s.node_id, clock.clone())),
             clock: clock.clone(),
+            fixes: router.clone(),
             metrics: metrics.clone(),
         };
         let mut cfg = HubConfig::default();
@@ -186,29 +210,9 @@ pub async fn start(
                 bail!("`tracker ingest` needs TRACKER_MQTT_URL (the broker riders publish to)")
             }
         };
-        let (track, track_writer) = open_track(
-            s.redis_url.as_deref(),
-            &s.redis_prefix,
-            store.clone(),
-            stop.clone(),
-        )
-        .await?;
-        running.services.push(tokio::spawn(async move {
-            track_writer.await.context("track writer panicked")
-        }));
-        let stats = Arc::new(Stats::default());
-        running.ingest_stats = Some(stats.clone());
-        let router = Arc::new(Router::new(
-            store,
-            log,
-            track,
-            clock,
-            FixLimits::default(),
-            stats,
-        ));
         let mut cfg = IngestConfig::new(target);
         cfg.share_group = share_group;
-        let ingest = tracker_ingest::consumer::run(cfg, router, stop.clone());
+        let ingest = tracker_ingest::consumer::run(cfg, router.clone(), stop.clone());
         running.services.push(tokio::spawn(async move {
             ingest.await;
             Ok(())

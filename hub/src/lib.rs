@@ -70,6 +70,8 @@ pub struct HubDeps {
     pub ids: Arc<IdGenerator>,
     /// Wall-clock time for timestamps.
     pub clock: Arc<dyn Clock>,
+    /// Validates and routes riders' fixes that arrive over HTTP (shared with MQTT ingest).
+    pub fixes: Arc<tracker_ingest::Router>,
     /// Renders `/metrics` when a Prometheus recorder is installed.
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 }

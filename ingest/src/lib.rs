@@ -18,5 +18,5 @@ pub mod stats;
 pub mod topic;
 
 pub use consumer::{IngestConfig, MqttTarget};
-pub use router::Router;
+pub use router::{Outcome, Router};
 pub use stats::Stats;

@@ -26,6 +26,15 @@ pub enum RouteError {
     Log(#[from] LogError),
 }
 
+/// What became of one payload's fixes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    /// Valid fixes, routed (or counted as unrouted when the rider holds no order).
+    pub accepted: usize,
+    /// A reason for each refused fix, or one for a payload refused whole.
+    pub rejected: Vec<RejectReason>,
+}
+
 /// Validates fixes and appends them to the rider's orders.
 pub struct Router {
     store: Arc<dyn Store>,
@@ -78,27 +87,32 @@ impl Router {
             self.stats.reject(RejectReason::BadTopic);
             return Ok(());
         };
+        self.handle_payload(rider, kind, payload).await.map(|_| ())
+    }
+
+    /// Validates one payload of `rider` (one fix, or a batch), counts each
+    /// refusal, routes the valid fixes, and says what happened to each.
+    pub async fn handle_payload(
+        &self,
+        rider: &str,
+        kind: Kind,
+        payload: &[u8],
+    ) -> Result<Outcome, RouteError> {
         let now = self.clock.now_ms();
-        let fixes = match kind {
+        let (fixes, rejected) = match kind {
             Kind::Single => match parse_fix(payload, now, &self.limits) {
-                Ok(f) => vec![f],
-                Err(r) => {
-                    self.stats.reject(r);
-                    return Ok(());
-                }
+                Ok(f) => (vec![f], vec![]),
+                Err(r) => (vec![], vec![r]),
             },
             Kind::Batch => match parse_batch(payload, now, &self.limits) {
-                Ok((good, bad)) => {
-                    bad.into_iter().for_each(|r| self.stats.reject(r));
-                    good
-                }
-                Err(r) => {
-                    self.stats.reject(r);
-                    return Ok(());
-                }
+                Ok((good, bad)) => (good, bad),
+                Err(r) => (vec![], vec![r]),
             },
         };
-        self.route(rider, fixes).await
+        rejected.iter().for_each(|r| self.stats.reject(*r));
+        let accepted = fixes.len();
+        self.route(rider, fixes).await?;
+        Ok(Outcome { accepted, rejected })
     }
 
     /// Appends valid `fixes` of `rider`, oldest first, to every order the rider

@@ -2,6 +2,7 @@
 
 pub mod long_poll;
 pub mod orders;
+pub mod riders;
 pub mod sse;
 
 use crate::AppState;
@@ -15,6 +16,8 @@ use tower_http::trace::TraceLayer;
 
 /// Largest JSON body the API reads.
 const MAX_BODY: usize = 64 * 1024;
+/// Largest body of `POST /v1/riders/me/pos`, as for a fix payload over MQTT.
+const FIXES_BODY: usize = 256 * 1024;
 
 /// Every route of the hub.
 pub fn router(state: AppState) -> Router {
@@ -26,6 +29,11 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/orders/{id}/status", post(orders::change_status))
         .route("/v1/orders/{id}/assign", post(orders::assign))
         .route("/v1/orders/{id}/track", get(orders::track))
+        .route(
+            "/v1/riders/me/pos",
+            // A batch of 2000 fixes is ~100 KiB: the same bound as MQTT payloads.
+            post(riders::post_fixes).layer(DefaultBodyLimit::max(FIXES_BODY)),
+        )
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             timeout,
