@@ -279,27 +279,70 @@ async fn riders_without_mqtt_post_fixes_with_the_same_validation() {
     let token = app.token(&rider, Role::Rider);
 
     let ts = now_ms();
-    let (status, body) = post_fixes(&app, &token, json!({"lat": 23.0, "lon": 113.0, "ts": ts}).to_string()).await;
-    assert_eq!((status, body["accepted"].as_u64()), (200, Some(1)), "{body}");
+    let (status, body) = post_fixes(
+        &app,
+        &token,
+        json!({"lat": 23.0, "lon": 113.0, "ts": ts}).to_string(),
+    )
+    .await;
+    assert_eq!(
+        (status, body["accepted"].as_u64()),
+        (200, Some(1)),
+        "{body}"
+    );
     let pos = ws.next().await;
-    assert_eq!((pos["t"].as_str(), pos["ts"].as_i64(), pos["seq"].as_u64()), (Some("pos"), Some(ts), Some(7)));
+    assert_eq!(
+        (pos["t"].as_str(), pos["ts"].as_i64(), pos["seq"].as_u64()),
+        (Some("pos"), Some(ts), Some(7))
+    );
 
     // A batch with one bad fix: the good ones go through, the bad one is reported.
     let batch = json!([{"lat": 23.1, "lon": 113.1, "ts": ts - 2000}, {"lat": 123, "lon": 1, "ts": ts}, {"lat": 23.2, "lon": 113.2, "ts": ts + 1}]);
     let (status, body) = post_fixes(&app, &token, batch.to_string()).await;
     assert_eq!(status, 200);
-    assert_eq!((body["accepted"].as_u64(), body["rejected"]["out_of_range"].as_u64()), (Some(2), Some(1)), "{body}");
-    assert_eq!(ws.next().await["backfill"], true, "the older fix of the batch");
+    assert_eq!(
+        (
+            body["accepted"].as_u64(),
+            body["rejected"]["out_of_range"].as_u64()
+        ),
+        (Some(2), Some(1)),
+        "{body}"
+    );
+    assert_eq!(
+        ws.next().await["backfill"],
+        true,
+        "the older fix of the batch"
+    );
     assert_eq!(ws.next().await["ts"].as_i64(), Some(ts + 1));
 
     // One bad fix alone, garbage, a non-rider, no token.
-    let (status, body) = post_fixes(&app, &token, json!({"lat": 1, "lon": 1, "ts": ts + 3_600_000}).to_string()).await;
+    let (status, body) = post_fixes(
+        &app,
+        &token,
+        json!({"lat": 1, "lon": 1, "ts": ts + 3_600_000}).to_string(),
+    )
+    .await;
     assert_eq!((status, body["error"].as_str()), (400, Some("bad_request")));
-    assert!(body["message"].as_str().unwrap().contains("future_ts"), "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("future_ts"),
+        "{body}"
+    );
     let (status, body) = post_fixes(&app, &token, "\u{0}garbage").await;
-    assert!(status == 400 && body["message"].as_str().unwrap().contains("bad_json"), "{status} {body}");
-    assert_eq!(post_fixes(&app, &app.token("c1", Role::Customer), "{}").await.0, 403);
+    assert!(
+        status == 400 && body["message"].as_str().unwrap().contains("bad_json"),
+        "{status} {body}"
+    );
+    assert_eq!(
+        post_fixes(&app, &app.token("c1", Role::Customer), "{}")
+            .await
+            .0,
+        403
+    );
     assert_eq!(post_fixes(&app, "nope", "{}").await.0, 401);
     let stats = app.running.ingest_stats.clone().unwrap();
-    assert_eq!((stats.accepted(), stats.rejected_total()), (3, 3), "counted like MQTT fixes");
+    assert_eq!(
+        (stats.accepted(), stats.rejected_total()),
+        (3, 3),
+        "counted like MQTT fixes"
+    );
 }
