@@ -98,12 +98,7 @@ async fn customers_watch_only_their_orders_and_riders_only_assigned_ones() {
 
     // The refused sub left the allowed one untouched.
     let phone = app.mqtt_client().await;
-    publish(
-        &phone,
-        &format!("riders/{rider}/pos"),
-        json!({"lat": 1.0, "lon": 2.0, "ts": now_ms()}).to_string(),
-    )
-    .await;
+    publish_fix(&phone, &rider, 1.0, 2.0, now_ms()).await;
     let pos = ws.next().await;
     assert_eq!(
         (pos["t"].as_str(), pos["order"].as_str()),

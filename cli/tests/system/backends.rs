@@ -110,12 +110,7 @@ async fn the_live_path_and_resume_work_on_the_redis_log() {
     let mut ws = app.watch(&token, &order).await;
     let phone = app.mqtt_client().await;
     let ts = now_ms();
-    publish(
-        &phone,
-        &format!("riders/{rider}/pos"),
-        json!({"lat": 23.0, "lon": 113.0, "ts": ts}).to_string(),
-    )
-    .await;
+    publish_fix(&phone, &rider, 23.0, 113.0, ts).await;
     let pos = ws.next().await;
     assert_eq!(
         (pos["t"].as_str(), pos["seq"].as_u64(), pos["ts"].as_i64()),
@@ -124,12 +119,7 @@ async fn the_live_path_and_resume_work_on_the_redis_log() {
     drop(ws);
 
     for i in 1..=20 {
-        publish(
-            &phone,
-            &format!("riders/{rider}/pos"),
-            json!({"lat": 23.0, "lon": 113.0, "ts": ts + i}).to_string(),
-        )
-        .await;
+        publish_fix(&phone, &rider, 23.0, 113.0, ts + i).await;
     }
     app.wait_for_seq(&order, 27).await;
     let mut ws = app.ws(&token).await;
@@ -174,12 +164,7 @@ async fn the_live_path_runs_on_redis_and_postgres_together() {
         .await;
     let phone = app.mqtt_client().await;
     let ts = now_ms();
-    publish(
-        &phone,
-        &format!("riders/{rider}/pos"),
-        json!({"lat": 23.0, "lon": 113.0, "ts": ts}).to_string(),
-    )
-    .await;
+    publish_fix(&phone, &rider, 23.0, 113.0, ts).await;
     assert_eq!(ws.next().await["seq"], 7);
     app.transition(&order, "picked_up", version).await;
     let status = ws.next().await;

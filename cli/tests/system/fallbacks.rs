@@ -74,12 +74,7 @@ async fn sse_streams_snapshot_and_events_with_seq_ids_and_resumes_by_last_event_
 
     let phone = app.mqtt_client().await;
     let ts = now_ms();
-    publish(
-        &phone,
-        &format!("riders/{rider}/pos"),
-        json!({"lat": 23.0, "lon": 113.0, "ts": ts}).to_string(),
-    )
-    .await;
+    publish_fix(&phone, &rider, 23.0, 113.0, ts).await;
     let (id, pos) = sse.next().await;
     assert_eq!(
         (pos["t"].as_str(), pos["ts"].as_i64(), id),
@@ -89,12 +84,7 @@ async fn sse_streams_snapshot_and_events_with_seq_ids_and_resumes_by_last_event_
 
     // Gone for a while: a status change and a fix happen; EventSource comes back with Last-Event-ID.
     app.transition(&order, "picked_up", version).await;
-    publish(
-        &phone,
-        &format!("riders/{rider}/pos"),
-        json!({"lat": 23.1, "lon": 113.1, "ts": ts + 1}).to_string(),
-    )
-    .await;
+    publish_fix(&phone, &rider, 23.1, 113.1, ts + 1).await;
     app.wait_for_seq(&order, 9).await;
     let mut sse = Sse::open(&app, &order, &token, Some(7)).await.unwrap();
     let got = [sse.next().await, sse.next().await, sse.next().await];
@@ -207,12 +197,7 @@ async fn long_poll_answers_at_once_waits_for_news_and_tells_when_history_is_gone
     );
     let phone = app.mqtt_client().await;
     let ts = now_ms();
-    publish(
-        &phone,
-        &format!("riders/{rider}/pos"),
-        json!({"lat": 1.0, "lon": 2.0, "ts": ts}).to_string(),
-    )
-    .await;
+    publish_fix(&phone, &rider, 1.0, 2.0, ts).await;
     let r = tokio::time::timeout(PATIENCE, waiting)
         .await
         .unwrap()
@@ -229,12 +214,7 @@ async fn long_poll_answers_at_once_waits_for_news_and_tells_when_history_is_gone
 
     // History gone (20 kept): a fresh snapshot, recovered false.
     for i in 0..30 {
-        publish(
-            &phone,
-            &format!("riders/{rider}/pos"),
-            json!({"lat": 1.0, "lon": 2.0, "ts": ts + 1 + i}).to_string(),
-        )
-        .await;
+        publish_fix(&phone, &rider, 1.0, 2.0, ts + 1 + i).await;
     }
     app.wait_for_seq(&order, 37).await;
     let r = long_poll(&app, &order, "since=2").await;

@@ -230,6 +230,12 @@ pub(crate) async fn publish(client: &AsyncClient, topic: &str, payload: impl Int
         .unwrap();
 }
 
+/// Publishes one fix of `rider` at (`lat`, `lon`) with phone time `ts`.
+pub(crate) async fn publish_fix(client: &AsyncClient, rider: &str, lat: f64, lon: f64, ts: i64) {
+    let fix = serde_json::json!({"lat": lat, "lon": lon, "ts": ts});
+    publish(client, &format!("riders/{rider}/pos"), fix.to_string()).await;
+}
+
 pub(crate) fn now_ms() -> i64 {
     tracker_domain::clock::now_ms()
 }

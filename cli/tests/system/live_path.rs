@@ -82,12 +82,7 @@ async fn one_connection_watches_many_orders_and_unsub_stops_one() {
         "pong",
         "unsub is processed before the ping"
     );
-    publish(
-        &phone,
-        &format!("riders/{rider}/pos"),
-        json!({"lat": 23.1, "lon": 113.1, "ts": now_ms()}).to_string(),
-    )
-    .await;
+    publish_fix(&phone, &rider, 23.1, 113.1, now_ms()).await;
     let next = ws.next().await;
     assert_eq!(
         next["order"],
@@ -104,12 +99,7 @@ async fn an_offline_batch_is_kept_whole_but_moves_the_marker_only_forward() {
     let (order, _) = app.assigned_order("c1", &rider).await;
     let phone = app.mqtt_client().await;
     let now = now_ms();
-    publish(
-        &phone,
-        &format!("riders/{rider}/pos"),
-        json!({"lat": 23.5, "lon": 113.5, "ts": now}).to_string(),
-    )
-    .await;
+    publish_fix(&phone, &rider, 23.5, 113.5, now).await;
     app.wait_for_seq(&order, 7).await;
 
     // A tunnel backlog: older than the live fix, out of order, plus one newer fix.
@@ -187,12 +177,7 @@ async fn routed_fixes_are_stored_as_the_orders_trip() {
         json!(batch).to_string(),
     )
     .await;
-    publish(
-        &phone,
-        &format!("riders/{rider}/pos"),
-        json!({"lat": 23.5, "lon": 113.5, "ts": t0 + 9000}).to_string(),
-    )
-    .await;
+    publish_fix(&phone, &rider, 23.5, 113.5, t0 + 9000).await;
 
     let url = format!("{}/v1/orders/{order}/track", app.base);
     let deadline = tokio::time::Instant::now() + PATIENCE;

@@ -12,12 +12,7 @@ async fn metrics_cover_connections_events_rejections_backlog_and_latency() {
     let mut ws = app.watch(&app.token("c1", Role::Customer), &order).await;
     let phone = app.mqtt_client().await;
     publish(&phone, &format!("riders/{rider}/pos"), b"garbage".to_vec()).await;
-    publish(
-        &phone,
-        &format!("riders/{rider}/pos"),
-        json!({"lat": 1.0, "lon": 2.0, "ts": now_ms()}).to_string(),
-    )
-    .await;
+    publish_fix(&phone, &rider, 1.0, 2.0, now_ms()).await;
     assert_eq!(ws.next().await["t"], "pos");
     // One more round trip so the delivery above has been flushed and counted.
     ws.send(json!({"op": "ping"})).await;
