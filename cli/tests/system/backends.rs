@@ -50,12 +50,7 @@ async fn fixes_through_an_external_mosquitto_reach_watchers() {
     let deadline = tokio::time::Instant::now() + PATIENCE;
     let first = loop {
         let ts = now_ms();
-        publish(
-            &phone,
-            &topic,
-            json!({"lat": 23.0, "lon": 113.0, "ts": ts}).to_string(),
-        )
-        .await;
+        publish_fix(&phone, &rider, 23.0, 113.0, ts).await;
         if let Ok(Some(Ok(m))) = tokio::time::timeout(
             std::time::Duration::from_millis(200),
             futures_util::StreamExt::next(&mut ws.stream),

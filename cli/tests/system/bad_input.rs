@@ -80,12 +80,7 @@ async fn malformed_fixes_are_counted_by_reason_and_ingest_keeps_serving() {
     }
     // A good fix after all the bad ones still arrives: the consumer is alive.
     let ts = now_ms();
-    publish(
-        &phone,
-        &topic,
-        json!({"lat": 23.0, "lon": 113.0, "ts": ts}).to_string(),
-    )
-    .await;
+    publish_fix(&phone, &rider, 23.0, 113.0, ts).await;
     let pos = ws.next().await;
     assert_eq!(
         (pos["t"].as_str(), pos["ts"].as_i64()),

@@ -9,7 +9,8 @@
 //! what is returned always comes from the log, so it is complete and in order.
 
 use crate::AppState;
-use crate::auth::{Caller, can_watch};
+use crate::api::orders::watchable;
+use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::fanout::{ConnSignal, Subscriber};
 use crate::watch::{next_conn_id, snapshot_text};
@@ -21,7 +22,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tracker_backend::log::OrderKey;
-use tracker_domain::order::MAX_KEY_LEN;
 
 /// Longest wait a client may ask for, seconds.
 pub const MAX_WAIT: u64 = 55;
@@ -71,13 +71,7 @@ pub async fn poll(
     Path(id): Path<String>,
     Query(q): Query<PollQuery>,
 ) -> Result<Response, ApiError> {
-    if id.is_empty() || id.len() > MAX_KEY_LEN {
-        return Err(ApiError::bad_request("order id must be 1..=128 characters"));
-    }
-    let row = st.deps.store.get_order(&id).await?;
-    if !can_watch(&claims, &row) {
-        return Err(ApiError::forbidden("you may not watch this order"));
-    }
+    let row = watchable(&st, &claims, &id).await?;
     let wait = Duration::from_secs(q.wait.unwrap_or(DEFAULT_WAIT).min(MAX_WAIT));
     // Registered before the first read, so an event appended meanwhile still wakes us.
     let (tx, mut rx) = mpsc::channel(8);

@@ -5,7 +5,7 @@
 //! outbox in the same transaction and the relay is woken to move them on.
 
 use crate::AppState;
-use crate::auth::{Admin, Caller, can_watch};
+use crate::auth::{Admin, Caller, Claims, can_watch};
 use crate::error::{ApiError, ApiJson};
 use axum::Json;
 use axum::extract::{Path, State};
@@ -52,18 +52,24 @@ pub async fn create(
     Ok((code, Json(order)))
 }
 
+/// The order `id` if the holder of `claims` may watch it: 400 for a bad id,
+/// 404 when missing, 403 when not theirs. Every read-side door checks through here.
+pub(crate) async fn watchable(st: &AppState, claims: &Claims, id: &str) -> Result<Order, ApiError> {
+    check_id(id)?;
+    let order = st.deps.store.get_order(id).await?;
+    if !can_watch(claims, &order) {
+        return Err(ApiError::forbidden("you may not watch this order"));
+    }
+    Ok(order)
+}
+
 /// `GET /v1/orders/{id}`: admins, the order's customer, its rider.
 pub async fn get(
     State(st): State<AppState>,
-    caller: Caller,
+    Caller(claims): Caller,
     Path(id): Path<String>,
 ) -> OrderAnswer {
-    check_id(&id)?;
-    let order = st.deps.store.get_order(&id).await?;
-    if !can_watch(&caller.0, &order) {
-        return Err(ApiError::forbidden("not your order"));
-    }
-    Ok((StatusCode::OK, Json(order)))
+    Ok((StatusCode::OK, Json(watchable(&st, &claims, &id).await?)))
 }
 
 /// Body of `POST /v1/orders/{id}/status`.
