@@ -45,6 +45,10 @@ pub struct Settings {
     pub log_max_age: Duration,
     /// Deliveries queued per WebSocket before it catches up from the log instead.
     pub ws_queue: usize,
+    /// The folder of the pages (`web/`).
+    pub web_dir: PathBuf,
+    /// Base-map tiles for the pages; `None` (`off`) draws a plain background.
+    pub tile_url: Option<String>,
 }
 
 impl fmt::Debug for Settings {
@@ -65,6 +69,8 @@ impl fmt::Debug for Settings {
             .field("log_retention", &self.log_retention)
             .field("log_max_age", &self.log_max_age)
             .field("ws_queue", &self.ws_queue)
+            .field("web_dir", &self.web_dir)
+            .field("tile_url", &self.tile_url)
             .finish()
     }
 }
@@ -111,7 +117,7 @@ impl Settings {
     /// Builds settings from `KEY → value` pairs; unknown `TRACKER_` keys are errors
     /// (a typo should not silently fall back to a default).
     pub fn from_vars(vars: &HashMap<String, String>) -> anyhow::Result<Self> {
-        const KNOWN: [&str; 16] = [
+        const KNOWN: [&str; 18] = [
             "TRACKER_HTTP_ADDR",
             "TRACKER_MQTT_ADDR",
             "TRACKER_MQTT_URL",
@@ -127,6 +133,8 @@ impl Settings {
             "TRACKER_LOG_RETENTION_SECS",
             "TRACKER_LOG_MAX_AGE_SECS",
             "TRACKER_WS_QUEUE",
+            "TRACKER_WEB_DIR",
+            "TRACKER_TILE_URL",
             "TRACKER_CONFIG",
         ];
         if let Some(k) = vars
@@ -197,6 +205,13 @@ impl Settings {
             log_retention: Duration::from_secs(parse(vars, "TRACKER_LOG_RETENTION_SECS", 3600)?),
             log_max_age: Duration::from_secs(parse(vars, "TRACKER_LOG_MAX_AGE_SECS", 86_400)?),
             ws_queue,
+            web_dir: parse(vars, "TRACKER_WEB_DIR", PathBuf::from("web"))?,
+            tile_url: match opt(vars, "TRACKER_TILE_URL") {
+                None => Some(tracker_hub::web::OSM_TILES.to_owned()),
+                Some(off) if off == "off" => None,
+                Some(url) if url.starts_with("http://") || url.starts_with("https://") => Some(url),
+                Some(bad) => bail!("TRACKER_TILE_URL=`{bad}`: an http(s) URL template, or `off`"),
+            },
         })
     }
 }

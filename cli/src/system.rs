@@ -167,6 +167,8 @@ pub async fn start(
         };
         let mut cfg = HubConfig::default();
         cfg.ws.queue = s.ws_queue;
+        cfg.web.dir = s.web_dir.clone();
+        cfg.web.tile_url = s.tile_url.clone();
         let hub = tracker_hub::run(cfg, deps, listener, stop.clone());
         running.services.push(tokio::spawn(hub));
     }

@@ -25,6 +25,10 @@ pub struct PosEvent {
     /// it belongs to the trail, but the marker must not jump back to it.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub backfill: bool,
+    /// Set when the fix was taken before the order was picked up: customers
+    /// are not shown it (the hub sends them a `skip` frame in its place).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub before_pickup: bool,
 }
 
 /// What happened to an order: one entry of its log, without `order` and `seq`.
@@ -69,6 +73,9 @@ pub enum EventBody {
     Assignment {
         /// The rider now holding the order.
         rider_id: Option<String>,
+        /// Their display name, when the assigner gave one (customers see the first word only).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rider_name: Option<String>,
         /// When, Unix ms.
         ts: i64,
     },
@@ -136,6 +143,7 @@ mod tests {
             speed: Some(4.2),
             heading: None,
             backfill: false,
+            before_pickup: false,
         });
         let text = encode("O1", 58, &body);
         let v: serde_json::Value = serde_json::from_slice(&text).unwrap();
@@ -160,6 +168,7 @@ mod tests {
             },
             EventBody::Assignment {
                 rider_id: Some("r1".into()),
+                rider_name: Some("Li Wei".into()),
                 ts: 1,
             },
             EventBody::Alert {

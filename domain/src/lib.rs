@@ -7,6 +7,7 @@
 //! - [`fix`]: a rider's GPS fix as it arrives over MQTT or HTTP, and its validation.
 //! - [`event`]: the events of an order's log and their wire encoding (PROTOCOL.md).
 //! - [`live`]: the fold of an order's events into its current state, served as a snapshot.
+//! - [`view`]: what a customer may see of their order's events (views by role).
 //! - [`clock`]: wall-clock access behind a trait so tests can move time.
 
 pub mod clock;
@@ -16,6 +17,7 @@ pub mod ids;
 pub mod live;
 pub mod order;
 pub mod status;
+pub mod view;
 
 pub use clock::{Clock, SystemClock};
 pub use event::{EventBody, PosEvent};

@@ -24,14 +24,21 @@ pub struct LiveState {
     pub eta: Option<i64>,
     /// The rider holding the order, as the last assignment event said.
     pub rider_id: Option<String>,
+    /// That rider's display name, when the assignment gave one.
+    pub rider_name: Option<String>,
+    /// When the first status from pick-up on was folded in, Unix ms. A fix is
+    /// shown to customers only when it is at least this new.
+    pub picked_up_at: Option<i64>,
 }
 
 impl LiveState {
-    /// Folds the event numbered `seq` in; marks a stale fix as `backfill`.
+    /// Folds the event numbered `seq` in; marks a stale fix as `backfill` and a
+    /// fix from before pick-up as `before_pickup`.
     pub fn apply(&mut self, seq: u64, body: &mut EventBody) {
         self.seq = seq;
         match body {
             EventBody::Pos(p) => {
+                p.before_pickup = !self.shows_fix_to_customers(p.ts);
                 if self.pos.is_some_and(|cur| p.ts <= cur.ts) {
                     p.backfill = true;
                 } else {
@@ -40,14 +47,48 @@ impl LiveState {
                 }
             }
             EventBody::Status {
-                status, version, ..
+                status,
+                version,
+                ts,
+                ..
             } => {
                 self.status = Some(*status);
                 self.version = Some(*version);
+                if status.picked_up_or_later() && self.picked_up_at.is_none() {
+                    self.picked_up_at = Some(*ts);
+                }
             }
             EventBody::Eta { eta, .. } => self.eta = Some(*eta),
             EventBody::Alert { .. } => {}
-            EventBody::Assignment { rider_id, .. } => self.rider_id = rider_id.clone(),
+            EventBody::Assignment {
+                rider_id,
+                rider_name,
+                ..
+            } => {
+                self.rider_id = rider_id.clone();
+                self.rider_name = rider_name.clone();
+            }
+        }
+    }
+
+    /// True when a fix taken at `ts` may be shown to the order's customer: the
+    /// log has seen the pick-up and the fix is not older than it. A log that
+    /// knows nothing of the order's status shows nothing (the safe side).
+    pub fn shows_fix_to_customers(&self, ts: i64) -> bool {
+        self.picked_up_at.is_some_and(|at| ts >= at)
+    }
+
+    /// The state as the order's customer may see it: the rider's position only
+    /// from pick-up on, the rider's first name and not their id.
+    pub fn for_customer(&self) -> LiveState {
+        LiveState {
+            pos: self.pos.filter(|p| self.shows_fix_to_customers(p.ts)),
+            rider_id: None,
+            rider_name: self
+                .rider_name
+                .as_deref()
+                .map(|n| crate::view::first_name(n).to_owned()),
+            ..self.clone()
         }
     }
 
@@ -81,6 +122,8 @@ impl LiveState {
             #[serde(skip_serializing_if = "Option::is_none")]
             rider_id: Option<&'a str>,
             #[serde(skip_serializing_if = "Option::is_none")]
+            rider_name: Option<&'a str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
             recovered: Option<bool>,
         }
         let snap = Snapshot {
@@ -99,6 +142,7 @@ impl LiveState {
             }),
             eta: self.eta,
             rider_id: self.rider_id.as_deref(),
+            rider_name: self.rider_name.as_deref(),
             recovered,
         };
         serde_json::to_vec(&snap).expect("snapshots always serialize")
@@ -117,6 +161,7 @@ mod tests {
             speed: None,
             heading: None,
             backfill: false,
+            before_pickup: false,
         })
     }
 
@@ -136,6 +181,63 @@ mod tests {
         let mut newer = pos(150);
         s.apply(3, &mut newer);
         assert_eq!(s.pos.unwrap().ts, 150);
+    }
+
+    fn status(status: Status, ts: i64) -> EventBody {
+        EventBody::Status {
+            status,
+            version: 1,
+            ts,
+            reason: None,
+            by: None,
+        }
+    }
+
+    fn hidden(body: &EventBody) -> bool {
+        matches!(
+            body,
+            EventBody::Pos(PosEvent {
+                before_pickup: true,
+                ..
+            })
+        )
+    }
+
+    #[test]
+    fn fixes_before_pick_up_are_flagged_and_kept_from_the_customer_snapshot() {
+        let mut s = LiveState::default();
+        let mut unknown = pos(5);
+        s.apply(1, &mut unknown);
+        assert!(hidden(&unknown), "a log that knows no status hides fixes");
+        s.apply(2, &mut status(Status::Assigned, 10));
+        s.apply(
+            3,
+            &mut EventBody::Assignment {
+                rider_id: Some("r1".into()),
+                rider_name: Some("Li Wei".into()),
+                ts: 10,
+            },
+        );
+        let mut to_store = pos(20);
+        s.apply(4, &mut to_store);
+        assert!(hidden(&to_store));
+        let c = s.for_customer();
+        assert_eq!(c.pos, None);
+        assert_eq!(c.rider_id, None);
+        assert_eq!(c.rider_name.as_deref(), Some("Li"));
+        assert_eq!(s.pos.unwrap().ts, 20, "operators still see it");
+
+        s.apply(5, &mut status(Status::PickedUp, 30));
+        assert_eq!(s.for_customer().pos, None, "the live fix predates pick-up");
+        let mut late_backlog = pos(25);
+        s.apply(6, &mut late_backlog);
+        assert!(hidden(&late_backlog), "an old fix uploaded after pick-up");
+        let mut after = pos(40);
+        s.apply(7, &mut after);
+        assert!(!hidden(&after));
+        assert_eq!(s.for_customer().pos.unwrap().ts, 40);
+        s.apply(8, &mut status(Status::Delivered, 50));
+        assert_eq!(s.picked_up_at, Some(30), "the first pick-up counts");
     }
 
     #[test]

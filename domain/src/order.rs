@@ -87,6 +87,9 @@ pub struct Order {
     pub customer_id: String,
     /// The rider holding it, while one does.
     pub rider_id: Option<String>,
+    /// That rider's display name, when the assigner gave one.
+    #[serde(default)]
+    pub rider_name: Option<String>,
     /// Current state.
     pub status: Status,
     /// Rises by one on every change; writers compare-and-set on it.
@@ -104,6 +107,9 @@ pub struct Order {
     pub cancel_reason: Option<String>,
     /// Who cancelled it (`customer`, `shop`, `system`, …), when someone did.
     pub cancelled_by: Option<String>,
+    /// When it was picked up, Unix ms: customers see the rider's trail from here on.
+    #[serde(default)]
+    pub picked_up_at: Option<i64>,
     /// Creation time, Unix ms.
     pub created_at: i64,
     /// Last change, Unix ms.
@@ -166,6 +172,7 @@ impl Order {
             biz_type: new.biz_type,
             customer_id: new.customer_id,
             rider_id: None,
+            rider_name: None,
             status: Status::PendingPayment,
             version: 1,
             status_version: 1,
@@ -174,6 +181,7 @@ impl Order {
             promised_at: new.promised_at,
             cancel_reason: None,
             cancelled_by: None,
+            picked_up_at: None,
             created_at: now,
             updated_at: now,
         }
@@ -243,6 +251,10 @@ impl Order {
         }
         if target == Status::Ready && self.status == Status::Assigned {
             next.rider_id = None;
+            next.rider_name = None;
+        }
+        if target.picked_up_or_later() && next.picked_up_at.is_none() {
+            next.picked_up_at = Some(now);
         }
         events.push(EventBody::Status {
             status: target,
@@ -254,6 +266,7 @@ impl Order {
         if next.rider_id != self.rider_id {
             events.push(EventBody::Assignment {
                 rider_id: next.rider_id.clone(),
+                rider_name: next.rider_name.clone(),
                 ts: now,
             });
         }
@@ -263,14 +276,18 @@ impl Order {
         })
     }
 
-    /// `ready → assigned` to `rider_id`.
+    /// `ready → assigned` to `rider_id`, who may be given a display name.
     pub fn assign(
         &self,
         rider_id: &str,
+        rider_name: Option<&str>,
         expected: Expected,
         now: i64,
     ) -> Result<Change, ChangeError> {
         check_key("rider_id", rider_id).map_err(ChangeError::Invalid)?;
+        if let Some(name) = rider_name {
+            check_key("rider_name", name).map_err(ChangeError::Invalid)?;
+        }
         if self.status == Status::Assigned && self.rider_id.as_deref() == Some(rider_id) {
             return Ok(Change::Unchanged);
         }
@@ -284,6 +301,7 @@ impl Order {
         let mut next = self.clone();
         next.status = Status::Assigned;
         next.rider_id = Some(rider_id.to_owned());
+        next.rider_name = rider_name.map(str::to_owned);
         next.version += 1;
         next.status_version += 1;
         next.updated_at = now;
@@ -297,6 +315,7 @@ impl Order {
             },
             EventBody::Assignment {
                 rider_id: next.rider_id.clone(),
+                rider_name: next.rider_name.clone(),
                 ts: now,
             },
         ];
@@ -411,12 +430,17 @@ mod tests {
     fn assign_sets_rider_and_unassign_clears_it() {
         let mut o = order();
         o.status = Status::Ready;
-        let (a, ev) = changed(o.assign("r1", Expected::default(), 5).unwrap());
+        let (a, ev) = changed(
+            o.assign("r1", Some("Li Wei"), Expected::default(), 5)
+                .unwrap(),
+        );
         assert_eq!(a.rider_id.as_deref(), Some("r1"));
+        assert_eq!(a.rider_name.as_deref(), Some("Li Wei"));
         assert_eq!(ev.len(), 2);
         assert_eq!(
             a.assign(
                 "r1",
+                None,
                 Expected {
                     version: Some(0),
                     status_version: None
@@ -431,10 +455,27 @@ mod tests {
                 .unwrap(),
         );
         assert_eq!(back.rider_id, None);
+        assert_eq!(back.rider_name, None);
         assert!(matches!(
             ev.last(),
             Some(EventBody::Assignment { rider_id: None, .. })
         ));
+    }
+
+    #[test]
+    fn pick_up_time_is_kept_once() {
+        let mut o = order();
+        o.status = Status::Assigned;
+        let (p, _) = changed(
+            o.change_status(Status::PickedUp, Expected::default(), None, None, 40)
+                .unwrap(),
+        );
+        assert_eq!(p.picked_up_at, Some(40));
+        let (d, _) = changed(
+            p.change_status(Status::Delivered, Expected::default(), None, None, 90)
+                .unwrap(),
+        );
+        assert_eq!(d.picked_up_at, Some(40));
     }
 
     #[test]

@@ -99,6 +99,18 @@ impl Status {
         )
     }
 
+    /// True once the rider has the goods: from here on a customer may see where they are.
+    pub fn picked_up_or_later(self) -> bool {
+        matches!(
+            self,
+            Status::PickedUp
+                | Status::Delivered
+                | Status::Rejected
+                | Status::Returning
+                | Status::Returned
+        )
+    }
+
     /// The status that a request for `to` leads to from `self`, or `None` when illegal.
     ///
     /// This is where "a cancel after pick-up becomes a return" happens: asking for

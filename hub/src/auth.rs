@@ -11,6 +11,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, deco
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use tracker_domain::Order;
+use tracker_domain::view::View;
 
 /// What a token lets its holder do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -103,7 +104,17 @@ impl Auth {
     }
 }
 
-/// May the holder of `claims` watch (and read) `order`?
+impl Claims {
+    /// The view of orders this caller gets: customers a redacted one, everyone else all of it.
+    pub fn view(&self) -> View {
+        match self.role {
+            Role::Customer => View::Customer,
+            Role::Rider | Role::Admin => View::Full,
+        }
+    }
+}
+
+/// May the holder of `claims` watch (and read) `order`? (PROTOCOL.md)
 pub fn can_watch(claims: &Claims, order: &Order) -> bool {
     match claims.role {
         Role::Admin => true,

@@ -14,6 +14,7 @@ use tokio::sync::{Notify, broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 use tracker_backend::log::OrderKey;
 use tracker_backend::{Entry, TailEvent};
+use tracker_domain::view::{View, customer_frame};
 
 /// One event on its way to watchers: the frame text plus what the session needs to order it.
 #[derive(Debug)]
@@ -26,6 +27,18 @@ pub struct Delivery {
     pub ts: i64,
     /// The JSON text frame, shared by every watcher.
     pub text: Utf8Bytes,
+    /// The customers' version where it differs (views by role), made once per event.
+    pub customer: Option<Utf8Bytes>,
+}
+
+impl Delivery {
+    /// The frame a watcher with `view` gets.
+    pub fn text_for(&self, view: View) -> &Utf8Bytes {
+        match (view, &self.customer) {
+            (View::Customer, Some(text)) => text,
+            _ => &self.text,
+        }
+    }
 }
 
 /// Signals from the fan-out to one connection's task.
@@ -60,6 +73,8 @@ pub struct Subscriber {
     pub tx: mpsc::Sender<Arc<Delivery>>,
     /// Its lag signal.
     pub signal: Arc<ConnSignal>,
+    /// What it may see.
+    pub view: View,
 }
 
 /// All watchers of all orders on this hub node.
@@ -107,11 +122,17 @@ impl Fanout {
             tracing::error!(order = %entry.order, seq = entry.seq, "event is not UTF-8; dropped");
             return;
         };
+        let customer = list
+            .iter()
+            .any(|s| s.view == View::Customer)
+            .then(|| customer_frame(&entry.json).map(crate::ws::frames::text))
+            .flatten();
         let d = Arc::new(Delivery {
             order: entry.order.clone(),
             seq: entry.seq,
             ts: entry.ts,
             text,
+            customer,
         });
         let (mut queued, mut full) = (0u64, 0u64);
         for s in list.iter() {
@@ -201,6 +222,7 @@ mod tests {
                 conn: 1,
                 tx: slow_tx,
                 signal: slow.clone(),
+                view: View::Full,
             },
         );
         f.add(
@@ -209,6 +231,7 @@ mod tests {
                 conn: 2,
                 tx: fast_tx,
                 signal: fast.clone(),
+                view: View::Full,
             },
         );
         for seq in 1..=3 {

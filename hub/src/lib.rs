@@ -7,6 +7,7 @@
 //! - [`fanout`]: per-order subscriber lists fed by one tail of the event log.
 //! - [`watch`]: one client's subscriptions, resume and ordering, for any transport.
 //! - [`ws`]: the WebSocket protocol and one task per connection.
+//! - [`web`]: the pages (customer map, operator view, trip replay) served from `web/`.
 //!
 //! Data path: an API write commits the order row and its events (outbox) in one
 //! store transaction → the relay appends them to the event log → the hub's
@@ -17,6 +18,7 @@ pub mod auth;
 pub mod error;
 pub mod fanout;
 pub mod watch;
+pub mod web;
 pub mod ws;
 
 use anyhow::Context;
@@ -44,6 +46,8 @@ pub struct HubConfig {
     pub http_timeout: Duration,
     /// How long shutdown waits for connections to close before giving up.
     pub shutdown_grace: Duration,
+    /// The pages and their base map.
+    pub web: web::WebConfig,
 }
 
 impl Default for HubConfig {
@@ -53,6 +57,7 @@ impl Default for HubConfig {
             relay_poll: Duration::from_millis(500),
             http_timeout: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(5),
+            web: web::WebConfig::default(),
         }
     }
 }

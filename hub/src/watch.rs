@@ -24,6 +24,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::mpsc;
 use tracker_backend::log::OrderKey;
 use tracker_domain::order::MAX_KEY_LEN;
+use tracker_domain::view::{View, customer_frame};
 use tracker_domain::{LiveState, Order};
 
 static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
@@ -33,24 +34,42 @@ pub fn next_conn_id() -> u64 {
     NEXT_CONN.fetch_add(1, Ordering::Relaxed)
 }
 
-/// The snapshot frame of `order` and its seq; a log that lost its history (new
-/// epoch) knows nothing of the status, so the store's `row` fills it in.
+/// The snapshot frame of `order` as `view` may see it, and its seq; a log that
+/// lost its history (new epoch) knows nothing of the status, so the store's
+/// `row` fills it in.
 pub fn snapshot_text(
     order: &str,
     mut state: LiveState,
     epoch: &str,
     recovered: Option<bool>,
     row: Option<&Order>,
+    view: View,
 ) -> (Utf8Bytes, u64) {
     if let (None, Some(row)) = (state.status, row) {
         state.status = Some(row.status);
         state.version = Some(row.version);
         state.rider_id = row.rider_id.clone();
+        state.rider_name = row.rider_name.clone();
+        state.picked_up_at = row.picked_up_at;
+    }
+    if view == View::Customer {
+        state = state.for_customer();
     }
     (
         frames::text(state.snapshot_json(order, epoch, recovered)),
         state.seq,
     )
+}
+
+/// The frame of a logged event as `view` may see it; `None` for a text that is
+/// not UTF-8 (never written by the log backends).
+pub fn event_text(view: View, json: &bytes::Bytes) -> Option<Utf8Bytes> {
+    if view == View::Customer
+        && let Some(text) = customer_frame(json)
+    {
+        return Some(frames::text(text));
+    }
+    Utf8Bytes::try_from(json.clone()).ok()
 }
 
 /// A frame on its way to the client.
@@ -233,6 +252,7 @@ impl Watcher {
                 conn: self.conn,
                 tx: self.tx.clone(),
                 signal: self.signal.clone(),
+                view: self.claims.view(),
             },
         );
         let limit = self.st.cfg.ws.resume_limit;
@@ -252,7 +272,7 @@ impl Watcher {
                 metrics::counter!("tracker_ws_resumes_total", "recovered" => "true").increment(1);
                 metrics::counter!("tracker_events_replayed_total").increment(missed.len() as u64);
                 for e in &missed {
-                    if let Ok(text) = Utf8Bytes::try_from(e.json.clone()) {
+                    if let Some(text) = event_text(self.claims.view(), &e.json) {
                         self.out.push(Outgoing {
                             text,
                             seq: Some(e.seq),
@@ -289,7 +309,8 @@ impl Watcher {
         recovered: Option<bool>,
         row: Option<&Order>,
     ) -> u64 {
-        let (text, seq) = snapshot_text(order, state, epoch, recovered, row);
+        let view = self.claims.view();
+        let (text, seq) = snapshot_text(order, state, epoch, recovered, row, view);
         self.out.push(Outgoing {
             text,
             seq: Some(seq),
@@ -308,7 +329,7 @@ impl Watcher {
         }
         if d.seq == last + 1 {
             self.out.push(Outgoing {
-                text: d.text.clone(),
+                text: d.text_for(self.claims.view()).clone(),
                 seq: Some(d.seq),
                 ts: Some(d.ts),
             });
@@ -346,7 +367,7 @@ impl Watcher {
             Some(missed) => {
                 let mut top = last;
                 for e in missed.iter().filter(|e| e.seq > last) {
-                    if let Ok(text) = Utf8Bytes::try_from(e.json.clone()) {
+                    if let Some(text) = event_text(self.claims.view(), &e.json) {
                         // Live events that came late: their delay is real delivery latency.
                         self.out.push(Outgoing {
                             text,

@@ -53,6 +53,7 @@ fn pos_event(f: &Fix) -> EventBody {
         speed: f.speed,
         heading: f.heading,
         backfill: false,
+        before_pickup: false,
     })
 }
 

@@ -17,6 +17,7 @@ fn pos(ts: i64) -> EventBody {
         speed: None,
         heading: None,
         backfill: false,
+        before_pickup: false,
     })
 }
 
@@ -32,6 +33,7 @@ pub async fn run<L: EventLog>(make: impl Fn() -> Arc<L>) {
     tail_sees_appends_in_order(&*make()).await;
     origin_makes_retries_idempotent(&*make()).await;
     live_state_folds_status_and_newest_fix(&*make()).await;
+    fixes_before_pick_up_are_flagged(&*make()).await;
 }
 
 async fn seq_rises_by_one_and_frames_carry_it(log: &dyn EventLog) {
@@ -173,6 +175,59 @@ async fn live_state_folds_status_and_newest_fix(log: &dyn EventLog) {
     assert_eq!(r.state.version, Some(4));
     assert_eq!(r.state.pos.unwrap().ts, 200);
     assert_eq!(r.state.seq, 3);
+}
+
+async fn fixes_before_pick_up_are_flagged(log: &dyn EventLog) {
+    let o = order_id("pickup");
+    let status = |status, ts| EventBody::Status {
+        status,
+        version: 1,
+        ts,
+        reason: None,
+        by: None,
+    };
+    let assignment = EventBody::Assignment {
+        rider_id: Some("r1".into()),
+        rider_name: Some("Li Wei".into()),
+        ts: 10,
+    };
+    let to_store = log
+        .append(
+            &o,
+            vec![status(Status::Assigned, 10), assignment, pos(20)],
+            None,
+        )
+        .await
+        .unwrap();
+    let picked = log
+        .append(
+            &o,
+            vec![status(Status::PickedUp, 30), pos(15), pos(40)],
+            None,
+        )
+        .await
+        .unwrap();
+    let flag = |e: &super::Entry| {
+        let v: serde_json::Value = serde_json::from_slice(&e.json).unwrap();
+        v["before_pickup"] == true
+    };
+    assert!(flag(&to_store[2]), "on the way to the store");
+    assert!(flag(&picked[1]), "an old fix uploaded after pick-up");
+    assert!(!flag(&picked[2]), "after pick-up");
+    let v: serde_json::Value = serde_json::from_slice(&picked[1].json).unwrap();
+    assert_eq!(v["backfill"], true, "both flags can hold");
+    let r = log.read(&o, None, 10).await.unwrap();
+    assert_eq!(r.state.picked_up_at, Some(30));
+    assert_eq!(r.state.rider_name.as_deref(), Some("Li Wei"));
+    assert_eq!(r.state.rider_id.as_deref(), Some("r1"));
+    let unassigned = EventBody::Assignment {
+        rider_id: None,
+        rider_name: None,
+        ts: 50,
+    };
+    log.append(&o, vec![unassigned], None).await.unwrap();
+    let r = log.read(&o, None, 10).await.unwrap();
+    assert_eq!((r.state.rider_id, r.state.rider_name), (None, None));
 }
 
 /// The age cap the factories of [`history_is_capped_by_age`] must configure.

@@ -125,16 +125,21 @@ impl RedisLog {
 
 /// The fragment of an event's JSON between its braces, and the script's per-event fields.
 fn script_args(body: &EventBody) -> Result<[String; 6], LogError> {
+    // The script adds a fix's `backfill` and `before_pickup` itself, from the fold.
+    let body = &match body {
+        EventBody::Pos(p) => EventBody::Pos(PosEvent {
+            backfill: false,
+            before_pickup: false,
+            ..*p
+        }),
+        other => other.clone(),
+    };
     let json = serde_json::to_string(body).map_err(unavailable)?;
     let frag = json[1..json.len() - 1].to_owned();
     let none = String::new;
     Ok(match body {
         EventBody::Pos(p) => {
-            let live = PosEvent {
-                backfill: false,
-                ..*p
-            };
-            let a = serde_json::to_string(&live).map_err(unavailable)?;
+            let a = serde_json::to_string(p).map_err(unavailable)?;
             ["pos".into(), p.ts.to_string(), frag, a, none(), none()]
         }
         EventBody::Status {
@@ -143,14 +148,20 @@ fn script_args(body: &EventBody) -> Result<[String; 6], LogError> {
             ts,
             ..
         } => {
-            let ended = if status.is_terminal() { "1" } else { "0" };
+            let mut flags = String::new();
+            if status.is_terminal() {
+                flags.push('e');
+            }
+            if status.picked_up_or_later() {
+                flags.push('p');
+            }
             [
                 "status".into(),
                 ts.to_string(),
                 frag,
                 status.as_str().into(),
                 version.to_string(),
-                ended.into(),
+                flags,
             ]
         }
         EventBody::Eta { eta, ts } => [
@@ -164,9 +175,14 @@ fn script_args(body: &EventBody) -> Result<[String; 6], LogError> {
         EventBody::Alert { ts, .. } => {
             ["alert".into(), ts.to_string(), frag, none(), none(), none()]
         }
-        EventBody::Assignment { rider_id, ts } => {
+        EventBody::Assignment {
+            rider_id,
+            rider_name,
+            ts,
+        } => {
             let a = rider_id.clone().unwrap_or_default();
-            ["assignment".into(), ts.to_string(), frag, a, none(), none()]
+            let b = rider_name.clone().unwrap_or_default();
+            ["assignment".into(), ts.to_string(), frag, a, b, none()]
         }
     })
 }
@@ -203,6 +219,8 @@ fn state_of(flat: Vec<String>) -> (LiveState, Option<String>) {
         pos: m.get("pos").and_then(|p| serde_json::from_str(p).ok()),
         eta: num("eta"),
         rider_id: m.get("rider_id").cloned(),
+        rider_name: m.get("rider_name").cloned(),
+        picked_up_at: num("picked_up_at"),
     };
     (state, m.remove("epoch"))
 }
@@ -392,7 +410,7 @@ mod tests {
         let Some(url) = test_url() else { return };
         // One log per clause, each under its own prefix, all on the shared server.
         let mut logs = Vec::new();
-        for _ in 0..6 {
+        for _ in 0..7 {
             logs.push(Arc::new(RedisLog::connect(&url, cfg()).await.unwrap()));
         }
         let logs = std::sync::Mutex::new(logs);

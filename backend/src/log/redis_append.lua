@@ -8,9 +8,9 @@
 -- ARGV[7] max entry age in ms (0 = none)
 -- ARGV[8] number of events, then 6 per event: kind, ts, body fragment, a, b, c
 --   pos:        a = live-position JSON
---   status:     a = status, b = version, c = "1" when terminal
+--   status:     a = status, b = version, c = flags: "e" terminal, "p" picked up or later
 --   eta:        a = eta
---   assignment: a = rider id ("" = none)
+--   assignment: a = rider id ("" = none), b = rider name ("" = none)
 -- Returns the appended entries' JSON texts (empty when origin was already applied).
 local state, stream = KEYS[1], KEYS[2]
 local origin = tonumber(ARGV[1])
@@ -43,9 +43,16 @@ for i = 0, n - 1 do
     else
       redis.call('HSET', state, 'pos', a, 'pos_ts', ts)
     end
+    local picked = redis.call('HGET', state, 'picked_up_at')
+    if not picked or tonumber(ts) < tonumber(picked) then
+      json = json .. ',"before_pickup":true'
+    end
   elseif kind == 'status' then
     redis.call('HSET', state, 'status', a, 'version', b)
-    ended = (c == '1')
+    ended = string.find(c, 'e', 1, true) ~= nil
+    if string.find(c, 'p', 1, true) then
+      redis.call('HSETNX', state, 'picked_up_at', ts)
+    end
   elseif kind == 'eta' then
     redis.call('HSET', state, 'eta', a)
   elseif kind == 'assignment' then
@@ -53,6 +60,11 @@ for i = 0, n - 1 do
       redis.call('HDEL', state, 'rider_id')
     else
       redis.call('HSET', state, 'rider_id', a)
+    end
+    if b == '' then
+      redis.call('HDEL', state, 'rider_name')
+    else
+      redis.call('HSET', state, 'rider_name', b)
     end
   end
   json = json .. '}'

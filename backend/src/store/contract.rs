@@ -35,7 +35,7 @@ pub async fn run<S: Store>(store: Arc<S>) {
     concurrent_creates_make_one_order(store.clone()).await;
     updates_compare_and_set_on_version(&*store).await;
     outbox_holds_events_until_acked(&*store).await;
-    rider_orders_lists_only_held_orders(&*store).await;
+    held_orders_keep_rider_name_and_pick_up_and_list_as_active(&*store).await;
     track_points_are_idempotent_and_read_oldest_first(&*store).await;
 }
 
@@ -171,14 +171,16 @@ async fn outbox_holds_events_until_acked(store: &dyn Store) {
     assert!(left.iter().all(|i| i.order_id != o.id));
 }
 
-async fn rider_orders_lists_only_held_orders(store: &dyn Store) {
+async fn held_orders_keep_rider_name_and_pick_up_and_list_as_active(store: &dyn Store) {
     let rider = format!("r-{:x}", rand::random::<u64>());
     let mut held = new_order(&key());
     held.status = Status::Ready;
     store.create_order(&held, &[]).await.unwrap();
     let Change::Changed {
         order: assigned, ..
-    } = held.assign(&rider, Expected::default(), 5).unwrap()
+    } = held
+        .assign(&rider, Some("Li Wei"), Expected::default(), 5)
+        .unwrap()
     else {
         panic!("a change")
     };
@@ -195,4 +197,33 @@ async fn rider_orders_lists_only_held_orders(store: &dyn Store) {
         vec![held.id.clone()]
     );
     assert!(store.rider_orders("nobody").await.unwrap().is_empty());
+
+    let back = store.get_order(&held.id).await.unwrap();
+    assert_eq!(back.rider_name.as_deref(), Some("Li Wei"));
+    let Change::Changed { order: picked, .. } = back
+        .change_status(Status::PickedUp, Expected::default(), None, None, 77)
+        .unwrap()
+    else {
+        panic!("a change")
+    };
+    store
+        .update_order(&picked, back.version, &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get_order(&held.id).await.unwrap().picked_up_at,
+        Some(77)
+    );
+
+    let active = store.active_orders(100_000).await.unwrap();
+    assert!(active.iter().any(|o| o.id == held.id));
+    assert!(active.iter().all(|o| !o.status.is_terminal()));
+    assert!(active.iter().all(|o| o.id != done.id));
+    assert!(
+        active
+            .windows(2)
+            .all(|w| w[0].created_at >= w[1].created_at),
+        "newest first"
+    );
+    assert_eq!(store.active_orders(1).await.unwrap().len(), 1);
 }

@@ -52,7 +52,8 @@ pub struct OutboxItem {
 pub struct TrackPoint {
     /// The order the rider held.
     pub order_id: String,
-    /// The rider.
+    /// The rider (left out of a customer's view, where it is empty).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub rider_id: String,
     /// The phone's fix time, Unix ms; with `order_id` the point's identity.
     pub ts: i64,
@@ -93,6 +94,10 @@ pub trait Store: Send + Sync + 'static {
 
     /// Ids of the orders `rider_id` holds now (status with a rider attached).
     async fn rider_orders(&self, rider_id: &str) -> Result<Vec<String>, StoreError>;
+
+    /// Up to `limit` orders still under way (not delivered, cancelled or
+    /// returned), newest first: the operator view's list.
+    async fn active_orders(&self, limit: usize) -> Result<Vec<Order>, StoreError>;
 
     /// Up to `limit` outbox items, oldest first.
     async fn outbox_fetch(&self, limit: usize) -> Result<Vec<OutboxItem>, StoreError>;

@@ -4,7 +4,7 @@
 //! business key serialise on the `order_dedup` primary key: the loser's insert
 //! waits for the winner's commit, does nothing, and reads the winner's order.
 
-use super::rows::{OrderRow, attached_statuses, events_json, outbox_item};
+use super::rows::{ACTIVE, OrderRow, attached_statuses, events_json, outbox_item};
 use super::{OutboxItem, Store, StoreError, TrackPoint};
 use async_trait::async_trait;
 use sqlx::Row;
@@ -134,11 +134,14 @@ impl Store for PostgresStore {
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         let updated = sqlx::query(
-            "UPDATE orders SET rider_id = $1, status = $2, version = $3, status_version = $4,
-                promised_at = $5, cancel_reason = $6, cancelled_by = $7, updated_at = $8
-             WHERE id = $9 AND version = $10",
+            "UPDATE orders SET rider_id = $1, rider_name = $2, picked_up_at = $3, status = $4,
+                version = $5, status_version = $6, promised_at = $7, cancel_reason = $8,
+                cancelled_by = $9, updated_at = $10
+             WHERE id = $11 AND version = $12",
         )
         .bind(&order.rider_id)
+        .bind(&order.rider_name)
+        .bind(order.picked_up_at)
         .bind(order.status.as_str())
         .bind(order.version)
         .bind(order.status_version)
@@ -178,6 +181,15 @@ impl Store for PostgresStore {
             .fetch_all(&self.pool)
             .await?;
         Ok(rows.into_iter().map(|r| r.get(0)).collect())
+    }
+
+    async fn active_orders(&self, limit: usize) -> Result<Vec<Order>, StoreError> {
+        let sql = format!("SELECT * FROM orders WHERE {ACTIVE} ORDER BY created_at DESC LIMIT $1");
+        let rows: Vec<OrderRow> = sqlx::query_as(&sql)
+            .bind(limit.min(i64::MAX as usize) as i64)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.into_iter().map(Order::try_from).collect()
     }
 
     async fn outbox_fetch(&self, limit: usize) -> Result<Vec<OutboxItem>, StoreError> {

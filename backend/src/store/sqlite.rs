@@ -4,7 +4,7 @@
 //! one connection (no `SQLITE_BUSY` races between our own writers) and reads
 //! through a separate pool; WAL mode lets readers run beside the writer.
 
-use super::rows::{OrderRow, attached_statuses, events_json, outbox_item};
+use super::rows::{ACTIVE, OrderRow, attached_statuses, events_json, outbox_item};
 use super::{OutboxItem, Store, StoreError, TrackPoint};
 use async_trait::async_trait;
 use sqlx::Row;
@@ -146,11 +146,14 @@ impl Store for SqliteStore {
     ) -> Result<(), StoreError> {
         let mut tx = self.writer.begin().await?;
         let updated = sqlx::query(
-            "UPDATE orders SET rider_id = ?, status = ?, version = ?, status_version = ?,
-                promised_at = ?, cancel_reason = ?, cancelled_by = ?, updated_at = ?
+            "UPDATE orders SET rider_id = ?, rider_name = ?, picked_up_at = ?, status = ?,
+                version = ?, status_version = ?, promised_at = ?, cancel_reason = ?,
+                cancelled_by = ?, updated_at = ?
              WHERE id = ? AND version = ?",
         )
         .bind(&order.rider_id)
+        .bind(&order.rider_name)
+        .bind(order.picked_up_at)
         .bind(order.status.as_str())
         .bind(order.version)
         .bind(order.status_version)
@@ -190,6 +193,15 @@ impl Store for SqliteStore {
             .fetch_all(&self.reader)
             .await?;
         Ok(rows.into_iter().map(|r| r.get(0)).collect())
+    }
+
+    async fn active_orders(&self, limit: usize) -> Result<Vec<Order>, StoreError> {
+        let sql = format!("SELECT * FROM orders WHERE {ACTIVE} ORDER BY created_at DESC LIMIT ?");
+        let rows: Vec<OrderRow> = sqlx::query_as(&sql)
+            .bind(limit.min(i64::MAX as usize) as i64)
+            .fetch_all(&self.reader)
+            .await?;
+        rows.into_iter().map(Order::try_from).collect()
     }
 
     async fn outbox_fetch(&self, limit: usize) -> Result<Vec<OutboxItem>, StoreError> {

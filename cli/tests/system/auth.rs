@@ -83,7 +83,7 @@ async fn bad_tokens_are_refused_at_the_handshake_and_by_the_api() {
 async fn customers_watch_only_their_orders_and_riders_only_assigned_ones() {
     let app = spawn_app().await;
     let rider = unique("r");
-    let (mine, _) = app.assigned_order("alice", &rider).await;
+    let (mine, _) = app.picked_up_order("alice", &rider).await;
     let (theirs, _) = app.assigned_order("bob", &unique("r")).await;
 
     let mut ws = app.watch(&app.token("alice", Role::Customer), &mine).await;

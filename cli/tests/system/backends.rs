@@ -42,7 +42,7 @@ async fn fixes_through_an_external_mosquitto_reach_watchers() {
     );
     let rider = unique("r");
     let (order, _) = app.assigned_order("c1", &rider).await;
-    let mut ws = app.watch(&app.token("c1", Role::Customer), &order).await;
+    let mut ws = app.watch(&app.admin(), &order).await;
 
     // Ingest subscribes after its ConnAck; publish until the first fix lands, bounded.
     let phone = app.mqtt_client().await;
@@ -101,7 +101,7 @@ async fn the_live_path_and_resume_work_on_the_redis_log() {
     .await;
     let (customer, rider) = (unique("c"), unique("r"));
     let (order, _) = app.assigned_order(&customer, &rider).await;
-    let token = app.token(&customer, Role::Customer);
+    let token = app.token(&rider, Role::Rider);
     let mut ws = app.watch(&token, &order).await;
     let phone = app.mqtt_client().await;
     let ts = now_ms();

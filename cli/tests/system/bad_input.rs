@@ -5,14 +5,13 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
 use tracker_domain::RejectReason;
-use tracker_hub::Role;
 
 #[tokio::test]
 async fn malformed_fixes_are_counted_by_reason_and_ingest_keeps_serving() {
     let app = spawn_app().await;
     let rider = unique("r");
     let (order, _) = app.assigned_order("c1", &rider).await;
-    let mut ws = app.watch(&app.token("c1", Role::Customer), &order).await;
+    let mut ws = app.watch(&app.admin(), &order).await;
 
     let phone = app.mqtt_client().await;
     let topic = format!("riders/{rider}/pos");

@@ -149,6 +149,15 @@ impl App {
         (id, o["version"].as_i64().unwrap())
     }
 
+    /// An order of `customer` carried on to `picked_up` by `rider`: seven events in
+    /// the log, and from here on the customer sees the rider's fixes; returns (id, version).
+    pub(crate) async fn picked_up_order(&self, customer: &str, rider: &str) -> (String, i64) {
+        let (id, v) = self.assigned_order(customer, rider).await;
+        let v = self.transition(&id, "picked_up", v).await;
+        self.wait_for_seq(&id, 7).await;
+        (id, v)
+    }
+
     /// Waits until `order`'s log reaches `seq` (events are relayed asynchronously).
     pub(crate) async fn wait_for_seq(&self, order: &str, seq: u64) {
         let deadline = tokio::time::Instant::now() + PATIENCE;

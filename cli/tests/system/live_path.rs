@@ -22,21 +22,16 @@ async fn a_riders_fix_and_a_status_change_reach_the_watching_customer() {
         "a plain sub is not a resume: {snap}"
     );
 
+    // On the way to the store the rider is not shown to the customer: a skip
+    // keeps the seq (views by role; tests/system/views.rs has the rest).
     let phone = app.mqtt_client().await;
-    let ts = now_ms();
-    let fix =
-        json!({"lat": 23.1301, "lon": 113.2650, "ts": ts, "speed": 4.2, "heading": 90, "acc": 8});
-    publish(&phone, &format!("riders/{rider}/pos"), fix.to_string()).await;
-
-    let pos = ws.next().await;
-    assert_eq!(pos["t"], "pos", "{pos}");
-    assert_eq!(pos["order"], order.as_str());
-    assert_eq!(pos["seq"], 7);
-    assert_eq!(pos["lat"], 23.1301);
-    assert_eq!(pos["lon"], 113.2650);
-    assert_eq!(pos["ts"], ts);
-    assert_eq!(pos["speed"], 4.2);
-    assert_eq!(pos["heading"], 90.0);
+    publish_fix(&phone, &rider, 23.1291, 113.2644, now_ms()).await;
+    let skip = ws.next().await;
+    assert_eq!(
+        (skip["t"].as_str(), skip["seq"].as_u64()),
+        (Some("skip"), Some(7)),
+        "{skip}"
+    );
 
     app.transition(&order, "picked_up", version).await;
     let status = ws.next().await;
@@ -45,9 +40,24 @@ async fn a_riders_fix_and_a_status_change_reach_the_watching_customer() {
     assert_eq!(status["status"], "picked_up");
     assert_eq!(status["version"], version + 1);
 
+    let ts = now_ms();
+    let fix =
+        json!({"lat": 23.1301, "lon": 113.2650, "ts": ts, "speed": 4.2, "heading": 90, "acc": 8});
+    publish(&phone, &format!("riders/{rider}/pos"), fix.to_string()).await;
+    let pos = ws.next().await;
+    assert_eq!(pos["t"], "pos", "{pos}");
+    assert_eq!(pos["order"], order.as_str());
+    assert_eq!(pos["seq"], 9);
+    assert_eq!(pos["lat"], 23.1301);
+    assert_eq!(pos["lon"], 113.2650);
+    assert_eq!(pos["ts"], ts);
+    assert_eq!(pos["speed"], 4.2);
+    assert_eq!(pos["heading"], 90.0);
+    assert!(pos.get("before_pickup").is_none());
+
     assert_eq!(
         app.running.ingest_stats.as_ref().unwrap().appended_total(),
-        1
+        2
     );
     app.running.shutdown().await.unwrap();
 }
@@ -214,14 +224,26 @@ async fn routed_fixes_are_stored_as_the_orders_trip() {
     );
     assert_eq!(trip["points"][0]["rider_id"], rider.as_str());
 
-    let customer = app
+    // The customer's trip starts at pick-up: nothing yet.
+    let customer: serde_json::Value = app
         .http
         .get(&url)
         .bearer_auth(app.token("c1", Role::Customer))
         .send()
         .await
+        .unwrap()
+        .json()
+        .await
         .unwrap();
-    assert_eq!(customer.status().as_u16(), 403);
+    assert_eq!(customer["points"], json!([]), "{customer}");
+    let stranger = app
+        .http
+        .get(&url)
+        .bearer_auth(app.token("c2", Role::Customer))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stranger.status().as_u16(), 403);
     let missing = app
         .http
         .get(format!("{}/v1/orders/nope/track", app.base))

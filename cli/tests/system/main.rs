@@ -11,3 +11,4 @@ mod metrics;
 mod nodes;
 mod orders;
 mod resume;
+mod views;

@@ -2,14 +2,13 @@
 
 use crate::helpers::*;
 use serde_json::json;
-use tracker_hub::Role;
 
 #[tokio::test]
 async fn metrics_cover_connections_events_rejections_backlog_and_latency() {
     let app = spawn_app().await;
     let rider = unique("r");
     let (order, _) = app.assigned_order("c1", &rider).await;
-    let mut ws = app.watch(&app.token("c1", Role::Customer), &order).await;
+    let mut ws = app.watch(&app.admin(), &order).await;
     let phone = app.mqtt_client().await;
     publish(&phone, &format!("riders/{rider}/pos"), b"garbage".to_vec()).await;
     publish_fix(&phone, &rider, 1.0, 2.0, now_ms()).await;

@@ -13,7 +13,8 @@ use crate::api::orders::watchable;
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::fanout::{ConnSignal, Subscriber};
-use crate::watch::{next_conn_id, snapshot_text};
+use crate::watch::{event_text, next_conn_id, snapshot_text};
+use axum::extract::ws::Utf8Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
@@ -52,12 +53,12 @@ impl Drop for Registration {
     }
 }
 
-fn answer(events: &[impl AsRef<str>], next: u64) -> Response {
+fn answer(events: &[Utf8Bytes], next: u64) -> Response {
     let body = format!(
         "{{\"events\":[{}],\"next\":{next}}}",
         events
             .iter()
-            .map(|e| e.as_ref())
+            .map(|e| e.as_str())
             .collect::<Vec<_>>()
             .join(",")
     );
@@ -87,6 +88,7 @@ pub async fn poll(
             conn: reg.conn,
             tx,
             signal: signal.clone(),
+            view: claims.view(),
         },
     );
     let deadline = tokio::time::Instant::now() + wait;
@@ -102,9 +104,9 @@ pub async fn poll(
         match (q.since, read.missed) {
             (Some(since), Some(missed)) if same_epoch => {
                 if let Some(last) = missed.last() {
-                    let texts: Vec<&str> = missed
+                    let texts: Vec<_> = missed
                         .iter()
-                        .filter_map(|e| std::str::from_utf8(&e.json).ok())
+                        .filter_map(|e| event_text(claims.view(), &e.json))
                         .collect();
                     return Ok(answer(&texts, last.seq));
                 }
@@ -115,14 +117,20 @@ pub async fn poll(
                     _ = st.stop.cancelled() => false,
                 };
                 if !woken {
-                    return Ok(answer(&[] as &[&str], since));
+                    return Ok(answer(&[], since));
                 }
             }
             (since, _) => {
                 let recovered = since.map(|_| false);
-                let (text, seq) =
-                    snapshot_text(&id, read.state, &read.epoch, recovered, Some(&row));
-                return Ok(answer(&[text.as_str()], seq));
+                let (text, seq) = snapshot_text(
+                    &id,
+                    read.state,
+                    &read.epoch,
+                    recovered,
+                    Some(&row),
+                    claims.view(),
+                );
+                return Ok(answer(&[text], seq));
             }
         }
     }

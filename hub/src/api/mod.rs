@@ -23,8 +23,9 @@ const FIXES_BODY: usize = 256 * 1024;
 pub fn router(state: AppState) -> Router {
     let timeout = state.cfg.http_timeout;
     let metrics = state.deps.metrics.clone();
+    let web = state.cfg.web.clone();
     let api = Router::new()
-        .route("/v1/orders", post(orders::create))
+        .route("/v1/orders", post(orders::create).get(orders::list_active))
         .route("/v1/orders/{id}", get(orders::get))
         .route("/v1/orders/{id}/status", post(orders::change_status))
         .route("/v1/orders/{id}/assign", post(orders::assign))
@@ -48,6 +49,7 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
+        .merge(crate::web::router(&web))
         .merge(ops_router(metrics))
 }
 

@@ -8,10 +8,11 @@ use crate::AppState;
 use crate::auth::{Admin, Caller, Claims, can_watch};
 use crate::error::{ApiError, ApiJson};
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
 use tracker_domain::order::{Change, MAX_KEY_LEN};
+use tracker_domain::view::{View, customer_order};
 use tracker_domain::{Expected, NewOrder, Order, Status};
 
 type OrderAnswer = Result<(StatusCode, Json<Order>), ApiError>;
@@ -63,13 +64,38 @@ pub(crate) async fn watchable(st: &AppState, claims: &Claims, id: &str) -> Resul
     Ok(order)
 }
 
-/// `GET /v1/orders/{id}`: admins, the order's customer, its rider.
+/// `GET /v1/orders/{id}`: admins, the order's customer (who gets the rider's
+/// first name and not their id), its rider.
 pub async fn get(
     State(st): State<AppState>,
     Caller(claims): Caller,
     Path(id): Path<String>,
 ) -> OrderAnswer {
-    Ok((StatusCode::OK, Json(watchable(&st, &claims, &id).await?)))
+    let order = watchable(&st, &claims, &id).await?;
+    let order = match claims.view() {
+        View::Customer => customer_order(order),
+        View::Full => order,
+    };
+    Ok((StatusCode::OK, Json(order)))
+}
+
+/// Query of `GET /v1/orders`.
+#[derive(Debug, Deserialize)]
+pub struct ListQuery {
+    /// At most this many (default 500, at most 5000).
+    pub limit: Option<usize>,
+}
+
+/// `GET /v1/orders`: the orders still under way, newest first (operators): the
+/// operator page's list, which it then watches one by one.
+pub async fn list_active(
+    State(st): State<AppState>,
+    _: Admin,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let limit = q.limit.unwrap_or(500).clamp(1, 5000);
+    let orders = st.deps.store.active_orders(limit).await?;
+    Ok(Json(serde_json::json!({ "orders": orders })))
 }
 
 /// Body of `POST /v1/orders/{id}/status`.
@@ -148,6 +174,8 @@ pub async fn change_status(
 pub struct AssignBody {
     /// The rider who gets the order.
     pub rider_id: String,
+    /// Their display name; the order's customer sees its first word.
+    pub rider_name: Option<String>,
     /// Expected order version.
     pub version: Option<i64>,
     /// Expected status version.
@@ -164,21 +192,32 @@ pub async fn assign(
     check_id(&id)?;
     let exp = expected(body.version, body.status_version)?;
     let order = st.deps.store.get_order(&id).await?;
-    let change = order.assign(&body.rider_id, exp, st.deps.clock.now_ms())?;
+    let now = st.deps.clock.now_ms();
+    let change = order.assign(&body.rider_id, body.rider_name.as_deref(), exp, now)?;
     commit(&st, order, change).await
 }
 
-/// `GET /v1/orders/{id}/track`: the stored trip of the order's rider, oldest first.
-///
-/// Admins only for now: a customer may see the rider only from pick-up on, a
-/// view that comes with the replay page.
+/// `GET /v1/orders/{id}/track`: the stored trip of the order's rider, oldest
+/// first. Whoever may watch the order may read it; its customer gets the part
+/// from pick-up on only.
 pub async fn track(
     State(st): State<AppState>,
-    _: Admin,
+    Caller(claims): Caller,
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    check_id(&id)?;
-    st.deps.store.get_order(&id).await?;
-    let points = st.deps.store.track_of(&id).await?;
-    Ok(Json(serde_json::json!({ "order": id, "points": points })))
+    let order = watchable(&st, &claims, &id).await?;
+    let mut points = st.deps.store.track_of(&id).await?;
+    if claims.view() == View::Customer {
+        let from = order.picked_up_at.unwrap_or(i64::MAX);
+        points.retain(|p| p.ts >= from);
+        for p in &mut points {
+            p.rider_id.clear();
+        }
+    }
+    Ok(Json(serde_json::json!({
+        "order": id,
+        "status": order.status,
+        "picked_up_at": order.picked_up_at,
+        "points": points,
+    })))
 }

@@ -1,0 +1,149 @@
+//! Views by role: what a customer may see of their order's events.
+//!
+//! Operators and the assigned rider see every event as it was appended. A
+//! customer sees the rider's position only from pick-up on, the rider's first
+//! name and not their id, and no operator alerts. Hidden events are not left
+//! out: they become a `skip` frame with the same `seq`, so the stream a customer
+//! watches stays gap-free and resumable like everyone else's.
+
+use crate::event::{EventBody, EventFrame};
+use crate::order::Order;
+use serde::Serialize;
+
+/// Which version of an order's events a watcher gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum View {
+    /// Everything (operators, the assigned rider).
+    Full,
+    /// What the order's customer may see.
+    Customer,
+}
+
+/// The first word of a display name ("Li Wei" → "Li"); the whole name when it has one word.
+pub fn first_name(name: &str) -> &str {
+    name.split_whitespace().next().unwrap_or("")
+}
+
+/// The customer's version of an event's JSON text, or `None` when it is the same.
+///
+/// A text that does not parse as an event is passed through unchanged: the log
+/// only holds texts it encoded itself.
+pub fn customer_frame(json: &[u8]) -> Option<Vec<u8>> {
+    let frame: EventFrame = serde_json::from_slice(json).ok()?;
+    match &frame.body {
+        EventBody::Pos(p) if p.before_pickup => Some(skip(&frame)),
+        EventBody::Alert { .. } => Some(skip(&frame)),
+        EventBody::Assignment { rider_name, ts, .. } => {
+            #[derive(Serialize)]
+            struct Assignment<'a> {
+                order: &'a str,
+                seq: u64,
+                t: &'static str,
+                #[serde(skip_serializing_if = "Option::is_none")]
+                rider_name: Option<&'a str>,
+                ts: i64,
+            }
+            let text = serde_json::to_vec(&Assignment {
+                order: &frame.order,
+                seq: frame.seq,
+                t: "assignment",
+                rider_name: rider_name.as_deref().map(first_name),
+                ts: *ts,
+            });
+            Some(text.expect("frames always serialize"))
+        }
+        _ => None,
+    }
+}
+
+/// The order as its customer may see it: the rider's first name, not their id.
+pub fn customer_order(order: Order) -> Order {
+    Order {
+        rider_id: None,
+        rider_name: order
+            .rider_name
+            .as_deref()
+            .map(|n| first_name(n).to_owned()),
+        ..order
+    }
+}
+
+/// `{"order":…,"seq":N,"t":"skip"}`: an event this watcher may not see.
+fn skip(frame: &EventFrame) -> Vec<u8> {
+    #[derive(Serialize)]
+    struct Skip<'a> {
+        order: &'a str,
+        seq: u64,
+        t: &'static str,
+    }
+    serde_json::to_vec(&Skip {
+        order: &frame.order,
+        seq: frame.seq,
+        t: "skip",
+    })
+    .expect("frames always serialize")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{PosEvent, encode};
+    use serde_json::Value;
+
+    fn pos(before_pickup: bool) -> EventBody {
+        EventBody::Pos(PosEvent {
+            lat: 1.0,
+            lon: 2.0,
+            ts: 3,
+            speed: None,
+            heading: None,
+            backfill: false,
+            before_pickup,
+        })
+    }
+
+    fn parse(v: &[u8]) -> Value {
+        serde_json::from_slice(v).unwrap()
+    }
+
+    #[test]
+    fn a_fix_before_pick_up_becomes_a_skip_with_the_same_seq() {
+        let hidden = customer_frame(&encode("O1", 7, &pos(true))).unwrap();
+        assert_eq!(
+            parse(&hidden),
+            serde_json::json!({"order":"O1","seq":7,"t":"skip"})
+        );
+        assert_eq!(customer_frame(&encode("O1", 8, &pos(false))), None);
+    }
+
+    #[test]
+    fn customers_get_the_first_name_only_and_no_alerts() {
+        let a = EventBody::Assignment {
+            rider_id: Some("r-991".into()),
+            rider_name: Some("Wang  Xiao Ming".into()),
+            ts: 5,
+        };
+        let v = parse(&customer_frame(&encode("O1", 2, &a)).unwrap());
+        assert_eq!(v["rider_name"], "Wang");
+        assert!(v.get("rider_id").is_none());
+        assert_eq!(v["seq"], 2);
+        let alert = EventBody::Alert {
+            kind: "stalled".into(),
+            ts: 1,
+            detail: Value::Null,
+        };
+        assert_eq!(
+            parse(&customer_frame(&encode("O1", 3, &alert)).unwrap())["t"],
+            "skip"
+        );
+        let eta = EventBody::Eta { eta: 9, ts: 1 };
+        assert_eq!(customer_frame(&encode("O1", 4, &eta)), None);
+    }
+
+    #[test]
+    fn first_name_takes_the_first_word() {
+        assert_eq!(first_name("Li Wei"), "Li");
+        assert_eq!(first_name("Ana"), "Ana");
+        assert_eq!(first_name("  "), "");
+    }
+}
