@@ -85,6 +85,16 @@ fn print_banner(r: &Running) {
                 auth.mint(sub, role, 24 * 3600)
             );
         }
+        // The token rides in the URL fragment: browsers never send it to servers or logs.
+        let admin = auth.mint("ops", Role::Admin, 24 * 3600);
+        let customer = auth.mint("demo-customer", Role::Customer, 24 * 3600);
+        println!("\npages (open in a browser):");
+        println!("  start page      http://{http}/");
+        println!("  operator view   http://{http}/ops#token={admin}");
+        println!(
+            "  customer map    http://{http}/track/{{order}}#token={customer}   (an order of demo-customer)"
+        );
+        println!("  trip replay     http://{http}/replay/{{order}}#token={admin}");
     }
     println!();
 }

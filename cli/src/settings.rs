@@ -269,6 +269,19 @@ mod tests {
     }
 
     #[test]
+    fn tiles_default_to_openstreetmap_and_can_be_turned_off() {
+        let s = Settings::from_vars(&HashMap::new()).unwrap();
+        assert_eq!(s.tile_url.as_deref(), Some(tracker_hub::web::OSM_TILES));
+        assert_eq!(s.web_dir, PathBuf::from("web"));
+        let off = Settings::from_vars(&vars(&[("TRACKER_TILE_URL", "off")])).unwrap();
+        assert_eq!(off.tile_url, None);
+        let e = Settings::from_vars(&vars(&[("TRACKER_TILE_URL", "tiles.local/{z}")]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("TRACKER_TILE_URL"), "{e}");
+    }
+
+    #[test]
     fn secrets_are_redacted_in_debug() {
         let s = Settings::from_vars(&vars(&[
             ("TRACKER_JWT_SECRET", "a-very-secret-value"),

@@ -1,0 +1,182 @@
+// The operator view: every order under way and its rider on one map, a status
+// filter, the alert list, and a click to follow one order. Orders come from
+// `GET /v1/orders` (refreshed every 10 s) and are watched live over feeds of at
+// most 60 orders each (a connection may hold 64 subscriptions).
+
+import { Feed } from './feed.js';
+import {
+  STATUS_COLOURS, STATUS_WORDS, Glide, Trail, clock, createMap, dot, leafletReady, showConnection,
+} from './map.js';
+import { getJson, requireToken } from './session.js';
+
+const $ = (id) => document.getElementById(id);
+const token = requireToken();
+const PER_FEED = 60;
+const REFRESH_MS = 10000;
+
+const orders = new Map(); // id -> { row, status, marker, glide, pos, li, feed }
+const feeds = [];
+const page = { orders, following: null, alerts: [] };
+window.trackerPage = page;
+
+let map;
+let followTrail;
+
+function visible(status) {
+  const f = $('filter').value;
+  if (f === 'all') return true;
+  if (f === 'waiting') return ['pending_payment', 'paid', 'preparing', 'ready'].includes(status);
+  if (f === 'moving') return ['assigned', 'picked_up', 'returning'].includes(status);
+  return status === f;
+}
+
+function render(o) {
+  const show = visible(o.status);
+  o.li.hidden = !show;
+  o.li.querySelector('.st').textContent = STATUS_WORDS[o.status] || o.status;
+  o.li.dataset.status = o.status;
+  o.li.querySelector('.rider').textContent = o.rider || '';
+  o.marker.setStyle({ fillColor: STATUS_COLOURS[o.status] || '#607d8b' });
+  if (show && !map.hasLayer(o.marker)) o.marker.addTo(map);
+  if (!show && map.hasLayer(o.marker)) o.marker.remove();
+  $('count').textContent = [...orders.values()].filter((x) => visible(x.status)).length;
+}
+
+function follow(id) {
+  const o = orders.get(id);
+  if (!o) return;
+  page.following = id;
+  for (const x of orders.values()) {
+    x.li.classList.toggle('followed', x === o);
+    x.marker.setRadius(x === o ? 11 : 7);
+  }
+  followTrail.clear();
+  $('followed').textContent = id;
+  $('followed-link').href = '/track/' + encodeURIComponent(id);
+  $('replay-link').href = '/replay/' + encodeURIComponent(id);
+  $('follow').hidden = false;
+  map.setView(o.marker.getLatLng(), Math.max(map.getZoom(), 15));
+  getJson('/v1/orders/' + encodeURIComponent(id) + '/track', token)
+    .then((t) => {
+      if (page.following === id) for (const p of t.points) followTrail.add(p.ts, p.lat, p.lon);
+    })
+    .catch(() => {});
+}
+
+function addAlert(f) {
+  page.alerts.push(f);
+  $('no-alerts').hidden = true;
+  const li = document.createElement('li');
+  li.textContent = `${clock(f.ts)} · ${f.kind} · order ${f.order}`;
+  li.onclick = () => follow(f.order);
+  $('alerts').prepend(li);
+}
+
+function onFrame(f) {
+  const o = orders.get(f.order);
+  if (!o) return;
+  switch (f.t) {
+    case 'snapshot':
+      if (f.status) o.status = f.status;
+      o.rider = f.rider_name || f.rider_id || o.rider;
+      if (f.pos) moveTo(o, f.pos.lat, f.pos.lon, f.pos.ts, false);
+      break;
+    case 'pos':
+      if (!f.backfill) moveTo(o, f.lat, f.lon, f.ts, true);
+      if (page.following === f.order) followTrail.add(f.ts, f.lat, f.lon);
+      break;
+    case 'status':
+      o.status = f.status;
+      break;
+    case 'assignment':
+      o.rider = f.rider_name || f.rider_id || '';
+      break;
+    case 'alert':
+      addAlert(f);
+      break;
+    default:
+      return;
+  }
+  render(o);
+}
+
+function moveTo(o, lat, lon, ts, glide) {
+  if (o.pos && ts <= o.pos) return;
+  o.pos = ts;
+  if (glide) o.glide.to([lat, lon]);
+  else o.glide.jump([lat, lon]);
+  if (page.following === o.row.id) map.panTo([lat, lon]);
+}
+
+function feedWithRoom() {
+  let feed = feeds.find((x) => x.orders.size < PER_FEED);
+  if (!feed) {
+    feed = new Feed({ token, onFrame, onState: (s) => showConnection($('conn'), s) });
+    feeds.push(feed);
+    feed.start();
+  }
+  return feed;
+}
+
+function addOrder(row) {
+  const marker = dot([row.pickup.lat, row.pickup.lon], 'order-marker', '#607d8b', 7);
+  marker.bindTooltip(() => `${row.id} · ${STATUS_WORDS[o.status] || o.status}`);
+  marker.on('click', () => follow(row.id));
+  const li = document.createElement('li');
+  li.dataset.order = row.id;
+  li.innerHTML = '<span class="id"></span> <span class="st"></span> <span class="rider"></span>';
+  li.querySelector('.id').textContent = row.id;
+  li.onclick = () => follow(row.id);
+  $('orders').append(li);
+  const o = {
+    row, status: row.status, rider: row.rider_name || row.rider_id || '', marker,
+    glide: new Glide(marker), pos: null, li,
+  };
+  orders.set(row.id, o);
+  o.feed = feedWithRoom();
+  o.feed.watch(row.id);
+  render(o);
+}
+
+async function refresh() {
+  try {
+    const { orders: rows } = await getJson('/v1/orders?limit=1000', token);
+    const open = new Set(rows.map((r) => r.id));
+    for (const row of rows) if (!orders.has(row.id)) addOrder(row);
+    // Finished orders leave at the next refresh (their last status stays visible until then).
+    for (const [id, o] of orders) {
+      if (!open.has(id) && page.following !== id) {
+        o.feed.unwatch(id);
+        o.marker.remove();
+        o.li.remove();
+        orders.delete(id);
+      }
+    }
+    $('notice').textContent = '';
+  } catch (e) {
+    $('notice').textContent =
+      e.status === 403 ? 'The operator view needs an admin token.' : 'Cannot list orders: ' + e.message;
+  }
+  $('count').textContent = [...orders.values()].filter((x) => visible(x.status)).length;
+}
+
+async function main() {
+  if (!leafletReady($('map'))) return;
+  map = await createMap($('map'), undefined, 13);
+  page.map = map;
+  followTrail = new Trail(map, { color: '#43a047' });
+  $('filter').onchange = () => orders.forEach(render);
+  $('unfollow').onclick = () => {
+    page.following = null;
+    followTrail.clear();
+    $('follow').hidden = true;
+    for (const x of orders.values()) {
+      x.li.classList.remove('followed');
+      x.marker.setRadius(7);
+    }
+  };
+  await refresh();
+  setInterval(refresh, REFRESH_MS);
+}
+
+main();

@@ -1,0 +1,151 @@
+// The customer's live map of one order: rider marker gliding along, the trail
+// so far, a status timeline, the ETA and the connection state. What it may show
+// is decided by the hub (a customer gets the rider only from pick-up on, and
+// by first name); the page draws whatever its token is given.
+
+import { Feed } from './feed.js';
+import {
+  CITY, Glide, STATUS_WORDS, Trail, clock, createMap, dot, leafletReady, showConnection,
+} from './map.js';
+import { getJson, orderFromPath, requireToken } from './session.js';
+
+const $ = (id) => document.getElementById(id);
+const order = orderFromPath();
+const token = requireToken();
+$('order').textContent = order;
+document.title = 'Order ' + order + ' · tracker';
+
+const ERRORS = {
+  forbidden: 'This order is not yours to watch.',
+  not_found: 'There is no such order.',
+};
+const page = { order, status: null, rider: null, trail: null, transport: null };
+window.trackerPage = page; // for the browser tests and curious people
+
+function setStatus(status, ts) {
+  if (!status) return;
+  page.status = status;
+  const el = $('status');
+  el.textContent = STATUS_WORDS[status] || status;
+  el.dataset.status = status;
+  const items = [...$('timeline').children];
+  if (!items.some((li) => li.dataset.status === status)) addTimeline(status, ts);
+}
+
+function addTimeline(status, ts) {
+  const li = document.createElement('li');
+  li.dataset.status = status;
+  const when = document.createElement('time');
+  when.textContent = ts ? clock(ts) : '';
+  li.append(when, ' ', STATUS_WORDS[status] || status);
+  $('timeline').append(li);
+}
+
+function setEta(eta) {
+  if (!eta) return;
+  const mins = Math.max(0, Math.round((eta - Date.now()) / 60000));
+  $('eta').textContent = `${clock(eta)} (in ${mins} min)`;
+}
+
+function setRider(name) {
+  $('rider').textContent = name || '—';
+}
+
+async function main() {
+  if (!leafletReady($('map'))) return;
+  const map = await createMap($('map'));
+  page.map = map;
+  let row = null;
+  try {
+    row = await getJson('/v1/orders/' + encodeURIComponent(order), token);
+  } catch (e) {
+    $('notice').textContent = { 403: ERRORS.forbidden, 404: ERRORS.not_found }[e.status] || e.message;
+  }
+  if (row) {
+    dot([row.pickup.lat, row.pickup.lon], 'pickup-marker', '#ff9800', 6).addTo(map).bindTooltip('Store');
+    dot([row.dropoff.lat, row.dropoff.lon], 'dropoff-marker', '#e53935', 6).addTo(map).bindTooltip('You');
+    map.fitBounds(
+      L.latLngBounds([row.pickup.lat, row.pickup.lon], [row.dropoff.lat, row.dropoff.lon]).pad(0.4),
+    );
+    setRider(row.rider_name);
+  }
+  const trail = new Trail(map);
+  page.trail = trail.line;
+  const riderDot = dot(CITY, 'rider-marker', '#1e88e5', 9);
+  const glide = new Glide(riderDot);
+  page.rider = riderDot;
+  let livePosTs = null;
+  let follow = true;
+  map.on('dragstart', () => (follow = false));
+
+  const place = (lat, lon, ts) => {
+    if (!map.hasLayer(riderDot)) {
+      riderDot.setLatLng([lat, lon]).addTo(map);
+      glide.jump([lat, lon]);
+    } else {
+      glide.to([lat, lon]);
+    }
+    livePosTs = ts;
+    if (follow) map.panTo([lat, lon], { animate: true });
+  };
+
+  const fillTrailFromStore = async () => {
+    try {
+      const t = await getJson('/v1/orders/' + encodeURIComponent(order) + '/track', token);
+      for (const p of t.points) trail.add(p.ts, p.lat, p.lon);
+    } catch {
+      // The live trail still grows; the stored part is a bonus.
+    }
+  };
+
+  const onFrame = (f) => {
+    switch (f.t) {
+      case 'snapshot':
+        if (f.recovered !== true) {
+          // No replay reached back: start the trail from the stored trip.
+          trail.clear();
+          fillTrailFromStore();
+        }
+        setStatus(f.status);
+        setEta(f.eta);
+        if ('rider_name' in f || 'rider_id' in f) setRider(f.rider_name || f.rider_id);
+        if (f.pos && (livePosTs == null || f.pos.ts > livePosTs)) {
+          trail.add(f.pos.ts, f.pos.lat, f.pos.lon);
+          place(f.pos.lat, f.pos.lon, f.pos.ts);
+        }
+        break;
+      case 'pos':
+        trail.add(f.ts, f.lat, f.lon);
+        if (!f.backfill) place(f.lat, f.lon, f.ts);
+        break;
+      case 'status':
+        setStatus(f.status, f.ts);
+        break;
+      case 'eta':
+        setEta(f.eta);
+        break;
+      case 'assignment':
+        setRider(f.rider_name || f.rider_id);
+        break;
+      case 'error':
+        $('notice').textContent = ERRORS[f.code] || f.msg || f.code;
+        break;
+      default:
+        break; // skip, alert and anything newer: nothing to draw
+    }
+  };
+
+  const feed = new Feed({
+    token,
+    onFrame,
+    onState: (s) => {
+      page.transport = s.transport;
+      showConnection($('conn'), s);
+    },
+  });
+  page.feed = feed;
+  feed.watch(order, { history: true });
+  feed.start();
+}
+
+main();

@@ -1,0 +1,314 @@
+// Browser tests of the pages, in Debian's headless Chromium driven by
+// playwright-core, against a real `tracker run` on free ports: fixes go in over
+// MQTT, status changes over the orders API, and the assertions read what the
+// page shows. Screenshots land in target/browser/ for people to look at.
+//
+// Run by scripts/test (the README's test command) when node and chromium are
+// installed; `npm test` in web/ runs them alone (TRACKER_BIN and CHROMIUM
+// override the binary and browser paths).
+
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { createHmac } from 'node:crypto';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { chromium } from 'playwright-core';
+import mqtt from 'mqtt';
+
+const ROOT = path.resolve(import.meta.dirname, '../..');
+const SHOTS = path.join(ROOT, 'target/browser');
+const BIN = process.env.TRACKER_BIN || path.join(ROOT, 'target/debug/tracker');
+const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+const SECRET = 'browser-test-secret-0123456789';
+const PATIENCE = 15000;
+
+let server;
+let base;
+let mqttPort;
+let phone;
+let browser;
+let dataDir;
+let serverLog = '';
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+const b64url = (v) => Buffer.from(typeof v === 'string' ? v : JSON.stringify(v)).toString('base64url');
+
+/** An HS256 token the server accepts, as `tracker run` would mint it. */
+function mint(sub, role) {
+  const head = b64url({ alg: 'HS256', typ: 'JWT' });
+  const body = b64url({ sub, role, exp: Math.floor(Date.now() / 1000) + 3600 });
+  const sig = createHmac('sha256', SECRET).update(`${head}.${body}`).digest('base64url');
+  return `${head}.${body}.${sig}`;
+}
+const ADMIN = mint('ops', 'admin');
+
+async function api(method, p, body, token = ADMIN) {
+  const r = await fetch(base + p, {
+    method,
+    headers: { Authorization: 'Bearer ' + token, 'Content-Type': 'application/json' },
+    body: body ? JSON.stringify(body) : undefined,
+  });
+  const json = await r.json().catch(() => null);
+  assert.ok(r.ok, `${method} ${p}: ${r.status} ${JSON.stringify(json)}`);
+  return json;
+}
+
+let counter = 0;
+const unique = (prefix) => `${prefix}-${process.pid}-${++counter}`;
+
+/** An order of `customer`, assigned to `rider` ("Li Wei") and, unless told otherwise, picked up. */
+async function orderFor(customer, rider, { pickUp = true } = {}) {
+  let o = await api('POST', '/v1/orders', {
+    biz_order_no: unique('S'), biz_type: 'grocery', customer_id: customer,
+    pickup: { lat: 23.1291, lon: 113.2644 }, dropoff: { lat: 23.1391, lon: 113.2804 },
+  });
+  for (const to of ['paid', 'preparing', 'ready']) {
+    o = await api('POST', `/v1/orders/${o.id}/status`, { to, version: o.version });
+  }
+  o = await api('POST', `/v1/orders/${o.id}/assign`, { rider_id: rider, rider_name: 'Li Wei', version: o.version });
+  if (pickUp) o = await api('POST', `/v1/orders/${o.id}/status`, { to: 'picked_up', version: o.version });
+  return o;
+}
+
+async function setStatus(o, to) {
+  const cur = await api('GET', `/v1/orders/${o.id}`);
+  return api('POST', `/v1/orders/${o.id}/status`, { to, version: cur.version });
+}
+
+async function fix(rider, lat, lon, ts = Date.now()) {
+  await phone.publishAsync(`riders/${rider}/pos`, JSON.stringify({ lat, lon, ts }), { qos: 1 });
+}
+
+/** Polls `probe` until it returns something truthy. */
+async function eventually(what, probe, ms = PATIENCE) {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const v = await probe();
+    if (v) return v;
+    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}\n--- server log ---\n${serverLog.slice(-3000)}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** The rider marker's position on the page, or null while it is not on the map. */
+const riderAt = (page) =>
+  page.evaluate(() => {
+    const p = window.trackerPage;
+    if (!p || !p.rider || !p.map || !p.map.hasLayer(p.rider)) return null;
+    const ll = p.rider.getLatLng();
+    return [ll.lat, ll.lng];
+  });
+
+const near = (a, [lat, lon]) => a && Math.abs(a[0] - lat) < 1e-6 && Math.abs(a[1] - lon) < 1e-6;
+
+/** Publishes a fix (again, with a fresh ts, until it shows) and waits for the marker to reach it. */
+async function moveRider(page, rider, lat, lon) {
+  const deadline = Date.now() + PATIENCE;
+  while (Date.now() < deadline) {
+    await fix(rider, lat, lon);
+    const t = Date.now() + 3000;
+    while (Date.now() < t) {
+      if (near(await riderAt(page), [lat, lon])) return;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+  assert.fail(`the marker never reached ${lat},${lon}; it is at ${await riderAt(page)}`);
+}
+
+async function live(page, transport) {
+  await eventually(`the page live over ${transport}`, () =>
+    page.evaluate((t) => {
+      const el = document.getElementById('conn');
+      return el.classList.contains('live') && el.dataset.transport === t;
+    }, transport),
+  );
+}
+
+async function newPage() {
+  const context = await browser.newContext({ viewport: { width: 1200, height: 760 } });
+  const page = await context.newPage();
+  page.on('pageerror', (e) => console.error('page error:', e.message));
+  return page;
+}
+
+async function shot(page, name) {
+  await page.screenshot({ path: path.join(SHOTS, name + '.png') });
+}
+
+before(async () => {
+  mkdirSync(SHOTS, { recursive: true });
+  dataDir = mkdtempSync(path.join(os.tmpdir(), 'tracker-browser-'));
+  const [httpPort, brokerPort] = [await freePort(), await freePort()];
+  mqttPort = brokerPort;
+  base = `http://127.0.0.1:${httpPort}`;
+  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('TRACKER_')));
+  Object.assign(env, {
+    TRACKER_HTTP_ADDR: `127.0.0.1:${httpPort}`,
+    TRACKER_MQTT_ADDR: `127.0.0.1:${brokerPort}`,
+    TRACKER_DATA_DIR: dataDir,
+    TRACKER_JWT_SECRET: SECRET,
+    TRACKER_TILE_URL: 'off', // offline here: the plain background
+    TRACKER_WEB_DIR: path.join(ROOT, 'web'),
+    RUST_LOG: 'warn',
+  });
+  server = spawn(BIN, ['run'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  server.stdout.on('data', (d) => (serverLog += d));
+  server.stderr.on('data', (d) => (serverLog += d));
+  await eventually('the server to answer /healthz', async () => {
+    try {
+      return (await fetch(base + '/healthz')).ok;
+    } catch {
+      return false;
+    }
+  }, 60000);
+  phone = await mqtt.connectAsync(`mqtt://127.0.0.1:${brokerPort}`, {
+    clientId: unique('browser-test-phone'),
+    protocolVersion: 4,
+  });
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: [
+      '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-quic',
+      '--disable-component-update', '--disable-sync', '--no-first-run',
+    ],
+  });
+});
+
+after(async () => {
+  if (browser) await browser.close();
+  if (phone) await phone.endAsync();
+  if (server) server.kill('SIGTERM');
+  if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+});
+
+test('the customer page shows the rider moving and the status changing, over WebSocket', async () => {
+  const rider = unique('r');
+  const o = await orderFor('alice', rider);
+  const page = await newPage();
+  await page.goto(`${base}/track/${o.id}#token=${mint('alice', 'customer')}`);
+  await live(page, 'WebSocket');
+  assert.equal(await page.textContent('#rider'), 'Li', 'the customer sees the first name only');
+  assert.equal(await page.getAttribute('#status', 'data-status'), 'picked_up');
+
+  await moveRider(page, rider, 23.1301, 113.2650);
+  await moveRider(page, rider, 23.1335, 113.2712);
+  const trail = await page.evaluate(() => window.trackerPage.trail.getLatLngs().length);
+  assert.ok(trail >= 2, `the trail has ${trail} points`);
+
+  await setStatus(o, 'delivered');
+  await eventually('the status to read delivered', async () =>
+    (await page.getAttribute('#status', 'data-status')) === 'delivered');
+  assert.match(await page.textContent('#timeline'), /Delivered/);
+  await shot(page, 'track-websocket');
+  await page.context().close();
+});
+
+test('with WebSocket blocked the page falls back to SSE, and with SSE blocked to long-poll', async () => {
+  for (const [transport, blockSse] of [['SSE', false], ['long-poll', true]]) {
+    const rider = unique('r');
+    const o = await orderFor('bob', rider);
+    const page = await newPage();
+    // A proxy that accepts the upgrade and drops it at once.
+    await page.routeWebSocket(/\/v1\/ws/, (ws) => ws.close());
+    if (blockSse) await page.route(/\/sse(\?|$)/, (route) => route.abort());
+    await page.goto(`${base}/track/${o.id}#token=${mint('bob', 'customer')}`);
+    await live(page, transport);
+
+    await moveRider(page, rider, 23.1301, 113.2650);
+    await moveRider(page, rider, 23.1322, 113.2690);
+    await setStatus(o, 'delivered');
+    await eventually(`the status over ${transport}`, async () =>
+      (await page.getAttribute('#status', 'data-status')) === 'delivered');
+    await shot(page, `track-${transport}`);
+    await page.context().close();
+  }
+});
+
+test('the replay page draws a finished trip and plays it', async () => {
+  const rider = unique('r');
+  const o = await orderFor('carol', rider);
+  const t0 = Date.now();
+  const route = [[23.1291, 113.2644], [23.1305, 113.2668], [23.1322, 113.2701], [23.1350, 113.2745], [23.1391, 113.2804]];
+  for (const [i, [lat, lon]] of route.entries()) await fix(rider, lat, lon, t0 + i * 1000);
+  await eventually('the trip to be stored', async () => {
+    const t = await api('GET', `/v1/orders/${o.id}/track`);
+    if (t.points.length < route.length) {
+      // The broker may have come up before ingest subscribed: send again (stored once by ts).
+      for (const [i, [lat, lon]] of route.entries()) await fix(rider, lat, lon, t0 + i * 1000);
+      return false;
+    }
+    return true;
+  });
+  await setStatus(o, 'delivered');
+
+  const page = await newPage();
+  await page.goto(`${base}/replay/${o.id}#token=${ADMIN}`);
+  await eventually('the trip on the page', () =>
+    page.evaluate(() => window.trackerPage.points.length));
+  assert.equal(await page.evaluate(() => window.trackerPage.points.length), route.length);
+  assert.equal(await page.locator('path.trip-full').count(), 1, 'the whole trip is drawn');
+  await page.click('#play');
+  await eventually('the replay to run to the end', () =>
+    page.evaluate(() => !window.trackerPage.playing && window.trackerPage.trail.getLatLngs().length > 2));
+  assert.ok(near(await riderAt(page), route[route.length - 1]), 'the marker ends at the drop-off');
+  await shot(page, 'replay');
+  await page.context().close();
+});
+
+test('the operator page lists the orders under way, filters them and follows one', async () => {
+  const rider = unique('r');
+  const o = await orderFor('dave', rider);
+  const waiting = await api('POST', '/v1/orders', {
+    biz_order_no: unique('S'), biz_type: 'grocery', customer_id: 'erin',
+    pickup: { lat: 23.125, lon: 113.26 }, dropoff: { lat: 23.12, lon: 113.25 },
+  });
+  const page = await newPage();
+  await page.goto(`${base}/ops#token=${ADMIN}`);
+  const row = page.locator(`li[data-order="${o.id}"]`);
+  await row.waitFor();
+  await page.locator(`li[data-order="${waiting.id}"]`).waitFor();
+  await page.selectOption('#filter', 'waiting');
+  assert.equal(await row.isHidden(), true, 'a picked-up order is not waiting');
+  assert.equal(await page.locator(`li[data-order="${waiting.id}"]`).isVisible(), true);
+  await page.selectOption('#filter', 'all');
+  await row.click();
+  assert.equal(await page.evaluate(() => window.trackerPage.following), o.id);
+  assert.equal(await page.isVisible('#follow'), true);
+
+  // The followed order's marker moves with its rider.
+  const at = () =>
+    page.evaluate((id) => {
+      const ll = window.trackerPage.orders.get(id).marker.getLatLng();
+      return [ll.lat, ll.lng];
+    }, o.id);
+  await eventually('the followed marker to move', async () => {
+    await fix(rider, 23.1333, 113.2699);
+    await new Promise((r) => setTimeout(r, 1200));
+    return near(await at(), [23.1333, 113.2699]);
+  });
+  assert.equal(await page.textContent('#no-alerts'), 'No alerts.');
+  await shot(page, 'ops');
+  await page.context().close();
+});
+
+test('a customer page for someone else\'s order says so and shows nothing', async () => {
+  const o = await orderFor('frank', unique('r'));
+  const page = await newPage();
+  await page.goto(`${base}/track/${o.id}#token=${mint('mallory', 'customer')}`);
+  await eventually('the refusal', async () => /not yours/.test(await page.textContent('#notice')));
+  assert.equal(await riderAt(page), null);
+  await page.context().close();
+});
