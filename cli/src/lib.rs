@@ -1,9 +1,11 @@
 //! The `tracker` binary as a library, so tests start exactly what users start.
 //!
+//! - [`demo`]: `tracker run --demo`, simulated riders so the map is alive.
 //! - [`settings`]: typed configuration from `TRACKER_*` variables and an optional file.
 //! - [`system`]: wires the seams, the hub, ingest and the embedded broker for each mode.
 //! - [`telemetry`]: the Prometheus recorder and its buckets.
 
+pub mod demo;
 pub mod settings;
 pub mod system;
 pub mod telemetry;

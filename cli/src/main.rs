@@ -17,7 +17,11 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Everything in one process on the embedded defaults (broker, in-process log, SQLite).
-    Run,
+    Run {
+        /// Also start simulated riders carrying orders of demo-customer (default 5).
+        #[arg(long, value_name = "RIDERS", num_args = 0..=1, default_missing_value = "5")]
+        demo: Option<usize>,
+    },
     /// The hub only: orders API and WebSocket, against shared backends.
     Hub,
     /// Ingest only: rider fixes from an external MQTT broker into the shared log.
@@ -34,7 +38,7 @@ async fn main() -> anyhow::Result<()> {
             print!("{EXAMPLE}");
             return Ok(());
         }
-        Command::Run => Mode::Run,
+        Command::Run { .. } => Mode::Run,
         Command::Hub => Mode::Hub,
         Command::Ingest => Mode::Ingest,
     };
@@ -50,6 +54,14 @@ async fn main() -> anyhow::Result<()> {
     let running = system::start(&settings, mode, Some(metrics)).await?;
     if mode == Mode::Run {
         print_banner(&running);
+    }
+    if let Command::Run { demo: Some(riders) } = cli.command
+        && riders > 0
+    {
+        tracker_cli::demo::start(&settings, &running, riders)?;
+        println!(
+            "demo: {riders} simulated riders carry orders of demo-customer around the city; watch them in the operator view\n"
+        );
     }
     let stop = running.stop.clone();
     tokio::spawn(async move {

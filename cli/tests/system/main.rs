@@ -11,4 +11,5 @@ mod metrics;
 mod nodes;
 mod orders;
 mod resume;
+mod simulator;
 mod views;
