@@ -129,6 +129,11 @@ pub async fn start(
         FixLimits::default(),
         stats,
     ));
+    let cache = (router.clone(), stop.clone());
+    running.services.push(tokio::spawn(async move {
+        cache.0.cache_holders(cache.1).await;
+        Ok(())
+    }));
 
     if mode != Mode::Ingest {
         let secret = match (&s.jwt_secret, mode) {

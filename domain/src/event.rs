@@ -118,6 +118,18 @@ pub fn encode(order: &str, seq: u64, body: &EventBody) -> Vec<u8> {
     serde_json::to_vec(&WireRef { order, seq, body }).expect("events always serialize")
 }
 
+/// The `t` of an event's JSON text as the log stores it, without parsing it.
+///
+/// The log's texts put the event's own `"t":"…"` right after `order` and `seq`,
+/// whose values cannot hold an unescaped quote, so the first match is the
+/// kind and never a nested field (an alert's `detail`, say).
+pub fn kind_of(json: &[u8]) -> Option<&[u8]> {
+    const KEY: &[u8] = br#""t":""#;
+    let start = json.windows(KEY.len()).position(|w| w == KEY)? + KEY.len();
+    let len = json[start..].iter().position(|&c| c == b'"')?;
+    Some(&json[start..start + len])
+}
+
 /// An event as read back from the wire (clients, tests, log backends that store JSON).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EventFrame {

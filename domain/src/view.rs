@@ -6,7 +6,7 @@
 //! out: they become a `skip` frame with the same `seq`, so the stream a customer
 //! watches stays gap-free and resumable like everyone else's.
 
-use crate::event::{EventBody, EventFrame};
+use crate::event::{EventBody, EventFrame, kind_of};
 use crate::order::Order;
 use serde::Serialize;
 
@@ -79,14 +79,6 @@ pub fn customer_order(order: Order) -> Order {
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
-}
-
-/// The value of the first `"t":"…"` in an event's text.
-fn kind_of(json: &[u8]) -> Option<&[u8]> {
-    const KEY: &[u8] = br#""t":""#;
-    let start = json.windows(KEY.len()).position(|w| w == KEY)? + KEY.len();
-    let len = json[start..].iter().position(|&c| c == b'"')?;
-    Some(&json[start..start + len])
 }
 
 /// `{"order":…,"seq":N,"t":"skip"}`: an event this watcher may not see.

@@ -43,6 +43,7 @@ pub struct Router {
     clock: Arc<dyn Clock>,
     limits: FixLimits,
     stats: Arc<Stats>,
+    holders: crate::holders::Holders,
 }
 
 fn pos_event(f: &Fix) -> EventBody {
@@ -74,7 +75,14 @@ impl Router {
             clock,
             limits,
             stats,
+            holders: Default::default(),
         }
+    }
+
+    /// Caches which orders each rider holds, kept honest by the log's tail,
+    /// until `stop`: a fix then costs no store read (see [`crate::holders`]).
+    pub async fn cache_holders(&self, stop: CancellationToken) {
+        self.holders.follow(self.log.tail(), stop).await
     }
 
     /// The counters this router updates.
@@ -128,7 +136,14 @@ impl Router {
         let n = fixes.len() as u64;
         self.stats.accept(n);
         fixes.sort_by_key(|f| f.ts);
-        let orders = self.store.rider_orders(rider).await?;
+        let orders = match self.holders.get(rider) {
+            Some(orders) => orders,
+            None => {
+                let orders = self.store.rider_orders(rider).await?;
+                self.holders.put(rider, &orders);
+                orders
+            }
+        };
         if orders.is_empty() {
             self.stats.unrouted(n);
             return Ok(());

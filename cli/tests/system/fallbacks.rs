@@ -83,6 +83,8 @@ async fn sse_streams_snapshot_and_events_with_seq_ids_and_resumes_by_last_event_
 
     // Gone for a while: a status change and a fix happen; EventSource comes back with Last-Event-ID.
     app.transition(&order, "picked_up", version).await;
+    // The status reaches the log first (a fix ahead of it would still be "before pick-up").
+    app.wait_for_seq(&order, 8).await;
     publish_fix(&phone, &rider, 23.1, 113.1, now_ms()).await;
     app.wait_for_seq(&order, 9).await;
     let mut sse = Sse::open(&app, &order, &token, Some(7)).await.unwrap();
