@@ -9,8 +9,10 @@
 //! - [`watcher`]: watchers of an order over WebSocket, SSE or long-poll, counting by seq.
 //! - [`stats`]: live counters and per-watcher tallies with an HDR delay histogram.
 //! - [`report`]: the summary table and the JSON line.
+//! - [`nchan`]: the same fan-out load against nginx + Nchan, for side-by-side runs.
 
 pub mod api;
+pub mod nchan;
 pub mod phones;
 pub mod report;
 pub mod rider;

@@ -2,10 +2,11 @@
 //! tracker, with a progress bar while it runs, a summary table at the end and
 //! one JSON line for scripts (the last line of stdout).
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
+use tracker_sim::nchan::NchanConfig;
 use tracker_sim::phones::Broker;
 use tracker_sim::route::LatLon;
 use tracker_sim::stats::Live;
@@ -13,8 +14,11 @@ use tracker_sim::{SimConfig, run};
 
 /// Simulated riders carrying orders, and watchers measuring every delivery.
 #[derive(Parser)]
-#[command(version, about)]
+#[command(version, about, args_conflicts_with_subcommands = true)]
 struct Args {
+    /// Another hub to load the same way instead of the tracker.
+    #[command(subcommand)]
+    peer: Option<Peer>,
     /// The hub.
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     url: String,
@@ -23,7 +27,7 @@ struct Args {
     mqtt: String,
     /// The hub's HS256 secret (tokens are minted with it).
     #[arg(long, env = "TRACKER_JWT_SECRET", hide_env_values = true)]
-    jwt_secret: String,
+    jwt_secret: Option<String>,
     /// Riders riding at once.
     #[arg(long, default_value_t = 20)]
     riders: usize,
@@ -72,7 +76,36 @@ struct Args {
     quiet: bool,
 }
 
+#[derive(Subcommand)]
+enum Peer {
+    /// nginx + Nchan: publish by HTTP POST to /pub/{channel}, watch over WebSocket at /sub/{channel}.
+    Nchan {
+        /// nginx with the two Nchan locations.
+        #[arg(long, default_value = "http://127.0.0.1:18380")]
+        url: String,
+        /// Channels (stand-ins for orders).
+        #[arg(long, default_value_t = 2000)]
+        channels: usize,
+        /// WebSocket subscribers per channel.
+        #[arg(long, default_value_t = 5)]
+        watchers: usize,
+        /// Messages per second over all channels.
+        #[arg(long, default_value_t = 1000)]
+        rate: u64,
+        /// Publish for this many seconds.
+        #[arg(long, default_value_t = 60)]
+        duration_secs: u64,
+        /// Concurrent HTTP publishers.
+        #[arg(long, default_value_t = 16)]
+        publishers: usize,
+    },
+}
+
 fn config(a: &Args) -> anyhow::Result<SimConfig> {
+    let secret = a
+        .jwt_secret
+        .as_deref()
+        .ok_or_else(|| anyhow::anyhow!("--jwt-secret (or TRACKER_JWT_SECRET) is required"))?;
     let (lat, lon) = a
         .center
         .split_once(',')
@@ -95,7 +128,7 @@ fn config(a: &Args) -> anyhow::Result<SimConfig> {
         (0.0..=1.0).contains(&(a.sse_share + a.poll_share)),
         "--sse-share + --poll-share must be within 0..=1"
     );
-    let mut cfg = SimConfig::new(&a.url, Broker::parse(&a.mqtt)?, &a.jwt_secret);
+    let mut cfg = SimConfig::new(&a.url, Broker::parse(&a.mqtt)?, secret);
     cfg.riders = a.riders;
     cfg.interval = Duration::from_millis(a.interval_ms);
     cfg.speed_mps = a.speed;
@@ -122,11 +155,14 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
-    let cfg = config(&args)?;
+    let secs = match &args.peer {
+        Some(Peer::Nchan { duration_secs, .. }) => *duration_secs,
+        None => args.duration_secs,
+    };
     let bar = if args.quiet {
         ProgressBar::hidden()
     } else {
-        ProgressBar::new(args.duration_secs)
+        ProgressBar::new(secs)
     };
     bar.set_style(
         ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} s  {msg}")
@@ -141,7 +177,7 @@ async fn main() -> anyhow::Result<()> {
     });
     let tick_bar = bar.clone();
     let mut last = (0u64, 0u64, 0.0f64);
-    let report = run(cfg, stop, move |live: &Live, elapsed: Duration| {
+    let on_tick = move |live: &Live, elapsed: Duration| {
         let (fixes, delivered) = (Live::get(&live.fixes), Live::get(&live.delivered));
         let t = elapsed.as_secs_f64();
         let dt = (t - last.2).max(1e-3);
@@ -156,8 +192,28 @@ async fn main() -> anyhow::Result<()> {
             Live::get(&live.duplicated),
         ));
         last = (fixes, delivered, t);
-    })
-    .await?;
+    };
+    let report = match args.peer {
+        Some(Peer::Nchan {
+            url,
+            channels,
+            watchers,
+            rate,
+            duration_secs,
+            publishers,
+        }) => {
+            let cfg = NchanConfig {
+                url: url.trim_end_matches('/').to_owned(),
+                channels: channels.max(1),
+                watchers_per_channel: watchers,
+                rate: rate.max(1),
+                duration: Duration::from_secs(duration_secs),
+                publishers: publishers.max(1),
+            };
+            tracker_sim::nchan::run(cfg, stop, on_tick).await?
+        }
+        None => run(config(&args)?, stop, on_tick).await?,
+    };
     bar.finish_and_clear();
     println!("tracker-sim summary");
     print!("{}", report.table());
