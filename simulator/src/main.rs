@@ -72,7 +72,7 @@ struct Args {
     #[arg(long, default_value = "23.1291,113.2644")]
     center: String,
     /// No progress bar.
-    #[arg(long)]
+    #[arg(long, global = true)]
     quiet: bool,
 }
 
