@@ -50,13 +50,19 @@ fi
 c1=$(cpu); d1=$(delivered); t1=$(date +%s.%N)
 wait $sim || { cat "$dir/sim.err"; exit 1; }
 rss=$(awk '/VmRSS/ {print $2}' "/proc/$pid/status")
+# The hub's own view: fix ts -> socket flush (tracker_delivery_latency_ms), so a
+# saturated load generator's lag can be told apart from the hub's.
+hub_p99=$(curl -s "localhost:$HTTP_PORT/metrics" | awk -F'[{}" ]+' '
+  /^tracker_delivery_latency_ms_bucket/ { for (i = 1; i <= NF; i++) if ($i == "le=") le = $(i + 1); n[++k] = $NF; b[k] = le }
+  /^tracker_delivery_latency_ms_count/ { total = $NF }
+  END { for (i = 1; i <= k; i++) if (n[i] >= 0.99 * total) { print b[i]; exit } }')
 json=$(tail -1 "$dir/sim")
 cat "$dir/sim" | sed '$d'
-awk -v c0="$c0" -v c1="$c1" -v d0="$d0" -v d1="$d1" -v t0="$t0" -v t1="$t1" -v rss="$rss" \
+awk -v c0="$c0" -v c1="$c1" -v d0="$d0" -v d1="$d1" -v t0="$t0" -v t1="$t1" -v rss="$rss" -v hub_p99="$hub_p99" \
   -v rate="$RATE" -v orders="$ORDERS" -v per="$PER" 'BEGIN {
   dd = d1 - d0; dt = t1 - t0;
-  printf "fanout rate=%d/s orders=%d watchers=%d window_s=%.1f deliveries_per_s=%.0f hub_cpu_us_per_delivery=%.2f hub_cpu_share=%.2f hub_rss_mib=%.1f\n",
-    rate, orders, orders * per, dt, dd / dt, (c1 - c0) * 1e6 / dd, (c1 - c0) / dt, rss / 1024 }'
+  printf "fanout rate=%d/s orders=%d watchers=%d window_s=%.1f deliveries_per_s=%.0f hub_cpu_us_per_delivery=%.2f hub_cpu_share=%.2f hub_rss_mib=%.1f hub_p99_ms_le=%s\n",
+    rate, orders, orders * per, dt, dd / dt, (c1 - c0) * 1e6 / dd, (c1 - c0) / dt, rss / 1024, hub_p99 }'
 echo "$json"
 if [ "${PERF:-0}" = 1 ]; then
   cp "$dir/perf.data" "target/bench/fanout-$RATE.perf.data"

@@ -196,34 +196,36 @@ pub async fn start(
 
     if mode != Mode::Hub {
         // On an external broker ingest instances share the riders through a shared
-        // subscription; the embedded broker has exactly one consumer, this one.
-        let (target, share_group) = match (&s.mqtt_url, mode) {
+        // subscription; the embedded broker has exactly one consumer, this one,
+        // linked in process.
+        match (&s.mqtt_url, mode) {
             (Some(url), _) => {
-                let target = MqttTarget::parse(url).context("TRACKER_MQTT_URL")?;
-                (target, Some(s.share_group.clone()))
+                let mut cfg =
+                    IngestConfig::new(MqttTarget::parse(url).context("TRACKER_MQTT_URL")?);
+                cfg.share_group = Some(s.share_group.clone());
+                let ingest = tracker_ingest::consumer::run(cfg, router.clone(), stop.clone());
+                running.services.push(tokio::spawn(async move {
+                    ingest.await;
+                    Ok(())
+                }));
             }
             (None, Mode::Run) => {
                 let addr = s.mqtt_addr;
-                let addr = tokio::task::spawn_blocking(move || tracker_ingest::broker::start(addr))
-                    .await??;
+                let (addr, link) =
+                    tokio::task::spawn_blocking(move || tracker_ingest::broker::start(addr))
+                        .await??;
                 running.mqtt_addr = Some(addr);
-                let target = MqttTarget {
-                    host: addr.ip().to_string(),
-                    port: addr.port(),
-                };
-                (target, None)
+                let ingest =
+                    tracker_ingest::consumer::run_linked(link, router.clone(), stop.clone());
+                running.services.push(tokio::spawn(async move {
+                    ingest.await;
+                    Ok(())
+                }));
             }
             (None, _) => {
                 bail!("`tracker ingest` needs TRACKER_MQTT_URL (the broker riders publish to)")
             }
-        };
-        let mut cfg = IngestConfig::new(target);
-        cfg.share_group = share_group;
-        let ingest = tracker_ingest::consumer::run(cfg, router.clone(), stop.clone());
-        running.services.push(tokio::spawn(async move {
-            ingest.await;
-            Ok(())
-        }));
+        }
     }
     Ok(running)
 }

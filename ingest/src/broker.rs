@@ -6,17 +6,27 @@
 //! It has no shutdown: the broker lives as long as the process.
 
 use anyhow::{Context, bail};
+use rumqttd::local::{LinkRx, LinkTx};
 use rumqttd::{Broker, Config, ConnectionSettings, RouterConfig, ServerSettings};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+/// Ingest's in-process connection to the embedded broker: riders' publishes
+/// reach ingest without a loopback TCP hop (see [`crate::consumer::run_linked`]).
+pub struct Link {
+    /// Subscribes.
+    pub tx: LinkTx,
+    /// Receives forwarded publishes.
+    pub rx: LinkRx,
+}
+
 /// Largest publish the embedded broker accepts (a batch of ~2000 fixes).
 pub const MAX_PAYLOAD: usize = 512 * 1024;
 
 /// Starts the broker on `addr` (port 0 picks a free one) and returns the address
-/// it listens on (MQTT 3.1.1) once it accepts connections.
-pub fn start(addr: SocketAddr) -> anyhow::Result<SocketAddr> {
+/// it listens on (MQTT 3.1.1) once it accepts connections, with ingest's link.
+pub fn start(addr: SocketAddr) -> anyhow::Result<(SocketAddr, Link)> {
     let probe = std::net::TcpListener::bind(addr)
         .with_context(|| format!("MQTT address {addr} is not free"))?;
     let addr = probe.local_addr()?;
@@ -50,10 +60,13 @@ pub fn start(addr: SocketAddr) -> anyhow::Result<SocketAddr> {
         v4: Some(HashMap::from([("1".to_owned(), server)])),
         ..Default::default()
     };
+    let mut broker = Broker::new(config);
+    let (tx, rx) = broker
+        .link("tracker-ingest")
+        .map_err(|e| anyhow::anyhow!("linking ingest to the embedded broker: {e}"))?;
     std::thread::Builder::new()
         .name("mqtt-broker".into())
         .spawn(move || {
-            let mut broker = Broker::new(config);
             if let Err(e) = broker.start() {
                 tracing::error!(error = %e, "embedded MQTT broker stopped");
             }
@@ -63,7 +76,7 @@ pub fn start(addr: SocketAddr) -> anyhow::Result<SocketAddr> {
     // Bounded readiness wait: the listener binds on the broker's own thread.
     for _ in 0..200 {
         if mqtt_handshake(addr).is_ok() {
-            return Ok(addr);
+            return Ok((addr, Link { tx, rx }));
         }
         std::thread::sleep(Duration::from_millis(10));
     }

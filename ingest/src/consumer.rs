@@ -13,11 +13,13 @@ use anyhow::{Context, bail};
 use rumqttc::{
     AsyncClient, Event, Incoming, MqttOptions, NetworkOptions, Publish, QoS, SubscribeFilter,
 };
+use rumqttd::Notification;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracker_backend::retry::Backoff;
+use tracker_domain::RejectReason;
 
 /// Where the broker is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -151,6 +153,55 @@ pub async fn run(cfg: IngestConfig, router: Arc<Router>, stop: CancellationToken
     let _ = client.try_disconnect();
     drop(tx);
     let _ = worker.await;
+}
+
+/// Consumes rider fixes from the embedded broker over its in-process link
+/// until `stop`: no loopback TCP connection, no PUBACKs.
+///
+/// The link is QoS 0. That gives up nothing here: the broker lives in this
+/// process, so a crash loses its queue along with ours, and acking after the
+/// append (as [`run`] does with an external broker) would keep nothing more.
+pub async fn run_linked(link: crate::broker::Link, router: Arc<Router>, stop: CancellationToken) {
+    let crate::broker::Link { mut tx, mut rx } = link;
+    for filter in topic::filters(None) {
+        if let Err(e) = tx.subscribe(filter) {
+            tracing::error!(error = %e, "could not subscribe ingest on the embedded broker");
+            return;
+        }
+    }
+    tracing::info!("ingest linked to the embedded broker");
+    loop {
+        let n = tokio::select! {
+            n = rx.next() => n,
+            _ = stop.cancelled() => break,
+        };
+        match n {
+            Ok(Some(Notification::Forward(f))) => {
+                metrics::counter!("tracker_mqtt_publishes_received_total").increment(1);
+                let Ok(topic) = std::str::from_utf8(&f.publish.topic) else {
+                    router.stats().reject(RejectReason::BadTopic);
+                    continue;
+                };
+                if !router
+                    .handle_until_done(topic, &f.publish.payload, &stop)
+                    .await
+                {
+                    break;
+                }
+            }
+            // The router paused us (our buffer was full); we have drained it.
+            Ok(Some(Notification::Unschedule)) => {
+                if rx.wake().await.is_err() {
+                    break;
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "the embedded broker's link to ingest closed");
+                break;
+            }
+        }
+    }
 }
 
 async fn route_loop(

@@ -135,7 +135,6 @@ pub async fn run(
     }
     let secs = ridden.as_secs_f64().max(1e-3);
     let fixes = Live::get(&live.fixes);
-    let h = &all.delay_ms;
     Ok(Report {
         seconds: (secs * 10.0).round() / 10.0,
         riders: cfg.channels,
@@ -155,14 +154,7 @@ pub async fn run(
         duplicated: all.duplicated,
         reconnects: all.reconnects,
         resumed: 0,
-        delay_ms: Delay {
-            count: h.len(),
-            p50: h.value_at_quantile(0.5),
-            p90: h.value_at_quantile(0.9),
-            p99: h.value_at_quantile(0.99),
-            p999: h.value_at_quantile(0.999),
-            max: h.max(),
-        },
+        delay_ms: Delay::of(&all.delay_ms),
         api_errors: 0,
         publish_errors: Live::get(&live.publish_errors),
     })

@@ -25,6 +25,20 @@ pub struct Delay {
     pub max: u64,
 }
 
+impl Delay {
+    /// The percentiles of `h`.
+    pub fn of(h: &hdrhistogram::Histogram<u64>) -> Delay {
+        Delay {
+            count: h.len(),
+            p50: h.value_at_quantile(0.5),
+            p90: h.value_at_quantile(0.9),
+            p99: h.value_at_quantile(0.99),
+            p999: h.value_at_quantile(0.999),
+            max: h.max(),
+        }
+    }
+}
+
 /// Everything a run measured.
 #[derive(Debug, Serialize)]
 pub struct Report {
@@ -119,7 +133,6 @@ impl Report {
             }
         }
         let secs = ridden.as_secs_f64().max(1e-3);
-        let h = &all.delay_ms;
         let fixes = Live::get(&live.fixes);
         Report {
             seconds: (secs * 10.0).round() / 10.0,
@@ -138,14 +151,7 @@ impl Report {
             duplicated: all.duplicated,
             reconnects: all.reconnects,
             resumed: all.resumed,
-            delay_ms: Delay {
-                count: h.len(),
-                p50: h.value_at_quantile(0.5),
-                p90: h.value_at_quantile(0.9),
-                p99: h.value_at_quantile(0.99),
-                p999: h.value_at_quantile(0.999),
-                max: h.max(),
-            },
+            delay_ms: Delay::of(&all.delay_ms),
             api_errors: Live::get(&live.api_errors),
             publish_errors: Live::get(&live.publish_errors),
         }

@@ -83,6 +83,25 @@ export class Feed {
     this.current.open();
   }
 
+  /** A frame's JSON text from transport `t`; text that is not JSON is ignored. */
+  receive(t, text) {
+    let f;
+    try {
+      f = JSON.parse(text);
+    } catch {
+      return;
+    }
+    this.arrived(t);
+    this.frame(f);
+  }
+
+  /** Transport `t` delivered something: the first time, it counts as working. */
+  arrived(t) {
+    if (t.delivered) return;
+    t.delivered = true;
+    this.up(t);
+  }
+
   /** A transport delivered its first frame. */
   up(t) {
     if (t !== this.current) return;
@@ -159,19 +178,7 @@ class WsTransport {
       for (const order of this.feed.orders.keys()) this.add(order);
       this.ping = setInterval(() => this.send({ op: 'ping' }), 25000);
     };
-    this.ws.onmessage = (m) => {
-      let f;
-      try {
-        f = JSON.parse(m.data);
-      } catch {
-        return;
-      }
-      if (!this.delivered) {
-        this.delivered = true;
-        this.feed.up(this);
-      }
-      this.feed.frame(f);
-    };
+    this.ws.onmessage = (m) => this.feed.receive(this, m.data);
     this.ws.onclose = () => {
       clearInterval(this.ping);
       if (!this.closed) this.feed.down(this, this.delivered);
@@ -224,19 +231,7 @@ class SseTransport {
       `/v1/orders/${encodeURIComponent(order)}/sse?token=${encodeURIComponent(this.feed.token)}` +
       this.feed.resumeQuery(order);
     const es = new EventSource(url);
-    es.onmessage = (e) => {
-      let f;
-      try {
-        f = JSON.parse(e.data);
-      } catch {
-        return;
-      }
-      if (!this.delivered) {
-        this.delivered = true;
-        this.feed.up(this);
-      }
-      this.feed.frame(f);
-    };
+    es.onmessage = (e) => this.feed.receive(this, e.data);
     // EventSource would retry by itself, without backoff: the feed decides instead.
     es.onerror = () => {
       if (!this.closed) this.feed.down(this, this.delivered);
@@ -286,10 +281,7 @@ class PollTransport {
         });
         if (!r.ok) throw new Error('HTTP ' + r.status);
         const body = await r.json();
-        if (!this.delivered) {
-          this.delivered = true;
-          this.feed.up(this);
-        }
+        this.feed.arrived(this);
         for (const f of body.events || []) this.feed.frame(f);
       } catch {
         if (!this.closed && !signal.aborted) this.feed.down(this, this.delivered);
