@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Ingest throughput: fixes/s from MQTT publishes into the event log, on one
+# `tracker run` with the embedded broker and, when REDIS_URL is given, the Redis
+# log (else the in-process one). tracker-sim publishes from O riders at R
+# fixes/s with no watchers; the log's appends are read from the hub's
+# tracker_events_appended_total{source="ingest"} over a steady window, with
+# the process's CPU per appended fix.
+#
+# usage: [REDIS_URL=redis://127.0.0.1:6379] bench/ingest.sh [RATE=20000] [RIDERS=2000] [SECONDS=40]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RATE="${1:-20000}"
+RIDERS="${2:-2000}"
+SECS="${3:-40}"
+WARMUP=$(( SECS / 4 ))
+INTERVAL_MS=$(( RIDERS * 1000 / RATE ))
+HTTP_PORT=18480
+MQTT_PORT=18483
+ulimit -n "$(ulimit -Hn)"
+cargo build --release --quiet --bin tracker --bin tracker-sim
+dir=$(mktemp -d)
+secret=bench-secret-0123456789
+extra=()
+[ -n "${REDIS_URL:-}" ] && extra=(TRACKER_REDIS_URL="$REDIS_URL" TRACKER_REDIS_PREFIX="bench-$$")
+env TRACKER_HTTP_ADDR=127.0.0.1:$HTTP_PORT TRACKER_MQTT_ADDR=127.0.0.1:$MQTT_PORT TRACKER_DATA_DIR="$dir" \
+  TRACKER_JWT_SECRET=$secret TRACKER_TILE_URL=off RUST_LOG=warn "${extra[@]}" \
+  target/release/tracker run >"$dir/out" 2>&1 &
+pid=$!
+cleanup() {
+  kill $pid 2>/dev/null || true
+  rm -rf "$dir"
+  if [ -n "${REDIS_URL:-}" ]; then # the run's orders never end, so their keys never expire
+    redis-cli -u "$REDIS_URL" --scan --pattern "bench-$$:*" | xargs -r -n 500 redis-cli -u "$REDIS_URL" del >/dev/null
+  fi
+}
+trap cleanup EXIT
+for _ in $(seq 100); do grep -q "ready tokens" "$dir/out" 2>/dev/null && break; sleep 0.1; done
+ticks=$(getconf CLK_TCK)
+cpu() { awk -v t="$ticks" '{printf "%.6f", ($14 + $15) / t}' "/proc/$pid/stat"; }
+appended() { curl -s "localhost:$HTTP_PORT/metrics" | awk '/^tracker_events_appended_total\{source="ingest"\}/ {print $2}'; }
+target/release/tracker-sim --url "http://127.0.0.1:$HTTP_PORT" --mqtt "mqtt://127.0.0.1:$MQTT_PORT" \
+  --jwt-secret $secret --riders "$RIDERS" --interval-ms "$INTERVAL_MS" --speed 6 --watchers 0 \
+  --offline-share 0 --mqtt-connections 8 --duration-secs "$SECS" --quiet >"$dir/sim" 2>"$dir/sim.err" &
+sim=$!
+sleep "$WARMUP"
+c0=$(cpu); a0=$(appended); t0=$(date +%s.%N)
+sleep $(( SECS - WARMUP - 2 ))
+c1=$(cpu); a1=$(appended); t1=$(date +%s.%N)
+wait $sim || { cat "$dir/sim.err"; exit 1; }
+published=$(tail -1 "$dir/sim" | sed -E 's/.*"fixes_per_s":([0-9.]+).*/\1/')
+awk -v c0="$c0" -v c1="$c1" -v a0="${a0:-0}" -v a1="${a1:-0}" -v t0="$t0" -v t1="$t1" -v pub="$published" \
+  -v backend="${REDIS_URL:+redis}" 'BEGIN {
+  dt = t1 - t0; da = a1 - a0;
+  printf "ingest log=%s published_per_s=%.0f appended_per_s=%.0f cpu_us_per_fix=%.2f cpu_share=%.2f\n",
+    (backend == "" ? "in-process" : backend), pub, da / dt, (c1 - c0) * 1e6 / (da > 0 ? da : 1), (c1 - c0) / dt }'
