@@ -155,14 +155,34 @@ pub async fn run(cfg: IngestConfig, router: Arc<Router>, stop: CancellationToken
     let _ = worker.await;
 }
 
+/// Parallel routing lanes of [`run_linked`]: publishes of one rider always take
+/// the same lane, so each rider's fixes stay in order while lanes overlap
+/// their round trips to the log (a Redis append is one round trip).
+pub const LANES: usize = 16;
+
 /// Consumes rider fixes from the embedded broker over its in-process link
 /// until `stop`: no loopback TCP connection, no PUBACKs.
 ///
 /// The link is QoS 0. That gives up nothing here: the broker lives in this
 /// process, so a crash loses its queue along with ours, and acking after the
 /// append (as [`run`] does with an external broker) would keep nothing more.
+/// Publishes are routed on [`LANES`] lanes keyed by rider.
 pub async fn run_linked(link: crate::broker::Link, router: Arc<Router>, stop: CancellationToken) {
     let crate::broker::Link { mut tx, mut rx } = link;
+    let mut lanes = Vec::with_capacity(LANES);
+    let mut workers = tokio::task::JoinSet::new();
+    for _ in 0..LANES {
+        let (lane_tx, mut lane_rx) = mpsc::channel::<(String, bytes::Bytes)>(256);
+        let (router, stop) = (router.clone(), stop.clone());
+        workers.spawn(async move {
+            while let Some((topic, payload)) = lane_rx.recv().await {
+                if !router.handle_until_done(&topic, &payload, &stop).await {
+                    return;
+                }
+            }
+        });
+        lanes.push(lane_tx);
+    }
     for filter in topic::filters(None) {
         if let Err(e) = tx.subscribe(filter) {
             tracing::error!(error = %e, "could not subscribe ingest on the embedded broker");
@@ -178,15 +198,18 @@ pub async fn run_linked(link: crate::broker::Link, router: Arc<Router>, stop: Ca
         match n {
             Ok(Some(Notification::Forward(f))) => {
                 metrics::counter!("tracker_mqtt_publishes_received_total").increment(1);
-                let Ok(topic) = std::str::from_utf8(&f.publish.topic) else {
+                let Some(rider) = std::str::from_utf8(&f.publish.topic)
+                    .ok()
+                    .and_then(|t| topic::parse(t).map(|(rider, _)| rider))
+                else {
                     router.stats().reject(RejectReason::BadTopic);
                     continue;
                 };
-                if !router
-                    .handle_until_done(topic, &f.publish.payload, &stop)
-                    .await
-                {
-                    break;
+                let lane = &lanes[lane_of(rider)];
+                let topic = String::from_utf8_lossy(&f.publish.topic).into_owned();
+                tokio::select! {
+                    r = lane.send((topic, f.publish.payload)) => if r.is_err() { break },
+                    _ = stop.cancelled() => break,
                 }
             }
             // The router paused us (our buffer was full); we have drained it.
@@ -202,6 +225,16 @@ pub async fn run_linked(link: crate::broker::Link, router: Arc<Router>, stop: Ca
             }
         }
     }
+    drop(lanes);
+    while workers.join_next().await.is_some() {}
+}
+
+/// The lane of `rider`'s publishes.
+fn lane_of(rider: &str) -> usize {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    rider.hash(&mut h);
+    (h.finish() % LANES as u64) as usize
 }
 
 async fn route_loop(
