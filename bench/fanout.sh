@@ -20,19 +20,10 @@ WARMUP=$(( SECS / 4 ))
 INTERVAL_MS=$(( ORDERS * 1000 / RATE ))
 HTTP_PORT=18280
 MQTT_PORT=18283
-ulimit -n "$(ulimit -Hn)"
-cargo build --release --quiet --bin tracker --bin tracker-sim
-dir=$(mktemp -d)
-secret=bench-secret-0123456789
-TRACKER_HTTP_ADDR=127.0.0.1:$HTTP_PORT TRACKER_MQTT_ADDR=127.0.0.1:$MQTT_PORT TRACKER_DATA_DIR="$dir" \
-  TRACKER_JWT_SECRET=$secret TRACKER_TILE_URL=off RUST_LOG=warn target/release/tracker run >"$dir/out" 2>&1 &
-pid=$!
-trap 'kill $pid 2>/dev/null; rm -rf "$dir"' EXIT
-for _ in $(seq 100); do grep -q "ready tokens" "$dir/out" 2>/dev/null && break; sleep 0.1; done
-
-ticks=$(getconf CLK_TCK)
-cpu() { awk -v t="$ticks" '{printf "%.6f", ($14 + $15) / t}' "/proc/$pid/stat"; }
-delivered() { curl -s "localhost:$HTTP_PORT/metrics" | awk '/^tracker_events_delivered_total/ {print $2}'; }
+. bench/lib.sh
+start_tracker $HTTP_PORT $MQTT_PORT
+cpu() { cpu_seconds "$pid"; }
+delivered() { metric $HTTP_PORT '^tracker_events_delivered_total'; }
 
 target/release/tracker-sim --url "http://127.0.0.1:$HTTP_PORT" --mqtt "mqtt://127.0.0.1:$MQTT_PORT" \
   --jwt-secret $secret --riders "$ORDERS" --interval-ms "$INTERVAL_MS" --speed 6 --watchers "$PER" \

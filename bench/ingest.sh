@@ -16,28 +16,18 @@ WARMUP=$(( SECS / 4 ))
 INTERVAL_MS=$(( RIDERS * 1000 / RATE ))
 HTTP_PORT=18480
 MQTT_PORT=18483
-ulimit -n "$(ulimit -Hn)"
-cargo build --release --quiet --bin tracker --bin tracker-sim
-dir=$(mktemp -d)
-secret=bench-secret-0123456789
+. bench/lib.sh
 extra=()
 [ -n "${REDIS_URL:-}" ] && extra=(TRACKER_REDIS_URL="$REDIS_URL" TRACKER_REDIS_PREFIX="bench-$$")
-env TRACKER_HTTP_ADDR=127.0.0.1:$HTTP_PORT TRACKER_MQTT_ADDR=127.0.0.1:$MQTT_PORT TRACKER_DATA_DIR="$dir" \
-  TRACKER_JWT_SECRET=$secret TRACKER_TILE_URL=off RUST_LOG=warn "${extra[@]}" \
-  target/release/tracker run >"$dir/out" 2>&1 &
-pid=$!
-cleanup() {
-  kill $pid 2>/dev/null || true
-  rm -rf "$dir"
-  if [ -n "${REDIS_URL:-}" ]; then # the run's orders never end, so their keys never expire
+on_exit() { # the run's orders never end, so their Redis keys never expire
+  if [ -n "${REDIS_URL:-}" ]; then
     redis-cli -u "$REDIS_URL" --scan --pattern "bench-$$:*" | xargs -r -n 500 redis-cli -u "$REDIS_URL" del >/dev/null
   fi
 }
-trap cleanup EXIT
-for _ in $(seq 100); do grep -q "ready tokens" "$dir/out" 2>/dev/null && break; sleep 0.1; done
-ticks=$(getconf CLK_TCK)
-cpu() { awk -v t="$ticks" '{printf "%.6f", ($14 + $15) / t}' "/proc/$pid/stat"; }
-appended() { curl -s "localhost:$HTTP_PORT/metrics" | awk '/^tracker_events_appended_total\{source="ingest"\}/ {print $2}'; }
+start_tracker $HTTP_PORT $MQTT_PORT "${extra[@]}"
+cpu() { cpu_seconds "$pid"; }
+appended() { metric $HTTP_PORT '^tracker_events_appended_total\\{source="ingest"\\}'; }
+
 target/release/tracker-sim --url "http://127.0.0.1:$HTTP_PORT" --mqtt "mqtt://127.0.0.1:$MQTT_PORT" \
   --jwt-secret $secret --riders "$RIDERS" --interval-ms "$INTERVAL_MS" --speed 6 --watchers 0 \
   --offline-share 0 --mqtt-connections 8 --duration-secs "$SECS" --quiet >"$dir/sim" 2>"$dir/sim.err" &

@@ -1,0 +1,33 @@
+# Shared by the bench scripts (sourced): one release `tracker run` on fixed
+# loopback ports, and its CPU and metrics read from outside.
+
+secret=bench-secret-0123456789
+
+# start_tracker HTTP_PORT MQTT_PORT [KEY=VALUE ...]: builds, starts `tracker run`
+# with a fresh data dir and tiles off, waits until it serves; sets $pid and $dir
+# and removes both at exit (plus whatever `on_exit` does, if defined).
+start_tracker() {
+  local http=$1 mqtt=$2
+  shift 2
+  ulimit -n "$(ulimit -Hn)"
+  cargo build --release --quiet --bin tracker --bin tracker-sim
+  dir=$(mktemp -d)
+  env TRACKER_HTTP_ADDR="127.0.0.1:$http" TRACKER_MQTT_ADDR="127.0.0.1:$mqtt" TRACKER_DATA_DIR="$dir" \
+    TRACKER_JWT_SECRET=$secret TRACKER_TILE_URL=off RUST_LOG=warn "$@" \
+    target/release/tracker run >"$dir/out" 2>&1 &
+  pid=$!
+  trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; declare -F on_exit >/dev/null && on_exit; rm -rf "$dir"' EXIT
+  for _ in $(seq 100); do grep -q "ready tokens" "$dir/out" 2>/dev/null && return 0; sleep 0.1; done
+  cat "$dir/out" >&2
+  return 1
+}
+
+# cpu_seconds PID: utime+stime of the process so far, seconds.
+cpu_seconds() {
+  awk -v t="$(getconf CLK_TCK)" '{printf "%.6f", ($14 + $15) / t}' "/proc/$1/stat"
+}
+
+# metric PORT PATTERN: the value of the first /metrics line matching PATTERN (awk regex).
+metric() {
+  curl -s "localhost:$1/metrics" | awk -v p="$2" '$0 ~ p {print $NF; exit}'
+}
