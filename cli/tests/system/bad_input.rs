@@ -168,6 +168,10 @@ async fn bad_websocket_frames_get_error_frames_and_the_connection_keeps_serving(
     // Still serving: ping answered, and the subscription still delivers.
     ws.send(json!({"op": "ping"})).await;
     assert_eq!(ws.next().await["t"], "pong");
+    // A frame just under the limit spans several reads of the 1 KiB read buffer.
+    ws.send(json!({"op": "ping", "pad": "x".repeat(3_900)}))
+        .await;
+    assert_eq!(ws.next().await["t"], "pong");
     app.transition(&order, "picked_up", v).await;
     assert_eq!(ws.next().await["status"], "picked_up");
 }

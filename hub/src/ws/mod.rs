@@ -44,7 +44,9 @@ pub struct WsConfig {
     pub max_text: usize,
     /// Largest client message at all; above it the connection is closed with 1009.
     pub max_message: usize,
-    /// Socket read buffer, bytes (tungstenite's default is 128 KiB; idle memory matters).
+    /// Socket read buffer, bytes: allocated up front for every connection, so it is
+    /// most of an idle socket's memory (tungstenite's default is 128 KiB). Client
+    /// frames are small (ops, at most `max_text`); a larger one takes more reads.
     pub read_buffer: usize,
     /// Write buffer target, bytes.
     pub write_buffer: usize,
@@ -65,7 +67,7 @@ impl Default for WsConfig {
             max_subs: 64,
             max_text: 4096,
             max_message: 64 * 1024,
-            read_buffer: 4096,
+            read_buffer: 1024,
             write_buffer: 4096,
             resume_limit: 1000,
             write_timeout: Duration::from_secs(10),
