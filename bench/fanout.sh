@@ -28,7 +28,7 @@ delivered() { metric $HTTP_PORT '^tracker_events_delivered_total'; }
 target/release/tracker-sim --url "http://127.0.0.1:$HTTP_PORT" --mqtt "mqtt://127.0.0.1:$MQTT_PORT" \
   --jwt-secret $secret --riders "$ORDERS" --interval-ms "$INTERVAL_MS" --speed 6 --watchers "$PER" \
   --watch-as operator --sse-share 0 --poll-share 0 --offline-share 0 --mqtt-connections 8 \
-  --duration-secs "$SECS" --quiet >"$dir/sim" 2>"$dir/sim.err" &
+  --duration-secs "$SECS" --warmup-secs "$WARMUP" --quiet >"$dir/sim" 2>"$dir/sim.err" &
 sim=$!
 sleep "$WARMUP"
 c0=$(cpu); d0=$(delivered); t0=$(date +%s.%N)

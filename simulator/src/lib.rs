@@ -72,6 +72,9 @@ pub struct SimConfig {
     pub mqtt_connections: usize,
     /// After riders stop, how long watchers may still receive what is in flight.
     pub drain: Duration,
+    /// Delays are measured only for fixes taken this long after the start
+    /// (orders being created and watchers connecting are start-up, not load).
+    pub warmup: Duration,
 }
 
 impl SimConfig {
@@ -101,6 +104,7 @@ impl SimConfig {
             max_orders: None,
             mqtt_connections: 8,
             drain: Duration::from_secs(2),
+            warmup: Duration::ZERO,
         }
     }
 }
@@ -151,6 +155,10 @@ pub async fn run(
         cfg,
     });
     let started = Instant::now();
+    ctx.live.measure_from_ms.store(
+        stats::now_ms() + ctx.cfg.warmup.as_millis() as i64,
+        std::sync::atomic::Ordering::Relaxed,
+    );
     let mut riders = tokio::task::JoinSet::new();
     for i in 0..ctx.cfg.riders {
         riders.spawn(rider::ride(ctx.clone(), i));

@@ -55,6 +55,9 @@ struct Args {
     /// Run for this many seconds.
     #[arg(long, default_value_t = 60)]
     duration_secs: u64,
+    /// Measure delays only for fixes taken this many seconds after the start.
+    #[arg(long, default_value_t = 0)]
+    warmup_secs: u64,
     /// Start at most this many orders.
     #[arg(long)]
     max_orders: Option<u64>,
@@ -142,6 +145,7 @@ fn config(a: &Args) -> anyhow::Result<SimConfig> {
     cfg.drop_every = (a.drop_every_secs > 0).then(|| Duration::from_secs(a.drop_every_secs));
     cfg.duration = Some(Duration::from_secs(a.duration_secs));
     cfg.max_orders = a.max_orders;
+    cfg.warmup = Duration::from_secs(a.warmup_secs);
     cfg.mqtt_connections = a.mqtt_connections.max(1);
     Ok(cfg)
 }

@@ -5,6 +5,7 @@
 //! measured exactly as for the tracker (bench/fanout.sh runs both).
 
 use crate::report::{Delay, Report};
+use crate::stats::now_ms;
 use crate::stats::{Live, Tally, delay_histogram};
 use futures_util::StreamExt;
 use std::collections::HashMap;
@@ -29,12 +30,6 @@ pub struct NchanConfig {
     pub duration: Duration,
     /// Concurrent publishers.
     pub publishers: usize,
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// Subscribes, publishes at the rate for the duration, drains 2 s, reports.

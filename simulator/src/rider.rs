@@ -7,18 +7,13 @@
 use crate::Ctx;
 use crate::route::{LatLon, Route};
 use crate::stats::Live;
+use crate::stats::now_ms;
 use crate::watcher::{Transport, WatchTarget};
 use rand::Rng;
 use serde_json::json;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
 
 /// Rides until the run stops or the order budget is spent.
 pub async fn ride(ctx: Arc<Ctx>, index: usize) {

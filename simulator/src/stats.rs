@@ -5,6 +5,13 @@
 use hdrhistogram::Histogram;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+/// Now, Unix ms (fix times and delays are measured in it).
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
 /// Counters shared by every task of a run, read by the progress bar.
 #[derive(Debug, Default)]
 pub struct Live {
@@ -28,6 +35,9 @@ pub struct Live {
     pub reconnects: AtomicU64,
     /// Watchers connected now.
     pub watching: AtomicU64,
+    /// Delays count only for fixes taken at or after this time, Unix ms (0:
+    /// all), so a load run can leave out its start-up.
+    pub measure_from_ms: std::sync::atomic::AtomicI64,
 }
 
 impl Live {

@@ -3,6 +3,7 @@
 //! delay from its `ts`, reconnect with `since` after a drop, and stop at the
 //! order's terminal status (or when the run ends).
 
+use crate::stats::now_ms;
 use crate::stats::{Live, Tally};
 use futures_util::{SinkExt, StreamExt};
 use rand::Rng;
@@ -48,12 +49,6 @@ struct Head<'a> {
     recovered: Option<bool>,
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
 /// Takes one frame's text; true when the order reached its end.
 fn take(text: &str, tally: &mut Tally, live: &Live) -> bool {
     let Ok(h) = serde_json::from_str::<Head>(text) else {
@@ -65,7 +60,13 @@ fn take(text: &str, tally: &mut Tally, live: &Live) -> bool {
         && !h.backfill
         && let Some(ts) = h.ts
     {
-        tally.delay(now_ms() - ts);
+        if ts
+            >= live
+                .measure_from_ms
+                .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            tally.delay(now_ms() - ts);
+        }
     }
     h.t == "status" && matches!(h.status, Some("delivered" | "cancelled" | "returned"))
 }
