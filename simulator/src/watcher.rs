@@ -59,14 +59,12 @@ fn take(text: &str, tally: &mut Tally, live: &Live) -> bool {
         && h.t == "pos"
         && !h.backfill
         && let Some(ts) = h.ts
-    {
-        if ts
+        && ts
             >= live
                 .measure_from_ms
                 .load(std::sync::atomic::Ordering::Relaxed)
-        {
-            tally.delay(now_ms() - ts);
-        }
+    {
+        tally.delay(now_ms() - ts);
     }
     h.t == "status" && matches!(h.status, Some("delivered" | "cancelled" | "returned"))
 }
