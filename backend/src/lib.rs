@@ -10,12 +10,16 @@
 //! - [`relay`]: moves committed outbox rows into the event log.
 //! - [`retry`]: capped exponential backoff for every retrying loop.
 //! - [`track`]: routed fixes queued for batched storage (trip history).
+//! - [`dispatch`]: open orders and riders by distance, and the atomic grab.
+//! - [`timers`]: the delay queue of order timeouts, each claimed once.
 
+pub mod dispatch;
 pub mod log;
 pub mod relay;
 pub mod retry;
 pub mod select;
 pub mod store;
+pub mod timers;
 pub mod track;
 
 pub use log::{Entry, EventLog, LogError, ReadResult, TailEvent};

@@ -4,10 +4,16 @@
 //! Store: `sqlite://path` → SQLite file; `postgres://…` → PostgreSQL.
 //! An unknown scheme, or a backend that cannot be reached, is a clear error at start-up.
 
+use crate::dispatch::Dispatch;
+use crate::dispatch::memory::MemoryDispatch;
+use crate::dispatch::redis::RedisDispatch;
 use crate::log::memory::{MemoryLog, MemoryLogConfig};
 use crate::log::redis::{RedisLog, RedisLogConfig};
 use crate::store::postgres::PostgresStore;
 use crate::store::sqlite::SqliteStore;
+use crate::timers::DelayQueue;
+use crate::timers::memory::MemoryDelayQueue;
+use crate::timers::redis::RedisDelayQueue;
 use crate::track::TrackQueue;
 use crate::track::memory::MemoryTrackQueue;
 use crate::track::redis::{RedisTrackQueue, TrackWorker, TrackWorkerConfig};
@@ -154,6 +160,33 @@ pub async fn open_track(
                 .await
                 .map_err(open_error("track queue", u))?;
             Ok((Arc::new(queue), tokio::spawn(worker.run(stop))))
+        }
+        None => unreachable!("None is in-process"),
+    }
+}
+
+/// How long a grab's claim record names its winner.
+const CLAIM_TTL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The dispatch index and the delay queue that go with the log at `url`: in
+/// process beside the in-process log, on Redis beside the Redis log.
+pub async fn open_dispatch(
+    url: Option<&str>,
+    redis_prefix: &str,
+) -> Result<(Arc<dyn Dispatch>, Arc<dyn DelayQueue>), BackendError> {
+    match url {
+        u if log_is_in_process(u) => Ok((
+            Arc::new(MemoryDispatch::new(CLAIM_TTL)),
+            Arc::new(MemoryDelayQueue::default()),
+        )),
+        Some(u) => {
+            let dispatch = RedisDispatch::connect(u, redis_prefix, CLAIM_TTL)
+                .await
+                .map_err(open_error("dispatch index", u))?;
+            let timers = RedisDelayQueue::connect(u, redis_prefix)
+                .await
+                .map_err(open_error("delay queue", u))?;
+            Ok((Arc::new(dispatch), Arc::new(timers)))
         }
         None => unreachable!("None is in-process"),
     }

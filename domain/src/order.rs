@@ -46,6 +46,12 @@ pub struct NewOrder {
     pub promised_at: Option<i64>,
 }
 
+/// The `reason` of a cancel by the payment timeout.
+pub const PAYMENT_TIMEOUT: &str = "payment_timeout";
+
+/// The `reason` of a return to the pool by the pick-up timeout.
+pub const PICKUP_TIMEOUT: &str = "pickup_timeout";
+
 /// Longest accepted id-like string (order numbers, customer and rider ids).
 pub const MAX_KEY_LEN: usize = 128;
 
@@ -110,6 +116,10 @@ pub struct Order {
     /// When it was picked up, Unix ms: customers see the rider's trail from here on.
     #[serde(default)]
     pub picked_up_at: Option<i64>,
+    /// When the late-delivery alert was raised, Unix ms: set once, so the
+    /// timer and the sweep that back each other up never raise it twice.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub late_alert_at: Option<i64>,
     /// Creation time, Unix ms.
     pub created_at: i64,
     /// Last change, Unix ms.
@@ -182,6 +192,7 @@ impl Order {
             cancel_reason: None,
             cancelled_by: None,
             picked_up_at: None,
+            late_alert_at: None,
             created_at: now,
             updated_at: now,
         }
@@ -274,6 +285,55 @@ impl Order {
             order: Box::new(next),
             events,
         })
+    }
+
+    /// The `late` alert, once: an order still under way past `promised_at`
+    /// gets an `alert` event and `late_alert_at`; anything else is unchanged.
+    pub fn late_alert(&self, now: i64) -> Change {
+        let Some(promised) = self.promised_at else {
+            return Change::Unchanged;
+        };
+        if self.status.is_terminal() || self.late_alert_at.is_some() || now < promised {
+            return Change::Unchanged;
+        }
+        let mut next = self.clone();
+        next.late_alert_at = Some(now);
+        next.version += 1;
+        next.updated_at = now;
+        let detail = serde_json::json!({
+            "promised_at": promised,
+            "status": self.status,
+            "late_by_ms": now - promised,
+        });
+        Change::Changed {
+            order: Box::new(next),
+            events: vec![EventBody::Alert {
+                kind: "late".into(),
+                ts: now,
+                detail,
+            }],
+        }
+    }
+
+    /// True when the order was cancelled because its payment never came.
+    pub fn cancelled_for_payment_timeout(&self) -> bool {
+        self.status == Status::Cancelled && self.cancel_reason.as_deref() == Some(PAYMENT_TIMEOUT)
+    }
+
+    /// A payment that arrived after the payment timeout cancelled the order:
+    /// the order stays cancelled and a `refund_required` alert goes to its log.
+    pub fn refund_required(&self, now: i64) -> Change {
+        let mut next = self.clone();
+        next.version += 1;
+        next.updated_at = now;
+        Change::Changed {
+            order: Box::new(next),
+            events: vec![EventBody::Alert {
+                kind: "refund_required".into(),
+                ts: now,
+                detail: serde_json::json!({ "reason": PAYMENT_TIMEOUT }),
+            }],
+        }
     }
 
     /// `ready → assigned` to `rider_id`, who may be given a display name.
@@ -460,6 +520,56 @@ mod tests {
             ev.last(),
             Some(EventBody::Assignment { rider_id: None, .. })
         ));
+    }
+
+    #[test]
+    fn late_alert_is_raised_once_and_only_when_late() {
+        let mut o = order();
+        assert_eq!(
+            o.late_alert(5_000),
+            Change::Unchanged,
+            "no promise, no alert"
+        );
+        o.promised_at = Some(2_000);
+        assert_eq!(o.late_alert(1_999), Change::Unchanged, "not late yet");
+        let (late, events) = changed(o.late_alert(2_500));
+        assert_eq!(late.late_alert_at, Some(2_500));
+        assert_eq!(late.version, o.version + 1);
+        assert_eq!(late.status_version, o.status_version, "status untouched");
+        assert!(
+            matches!(&events[..], [EventBody::Alert { kind, detail, .. }]
+            if kind == "late" && detail["late_by_ms"] == 500)
+        );
+        assert_eq!(late.late_alert(9_000), Change::Unchanged, "only once");
+        let mut done = o.clone();
+        done.status = Status::Delivered;
+        assert_eq!(
+            done.late_alert(9_000),
+            Change::Unchanged,
+            "delivered is not late"
+        );
+    }
+
+    #[test]
+    fn a_payment_after_the_timeout_asks_for_a_refund() {
+        let o = order();
+        let (cancelled, _) = changed(
+            o.change_status(
+                Status::Cancelled,
+                Expected::default(),
+                Some(PAYMENT_TIMEOUT.into()),
+                Some("system".into()),
+                2_000,
+            )
+            .unwrap(),
+        );
+        assert!(cancelled.cancelled_for_payment_timeout());
+        assert!(!o.cancelled_for_payment_timeout());
+        let (after, events) = changed(cancelled.refund_required(3_000));
+        assert_eq!(after.status, Status::Cancelled);
+        assert!(
+            matches!(&events[..], [EventBody::Alert { kind, .. }] if kind == "refund_required")
+        );
     }
 
     #[test]

@@ -37,6 +37,7 @@ pub async fn run<S: Store>(store: Arc<S>) {
     outbox_holds_events_until_acked(&*store).await;
     held_orders_keep_rider_name_and_pick_up_and_list_as_active(&*store).await;
     track_points_are_idempotent_and_read_oldest_first(&*store).await;
+    sweeps_find_orders_by_status_age_and_promise(&*store).await;
 }
 
 fn point(order: &str, ts: i64) -> TrackPoint {
@@ -226,4 +227,47 @@ async fn held_orders_keep_rider_name_and_pick_up_and_list_as_active(store: &dyn 
         "newest first"
     );
     assert_eq!(store.active_orders(1).await.unwrap().len(), 1);
+}
+
+async fn sweeps_find_orders_by_status_age_and_promise(store: &dyn Store) {
+    let ids = |orders: Vec<Order>| orders.into_iter().map(|o| o.id).collect::<HashSet<_>>();
+    // Created at 1000, promised at 5: unpaid, and overdue from 5 on.
+    let (unpaid, _) = store.create_order(&new_order(&key()), &[]).await.unwrap();
+    let old = ids(store
+        .orders_in(Status::PendingPayment, 1001, 10_000)
+        .await
+        .unwrap());
+    assert!(
+        old.contains(&unpaid.id),
+        "unpaid and older than the cut-off"
+    );
+    let young = ids(store
+        .orders_in(Status::PendingPayment, 1000, 10_000)
+        .await
+        .unwrap());
+    assert!(
+        !young.contains(&unpaid.id),
+        "changed at the cut-off is not older"
+    );
+    let paid = ids(store
+        .orders_in(Status::Paid, i64::MAX, 10_000)
+        .await
+        .unwrap());
+    assert!(!paid.contains(&unpaid.id), "another status");
+
+    assert!(!ids(store.overdue_orders(4, 10_000).await.unwrap()).contains(&unpaid.id));
+    assert!(ids(store.overdue_orders(5, 10_000).await.unwrap()).contains(&unpaid.id));
+    // Once its alert is raised (a CAS write like any other) it is no longer listed.
+    let Change::Changed { order, events } = unpaid.late_alert(7) else {
+        panic!("late at 7")
+    };
+    store
+        .update_order(&order, unpaid.version, &events)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get_order(&unpaid.id).await.unwrap().late_alert_at,
+        Some(7)
+    );
+    assert!(!ids(store.overdue_orders(9, 10_000).await.unwrap()).contains(&unpaid.id));
 }

@@ -11,7 +11,7 @@ mod rows;
 pub mod sqlite;
 
 use async_trait::async_trait;
-use tracker_domain::{EventBody, Order};
+use tracker_domain::{EventBody, Order, Status};
 
 /// Why a store call failed.
 #[derive(Debug, thiserror::Error)]
@@ -98,6 +98,20 @@ pub trait Store: Send + Sync + 'static {
     /// Up to `limit` orders still under way (not delivered, cancelled or
     /// returned), newest first: the operator view's list.
     async fn active_orders(&self, limit: usize) -> Result<Vec<Order>, StoreError>;
+
+    /// Up to `limit` orders in `status` whose last change is older than
+    /// `updated_before` (Unix ms), oldest change first: the timeout sweeps'
+    /// and the dispatch pool's backstop.
+    async fn orders_in(
+        &self,
+        status: Status,
+        updated_before: i64,
+        limit: usize,
+    ) -> Result<Vec<Order>, StoreError>;
+
+    /// Up to `limit` orders still under way whose `promised_at` is at or
+    /// before `now` and whose late alert has not been raised, most overdue first.
+    async fn overdue_orders(&self, now: i64, limit: usize) -> Result<Vec<Order>, StoreError>;
 
     /// Up to `limit` outbox items, oldest first.
     async fn outbox_fetch(&self, limit: usize) -> Result<Vec<OutboxItem>, StoreError>;

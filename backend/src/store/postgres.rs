@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use sqlx::Row;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use std::time::Duration;
-use tracker_domain::{EventBody, Order};
+use tracker_domain::{EventBody, Order, Status};
 
 /// PostgreSQL-backed [`Store`].
 pub struct PostgresStore {
@@ -136,8 +136,8 @@ impl Store for PostgresStore {
         let updated = sqlx::query(
             "UPDATE orders SET rider_id = $1, rider_name = $2, picked_up_at = $3, status = $4,
                 version = $5, status_version = $6, promised_at = $7, cancel_reason = $8,
-                cancelled_by = $9, updated_at = $10
-             WHERE id = $11 AND version = $12",
+                cancelled_by = $9, updated_at = $10, late_alert_at = $11
+             WHERE id = $12 AND version = $13",
         )
         .bind(&order.rider_id)
         .bind(&order.rider_name)
@@ -149,6 +149,7 @@ impl Store for PostgresStore {
         .bind(&order.cancel_reason)
         .bind(&order.cancelled_by)
         .bind(order.updated_at)
+        .bind(order.late_alert_at)
         .bind(&order.id)
         .bind(read_version)
         .execute(&mut *tx)
@@ -186,6 +187,38 @@ impl Store for PostgresStore {
     async fn active_orders(&self, limit: usize) -> Result<Vec<Order>, StoreError> {
         let sql = format!("SELECT * FROM orders WHERE {ACTIVE} ORDER BY created_at DESC LIMIT $1");
         let rows: Vec<OrderRow> = sqlx::query_as(&sql)
+            .bind(limit.min(i64::MAX as usize) as i64)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.into_iter().map(Order::try_from).collect()
+    }
+
+    async fn orders_in(
+        &self,
+        status: Status,
+        updated_before: i64,
+        limit: usize,
+    ) -> Result<Vec<Order>, StoreError> {
+        let rows: Vec<OrderRow> = sqlx::query_as(
+            "SELECT * FROM orders WHERE status = $1 AND updated_at < $2
+             ORDER BY updated_at LIMIT $3",
+        )
+        .bind(status.as_str())
+        .bind(updated_before)
+        .bind(limit.min(i64::MAX as usize) as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(Order::try_from).collect()
+    }
+
+    async fn overdue_orders(&self, now: i64, limit: usize) -> Result<Vec<Order>, StoreError> {
+        let sql = format!(
+            "SELECT * FROM orders WHERE promised_at IS NOT NULL AND late_alert_at IS NULL
+               AND {ACTIVE} AND promised_at <= $1
+             ORDER BY promised_at LIMIT $2"
+        );
+        let rows: Vec<OrderRow> = sqlx::query_as(&sql)
+            .bind(now)
             .bind(limit.min(i64::MAX as usize) as i64)
             .fetch_all(&self.pool)
             .await?;

@@ -17,6 +17,7 @@ pub(crate) struct OrderRow {
     rider_id: Option<String>,
     rider_name: Option<String>,
     picked_up_at: Option<i64>,
+    late_alert_at: Option<i64>,
     status: String,
     version: i64,
     status_version: i64,
@@ -43,6 +44,7 @@ impl TryFrom<OrderRow> for Order {
             rider_id: r.rider_id,
             rider_name: r.rider_name,
             picked_up_at: r.picked_up_at,
+            late_alert_at: r.late_alert_at,
             version: r.version,
             status_version: r.status_version,
             pickup: Point {

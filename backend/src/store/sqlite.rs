@@ -13,7 +13,7 @@ use sqlx::sqlite::{
 };
 use std::str::FromStr;
 use std::time::Duration;
-use tracker_domain::{EventBody, Order};
+use tracker_domain::{EventBody, Order, Status};
 
 /// SQLite-backed [`Store`].
 pub struct SqliteStore {
@@ -148,7 +148,7 @@ impl Store for SqliteStore {
         let updated = sqlx::query(
             "UPDATE orders SET rider_id = ?, rider_name = ?, picked_up_at = ?, status = ?,
                 version = ?, status_version = ?, promised_at = ?, cancel_reason = ?,
-                cancelled_by = ?, updated_at = ?
+                cancelled_by = ?, updated_at = ?, late_alert_at = ?
              WHERE id = ? AND version = ?",
         )
         .bind(&order.rider_id)
@@ -161,6 +161,7 @@ impl Store for SqliteStore {
         .bind(&order.cancel_reason)
         .bind(&order.cancelled_by)
         .bind(order.updated_at)
+        .bind(order.late_alert_at)
         .bind(&order.id)
         .bind(read_version)
         .execute(&mut *tx)
@@ -198,6 +199,38 @@ impl Store for SqliteStore {
     async fn active_orders(&self, limit: usize) -> Result<Vec<Order>, StoreError> {
         let sql = format!("SELECT * FROM orders WHERE {ACTIVE} ORDER BY created_at DESC LIMIT ?");
         let rows: Vec<OrderRow> = sqlx::query_as(&sql)
+            .bind(limit.min(i64::MAX as usize) as i64)
+            .fetch_all(&self.reader)
+            .await?;
+        rows.into_iter().map(Order::try_from).collect()
+    }
+
+    async fn orders_in(
+        &self,
+        status: Status,
+        updated_before: i64,
+        limit: usize,
+    ) -> Result<Vec<Order>, StoreError> {
+        let rows: Vec<OrderRow> = sqlx::query_as(
+            "SELECT * FROM orders WHERE status = ? AND updated_at < ?
+             ORDER BY updated_at LIMIT ?",
+        )
+        .bind(status.as_str())
+        .bind(updated_before)
+        .bind(limit.min(i64::MAX as usize) as i64)
+        .fetch_all(&self.reader)
+        .await?;
+        rows.into_iter().map(Order::try_from).collect()
+    }
+
+    async fn overdue_orders(&self, now: i64, limit: usize) -> Result<Vec<Order>, StoreError> {
+        let sql = format!(
+            "SELECT * FROM orders WHERE promised_at IS NOT NULL AND late_alert_at IS NULL
+               AND {ACTIVE} AND promised_at <= ?
+             ORDER BY promised_at LIMIT ?"
+        );
+        let rows: Vec<OrderRow> = sqlx::query_as(&sql)
+            .bind(now)
             .bind(limit.min(i64::MAX as usize) as i64)
             .fetch_all(&self.reader)
             .await?;
