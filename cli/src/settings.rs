@@ -49,6 +49,14 @@ pub struct Settings {
     pub web_dir: PathBuf,
     /// Base-map tiles for the pages; `None` (`off`) draws a plain background.
     pub tile_url: Option<String>,
+    /// Unpaid orders are cancelled this long after creation.
+    pub payment_timeout: Duration,
+    /// Grabbed orders not picked up this long after go back to the pool.
+    pub pickup_timeout: Duration,
+    /// How often the store is swept for timeouts the delay queue missed.
+    pub timeout_sweep: Duration,
+    /// Riders silent this long drop out of position queries.
+    pub rider_stale: Duration,
 }
 
 impl fmt::Debug for Settings {
@@ -71,6 +79,10 @@ impl fmt::Debug for Settings {
             .field("ws_queue", &self.ws_queue)
             .field("web_dir", &self.web_dir)
             .field("tile_url", &self.tile_url)
+            .field("payment_timeout", &self.payment_timeout)
+            .field("pickup_timeout", &self.pickup_timeout)
+            .field("timeout_sweep", &self.timeout_sweep)
+            .field("rider_stale", &self.rider_stale)
             .finish()
     }
 }
@@ -117,7 +129,7 @@ impl Settings {
     /// Builds settings from `KEY → value` pairs; unknown `TRACKER_` keys are errors
     /// (a typo should not silently fall back to a default).
     pub fn from_vars(vars: &HashMap<String, String>) -> anyhow::Result<Self> {
-        const KNOWN: [&str; 18] = [
+        const KNOWN: [&str; 22] = [
             "TRACKER_HTTP_ADDR",
             "TRACKER_MQTT_ADDR",
             "TRACKER_MQTT_URL",
@@ -136,6 +148,10 @@ impl Settings {
             "TRACKER_WEB_DIR",
             "TRACKER_TILE_URL",
             "TRACKER_CONFIG",
+            "TRACKER_PAYMENT_TIMEOUT_SECS",
+            "TRACKER_PICKUP_TIMEOUT_SECS",
+            "TRACKER_TIMEOUT_SWEEP_SECS",
+            "TRACKER_RIDER_STALE_SECS",
         ];
         if let Some(k) = vars
             .keys()
@@ -181,7 +197,22 @@ impl Settings {
         {
             bail!("TRACKER_JWT_SECRET is too short: use at least 16 characters");
         }
+        let secs = |key: &str, default: u64| -> anyhow::Result<Duration> {
+            let v: u64 = parse(vars, key, default)?;
+            if v == 0 {
+                bail!("{key} must be at least 1 second");
+            }
+            Ok(Duration::from_secs(v))
+        };
+        let payment_timeout = secs("TRACKER_PAYMENT_TIMEOUT_SECS", 900)?;
+        let pickup_timeout = secs("TRACKER_PICKUP_TIMEOUT_SECS", 600)?;
+        let timeout_sweep = secs("TRACKER_TIMEOUT_SWEEP_SECS", 30)?;
+        let rider_stale = secs("TRACKER_RIDER_STALE_SECS", 300)?;
         Ok(Settings {
+            payment_timeout,
+            pickup_timeout,
+            timeout_sweep,
+            rider_stale,
             http_addr: parse(
                 vars,
                 "TRACKER_HTTP_ADDR",

@@ -12,7 +12,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tracker_backend::select::{LogSettings, log_is_in_process, open_log, open_store, open_track};
+use tracker_backend::select::{
+    LogSettings, log_is_in_process, open_dispatch, open_log, open_store, open_track,
+};
 use tracker_backend::{EventLog, Store};
 use tracker_domain::ids::IdGenerator;
 use tracker_domain::{Clock, FixLimits, SystemClock};
@@ -119,16 +121,20 @@ pub async fn start(
     running.services.push(tokio::spawn(async move {
         track_writer.await.context("track writer panicked")
     }));
+    let (dispatch, timers) = open_dispatch(s.redis_url.as_deref(), &s.redis_prefix).await?;
     let stats = Arc::new(Stats::default());
     running.ingest_stats = Some(stats.clone());
-    let router = Arc::new(Router::new(
-        store.clone(),
-        log.clone(),
-        track,
-        clock.clone(),
-        FixLimits::default(),
-        stats,
-    ));
+    let router = Arc::new(
+        Router::new(
+            store.clone(),
+            log.clone(),
+            track,
+            clock.clone(),
+            FixLimits::default(),
+            stats,
+        )
+        .with_rider_index(dispatch.clone()),
+    );
     let cache = (router.clone(), stop.clone());
     running.services.push(tokio::spawn(async move {
         cache.0.cache_holders(cache.1).await;
@@ -169,11 +175,17 @@ pub async fn start(
             clock: clock.clone(),
             fixes: router.clone(),
             metrics: metrics.clone(),
+            dispatch,
+            timers,
         };
         let mut cfg = HubConfig::default();
         cfg.ws.queue = s.ws_queue;
         cfg.web.dir = s.web_dir.clone();
         cfg.web.tile_url = s.tile_url.clone();
+        cfg.dispatch.payment_timeout = s.payment_timeout;
+        cfg.dispatch.pickup_timeout = s.pickup_timeout;
+        cfg.dispatch.sweep_every = s.timeout_sweep;
+        cfg.dispatch.rider_stale = s.rider_stale;
         let hub = tracker_hub::run(cfg, deps, listener, stop.clone());
         running.services.push(tokio::spawn(hub));
     }

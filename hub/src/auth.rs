@@ -34,6 +34,10 @@ pub struct Claims {
     pub role: Role,
     /// Expiry, Unix seconds.
     pub exp: u64,
+    /// A display name (riders: the one customers see the first word of when
+    /// the rider grabs an order).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
 }
 
 /// Why a token was refused; all of them answer 401.
@@ -94,12 +98,17 @@ impl Auth {
 
     /// An HS256 token for `sub` as `role`, valid for `ttl_secs`.
     pub fn mint(&self, sub: &str, role: Role, ttl_secs: u64) -> String {
-        let claims = Claims {
+        self.mint_claims(&Claims {
             sub: sub.to_owned(),
             role,
             exp: jsonwebtoken::get_current_timestamp() + ttl_secs,
-        };
-        encode(&Header::new(Algorithm::HS256), &claims, &self.hs256.1)
+            name: None,
+        })
+    }
+
+    /// An HS256 token carrying `claims` as they are (a rider's display name, say).
+    pub fn mint_claims(&self, claims: &Claims) -> String {
+        encode(&Header::new(Algorithm::HS256), claims, &self.hs256.1)
             .expect("HS256 signing cannot fail")
     }
 }
@@ -193,6 +202,7 @@ mod tests {
             sub: "c1".into(),
             role: Role::Customer,
             exp: jsonwebtoken::get_current_timestamp() - 600,
+            name: None,
         };
         let t = encode(
             &Header::default(),
@@ -211,6 +221,7 @@ mod tests {
             sub: "ops".into(),
             role: Role::Admin,
             exp: jsonwebtoken::get_current_timestamp() + 60,
+            name: Some("Ops Desk".into()),
         };
         let token = encode(
             &Header::new(Algorithm::RS256),

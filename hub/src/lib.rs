@@ -7,6 +7,7 @@
 //! - [`fanout`]: per-order subscriber lists fed by one tail of the event log.
 //! - [`watch`]: one client's subscriptions, resume and ordering, for any transport.
 //! - [`ws`]: the WebSocket protocol and one task per connection.
+//! - [`dispatch`]: open orders near riders, the atomic grab, rider positions, timeouts.
 //! - [`web`]: the pages (customer map, operator view, trip replay) served from `web/`.
 //!
 //! Data path: an API write commits the order row and its events (outbox) in one
@@ -15,6 +16,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod dispatch;
 pub mod error;
 pub mod fanout;
 pub mod watch;
@@ -28,7 +30,9 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracker_backend::dispatch::Dispatch;
 use tracker_backend::relay::{self, RelayWaker};
+use tracker_backend::timers::DelayQueue;
 use tracker_backend::{EventLog, Store};
 use tracker_domain::Clock;
 use tracker_domain::ids::IdGenerator;
@@ -48,6 +52,8 @@ pub struct HubConfig {
     pub shutdown_grace: Duration,
     /// The pages and their base map.
     pub web: web::WebConfig,
+    /// Timeouts and rider freshness of dispatch.
+    pub dispatch: dispatch::DispatchConfig,
 }
 
 impl Default for HubConfig {
@@ -58,6 +64,7 @@ impl Default for HubConfig {
             http_timeout: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(5),
             web: web::WebConfig::default(),
+            dispatch: dispatch::DispatchConfig::default(),
         }
     }
 }
@@ -73,6 +80,10 @@ pub struct HubDeps {
     pub auth: Arc<Auth>,
     /// Order ids.
     pub ids: Arc<IdGenerator>,
+    /// Open orders and rider positions by distance, and the grab.
+    pub dispatch: Arc<dyn Dispatch>,
+    /// The delay queue of order timeouts.
+    pub timers: Arc<dyn DelayQueue>,
     /// Wall-clock time for timestamps.
     pub clock: Arc<dyn Clock>,
     /// Validates and routes riders' fixes that arrive over HTTP (shared with MQTT ingest).
@@ -106,7 +117,8 @@ impl FromRef<AppState> for Arc<Auth> {
 
 impl AppState {
     /// Builds the state and starts the background tasks (log tail → fan-out,
-    /// outbox relay) on `tasks`; they stop with `stop`.
+    /// outbox relay, the dispatch pool's follower, the timeouts) on `tasks`;
+    /// they stop with `stop`.
     pub fn start(
         cfg: HubConfig,
         deps: HubDeps,
@@ -127,14 +139,18 @@ impl AppState {
             cfg.relay_poll,
             stop.clone(),
         ));
-        AppState {
+        let tail = deps.log.tail();
+        let st = AppState {
             deps,
             fanout,
             relay: waker,
             cfg: Arc::new(cfg),
             stop,
             tasks,
-        }
+        };
+        st.tasks.spawn(dispatch::pool::follow(st.clone(), tail));
+        st.tasks.spawn(dispatch::timeouts::run(st.clone()));
+        st
     }
 }
 

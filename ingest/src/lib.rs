@@ -4,6 +4,7 @@
 //! - [`topic`]: `riders/{id}/pos` and `riders/{id}/pos/batch`, parsed and checked.
 //! - [`stats`]: counters of accepted, unrouted and rejected fixes (by reason).
 //! - [`holders`]: which orders each rider holds, cached and kept honest by the log's tail.
+//! - [`riders`]: riders' newest positions into the dispatch index, thinned.
 //! - [`router`]: validates a payload, finds the rider's orders, appends `pos` events.
 //! - [`consumer`]: the MQTT client loop (shared subscription, manual acks, backoff).
 //! - [`broker`]: the embedded MQTT broker (rumqttd) of the one-process default.
@@ -15,6 +16,7 @@
 pub mod broker;
 pub mod consumer;
 pub mod holders;
+pub mod riders;
 pub mod router;
 pub mod stats;
 pub mod topic;

@@ -44,6 +44,7 @@ pub struct Router {
     limits: FixLimits,
     stats: Arc<Stats>,
     holders: crate::holders::Holders,
+    riders: Option<crate::riders::RiderIndex>,
 }
 
 fn pos_event(f: &Fix) -> EventBody {
@@ -76,7 +77,21 @@ impl Router {
             limits,
             stats,
             holders: Default::default(),
+            riders: None,
         }
+    }
+
+    /// Also keeps every rider's newest position in `dispatch` (for operators'
+    /// "riders near a point"), at most one write per rider every 2 s.
+    pub fn with_rider_index(
+        mut self,
+        dispatch: Arc<dyn tracker_backend::dispatch::Dispatch>,
+    ) -> Self {
+        self.riders = Some(crate::riders::RiderIndex::new(
+            dispatch,
+            crate::riders::DEFAULT_EVERY_MS,
+        ));
+        self
     }
 
     /// Caches which orders each rider holds, kept honest by the log's tail,
@@ -136,6 +151,9 @@ impl Router {
         let n = fixes.len() as u64;
         self.stats.accept(n);
         fixes.sort_by_key(|f| f.ts);
+        if let (Some(riders), Some(newest)) = (&self.riders, fixes.last()) {
+            riders.seen(rider, newest, self.clock.now_ms()).await;
+        }
         let orders = match self.holders.get(rider) {
             Some(orders) => orders,
             None => {

@@ -110,7 +110,8 @@ impl App {
         let body = json!({
             "biz_order_no": unique("S"), "biz_type": "grocery", "customer_id": customer,
             "pickup": {"lat": 23.1291, "lon": 113.2644}, "dropoff": {"lat": 23.14, "lon": 113.28},
-            "promised_at": 1_763_700_600_000_i64,
+            // A day ahead: no late alert during the test.
+            "promised_at": now_ms() + 86_400_000,
         });
         let (status, order) = self.post("/v1/orders", &body).await;
         assert_eq!(status, 201, "{order}");

@@ -4,6 +4,7 @@
 mod auth;
 mod backends;
 mod bad_input;
+mod dispatch;
 mod fallbacks;
 mod helpers;
 mod live_path;

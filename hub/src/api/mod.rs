@@ -30,6 +30,9 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/orders/{id}/status", post(orders::change_status))
         .route("/v1/orders/{id}/assign", post(orders::assign))
         .route("/v1/orders/{id}/track", get(orders::track))
+        .route("/v1/orders/{id}/grab", post(crate::dispatch::api::grab))
+        .route("/v1/dispatch/nearby", get(crate::dispatch::api::nearby))
+        .route("/v1/dispatch/riders", get(crate::dispatch::api::riders))
         .route(
             "/v1/riders/me/pos",
             // A batch of 2000 fixes is ~100 KiB: the same bound as MQTT payloads.

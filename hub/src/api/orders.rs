@@ -17,7 +17,7 @@ use tracker_domain::{Expected, NewOrder, Order, Status};
 
 type OrderAnswer = Result<(StatusCode, Json<Order>), ApiError>;
 
-fn check_id(id: &str) -> Result<(), ApiError> {
+pub(crate) fn check_id(id: &str) -> Result<(), ApiError> {
     if id.is_empty() || id.len() > MAX_KEY_LEN {
         return Err(ApiError::bad_request("order id must be 1..=128 characters"));
     }
@@ -43,6 +43,7 @@ pub async fn create(
         .await?;
     if created {
         st.relay.wake();
+        crate::dispatch::timeouts::schedule(&st, &order).await;
         metrics::counter!("tracker_orders_created_total").increment(1);
     }
     let code = if created {
@@ -144,6 +145,7 @@ async fn commit(st: &AppState, read: Order, change: Change) -> OrderAnswer {
                 .update_order(&order, read.version, &events)
                 .await?;
             st.relay.wake();
+            crate::dispatch::timeouts::schedule(st, &order).await;
             Ok((StatusCode::OK, Json(*order)))
         }
     }
@@ -165,7 +167,19 @@ pub async fn change_status(
     short_text("reason", &body.reason)?;
     short_text("by", &body.by)?;
     let order = st.deps.store.get_order(&id).await?;
-    let change = order.change_status(to, exp, body.reason, body.by, st.deps.clock.now_ms())?;
+    let now = st.deps.clock.now_ms();
+    if to == Status::Paid && order.cancelled_for_payment_timeout() {
+        // The payment lost the race with its timeout: the order stays cancelled
+        // and the log says the money must go back.
+        let change = order.refund_required(now);
+        let _noted = commit(&st, order, change).await?;
+        metrics::counter!("tracker_refunds_required_total").increment(1);
+        return Err(ApiError::conflict(
+            "refund_required",
+            "the order was cancelled by the payment timeout; the payment must be refunded",
+        ));
+    }
+    let change = order.change_status(to, exp, body.reason, body.by, now)?;
     commit(&st, order, change).await
 }
 
