@@ -8,6 +8,7 @@
 //! - [`log`]: the per-order event log (allocates `seq`, appends, tails, reads since a `seq`).
 //! - [`store`]: orders, their dedup records and the transactional outbox.
 //! - [`relay`]: moves committed outbox rows into the event log.
+//! - [`redis_conn`]: how every Redis-backed seam connects.
 //! - [`retry`]: capped exponential backoff for every retrying loop.
 //! - [`track`]: routed fixes queued for batched storage (trip history).
 //! - [`dispatch`]: open orders and riders by distance, and the atomic grab.
@@ -15,6 +16,7 @@
 
 pub mod dispatch;
 pub mod log;
+pub mod redis_conn;
 pub mod relay;
 pub mod retry;
 pub mod select;

@@ -50,15 +50,7 @@ impl RedisDispatch {
         prefix: &str,
         claim_ttl: Duration,
     ) -> Result<Self, DispatchError> {
-        let client = redis::Client::open(url).map_err(unavailable)?;
-        let mcfg = redis::aio::ConnectionManagerConfig::new()
-            .set_number_of_retries(1)
-            .set_connection_timeout(Some(Duration::from_secs(5)))
-            .set_response_timeout(Some(Duration::from_secs(10)));
-        let conn = client
-            .get_connection_manager_with_config(mcfg)
-            .await
-            .map_err(unavailable)?;
+        let conn = crate::redis_conn::connect(url).await.map_err(unavailable)?;
         Ok(RedisDispatch {
             conn,
             open: format!("{prefix}:{{dispatch}}:open"),

@@ -78,14 +78,7 @@ impl RedisLog {
             )));
         }
         let client = Client::open(url).map_err(unavailable)?;
-        // Reconnects later are the manager's job; the first connection fails fast
-        // so a wrong URL is a clear start-up error.
-        let mcfg = redis::aio::ConnectionManagerConfig::new()
-            .set_number_of_retries(1)
-            .set_connection_timeout(Some(Duration::from_secs(5)))
-            .set_response_timeout(Some(Duration::from_secs(10)));
-        let conn = client
-            .get_connection_manager_with_config(mcfg)
+        let conn = crate::redis_conn::manager(&client)
             .await
             .map_err(unavailable)?;
         let channel = format!("{}:events", cfg.prefix);

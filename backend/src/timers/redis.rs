@@ -6,7 +6,6 @@ use super::{DelayQueue, Timer, TimerError};
 use async_trait::async_trait;
 use redis::Script;
 use redis::aio::ConnectionManager;
-use std::time::Duration;
 
 /// The Redis [`DelayQueue`].
 pub struct RedisDelayQueue {
@@ -22,15 +21,7 @@ fn unavailable(e: impl std::fmt::Display) -> TimerError {
 impl RedisDelayQueue {
     /// Connects to `url`; the queue's key goes under `prefix`.
     pub async fn connect(url: &str, prefix: &str) -> Result<Self, TimerError> {
-        let client = redis::Client::open(url).map_err(unavailable)?;
-        let mcfg = redis::aio::ConnectionManagerConfig::new()
-            .set_number_of_retries(1)
-            .set_connection_timeout(Some(Duration::from_secs(5)))
-            .set_response_timeout(Some(Duration::from_secs(10)));
-        let conn = client
-            .get_connection_manager_with_config(mcfg)
-            .await
-            .map_err(unavailable)?;
+        let conn = crate::redis_conn::connect(url).await.map_err(unavailable)?;
         Ok(RedisDelayQueue {
             conn,
             key: format!("{prefix}:timers"),

@@ -32,15 +32,7 @@ pub fn stream_key(prefix: &str) -> String {
 }
 
 async fn connect(url: &str) -> Result<ConnectionManager, LogError> {
-    let client = redis::Client::open(url).map_err(unavailable)?;
-    let cfg = redis::aio::ConnectionManagerConfig::new()
-        .set_number_of_retries(1)
-        .set_connection_timeout(Some(Duration::from_secs(5)))
-        .set_response_timeout(Some(Duration::from_secs(10)));
-    client
-        .get_connection_manager_with_config(cfg)
-        .await
-        .map_err(unavailable)
+    crate::redis_conn::connect(url).await.map_err(unavailable)
 }
 
 /// The Redis [`TrackQueue`].

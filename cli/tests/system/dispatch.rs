@@ -11,10 +11,10 @@ use tracker_backend::store::postgres::testing::TestDatabase;
 use tracker_hub::{Claims, Role};
 
 impl App {
-    async fn get_as(&self, token: &str, path: &str) -> (u16, Value) {
+    async fn send_as(&self, method: reqwest::Method, token: &str, path: &str) -> (u16, Value) {
         let r = self
             .http
-            .get(format!("{}{path}", self.base))
+            .request(method, format!("{}{path}", self.base))
             .bearer_auth(token)
             .send()
             .await
@@ -23,16 +23,13 @@ impl App {
         (status, r.json().await.unwrap_or(Value::Null))
     }
 
+    async fn get_as(&self, token: &str, path: &str) -> (u16, Value) {
+        self.send_as(reqwest::Method::GET, token, path).await
+    }
+
     async fn grab_as(&self, token: &str, order: &str) -> (u16, Value) {
-        let r = self
-            .http
-            .post(format!("{}/v1/orders/{order}/grab", self.base))
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap();
-        let status = r.status().as_u16();
-        (status, r.json().await.unwrap_or(Value::Null))
+        let path = format!("/v1/orders/{order}/grab");
+        self.send_as(reqwest::Method::POST, token, &path).await
     }
 
     /// An order carried to `ready` (open for riders); returns its id.
