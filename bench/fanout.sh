@@ -7,6 +7,9 @@
 # and lost / duplicated counts.
 #
 # usage: bench/fanout.sh [RATE=1000] [ORDERS=2000] [WATCHERS_PER_ORDER=5] [SECONDS=60]
+# REAL=1 runs the same on the real backends: riders publish to Mosquitto
+# (MQTT_URL, default mqtt://127.0.0.1:1883), the log on Redis (REDIS_URL), the
+# store on a fresh PostgreSQL database (PG_ADMIN names the server).
 # PERF=1 also samples the hub with `perf record -g` over the window and writes
 # the flat profile to target/bench/fanout-RATE.perf.txt.
 # Loopback only; bounded by SECONDS (+ set-up and a 2 s drain).
@@ -21,24 +24,44 @@ INTERVAL_MS=$(( ORDERS * 1000 / RATE ))
 HTTP_PORT=18280
 MQTT_PORT=18283
 . bench/lib.sh
-start_tracker $HTTP_PORT $MQTT_PORT
+extra=()
+sim_mqtt="mqtt://127.0.0.1:$MQTT_PORT"
+if [ "${REAL:-0}" = 1 ]; then
+  REDIS_URL="${REDIS_URL:-redis://127.0.0.1:6379}"
+  PG_ADMIN="${PG_ADMIN:-postgres://postgres@127.0.0.1:5432/test}"
+  sim_mqtt="${MQTT_URL:-mqtt://127.0.0.1:1883}"
+  db="bench_fanout_$$"
+  psql -q "$PG_ADMIN" -c "CREATE DATABASE $db" >/dev/null
+  extra=(TRACKER_MQTT_URL="$sim_mqtt" TRACKER_MQTT_SHARE_GROUP="bench$$" TRACKER_REDIS_URL="$REDIS_URL"
+    TRACKER_REDIS_PREFIX="bench-$$" TRACKER_DATABASE_URL="${PG_ADMIN%/*}/$db")
+  on_exit() {
+    psql -q "$PG_ADMIN" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
+    redis-cli -u "$REDIS_URL" --scan --pattern "bench-$$:*" | xargs -r -n 500 redis-cli -u "$REDIS_URL" del >/dev/null
+  }
+fi
+start_tracker $HTTP_PORT $MQTT_PORT "${extra[@]}"
 cpu() { cpu_seconds "$pid"; }
 delivered() { metric $HTTP_PORT '^tracker_events_delivered_total'; }
 
-target/release/tracker-sim --url "http://127.0.0.1:$HTTP_PORT" --mqtt "mqtt://127.0.0.1:$MQTT_PORT" \
+target/release/tracker-sim --url "http://127.0.0.1:$HTTP_PORT" --mqtt "$sim_mqtt" \
   --jwt-secret $secret --riders "$ORDERS" --interval-ms "$INTERVAL_MS" --speed 6 --watchers "$PER" \
   --watch-as operator --sse-share 0 --poll-share 0 --offline-share 0 --mqtt-connections 8 \
   --duration-secs "$SECS" --warmup-secs "$WARMUP" --quiet >"$dir/sim" 2>"$dir/sim.err" &
 sim=$!
 sleep "$WARMUP"
-c0=$(cpu); d0=$(delivered); t0=$(date +%s.%N)
+# On the real backends the broker's, Redis's and PostgreSQL's CPU is not the
+# hub's: it is reported beside it.
+others=()
+[ "${REAL:-0}" = 1 ] && others=($(pgrep -x mosquitto | head -1) $(pgrep -x redis-server | head -1) $(pgrep -f 'postgres: .*bench_fanout_' | tr '\n' ' '))
+others_cpu() { local t=0 p; for p in "${others[@]}"; do t=$(awk -v t="$t" -v c="$(cpu_seconds "$p" 2>/dev/null || echo 0)" 'BEGIN{print t+c}'); done; echo "$t"; }
+c0=$(cpu); d0=$(delivered); t0=$(date +%s.%N); o0=$(others_cpu)
 if [ "${PERF:-0}" = 1 ]; then
   mkdir -p target/bench
   perf record -q -F 499 -g -p "$pid" -o "$dir/perf.data" -- sleep $(( SECS - WARMUP - 2 )) 2>/dev/null
 else
   sleep $(( SECS - WARMUP - 2 ))
 fi
-c1=$(cpu); d1=$(delivered); t1=$(date +%s.%N)
+c1=$(cpu); d1=$(delivered); t1=$(date +%s.%N); o1=$(others_cpu)
 wait $sim || { cat "$dir/sim.err"; exit 1; }
 rss=$(awk '/VmRSS/ {print $2}' "/proc/$pid/status")
 # The hub's own view: fix ts -> socket flush (tracker_delivery_latency_ms), so a
@@ -50,11 +73,13 @@ hub_p99=$(curl -s "localhost:$HTTP_PORT/metrics" | awk -F'[{}" ]+' '
 json=$(tail -1 "$dir/sim")
 cat "$dir/sim" | sed '$d'
 awk -v c0="$c0" -v c1="$c1" -v d0="$d0" -v d1="$d1" -v t0="$t0" -v t1="$t1" -v rss="$rss" -v hub_p99="$hub_p99" \
-  -v rate="$RATE" -v orders="$ORDERS" -v per="$PER" 'BEGIN {
+  -v rate="$RATE" -v orders="$ORDERS" -v per="$PER" -v backends="$([ "${REAL:-0}" = 1 ] && echo mosquitto+redis+postgres || echo embedded)" 'BEGIN {
   dd = d1 - d0; dt = t1 - t0;
-  printf "fanout rate=%d/s orders=%d watchers=%d window_s=%.1f deliveries_per_s=%.0f hub_cpu_us_per_delivery=%.2f hub_cpu_share=%.2f hub_rss_mib=%.1f hub_p99_ms_le=%s\n",
-    rate, orders, orders * per, dt, dd / dt, (c1 - c0) * 1e6 / dd, (c1 - c0) / dt, rss / 1024, hub_p99 }'
+  printf "fanout backends=%s rate=%d/s orders=%d watchers=%d window_s=%.1f deliveries_per_s=%.0f hub_cpu_us_per_delivery=%.2f hub_cpu_share=%.2f hub_rss_mib=%.1f hub_p99_ms_le=%s\n",
+    backends, rate, orders, orders * per, dt, dd / dt, (c1 - c0) * 1e6 / dd, (c1 - c0) / dt, rss / 1024, hub_p99 }'
 echo "$json"
+[ "${REAL:-0}" = 1 ] && awk -v o0="$o0" -v o1="$o1" -v d0="$d0" -v d1="$d1" 'BEGIN {
+  printf "backends (mosquitto, redis-server, postgres backends of the run) cpu_us_per_delivery=%.2f\n", (o1 - o0) * 1e6 / (d1 - d0) }'
 if [ "${PERF:-0}" = 1 ]; then
   cp "$dir/perf.data" "target/bench/fanout-$RATE.perf.data"
   { perf report -i "$dir/perf.data" --no-children --sort comm --stdio 2>/dev/null | grep -E '^ +[0-9]'

@@ -31,3 +31,14 @@ cpu_seconds() {
 metric() {
   curl -s "localhost:$1/metrics" | awk -v p="$2" '$0 ~ p {print $NF; exit}'
 }
+
+# admin_token: an HS256 admin token for $secret, valid one day (for processes
+# that print none, such as `tracker hub`).
+admin_token() {
+  local b64='openssl base64 -A | tr "+/" "-_" | tr -d "="' now
+  now=$(date +%s)
+  local h p
+  h=$(printf '{"alg":"HS256","typ":"JWT"}' | eval "$b64")
+  p=$(printf '{"sub":"bench","role":"admin","exp":%d}' $((now + 86400)) | eval "$b64")
+  printf '%s.%s.%s' "$h" "$p" "$(printf '%s.%s' "$h" "$p" | openssl dgst -sha256 -hmac "$secret" -binary | eval "$b64")"
+}
