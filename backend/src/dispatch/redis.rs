@@ -110,6 +110,20 @@ impl RedisDispatch {
     }
 }
 
+/// `GEOSEARCH key` for members within `radius_m` of `at`, nearest first.
+fn geosearch(key: &str, at: Point, radius_m: f64) -> redis::Cmd {
+    let mut c = redis::cmd("GEOSEARCH");
+    c.arg(key)
+        .arg("FROMLONLAT")
+        .arg(at.lon)
+        .arg(geo_lat(at.lat))
+        .arg("BYRADIUS")
+        .arg(radius_m)
+        .arg("m")
+        .arg("ASC");
+    c
+}
+
 fn entry_json(order: &OpenOrder) -> Result<String, DispatchError> {
     serde_json::to_string(order).map_err(unavailable)
 }
@@ -182,15 +196,7 @@ impl Dispatch for RedisDispatch {
         limit: usize,
     ) -> Result<Vec<NearbyOrder>, DispatchError> {
         let mut c = self.conn.clone();
-        let found: Vec<(String, f64)> = redis::cmd("GEOSEARCH")
-            .arg(&self.open)
-            .arg("FROMLONLAT")
-            .arg(at.lon)
-            .arg(geo_lat(at.lat))
-            .arg("BYRADIUS")
-            .arg(radius_m)
-            .arg("m")
-            .arg("ASC")
+        let found: Vec<(String, f64)> = geosearch(&self.open, at, radius_m)
             .arg("COUNT")
             .arg(limit.max(1))
             .arg("WITHDIST")
@@ -272,15 +278,7 @@ impl Dispatch for RedisDispatch {
         limit: usize,
     ) -> Result<Vec<RiderPosition>, DispatchError> {
         let mut c = self.conn.clone();
-        let found: Vec<(String, f64, (f64, f64))> = redis::cmd("GEOSEARCH")
-            .arg(&self.riders)
-            .arg("FROMLONLAT")
-            .arg(at.lon)
-            .arg(geo_lat(at.lat))
-            .arg("BYRADIUS")
-            .arg(radius_m)
-            .arg("m")
-            .arg("ASC")
+        let found: Vec<(String, f64, (f64, f64))> = geosearch(&self.riders, at, radius_m)
             .arg("WITHDIST")
             .arg("WITHCOORD")
             .query_async(&mut c)

@@ -24,6 +24,35 @@ pub(crate) fn backend_url(var: &str) -> Option<String> {
     }
 }
 
+/// Redis and a fresh PostgreSQL database for one test, under a Redis prefix of
+/// its own; `None` (skipped, or a failure when required) when either is missing.
+pub(crate) struct RedisAndPostgres {
+    pub(crate) redis: String,
+    pub(crate) prefix: String,
+    pub(crate) db: tracker_backend::store::postgres::testing::TestDatabase,
+}
+
+impl RedisAndPostgres {
+    pub(crate) async fn create() -> Option<Self> {
+        let redis = backend_url("TRACKER_TEST_REDIS_URL")?;
+        let admin = backend_url("TRACKER_TEST_DATABASE_URL")?;
+        Some(RedisAndPostgres {
+            redis,
+            prefix: unique("systest"),
+            db: tracker_backend::store::postgres::testing::TestDatabase::create(&admin).await,
+        })
+    }
+
+    /// The settings that put a process on them.
+    pub(crate) fn vars(&self) -> [(&'static str, &str); 3] {
+        [
+            ("TRACKER_REDIS_URL", self.redis.as_str()),
+            ("TRACKER_REDIS_PREFIX", self.prefix.as_str()),
+            ("TRACKER_DATABASE_URL", self.db.url.as_str()),
+        ]
+    }
+}
+
 #[tokio::test]
 async fn fixes_through_an_external_mosquitto_reach_watchers() {
     let Some(url) = backend_url("TRACKER_TEST_MQTT_URL") else {
@@ -138,20 +167,10 @@ async fn the_live_path_and_resume_work_on_the_redis_log() {
 
 #[tokio::test]
 async fn the_live_path_runs_on_redis_and_postgres_together() {
-    let Some(redis) = backend_url("TRACKER_TEST_REDIS_URL") else {
+    let Some(real) = RedisAndPostgres::create().await else {
         return;
     };
-    let Some(admin) = backend_url("TRACKER_TEST_DATABASE_URL") else {
-        return;
-    };
-    let db = tracker_backend::store::postgres::testing::TestDatabase::create(&admin).await;
-    let prefix = unique("systest");
-    let app = spawn_app_with(&[
-        ("TRACKER_REDIS_URL", redis.as_str()),
-        ("TRACKER_REDIS_PREFIX", prefix.as_str()),
-        ("TRACKER_DATABASE_URL", db.url.as_str()),
-    ])
-    .await;
+    let app = spawn_app_with(&real.vars()).await;
     let (customer, rider) = (unique("c"), unique("r"));
     let (order, version) = app.assigned_order(&customer, &rider).await;
     let mut ws = app
@@ -171,7 +190,7 @@ async fn the_live_path_runs_on_redis_and_postgres_together() {
     let row = app.running.store.get_order(&order).await.unwrap();
     assert_eq!(row.version, version + 1);
     app.running.shutdown().await.unwrap();
-    db.drop_now().await;
+    real.db.drop_now().await;
 }
 
 /// A private Mosquitto on a free port, for tests that stop and restart it (the

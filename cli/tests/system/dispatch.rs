@@ -2,12 +2,11 @@
 //! thousand, on each backend), riders near a point, and timeouts that fire once
 //! however many processes run.
 
-use crate::backends::backend_url;
+use crate::backends::RedisAndPostgres;
 use crate::helpers::{App, PATIENCE, now_ms, spawn_app_with, unique};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::time::Duration;
-use tracker_backend::store::postgres::testing::TestDatabase;
 use tracker_hub::{Claims, Role};
 
 impl App {
@@ -203,23 +202,13 @@ async fn one_of_a_thousand_grabs_wins_in_process() {
 
 #[tokio::test]
 async fn one_of_a_thousand_grabs_wins_on_redis_and_postgres() {
-    let Some(redis) = backend_url("TRACKER_TEST_REDIS_URL") else {
+    let Some(real) = RedisAndPostgres::create().await else {
         return;
     };
-    let Some(admin) = backend_url("TRACKER_TEST_DATABASE_URL") else {
-        return;
-    };
-    let db = TestDatabase::create(&admin).await;
-    let prefix = unique("systest");
-    let app = spawn_app_with(&[
-        ("TRACKER_REDIS_URL", redis.as_str()),
-        ("TRACKER_REDIS_PREFIX", prefix.as_str()),
-        ("TRACKER_DATABASE_URL", db.url.as_str()),
-    ])
-    .await;
+    let app = spawn_app_with(&real.vars()).await;
     one_of_a_thousand_grabs_wins(&app).await;
     app.running.shutdown().await.unwrap();
-    db.drop_now().await;
+    real.db.drop_now().await;
 }
 
 #[tokio::test]
@@ -383,27 +372,18 @@ async fn timeouts_cancel_return_and_alert() {
 /// poller and sweep) on one Redis and one PostgreSQL: every timeout fires once.
 #[tokio::test]
 async fn each_timeout_fires_once_across_three_nodes() {
-    let Some(redis) = backend_url("TRACKER_TEST_REDIS_URL") else {
+    let Some(real) = RedisAndPostgres::create().await else {
         return;
     };
-    let Some(admin) = backend_url("TRACKER_TEST_DATABASE_URL") else {
-        return;
-    };
-    let db = TestDatabase::create(&admin).await;
-    let prefix = unique("systest");
     let mut nodes = Vec::new();
     for node in ["1", "2", "3"] {
-        nodes.push(
-            spawn_app_with(&[
-                ("TRACKER_REDIS_URL", redis.as_str()),
-                ("TRACKER_REDIS_PREFIX", prefix.as_str()),
-                ("TRACKER_DATABASE_URL", db.url.as_str()),
-                ("TRACKER_NODE_ID", node),
-                ("TRACKER_PAYMENT_TIMEOUT_SECS", "1"),
-                ("TRACKER_TIMEOUT_SWEEP_SECS", "1"),
-            ])
-            .await,
-        );
+        let mut vars = real.vars().to_vec();
+        vars.extend([
+            ("TRACKER_NODE_ID", node),
+            ("TRACKER_PAYMENT_TIMEOUT_SECS", "1"),
+            ("TRACKER_TIMEOUT_SWEEP_SECS", "1"),
+        ]);
+        nodes.push(spawn_app_with(&vars).await);
     }
     // Orders created through all three nodes, unpaid and already late.
     let mut orders = Vec::new();
@@ -436,5 +416,5 @@ async fn each_timeout_fires_once_across_three_nodes() {
     for n in nodes {
         n.running.shutdown().await.unwrap();
     }
-    db.drop_now().await;
+    real.db.drop_now().await;
 }

@@ -11,9 +11,10 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
+use tracker_backend::StoreError;
 use tracker_domain::order::{Change, MAX_KEY_LEN};
 use tracker_domain::view::{View, customer_order};
-use tracker_domain::{Expected, NewOrder, Order, Status};
+use tracker_domain::{EventBody, Expected, NewOrder, Order, Status};
 
 type OrderAnswer = Result<(StatusCode, Json<Order>), ApiError>;
 
@@ -135,17 +136,31 @@ fn short_text(name: &str, v: &Option<String>) -> Result<(), ApiError> {
     }
 }
 
+/// Writes `next` (and its `events` to the outbox) if the order is still at
+/// `read_version`, then does what every change needs after it: wakes the
+/// relay and schedules the order's timeouts. The one write path of the API,
+/// the grab and the timeouts.
+pub(crate) async fn write(
+    st: &AppState,
+    next: &Order,
+    read_version: i64,
+    events: &[EventBody],
+) -> Result<(), StoreError> {
+    st.deps
+        .store
+        .update_order(next, read_version, events)
+        .await?;
+    st.relay.wake();
+    crate::dispatch::timeouts::schedule(st, next).await;
+    Ok(())
+}
+
 /// Writes a computed change: 200 with the order as it now stands.
 async fn commit(st: &AppState, read: Order, change: Change) -> OrderAnswer {
     match change {
         Change::Unchanged => Ok((StatusCode::OK, Json(read))),
         Change::Changed { order, events } => {
-            st.deps
-                .store
-                .update_order(&order, read.version, &events)
-                .await?;
-            st.relay.wake();
-            crate::dispatch::timeouts::schedule(st, &order).await;
+            write(st, &order, read.version, &events).await?;
             Ok((StatusCode::OK, Json(*order)))
         }
     }

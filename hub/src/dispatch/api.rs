@@ -1,7 +1,7 @@
 //! The dispatch endpoints: open orders near a rider, the grab, riders near a point.
 
 use crate::AppState;
-use crate::api::orders::check_id;
+use crate::api::orders::{check_id, write};
 use crate::auth::{Admin, Caller, Role};
 use crate::error::ApiError;
 use axum::Json;
@@ -182,17 +182,8 @@ async fn write_grab(
         else {
             return Ok(order);
         };
-        match st
-            .deps
-            .store
-            .update_order(&next, order.version, &events)
-            .await
-        {
-            Ok(()) => {
-                st.relay.wake();
-                super::timeouts::schedule(st, &next).await;
-                return Ok(*next);
-            }
+        match write(st, &next, order.version, &events).await {
+            Ok(()) => return Ok(*next),
             Err(StoreError::Conflict) => {
                 order = st.deps.store.get_order(&order.id).await?;
                 refuse_unless_ready(&order)?;

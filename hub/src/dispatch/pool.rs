@@ -8,30 +8,26 @@
 //! sweep, repair the pool from the store.
 
 use crate::AppState;
-use serde::Deserialize;
 use std::collections::HashSet;
 use tokio::sync::broadcast;
 use tracker_backend::TailEvent;
 use tracker_backend::dispatch::OpenOrder;
-use tracker_domain::Status;
+use tracker_domain::event::{EventFrame, kind_of};
+use tracker_domain::{EventBody, Status};
 
 /// Most ready orders one repair looks at.
 const REPAIR_LIMIT: usize = 10_000;
 
-#[derive(Deserialize)]
-struct StatusFrame {
-    t: String,
-    status: Option<Status>,
-}
-
 /// The new status carried by `json`, when it is a `status` event.
 fn status_of(json: &[u8]) -> Option<Status> {
     // Most entries are fixes: skip them without parsing.
-    if !json.windows(12).any(|w| w == b"\"t\":\"status\"") {
+    if !matches!(kind_of(json), Some(b"status")) {
         return None;
     }
-    let f: StatusFrame = serde_json::from_slice(json).ok()?;
-    (f.t == "status").then_some(f.status).flatten()
+    match serde_json::from_slice::<EventFrame>(json).ok()?.body {
+        EventBody::Status { status, .. } => Some(status),
+        _ => None,
+    }
 }
 
 /// Follows `tail` until `stop`, opening and closing pool entries.

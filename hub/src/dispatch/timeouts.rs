@@ -122,17 +122,8 @@ pub async fn fire(st: &AppState, t: &Timer) -> Result<Fired, StoreError> {
     else {
         return Ok(Fired::Noop);
     };
-    match st
-        .deps
-        .store
-        .update_order(&next, order.version, &events)
-        .await
-    {
-        Ok(()) => {
-            st.relay.wake();
-            schedule(st, &next).await;
-            Ok(Fired::Changed)
-        }
+    match crate::api::orders::write(st, &next, order.version, &events).await {
+        Ok(()) => Ok(Fired::Changed),
         Err(StoreError::Conflict) => Ok(Fired::Noop),
         Err(e) => Err(e),
     }
