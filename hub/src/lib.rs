@@ -117,7 +117,7 @@ impl FromRef<AppState> for Arc<Auth> {
 
 impl AppState {
     /// Builds the state and starts the background tasks (log tail → fan-out,
-    /// outbox relay, the dispatch pool's follower, the timeouts) on `tasks`;
+    /// outbox relay, the timeouts) on `tasks`;
     /// they stop with `stop`.
     pub fn start(
         cfg: HubConfig,
@@ -139,7 +139,6 @@ impl AppState {
             cfg.relay_poll,
             stop.clone(),
         ));
-        let tail = deps.log.tail();
         let st = AppState {
             deps,
             fanout,
@@ -148,7 +147,6 @@ impl AppState {
             stop,
             tasks,
         };
-        st.tasks.spawn(dispatch::pool::follow(st.clone(), tail));
         st.tasks.spawn(dispatch::timeouts::run(st.clone()));
         st
     }

@@ -138,8 +138,8 @@ fn short_text(name: &str, v: &Option<String>) -> Result<(), ApiError> {
 
 /// Writes `next` (and its `events` to the outbox) if the order is still at
 /// `read_version`, then does what every change needs after it: wakes the
-/// relay and schedules the order's timeouts. The one write path of the API,
-/// the grab and the timeouts.
+/// relay, keeps the dispatch pool in step and schedules the order's timeouts.
+/// The one write path of the API, the grab and the timeouts.
 pub(crate) async fn write(
     st: &AppState,
     next: &Order,
@@ -151,6 +151,7 @@ pub(crate) async fn write(
         .update_order(next, read_version, events)
         .await?;
     st.relay.wake();
+    crate::dispatch::pool::after_write(st, next, events).await;
     crate::dispatch::timeouts::schedule(st, next).await;
     Ok(())
 }

@@ -119,8 +119,8 @@ pub async fn grab(
         Claim::Won => true,
         Claim::Taken { by } => by == rider,
         Claim::NotOpen => {
-            // Ready in the store but not (yet) in the pool: the pool follows the
-            // log a moment behind. Put it in and claim as anyone would.
+            // Ready in the store but not in the pool: its writer has not opened
+            // it yet (or died first). Put it in and claim as anyone would.
             st.deps.dispatch.open(&OpenOrder::from(&order)).await?;
             st.deps.dispatch.claim(&id, rider).await? == Claim::Won
         }

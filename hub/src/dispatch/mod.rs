@@ -3,8 +3,9 @@
 //!
 //! - [`api`]: `GET /v1/dispatch/nearby`, `POST /v1/orders/{id}/grab`,
 //!   `GET /v1/dispatch/riders`.
-//! - [`pool`]: keeps the pool in step with the log (an order entering `ready`
-//!   joins at its pickup; leaving it removes it), and repairs it from the store.
+//! - [`pool`]: keeps the pool in step with every write (an order entering
+//!   `ready` joins at its pickup; leaving it removes it), and repairs it from
+//!   the store.
 //! - [`timeouts`]: schedules payment, pick-up and late timers on every write,
 //!   fires them from the shared delay queue, and sweeps the store for any the
 //!   queue lost. Every timeout is a compare-and-set write, so two processes

@@ -1,73 +1,45 @@
-//! Keeps the pool of open orders in step with the orders' logs.
+//! Keeps the pool of open orders in step with the store.
 //!
-//! Every hub process follows the log's tail: a `status` event to `ready` puts
-//! the order in the pool at its pickup (after checking the store, so a late
-//! tail never reopens an order that moved on), any other status takes it out.
-//! Several processes doing this at once is harmless: each step is idempotent,
-//! and the grab itself checks the store. A gap in the tail, and the periodic
-//! sweep, repair the pool from the store.
+//! Every order write goes through one path ([`crate::api::orders::write`]),
+//! which calls [`after_write`]: an order entering `ready` joins the pool at its
+//! pickup, a status change to anything else takes it out. The periodic sweep
+//! repairs the pool from the store ([`repair`]), for a process that died
+//! between its write and the pool update; the grab itself checks the store.
 
 use crate::AppState;
 use std::collections::HashSet;
-use tokio::sync::broadcast;
-use tracker_backend::TailEvent;
 use tracker_backend::dispatch::OpenOrder;
-use tracker_domain::event::{EventFrame, kind_of};
-use tracker_domain::{EventBody, Status};
+use tracker_domain::{EventBody, Order, Status};
 
 /// Most ready orders one repair looks at.
 const REPAIR_LIMIT: usize = 10_000;
 
-/// The new status carried by `json`, when it is a `status` event.
-fn status_of(json: &[u8]) -> Option<Status> {
-    // Most entries are fixes: skip them without parsing.
-    if !matches!(kind_of(json), Some(b"status")) {
-        return None;
-    }
-    match serde_json::from_slice::<EventFrame>(json).ok()?.body {
-        EventBody::Status { status, .. } => Some(status),
-        _ => None,
-    }
-}
-
-/// Follows `tail` until `stop`, opening and closing pool entries.
-pub async fn follow(st: AppState, mut tail: broadcast::Receiver<TailEvent>) {
-    loop {
-        let ev = tokio::select! {
-            r = tail.recv() => r,
-            _ = st.stop.cancelled() => return,
-        };
-        match ev {
-            Ok(TailEvent::Entry(e)) => {
-                if let Some(status) = status_of(&e.json) {
-                    on_status(&st, &e.order, status).await;
-                }
-            }
-            Ok(TailEvent::Gap) | Err(broadcast::error::RecvError::Lagged(_)) => {
-                repair(&st).await;
-            }
-            Err(broadcast::error::RecvError::Closed) => return,
-        }
-    }
-}
-
-async fn on_status(st: &AppState, order: &str, status: Status) {
+/// Keeps the pool in step after `next` (with its `events`) was written: an
+/// order now `ready` joins the pool at its pickup, an order whose status
+/// changed to anything else leaves it. A writer that commits in between (the
+/// order moves on while it is being opened) is caught by reading the order
+/// back after opening it; a process that dies before this step is caught by
+/// the sweep's [`repair`].
+pub async fn after_write(st: &AppState, next: &Order, events: &[EventBody]) {
     let d = &st.deps.dispatch;
-    let r = if status == Status::Ready {
-        match st.deps.store.get_order(order).await {
-            Ok(o) if o.status == Status::Ready => d.open(&OpenOrder::from(&o)).await,
-            Ok(_) => Ok(()), // moved on already; its own event will close it
-            Err(e) => {
-                tracing::warn!(error = %e, order, "store read for the pool failed");
-                return;
-            }
+    let r = if next.status == Status::Ready {
+        match d.open(&OpenOrder::from(next)).await {
+            Ok(()) => match st.deps.store.get_order(&next.id).await {
+                Ok(now) if now.status != Status::Ready => d.close(&next.id).await,
+                _ => Ok(()),
+            },
+            Err(e) => Err(e),
         }
+    } else if events.iter().any(|e| matches!(e, EventBody::Status { .. })) {
+        d.close(&next.id).await
     } else {
-        d.close(order).await
+        return;
     };
     match r {
         Ok(()) => metrics::counter!("tracker_pool_updates_total").increment(1),
-        Err(e) => tracing::warn!(error = %e, order, "pool update failed; the sweep repairs it"),
+        Err(e) => {
+            tracing::warn!(error = %e, order = %next.id, "pool update failed; the sweep repairs it")
+        }
     }
 }
 
@@ -104,23 +76,4 @@ pub async fn repair(st: &AppState) -> (usize, usize) {
     }
     metrics::counter!("tracker_pool_repairs_total").increment(1);
     (kept, removed)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_status_events_are_read() {
-        assert_eq!(
-            status_of(br#"{"order":"1","seq":3,"t":"status","status":"ready","version":4,"ts":1}"#),
-            Some(Status::Ready)
-        );
-        assert_eq!(
-            status_of(br#"{"order":"1","seq":4,"t":"pos","lat":1,"lon":2,"ts":1}"#),
-            None
-        );
-        assert_eq!(status_of(br#"{"t":"status","status":"nonsense"}"#), None);
-        assert_eq!(status_of(b"not json \"t\":\"status\""), None);
-    }
 }
