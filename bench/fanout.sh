@@ -43,7 +43,7 @@ start_tracker $HTTP_PORT $MQTT_PORT "${extra[@]}"
 cpu() { cpu_seconds "$pid"; }
 delivered() { metric $HTTP_PORT '^tracker_events_delivered_total'; }
 
-target/release/tracker-sim --url "http://127.0.0.1:$HTTP_PORT" --mqtt "$sim_mqtt" \
+"$BIN/tracker-sim" --url "http://127.0.0.1:$HTTP_PORT" --mqtt "$sim_mqtt" \
   --jwt-secret $secret --riders "$ORDERS" --interval-ms "$INTERVAL_MS" --speed 6 --watchers "$PER" \
   --watch-as operator --sse-share 0 --poll-share 0 --offline-share 0 --mqtt-connections 8 \
   --duration-secs "$SECS" --warmup-secs "$WARMUP" --quiet >"$dir/sim" 2>"$dir/sim.err" &
@@ -55,12 +55,7 @@ others=()
 [ "${REAL:-0}" = 1 ] && others=($(pgrep -x mosquitto | head -1) $(pgrep -x redis-server | head -1) $(pgrep -f 'postgres: .*bench_fanout_' | tr '\n' ' '))
 others_cpu() { local t=0 p; for p in "${others[@]}"; do t=$(awk -v t="$t" -v c="$(cpu_seconds "$p" 2>/dev/null || echo 0)" 'BEGIN{print t+c}'); done; echo "$t"; }
 c0=$(cpu); d0=$(delivered); t0=$(date +%s.%N); o0=$(others_cpu)
-if [ "${PERF:-0}" = 1 ]; then
-  mkdir -p target/bench
-  perf record -q -F 499 -g -p "$pid" -o "$dir/perf.data" -- sleep $(( SECS - WARMUP - 2 )) 2>/dev/null
-else
-  sleep $(( SECS - WARMUP - 2 ))
-fi
+measure_window $(( SECS - WARMUP - 2 ))
 c1=$(cpu); d1=$(delivered); t1=$(date +%s.%N); o1=$(others_cpu)
 wait $sim || { cat "$dir/sim.err"; exit 1; }
 rss=$(awk '/VmRSS/ {print $2}' "/proc/$pid/status")
@@ -80,10 +75,4 @@ awk -v c0="$c0" -v c1="$c1" -v d0="$d0" -v d1="$d1" -v t0="$t0" -v t1="$t1" -v r
 echo "$json"
 [ "${REAL:-0}" = 1 ] && awk -v o0="$o0" -v o1="$o1" -v d0="$d0" -v d1="$d1" 'BEGIN {
   printf "backends (mosquitto, redis-server, postgres backends of the run) cpu_us_per_delivery=%.2f\n", (o1 - o0) * 1e6 / (d1 - d0) }'
-if [ "${PERF:-0}" = 1 ]; then
-  cp "$dir/perf.data" "target/bench/fanout-$RATE.perf.data"
-  { perf report -i "$dir/perf.data" --no-children --sort comm --stdio 2>/dev/null | grep -E '^ +[0-9]'
-    perf report -i "$dir/perf.data" --children --sort symbol --percent-limit 3 --stdio -g none 2>/dev/null | grep -E '^ +[0-9]'
-  } | sed -E 's/ {2,}/ /g' > "target/bench/fanout-$RATE.perf.txt" || true
-  echo "profile: target/bench/fanout-$RATE.perf.txt"
-fi
+perf_report "fanout-$RATE"

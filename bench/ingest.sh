@@ -6,6 +6,8 @@
 # tracker_events_appended_total{source="ingest"} over a steady window, with
 # the process's CPU per appended fix.
 #
+# PERF=1 also profiles the process over the window (target/bench/ingest-RATE.perf.txt).
+#
 # usage: [REDIS_URL=redis://127.0.0.1:6379] bench/ingest.sh [RATE=20000] [RIDERS=2000] [SECONDS=40]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,13 +30,13 @@ start_tracker $HTTP_PORT $MQTT_PORT "${extra[@]}"
 cpu() { cpu_seconds "$pid"; }
 appended() { metric $HTTP_PORT '^tracker_events_appended_total\\{source="ingest"\\}'; }
 
-target/release/tracker-sim --url "http://127.0.0.1:$HTTP_PORT" --mqtt "mqtt://127.0.0.1:$MQTT_PORT" \
+"$BIN/tracker-sim" --url "http://127.0.0.1:$HTTP_PORT" --mqtt "mqtt://127.0.0.1:$MQTT_PORT" \
   --jwt-secret $secret --riders "$RIDERS" --interval-ms "$INTERVAL_MS" --speed 6 --watchers 0 \
   --offline-share 0 --mqtt-connections 8 --duration-secs "$SECS" --quiet >"$dir/sim" 2>"$dir/sim.err" &
 sim=$!
 sleep "$WARMUP"
 c0=$(cpu); a0=$(appended); t0=$(date +%s.%N)
-sleep $(( SECS - WARMUP - 2 ))
+measure_window $(( SECS - WARMUP - 2 ))
 c1=$(cpu); a1=$(appended); t1=$(date +%s.%N)
 wait $sim || { cat "$dir/sim.err"; exit 1; }
 published=$(tail -1 "$dir/sim" | sed -E 's/.*"fixes_per_s":([0-9.]+).*/\1/')
@@ -43,3 +45,4 @@ awk -v c0="$c0" -v c1="$c1" -v a0="${a0:-0}" -v a1="${a1:-0}" -v t0="$t0" -v t1=
   dt = t1 - t0; da = a1 - a0;
   printf "ingest log=%s published_per_s=%.0f appended_per_s=%.0f cpu_us_per_fix=%.2f cpu_share=%.2f\n",
     (backend == "" ? "in-process" : backend), pub, da / dt, (c1 - c0) * 1e6 / (da > 0 ? da : 1), (c1 - c0) / dt }'
+perf_report "ingest-$RATE${REDIS_URL:+-redis}"

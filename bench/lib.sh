@@ -2,6 +2,9 @@
 # loopback ports, and its CPU and metrics read from outside.
 
 secret=bench-secret-0123456789
+# BIN: where the binaries are. Unset: target/release, built first; set (say, to
+# a copy of an earlier commit's binaries, for a before/after pair): used as is.
+if [ -n "${BIN:-}" ]; then build=false; else BIN=target/release; build=true; fi
 
 # start_tracker HTTP_PORT MQTT_PORT [KEY=VALUE ...]: builds, starts `tracker run`
 # with a fresh data dir and tiles off, waits until it serves; sets $pid and $dir
@@ -10,11 +13,11 @@ start_tracker() {
   local http=$1 mqtt=$2
   shift 2
   ulimit -n "$(ulimit -Hn)"
-  cargo build --release --quiet --bin tracker --bin tracker-sim
+  if $build; then cargo build --release --quiet --bin tracker --bin tracker-sim; fi
   dir=$(mktemp -d)
   env TRACKER_HTTP_ADDR="127.0.0.1:$http" TRACKER_MQTT_ADDR="127.0.0.1:$mqtt" TRACKER_DATA_DIR="$dir" \
     TRACKER_JWT_SECRET=$secret TRACKER_TILE_URL=off RUST_LOG=warn "$@" \
-    target/release/tracker run >"$dir/out" 2>&1 &
+    "$BIN/tracker" run >"$dir/out" 2>&1 &
   pid=$!
   trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; declare -F on_exit >/dev/null && on_exit; rm -rf "$dir"' EXIT
   for _ in $(seq 100); do grep -q "ready tokens" "$dir/out" 2>/dev/null && return 0; sleep 0.1; done
@@ -41,4 +44,26 @@ admin_token() {
   h=$(printf '{"alg":"HS256","typ":"JWT"}' | eval "$b64")
   p=$(printf '{"sub":"bench","role":"admin","exp":%d}' $((now + 86400)) | eval "$b64")
   printf '%s.%s.%s' "$h" "$p" "$(printf '%s.%s' "$h" "$p" | openssl dgst -sha256 -hmac "$secret" -binary | eval "$b64")"
+}
+
+# measure_window SECONDS: waits SECONDS; with PERF=1, samples $pid with
+# `perf record -g` meanwhile (499 Hz) and keeps the data for perf_report.
+measure_window() {
+  if [ "${PERF:-0}" = 1 ]; then
+    perf record -q -F 499 -g -p "$pid" -o "$dir/perf.data" -- sleep "$1" 2>/dev/null
+  else
+    sleep "$1"
+  fi
+}
+
+# perf_report NAME: with PERF=1, writes the window's profile by thread and by
+# symbol (children, above 3 %) to target/bench/NAME.perf.txt.
+perf_report() {
+  [ "${PERF:-0}" = 1 ] || return 0
+  mkdir -p target/bench
+  cp "$dir/perf.data" "target/bench/$1.perf.data"
+  { perf report -i "$dir/perf.data" --no-children --sort comm --stdio 2>/dev/null | grep -E '^ +[0-9]'
+    perf report -i "$dir/perf.data" --children --sort symbol --percent-limit 3 --stdio -g none 2>/dev/null | grep -E '^ +[0-9]'
+  } | sed -E 's/ {2,}/ /g' > "target/bench/$1.perf.txt" || true
+  echo "profile: target/bench/$1.perf.txt"
 }

@@ -7,6 +7,7 @@
 //! subscriptions are made again on every ConnAck. TCP_NODELAY is on: with Nagle,
 //! small publishes and acks stall for tens of milliseconds at the tail.
 
+use crate::lanes::Lanes;
 use crate::router::Router;
 use crate::topic;
 use anyhow::{Context, bail};
@@ -16,7 +17,7 @@ use rumqttc::{
 use rumqttd::Notification;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracker_backend::retry::Backoff;
 use tracker_domain::RejectReason;
@@ -155,34 +156,16 @@ pub async fn run(cfg: IngestConfig, router: Arc<Router>, stop: CancellationToken
     let _ = worker.await;
 }
 
-/// Parallel routing lanes of [`run_linked`]: publishes of one rider always take
-/// the same lane, so each rider's fixes stay in order while lanes overlap
-/// their round trips to the log (a Redis append is one round trip).
-pub const LANES: usize = 16;
-
 /// Consumes rider fixes from the embedded broker over its in-process link
 /// until `stop`: no loopback TCP connection, no PUBACKs.
 ///
 /// The link is QoS 0. That gives up nothing here: the broker lives in this
 /// process, so a crash loses its queue along with ours, and acking after the
 /// append (as [`run`] does with an external broker) would keep nothing more.
-/// Publishes are routed on [`LANES`] lanes keyed by rider.
+/// Publishes are routed on [`Lanes`] keyed by rider.
 pub async fn run_linked(link: crate::broker::Link, router: Arc<Router>, stop: CancellationToken) {
     let crate::broker::Link { mut tx, mut rx } = link;
-    let mut lanes = Vec::with_capacity(LANES);
-    let mut workers = tokio::task::JoinSet::new();
-    for _ in 0..LANES {
-        let (lane_tx, mut lane_rx) = mpsc::channel::<(String, bytes::Bytes)>(256);
-        let (router, stop) = (router.clone(), stop.clone());
-        workers.spawn(async move {
-            while let Some((topic, payload)) = lane_rx.recv().await {
-                if !router.handle_until_done(&topic, &payload, &stop).await {
-                    return;
-                }
-            }
-        });
-        lanes.push(lane_tx);
-    }
+    let lanes = Lanes::start(router.clone(), stop.clone());
     for filter in topic::filters(None) {
         if let Err(e) = tx.subscribe(filter) {
             tracing::error!(error = %e, "could not subscribe ingest on the embedded broker");
@@ -198,17 +181,12 @@ pub async fn run_linked(link: crate::broker::Link, router: Arc<Router>, stop: Ca
         match n {
             Ok(Some(Notification::Forward(f))) => {
                 metrics::counter!("tracker_mqtt_publishes_received_total").increment(1);
-                let Some(rider) = std::str::from_utf8(&f.publish.topic)
-                    .ok()
-                    .and_then(|t| topic::parse(t).map(|(rider, _)| rider))
-                else {
+                let Ok(topic) = String::from_utf8(f.publish.topic.to_vec()) else {
                     router.stats().reject(RejectReason::BadTopic);
                     continue;
                 };
-                let lane = &lanes[lane_of(rider)];
-                let topic = String::from_utf8_lossy(&f.publish.topic).into_owned();
                 tokio::select! {
-                    r = lane.send((topic, f.publish.payload)) => if r.is_err() { break },
+                    sent = lanes.send(topic, f.publish.payload, None) => if !sent { break },
                     _ = stop.cancelled() => break,
                 }
             }
@@ -225,27 +203,47 @@ pub async fn run_linked(link: crate::broker::Link, router: Arc<Router>, stop: Ca
             }
         }
     }
-    drop(lanes);
-    while workers.join_next().await.is_some() {}
+    lanes.close().await;
 }
 
-/// The lane of `rider`'s publishes.
-fn lane_of(rider: &str) -> usize {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    rider.hash(&mut h);
-    (h.finish() % LANES as u64) as usize
-}
-
+/// Routes publishes on [`Lanes`] and acks each once routed, in the order they
+/// arrived (MQTT 3.1.1 wants PUBACKs in order): a publish whose lane is still
+/// busy holds back the acks of later ones, never their routing.
 async fn route_loop(
     mut rx: mpsc::Receiver<Publish>,
     client: AsyncClient,
     router: Arc<Router>,
     stop: CancellationToken,
 ) {
+    let lanes = Lanes::start(router.clone(), stop.clone());
+    let (ack_tx, ack_rx) = mpsc::channel::<(oneshot::Receiver<()>, Publish)>(4096);
+    let acker = tokio::spawn(ack_in_order(ack_rx, client));
     while let Some(p) = rx.recv().await {
-        if !router.handle_until_done(&p.topic, &p.payload, &stop).await {
-            return; // stopping: leave it unacked so the broker redelivers it
+        let (done_tx, done_rx) = oneshot::channel();
+        if !lanes
+            .send(p.topic.clone(), p.payload.clone(), Some(done_tx))
+            .await
+        {
+            break;
+        }
+        if ack_tx.send((done_rx, p)).await.is_err() {
+            break;
+        }
+    }
+    drop(ack_tx);
+    lanes.close().await;
+    let _ = acker.await;
+}
+
+/// Acks publishes in arrival order as each is routed; stops at the first that
+/// never will be (stopping: it stays unacked so the broker redelivers it).
+async fn ack_in_order(
+    mut rx: mpsc::Receiver<(oneshot::Receiver<()>, Publish)>,
+    client: AsyncClient,
+) {
+    while let Some((done, p)) = rx.recv().await {
+        if done.await.is_err() {
+            return;
         }
         if p.qos != QoS::AtMostOnce
             && let Err(e) = client.ack(&p).await

@@ -9,6 +9,7 @@ use crate::topic::{self, Kind};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
+use tracker_backend::log::OrderKey;
 use tracker_backend::retry::Backoff;
 use tracker_backend::track::TrackQueue;
 use tracker_backend::{EventLog, LogError, Store, StoreError, TrackPoint};
@@ -107,11 +108,26 @@ impl Router {
 
     /// Handles one MQTT publish: parse the topic and payload, then [`Router::route`].
     pub async fn handle(&self, topic: &str, payload: &[u8]) -> Result<(), RouteError> {
-        let Some((rider, kind)) = topic::parse(topic) else {
-            self.stats.reject(RejectReason::BadTopic);
-            return Ok(());
-        };
-        self.handle_payload(rider, kind, payload).await.map(|_| ())
+        self.handle_many(&[(topic, payload)]).await
+    }
+
+    /// Handles a burst of MQTT publishes (`(topic, payload)`, oldest first) as
+    /// one: each is parsed and counted as [`Router::handle`] would, and their
+    /// fixes are routed together by [`Router::route_many`].
+    pub async fn handle_many<T, P>(&self, publishes: &[(T, P)]) -> Result<(), RouteError>
+    where
+        T: AsRef<str>,
+        P: AsRef<[u8]>,
+    {
+        let mut riders = Vec::with_capacity(publishes.len());
+        for (topic, payload) in publishes {
+            let Some((rider, kind)) = topic::parse(topic.as_ref()) else {
+                self.stats.reject(RejectReason::BadTopic);
+                continue;
+            };
+            riders.push((rider, self.parse(kind, payload.as_ref()).0));
+        }
+        self.route_many(riders).await
     }
 
     /// Validates one payload of `rider` (one fix, or a batch), counts each
@@ -122,6 +138,14 @@ impl Router {
         kind: Kind,
         payload: &[u8],
     ) -> Result<Outcome, RouteError> {
+        let (fixes, rejected) = self.parse(kind, payload);
+        let accepted = fixes.len();
+        self.route(rider, fixes).await?;
+        Ok(Outcome { accepted, rejected })
+    }
+
+    /// The valid fixes of one payload, and a counted reason for each refusal.
+    fn parse(&self, kind: Kind, payload: &[u8]) -> (Vec<Fix>, Vec<RejectReason>) {
         let now = self.clock.now_ms();
         let (fixes, rejected) = match kind {
             Kind::Single => match parse_fix(payload, now, &self.limits) {
@@ -134,9 +158,7 @@ impl Router {
             },
         };
         rejected.iter().for_each(|r| self.stats.reject(*r));
-        let accepted = fixes.len();
-        self.route(rider, fixes).await?;
-        Ok(Outcome { accepted, rejected })
+        (fixes, rejected)
     }
 
     /// Appends valid `fixes` of `rider`, oldest first, to every order the rider
@@ -144,63 +166,84 @@ impl Router {
     ///
     /// A batch is kept whole in each log; the log's fold moves the live position
     /// only for a fix newer than the current one and marks the rest `backfill`.
-    pub async fn route(&self, rider: &str, mut fixes: Vec<Fix>) -> Result<(), RouteError> {
-        if fixes.is_empty() {
-            return Ok(());
-        }
-        let n = fixes.len() as u64;
-        self.stats.accept(n);
-        fixes.sort_by_key(|f| f.ts);
-        if let (Some(riders), Some(newest)) = (&self.riders, fixes.last()) {
-            riders.seen(rider, newest, self.clock.now_ms()).await;
-        }
-        let orders = match self.holders.get(rider) {
-            Some(orders) => orders,
-            None => {
-                let orders = self.store.rider_orders(rider).await?;
-                self.holders.put(rider, &orders);
-                orders
+    pub async fn route(&self, rider: &str, fixes: Vec<Fix>) -> Result<(), RouteError> {
+        self.route_many(vec![(rider, fixes)]).await
+    }
+
+    /// [`Router::route`] for several riders' fixes at once: one
+    /// [`EventLog::append_many`] for every order they hold (a rider's fixes
+    /// keep their order within each order's log) and one push of track points.
+    pub async fn route_many(&self, riders: Vec<(&str, Vec<Fix>)>) -> Result<(), RouteError> {
+        let mut batch: Vec<(OrderKey, Vec<EventBody>)> = Vec::new();
+        let mut points = Vec::new();
+        for (rider, mut fixes) in riders {
+            if fixes.is_empty() {
+                continue;
             }
-        };
-        if orders.is_empty() {
-            self.stats.unrouted(n);
+            let n = fixes.len() as u64;
+            self.stats.accept(n);
+            fixes.sort_by_key(|f| f.ts);
+            if let (Some(riders), Some(newest)) = (&self.riders, fixes.last()) {
+                riders.seen(rider, newest, self.clock.now_ms()).await;
+            }
+            let orders = match self.holders.get(rider) {
+                Some(orders) => orders,
+                None => {
+                    let orders = self.store.rider_orders(rider).await?;
+                    self.holders.put(rider, &orders);
+                    orders
+                }
+            };
+            if orders.is_empty() {
+                self.stats.unrouted(n);
+                continue;
+            }
+            for order in orders {
+                let events = fixes.iter().map(pos_event);
+                match batch.iter_mut().find(|(o, _)| **o == *order) {
+                    Some((_, queued)) => queued.extend(events),
+                    None => batch.push((order.as_str().into(), events.collect())),
+                }
+                points.extend(fixes.iter().map(|f| TrackPoint {
+                    order_id: order.clone(),
+                    rider_id: rider.to_owned(),
+                    ts: f.ts,
+                    lat: f.lat,
+                    lon: f.lon,
+                    speed: f.speed,
+                    heading: f.heading,
+                }));
+            }
+        }
+        if batch.is_empty() {
             return Ok(());
         }
-        let events: Vec<EventBody> = fixes.iter().map(pos_event).collect();
-        let mut points = Vec::with_capacity(orders.len() * fixes.len());
-        for order in orders {
-            let appended = self.log.append(&order, events.clone(), None).await?;
-            self.stats.appended(appended.len() as u64);
-            points.extend(fixes.iter().map(|f| TrackPoint {
-                order_id: order.clone(),
-                rider_id: rider.to_owned(),
-                ts: f.ts,
-                lat: f.lat,
-                lon: f.lon,
-                speed: f.speed,
-                heading: f.heading,
-            }));
-        }
+        let appended = self.log.append_many(batch).await?;
+        self.stats.appended(appended as u64);
         // Queued before the caller acks the publish: a crash here redelivers it,
         // and storing is idempotent.
         self.track.push(points).await?;
         Ok(())
     }
 
-    /// [`Router::handle`], retried with capped exponential backoff until it
-    /// succeeds or `stop` is cancelled (false then).
-    pub async fn handle_until_done(
+    /// [`Router::handle_many`], retried with capped exponential backoff until it
+    /// succeeds or `stop` is cancelled (false then). A retry routes the whole
+    /// burst again: delivery is at least once.
+    pub async fn handle_until_done<T, P>(
         &self,
-        topic: &str,
-        payload: &[u8],
+        publishes: &[(T, P)],
         stop: &CancellationToken,
-    ) -> bool {
+    ) -> bool
+    where
+        T: AsRef<str>,
+        P: AsRef<[u8]>,
+    {
         let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(5));
         loop {
-            match self.handle(topic, payload).await {
+            match self.handle_many(publishes).await {
                 Ok(()) => return true,
                 Err(e) => {
-                    tracing::warn!(error = %e, topic, "routing a fix failed; retrying");
+                    tracing::warn!(error = %e, publishes = publishes.len(), "routing fixes failed; retrying");
                     metrics::counter!("tracker_ingest_retries_total").increment(1);
                 }
             }

@@ -34,7 +34,11 @@ pub async fn run<L: EventLog>(make: impl Fn() -> Arc<L>) {
     origin_makes_retries_idempotent(&*make()).await;
     live_state_folds_status_and_newest_fix(&*make()).await;
     fixes_before_pick_up_are_flagged(&*make()).await;
+    append_many_appends_to_each_order(&*make()).await;
 }
+
+/// The number of clauses [`run`] asks its factory for (one log each).
+pub const CLAUSES: usize = 8;
 
 async fn seq_rises_by_one_and_frames_carry_it(log: &dyn EventLog) {
     let o = order_id("seq");
@@ -228,6 +232,51 @@ async fn fixes_before_pick_up_are_flagged(log: &dyn EventLog) {
     log.append(&o, vec![unassigned], None).await.unwrap();
     let r = log.read(&o, None, 10).await.unwrap();
     assert_eq!((r.state.rider_id, r.state.rider_name), (None, None));
+}
+
+async fn append_many_appends_to_each_order(log: &dyn EventLog) {
+    let (a, b) = (order_id("many-a"), order_id("many-b"));
+    log.append(&a, vec![pos(1)], None).await.unwrap();
+    let mut tail = log.tail();
+    let batch = vec![
+        (a.as_str().into(), vec![pos(2), pos(3)]),
+        (b.as_str().into(), vec![pos(5)]),
+        (a.as_str().into(), vec![pos(4)]),
+    ];
+    assert_eq!(log.append_many(batch).await.unwrap(), 4);
+    assert_eq!(log.append_many(vec![]).await.unwrap(), 0);
+    let (ra, rb) = (
+        log.read(&a, Some(0), 10).await.unwrap(),
+        log.read(&b, Some(0), 10).await.unwrap(),
+    );
+    let ts = |r: &super::ReadResult| -> Vec<(u64, i64)> {
+        r.missed
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|e| (e.seq, e.ts))
+            .collect()
+    };
+    assert_eq!(
+        ts(&ra),
+        vec![(1, 1), (2, 2), (3, 3), (4, 4)],
+        "in batch order after what was there"
+    );
+    assert_eq!(ts(&rb), vec![(1, 5)]);
+    assert_eq!(ra.state.pos.unwrap().ts, 4);
+    let mut seen = Vec::new();
+    while seen.len() < 4 {
+        let event = tokio::time::timeout(std::time::Duration::from_secs(5), tail.recv())
+            .await
+            .expect("tail delivers within 5 s")
+            .unwrap();
+        if let super::TailEvent::Entry(e) = event
+            && (*e.order == *a || *e.order == *b)
+        {
+            seen.push(e.ts);
+        }
+    }
+    assert_eq!(seen, vec![2, 3, 5, 4], "the tail sees them in batch order");
 }
 
 /// The age cap the factories of [`history_is_capped_by_age`] must configure.

@@ -81,6 +81,19 @@ pub trait EventLog: Send + Sync + 'static {
         origin: Option<u64>,
     ) -> Result<Vec<Arc<Entry>>, LogError>;
 
+    /// Appends each order's events as [`EventLog::append`] without an origin
+    /// would, and returns how many entries were appended in all. Orders are
+    /// independent steps (one may be applied when another fails), which is what
+    /// ingest wants for a burst of fixes; a backend that can sends them in one
+    /// round trip (Redis pipelines the scripts). The default appends one by one.
+    async fn append_many(&self, batch: Vec<(OrderKey, Vec<EventBody>)>) -> Result<usize, LogError> {
+        let mut n = 0;
+        for (order, events) in batch {
+            n += self.append(&order, events, None).await?.len();
+        }
+        Ok(n)
+    }
+
     /// The live state of `order` and, when `since` is given, the entries after it
     /// (at most `limit`; more than that counts as not recoverable). An order
     /// never appended to reads as seq 0 with an empty state.

@@ -107,6 +107,33 @@ impl RedisLog {
         })
     }
 
+    /// One invocation of the append script for `order`.
+    fn append_call(
+        &self,
+        order: &str,
+        events: &[EventBody],
+        origin: Option<u64>,
+    ) -> Result<redis::ScriptInvocation<'_>, LogError> {
+        let (state, stream) = self.keys(order);
+        let mut call = self.append.prepare_invoke();
+        call.key(&state)
+            .key(&stream)
+            .arg(origin.unwrap_or(0))
+            .arg(format!("redis-{:016x}", rand::random::<u64>()))
+            .arg(self.cfg.history.max(1))
+            .arg(self.cfg.retention.as_secs().max(1))
+            .arg(order)
+            .arg(&self.channel)
+            .arg(self.cfg.max_age.as_millis() as u64)
+            .arg(events.len());
+        for e in events {
+            for a in script_args(e)? {
+                call.arg(a);
+            }
+        }
+        Ok(call)
+    }
+
     fn keys(&self, order: &str) -> (String, String) {
         let p = &self.cfg.prefix;
         (
@@ -226,23 +253,7 @@ impl EventLog for RedisLog {
         events: Vec<EventBody>,
         origin: Option<u64>,
     ) -> Result<Vec<Arc<Entry>>, LogError> {
-        let (state, stream) = self.keys(order);
-        let mut call = self.append.prepare_invoke();
-        call.key(&state)
-            .key(&stream)
-            .arg(origin.unwrap_or(0))
-            .arg(format!("redis-{:016x}", rand::random::<u64>()))
-            .arg(self.cfg.history.max(1))
-            .arg(self.cfg.retention.as_secs().max(1))
-            .arg(order)
-            .arg(&self.channel)
-            .arg(self.cfg.max_age.as_millis() as u64)
-            .arg(events.len());
-        for e in &events {
-            for a in script_args(e)? {
-                call.arg(a);
-            }
-        }
+        let call = self.append_call(order, &events, origin)?;
         let mut conn = self.conn.clone();
         let texts: Vec<String> = call.invoke_async(&mut conn).await.map_err(unavailable)?;
         texts
@@ -252,6 +263,40 @@ impl EventLog for RedisLog {
                     .ok_or_else(|| unavailable("the append script returned a malformed entry"))
             })
             .collect()
+    }
+
+    async fn append_many(&self, batch: Vec<(OrderKey, Vec<EventBody>)>) -> Result<usize, LogError> {
+        if batch.is_empty() {
+            return Ok(0);
+        }
+        let calls = batch
+            .iter()
+            .map(|(order, events)| self.append_call(order, events, None))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut pipe = redis::pipe();
+        for call in &calls {
+            pipe.invoke_script(call);
+        }
+        let mut conn = self.conn.clone();
+        let replies: Vec<redis::Value> = match pipe.query_async(&mut conn).await {
+            // A pipeline does not load the script by itself; NOSCRIPT means
+            // nothing ran (the server restarted or flushed its scripts).
+            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                self.append
+                    .load_async(&mut conn)
+                    .await
+                    .map_err(unavailable)?;
+                pipe.query_async(&mut conn).await.map_err(unavailable)?
+            }
+            r => r.map_err(unavailable)?,
+        };
+        Ok(replies
+            .iter()
+            .map(|v| match v {
+                redis::Value::Array(texts) => texts.len(),
+                _ => 0,
+            })
+            .sum())
     }
 
     async fn read(
@@ -403,7 +448,7 @@ mod tests {
         let Some(url) = test_url() else { return };
         // One log per clause, each under its own prefix, all on the shared server.
         let mut logs = Vec::new();
-        for _ in 0..7 {
+        for _ in 0..contract::CLAUSES {
             logs.push(Arc::new(RedisLog::connect(&url, cfg()).await.unwrap()));
         }
         let logs = std::sync::Mutex::new(logs);
@@ -446,6 +491,21 @@ mod tests {
         let r = a.read("O1", Some(0), 10).await.unwrap();
         assert_eq!(r.missed.unwrap().len(), 2);
         assert_eq!(r.state.eta, Some(6));
+    }
+
+    #[tokio::test]
+    async fn append_many_loads_its_script_after_a_flush() {
+        let Some(url) = test_url() else { return };
+        let log = RedisLog::connect(&url, cfg()).await.unwrap();
+        let mut conn = log.conn.clone();
+        redis::cmd("SCRIPT")
+            .arg("FLUSH")
+            .query_async::<()>(&mut conn)
+            .await
+            .unwrap();
+        let batch = vec![("O1".into(), vec![EventBody::Eta { eta: 5, ts: 1 }])];
+        assert_eq!(log.append_many(batch).await.unwrap(), 1);
+        assert_eq!(log.read("O1", None, 0).await.unwrap().state.eta, Some(5));
     }
 
     #[tokio::test]

@@ -118,6 +118,25 @@ async fn fixes_through_an_external_mosquitto_reach_watchers() {
 }
 
 #[tokio::test]
+async fn a_burst_through_mosquitto_onto_redis_keeps_each_riders_order() {
+    let Some(url) = backend_url("TRACKER_TEST_MQTT_URL") else {
+        return;
+    };
+    let Some(redis) = backend_url("TRACKER_TEST_REDIS_URL") else {
+        return;
+    };
+    let (group, prefix) = (unique("ingest-test"), unique("systest"));
+    let app = spawn_app_with(&[
+        ("TRACKER_MQTT_URL", url.as_str()),
+        ("TRACKER_MQTT_SHARE_GROUP", group.as_str()),
+        ("TRACKER_REDIS_URL", redis.as_str()),
+        ("TRACKER_REDIS_PREFIX", prefix.as_str()),
+    ])
+    .await;
+    app.burst_keeps_each_riders_order(12, 40).await;
+}
+
+#[tokio::test]
 async fn the_live_path_and_resume_work_on_the_redis_log() {
     let Some(url) = backend_url("TRACKER_TEST_REDIS_URL") else {
         return;

@@ -103,6 +103,14 @@ async fn one_connection_watches_many_orders_and_unsub_stops_one() {
 }
 
 #[tokio::test]
+async fn a_burst_from_many_riders_keeps_each_riders_order() {
+    spawn_app()
+        .await
+        .burst_keeps_each_riders_order(12, 40)
+        .await;
+}
+
+#[tokio::test]
 async fn an_offline_batch_is_kept_whole_but_moves_the_marker_only_forward() {
     let app = spawn_app().await;
     let rider = unique("r");

@@ -1,0 +1,111 @@
+//! Parallel routing lanes keyed by rider, each routing a burst at a time.
+//!
+//! Publishes of one rider always take the same lane, so each rider's fixes
+//! reach the log in the order the broker delivered them, while the lanes
+//! overlap their round trips to the log. A lane routes everything that queued
+//! while it was busy as one burst ([`Router::handle_until_done`]): one
+//! pipelined append for the burst's orders and one push of track points, so
+//! the cost per fix falls as the load rises.
+
+use crate::router::Router;
+use bytes::Bytes;
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+/// Lanes per consumer.
+pub const LANES: usize = 16;
+/// Publishes a lane routes together at most.
+pub const BURST: usize = 64;
+/// Publishes waiting per lane before the consumer waits (back-pressure).
+const QUEUE: usize = 256;
+
+/// One publish for a lane; `done` fires once it has been routed.
+struct Job {
+    topic: String,
+    payload: Bytes,
+    done: Option<oneshot::Sender<()>>,
+}
+
+/// The lanes of one consumer and their worker tasks.
+pub struct Lanes {
+    senders: Vec<mpsc::Sender<Job>>,
+    workers: JoinSet<()>,
+}
+
+impl Lanes {
+    /// Starts [`LANES`] workers routing through `router` until `stop`.
+    pub fn start(router: Arc<Router>, stop: CancellationToken) -> Self {
+        let mut senders = Vec::with_capacity(LANES);
+        let mut workers = JoinSet::new();
+        for _ in 0..LANES {
+            let (tx, rx) = mpsc::channel(QUEUE);
+            workers.spawn(lane(rx, router.clone(), stop.clone()));
+            senders.push(tx);
+        }
+        Lanes { senders, workers }
+    }
+
+    /// Queues a publish on its rider's lane (a topic that names no rider goes
+    /// to the first lane, where the router counts it as rejected), waiting
+    /// while the lane is full; `done` fires once it is routed. False once the
+    /// lane has stopped.
+    pub async fn send(
+        &self,
+        topic: String,
+        payload: Bytes,
+        done: Option<oneshot::Sender<()>>,
+    ) -> bool {
+        let job = Job {
+            topic,
+            payload,
+            done,
+        };
+        self.senders[lane_of(&job.topic)].send(job).await.is_ok()
+    }
+
+    /// Lets the lanes finish what they hold, then waits for their workers.
+    pub async fn close(self) {
+        let Lanes {
+            senders,
+            mut workers,
+        } = self;
+        drop(senders);
+        while workers.join_next().await.is_some() {}
+    }
+}
+
+async fn lane(mut rx: mpsc::Receiver<Job>, router: Arc<Router>, stop: CancellationToken) {
+    let mut burst = Vec::with_capacity(BURST);
+    loop {
+        burst.clear();
+        if rx.recv_many(&mut burst, BURST).await == 0 {
+            return;
+        }
+        let publishes: Vec<(&str, &[u8])> = burst
+            .iter()
+            .map(|j| (j.topic.as_str(), &j.payload[..]))
+            .collect();
+        if !router.handle_until_done(&publishes, &stop).await {
+            return; // stopping: `done` never fires, so nothing is acked
+        }
+        metrics::histogram!("tracker_ingest_burst_publishes").record(burst.len() as f64);
+        for job in burst.drain(..) {
+            if let Some(done) = job.done {
+                let _ = done.send(());
+            }
+        }
+    }
+}
+
+/// The lane of a publish to `topic`: by its rider.
+fn lane_of(topic: &str) -> usize {
+    use std::hash::{Hash, Hasher};
+    let Some((rider, _)) = crate::topic::parse(topic) else {
+        return 0;
+    };
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    rider.hash(&mut h);
+    (h.finish() % LANES as u64) as usize
+}
