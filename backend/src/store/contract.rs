@@ -72,6 +72,18 @@ async fn track_points_are_idempotent_and_read_oldest_first(store: &dyn Store) {
     assert_eq!(trip[0], point(&a, 10));
     assert_eq!(store.track_of(&b).await.unwrap().len(), 1);
     assert!(store.track_of("nothing").await.unwrap().is_empty());
+
+    // A large batch (several statements' worth) with repeats inside it and of
+    // points already stored: each point once.
+    let c = key();
+    let big: Vec<TrackPoint> = (0..700).map(|i| point(&c, i % 600)).collect();
+    store.insert_track_points(&big).await.unwrap();
+    store.insert_track_points(&big[..300]).await.unwrap();
+    let trip = store.track_of(&c).await.unwrap();
+    assert_eq!(
+        trip.iter().map(|p| p.ts).collect::<Vec<_>>(),
+        (0..600).collect::<Vec<i64>>()
+    );
 }
 
 /// A new order stored (with its creation event when `with_events`), then paid;

@@ -266,20 +266,11 @@ impl Store for SqliteStore {
             return Ok(());
         }
         let mut tx = self.writer.begin().await?;
-        for p in points {
-            sqlx::query(
-                "INSERT INTO track_points (order_id, ts, rider_id, lat, lon, speed, heading)
-                 VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-            )
-            .bind(&p.order_id)
-            .bind(p.ts)
-            .bind(&p.rider_id)
-            .bind(p.lat)
-            .bind(p.lon)
-            .bind(p.speed)
-            .bind(p.heading)
-            .execute(&mut *tx)
-            .await?;
+        for chunk in points.chunks(super::rows::TRACK_ROWS_PER_INSERT) {
+            super::rows::insert_track_rows(chunk)
+                .build()
+                .execute(&mut *tx)
+                .await?;
         }
         tx.commit().await?;
         Ok(())
