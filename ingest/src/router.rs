@@ -106,26 +106,17 @@ impl Router {
         &self.stats
     }
 
-    /// Handles one MQTT publish: parse the topic and payload, then [`Router::route`].
-    pub async fn handle(&self, topic: &str, payload: &[u8]) -> Result<(), RouteError> {
-        self.handle_many(&[(topic, payload)]).await
-    }
-
     /// Handles a burst of MQTT publishes (`(topic, payload)`, oldest first) as
-    /// one: each is parsed and counted as [`Router::handle`] would, and their
-    /// fixes are routed together by [`Router::route_many`].
-    pub async fn handle_many<T, P>(&self, publishes: &[(T, P)]) -> Result<(), RouteError>
-    where
-        T: AsRef<str>,
-        P: AsRef<[u8]>,
-    {
+    /// one: each topic and payload is parsed, refusals are counted, and the
+    /// valid fixes are routed together by [`Router::route_many`].
+    pub async fn handle_many(&self, publishes: &[(&str, &[u8])]) -> Result<(), RouteError> {
         let mut riders = Vec::with_capacity(publishes.len());
-        for (topic, payload) in publishes {
-            let Some((rider, kind)) = topic::parse(topic.as_ref()) else {
+        for &(topic, payload) in publishes {
+            let Some((rider, kind)) = topic::parse(topic) else {
                 self.stats.reject(RejectReason::BadTopic);
                 continue;
             };
-            riders.push((rider, self.parse(kind, payload.as_ref()).0));
+            riders.push((rider, self.parse(kind, payload).0));
         }
         self.route_many(riders).await
     }
@@ -229,15 +220,11 @@ impl Router {
     /// [`Router::handle_many`], retried with capped exponential backoff until it
     /// succeeds or `stop` is cancelled (false then). A retry routes the whole
     /// burst again: delivery is at least once.
-    pub async fn handle_until_done<T, P>(
+    pub async fn handle_until_done(
         &self,
-        publishes: &[(T, P)],
+        publishes: &[(&str, &[u8])],
         stop: &CancellationToken,
-    ) -> bool
-    where
-        T: AsRef<str>,
-        P: AsRef<[u8]>,
-    {
+    ) -> bool {
         let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(5));
         loop {
             match self.handle_many(publishes).await {

@@ -122,19 +122,11 @@ async fn tail_sees_appends_in_order(log: &dyn EventLog) {
     log.append(&o, vec![pos(1), pos(2), pos(3)], None)
         .await
         .unwrap();
-    let mut seen = Vec::new();
-    while seen.len() < 3 {
-        let event = tokio::time::timeout(std::time::Duration::from_secs(5), tail.recv())
-            .await
-            .expect("tail delivers within 5 s")
-            .unwrap();
-        if let super::TailEvent::Entry(e) = event
-            && *e.order == *o
-        {
-            seen.push(e.seq);
-        }
-    }
-    assert_eq!(seen, vec![1, 2, 3]);
+    let seen = next_entries(&mut tail, 3, |e| *e.order == *o).await;
+    assert_eq!(
+        seen.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        vec![1, 2, 3]
+    );
 }
 
 async fn origin_makes_retries_idempotent(log: &dyn EventLog) {
@@ -264,19 +256,34 @@ async fn append_many_appends_to_each_order(log: &dyn EventLog) {
     );
     assert_eq!(ts(&rb), vec![(1, 5)]);
     assert_eq!(ra.state.pos.unwrap().ts, 4);
+    let seen = next_entries(&mut tail, 4, |e| *e.order == *a || *e.order == *b).await;
+    assert_eq!(
+        seen.iter().map(|e| e.ts).collect::<Vec<_>>(),
+        vec![2, 3, 5, 4],
+        "the tail sees them in batch order"
+    );
+}
+
+/// The next `n` entries on `tail` that `wanted` keeps (others' appends on a
+/// shared server are skipped), each within 5 s.
+async fn next_entries(
+    tail: &mut tokio::sync::broadcast::Receiver<super::TailEvent>,
+    n: usize,
+    wanted: impl Fn(&super::Entry) -> bool,
+) -> Vec<Arc<super::Entry>> {
     let mut seen = Vec::new();
-    while seen.len() < 4 {
+    while seen.len() < n {
         let event = tokio::time::timeout(std::time::Duration::from_secs(5), tail.recv())
             .await
             .expect("tail delivers within 5 s")
             .unwrap();
         if let super::TailEvent::Entry(e) = event
-            && (*e.order == *a || *e.order == *b)
+            && wanted(&e)
         {
-            seen.push(e.ts);
+            seen.push(e);
         }
     }
-    assert_eq!(seen, vec![2, 3, 5, 4], "the tail sees them in batch order");
+    seen
 }
 
 /// The age cap the factories of [`history_is_capped_by_age`] must configure.

@@ -97,21 +97,14 @@ pub async fn fire(st: &AppState, t: &Timer) -> Result<Fired, StoreError> {
         status_version: None,
     };
     let still = |s: Status| order.status == s && order.status_version == t.status_version;
+    let by_system = |to: Status, reason: &str| {
+        order.change_status(to, exp, Some(reason.into()), Some(SYSTEM.into()), now)
+    };
     let change = match t.kind {
-        TimerKind::Payment if still(Status::PendingPayment) => order.change_status(
-            Status::Cancelled,
-            exp,
-            Some(PAYMENT_TIMEOUT.into()),
-            Some(SYSTEM.into()),
-            now,
-        ),
-        TimerKind::Pickup if still(Status::Assigned) => order.change_status(
-            Status::Ready,
-            exp,
-            Some(PICKUP_TIMEOUT.into()),
-            Some(SYSTEM.into()),
-            now,
-        ),
+        TimerKind::Payment if still(Status::PendingPayment) => {
+            by_system(Status::Cancelled, PAYMENT_TIMEOUT)
+        }
+        TimerKind::Pickup if still(Status::Assigned) => by_system(Status::Ready, PICKUP_TIMEOUT),
         TimerKind::Late => Ok(order.late_alert(now)),
         _ => Ok(Change::Unchanged),
     };
