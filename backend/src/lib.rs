@@ -24,5 +24,8 @@ pub mod store;
 pub mod timers;
 pub mod track;
 
+/// The cause a seam error keeps (`#[source]`), whatever the backend's own error type.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
 pub use log::{Entry, EventLog, LogError, ReadResult, TailEvent};
 pub use store::{OutboxItem, Store, StoreError, TrackPoint};

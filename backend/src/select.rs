@@ -80,7 +80,8 @@ pub fn log_is_in_process(url: Option<&str>) -> bool {
 }
 
 /// Bounds of the event log, whichever backend holds it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct LogSettings {
     /// Entries kept per order.
     pub history: usize,
@@ -88,8 +89,6 @@ pub struct LogSettings {
     pub retention: std::time::Duration,
     /// Entries older than this are dropped (zero: no age cap).
     pub max_age: std::time::Duration,
-    /// Key and channel prefix on Redis.
-    pub redis_prefix: String,
 }
 
 impl Default for LogSettings {
@@ -98,14 +97,14 @@ impl Default for LogSettings {
             history: 1000,
             retention: std::time::Duration::from_secs(3600),
             max_age: std::time::Duration::from_secs(24 * 3600),
-            redis_prefix: "tracker".into(),
         }
     }
 }
 
-/// Opens the event log that `url` names.
+/// Opens the event log that `url` names; Redis keys and channels start with `redis_prefix`.
 pub async fn open_log(
     url: Option<&str>,
+    redis_prefix: &str,
     set: LogSettings,
 ) -> Result<Arc<dyn EventLog>, BackendError> {
     match url {
@@ -117,7 +116,7 @@ pub async fn open_log(
         })),
         Some(u) if u.starts_with("redis://") || u.starts_with("rediss://") => {
             let cfg = RedisLogConfig {
-                prefix: set.redis_prefix,
+                prefix: redis_prefix.to_owned(),
                 history: set.history,
                 retention: set.retention,
                 max_age: set.max_age,
@@ -232,15 +231,23 @@ mod tests {
         let e = open_store("mysql://x").await.err().unwrap().to_string();
         assert!(e.contains("mysql://x") && e.contains("sqlite://"), "{e}");
         assert!(
-            open_log(Some("kafka://x"), LogSettings::default())
+            open_log(Some("kafka://x"), "tracker", LogSettings::default())
                 .await
                 .is_err()
         );
-        assert!(open_log(None, LogSettings::default()).await.is_ok());
-        let e = open_log(Some("redis://127.0.0.1:1"), LogSettings::default())
-            .await
-            .err()
-            .unwrap();
+        assert!(
+            open_log(None, "tracker", LogSettings::default())
+                .await
+                .is_ok()
+        );
+        let e = open_log(
+            Some("redis://127.0.0.1:1"),
+            "tracker",
+            LogSettings::default(),
+        )
+        .await
+        .err()
+        .unwrap();
         assert!(e.to_string().contains("redis://127.0.0.1:1"), "{e}");
     }
 }

@@ -22,7 +22,7 @@ fn reachable(addr: SocketAddr) -> SocketAddr {
 /// Starts `riders` simulated riders against `running` until it stops.
 pub fn start(settings: &Settings, running: &Running, riders: usize) -> anyhow::Result<()> {
     let http = reachable(running.http_addr.context("the demo needs the hub")?);
-    let broker = match (running.mqtt_addr, &settings.mqtt_url) {
+    let broker = match (running.mqtt_addr, &settings.mqtt.url) {
         (Some(addr), _) => {
             let addr = reachable(addr);
             Broker {
@@ -30,13 +30,13 @@ pub fn start(settings: &Settings, running: &Running, riders: usize) -> anyhow::R
                 port: addr.port(),
             }
         }
-        (None, Some(url)) => Broker::parse(url)?,
+        (None, Some(url)) => Broker::parse(url.as_str())?,
         (None, None) => anyhow::bail!("the demo needs an MQTT broker"),
     };
     let secret = running
         .generated_secret
         .clone()
-        .or_else(|| settings.jwt_secret.clone())
+        .or_else(|| settings.auth.secret().map(str::to_owned))
         .context("the demo needs the HS256 secret to mint its tokens")?;
     let mut cfg = SimConfig::new(&format!("http://{http}"), broker, &secret);
     cfg.riders = riders;

@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use tracker_cli::settings::{EXAMPLE, Settings};
+use tracker_cli::settings::{Settings, example_file};
 use tracker_cli::system::{self, Mode, Running};
 use tracker_hub::Role;
 
@@ -40,7 +40,7 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let mode = match cli.command {
         Command::DefaultConfig => {
-            print!("{EXAMPLE}");
+            print!("{}", example_file());
             return Ok(());
         }
         Command::Run { .. } => Mode::Run,

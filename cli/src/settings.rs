@@ -1,113 +1,316 @@
-//! Configuration: the `TRACKER_*` variables of PROTOCOL.md, defaults set in code.
+//! Configuration: one typed, nested [`Settings`] read from `TRACKER_*`
+//! variables (`docs/protocol.md`, README) and an optional file.
 //!
-//! A file named by `TRACKER_CONFIG` may hold the same `KEY=value` lines (with `#`
-//! comments); the environment wins over the file. Everything is validated here,
-//! at start-up, into a clear error; secrets never appear in `Debug` output.
+//! A file named by `TRACKER_CONFIG` may hold the same `KEY=value` lines (with
+//! `#` comments); the environment wins over the file. Each variable is one row
+//! of [`KEYS`]: its name, where it lands in [`Settings`], the kind of value it
+//! holds, one doc line and the default it shows. The rows build a tree that
+//! serde reads into the nested struct, so each component's defaults stay in
+//! its own `Default` (the hub's `WsConfig`, `DispatchConfig`, `WebConfig`, the
+//! backend's `LogSettings`). Unknown `TRACKER_` keys are refused, every value is
+//! validated here at start-up into an error that names its variable, and
+//! secrets never appear in `Debug` output. `tracker default-config` and the
+//! README's table are made from [`KEYS`] (a test holds the README to it).
+//!
+//! A new setting is one field (in its component's config, or a section here)
+//! and one row of [`KEYS`].
 
 use anyhow::{Context, bail};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::Duration;
-use tracker_backend::select::redact;
+use tracker_backend::select::{LogSettings, redact};
+use tracker_hub::http::web::WebConfig;
+use tracker_hub::orders::DispatchConfig;
+use tracker_hub::watchers::WsConfig;
 
-/// Every setting of the binary.
-#[derive(Clone)]
+/// Every setting of the binary, by component.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Settings {
-    /// Where the hub listens (HTTP, WebSocket).
-    pub http_addr: SocketAddr,
-    /// Where the embedded MQTT broker listens.
-    pub mqtt_addr: SocketAddr,
-    /// An external broker; when set no embedded broker starts.
-    pub mqtt_url: Option<String>,
-    /// Redis for the event log; unset = in process.
-    pub redis_url: Option<String>,
-    /// Prefix of every Redis key and channel (several deployments on one Redis).
-    pub redis_prefix: String,
-    /// Where the embedded defaults keep their files.
-    pub data_dir: PathBuf,
-    /// `sqlite://…` or `postgres://…`.
-    pub database_url: String,
-    /// HS256 secret; `None` = a random one (`tracker run` only).
-    pub jwt_secret: Option<String>,
-    /// PEM file of an RS256 public key also accepted for tokens.
-    pub jwt_public_key: Option<PathBuf>,
+    /// The hub's listener.
+    #[serde(default)]
+    pub http: HttpSettings,
+    /// Riders' MQTT: the embedded broker or an external one.
+    #[serde(default)]
+    pub mqtt: MqttSettings,
+    /// Redis, for everything shared between processes.
+    #[serde(default)]
+    pub redis: RedisSettings,
+    /// Where the store and the embedded defaults' files live.
+    #[serde(default)]
+    pub data: DataSettings,
+    /// Token verification.
+    #[serde(default)]
+    pub auth: AuthSettings,
     /// This process's node id in generated order ids (0..=1023).
+    #[serde(default)]
     pub node_id: u16,
+    /// How much history the event log keeps.
+    #[serde(default)]
+    pub log: LogSettings,
+    /// WebSocket limits and buffers.
+    #[serde(default)]
+    pub ws: WsConfig,
+    /// The pages and their base map.
+    #[serde(default)]
+    pub web: WebConfig,
+    /// Dispatch timeouts and rider freshness.
+    #[serde(default)]
+    pub dispatch: DispatchConfig,
+}
+
+/// The hub's listener.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpSettings {
+    /// Where the hub listens (HTTP, WebSocket).
+    pub addr: SocketAddr,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        HttpSettings {
+            addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+        }
+    }
+}
+
+/// Riders' MQTT.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MqttSettings {
+    /// Where the embedded MQTT broker listens.
+    pub addr: SocketAddr,
+    /// An external broker; when set no embedded broker starts.
+    pub url: Option<Url>,
     /// MQTT shared-subscription group of ingest.
     pub share_group: String,
-    /// Entries the in-process log keeps per order.
-    pub log_history: usize,
-    /// How long the log keeps an order after it ended.
-    pub log_retention: Duration,
-    /// The oldest entry the log keeps for a live order (resume reaches no further back).
-    pub log_max_age: Duration,
-    /// Deliveries queued per WebSocket before it catches up from the log instead.
-    pub ws_queue: usize,
-    /// The folder of the pages (`web/`).
-    pub web_dir: PathBuf,
-    /// Base-map tiles for the pages; `None` (`off`) draws a plain background.
-    pub tile_url: Option<String>,
-    /// Unpaid orders are cancelled this long after creation.
-    pub payment_timeout: Duration,
-    /// Grabbed orders not picked up this long after go back to the pool.
-    pub pickup_timeout: Duration,
-    /// How often the store is swept for timeouts the delay queue missed.
-    pub timeout_sweep: Duration,
-    /// Riders silent this long drop out of position queries.
-    pub rider_stale: Duration,
 }
 
-impl fmt::Debug for Settings {
+impl Default for MqttSettings {
+    fn default() -> Self {
+        MqttSettings {
+            addr: SocketAddr::from(([127, 0, 0, 1], 1884)),
+            url: None,
+            share_group: "ingest".into(),
+        }
+    }
+}
+
+/// Redis.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RedisSettings {
+    /// Redis for the log, dispatch and timers; unset = in process.
+    pub url: Option<Url>,
+    /// Prefix of every Redis key and channel (several deployments on one Redis).
+    pub prefix: String,
+}
+
+impl Default for RedisSettings {
+    fn default() -> Self {
+        RedisSettings {
+            url: None,
+            prefix: "tracker".into(),
+        }
+    }
+}
+
+/// Files and the store.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DataSettings {
+    /// Where the embedded defaults keep their files.
+    pub dir: PathBuf,
+    /// `sqlite://…` or `postgres://…`; unset = SQLite in `dir`.
+    pub database_url: Option<Url>,
+}
+
+impl Default for DataSettings {
+    fn default() -> Self {
+        DataSettings {
+            dir: PathBuf::from("./data"),
+            database_url: None,
+        }
+    }
+}
+
+impl DataSettings {
+    /// The store's URL: the configured one, or SQLite in the data folder.
+    pub fn database_url(&self) -> String {
+        match &self.database_url {
+            Some(u) => u.0.clone(),
+            None => format!("sqlite://{}/tracker.db", self.dir.display()),
+        }
+    }
+}
+
+/// Token verification.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthSettings {
+    /// HS256 secret; `None` = a random one (`tracker run` only).
+    pub jwt_secret: Option<SecretString>,
+    /// PEM file of an RS256 public key also accepted for tokens.
+    pub jwt_public_key: Option<PathBuf>,
+}
+
+impl AuthSettings {
+    /// The configured HS256 secret, when there is one.
+    pub fn secret(&self) -> Option<&str> {
+        self.jwt_secret.as_ref().map(|s| s.expose_secret())
+    }
+}
+
+/// A backend URL, which may carry a password: `Debug` shows it redacted.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Url(pub String);
+
+impl fmt::Debug for Url {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Settings")
-            .field("http_addr", &self.http_addr)
-            .field("mqtt_addr", &self.mqtt_addr)
-            .field("mqtt_url", &self.mqtt_url.as_deref().map(redact))
-            .field("redis_url", &self.redis_url.as_deref().map(redact))
-            .field("redis_prefix", &self.redis_prefix)
-            .field("data_dir", &self.data_dir)
-            .field("database_url", &redact(&self.database_url))
-            .field("jwt_secret", &self.jwt_secret.as_ref().map(|_| "***"))
-            .field("jwt_public_key", &self.jwt_public_key)
-            .field("node_id", &self.node_id)
-            .field("share_group", &self.share_group)
-            .field("log_history", &self.log_history)
-            .field("log_retention", &self.log_retention)
-            .field("log_max_age", &self.log_max_age)
-            .field("ws_queue", &self.ws_queue)
-            .field("web_dir", &self.web_dir)
-            .field("tile_url", &self.tile_url)
-            .field("payment_timeout", &self.payment_timeout)
-            .field("pickup_timeout", &self.pickup_timeout)
-            .field("timeout_sweep", &self.timeout_sweep)
-            .field("rider_stale", &self.rider_stale)
-            .finish()
+        write!(f, "{:?}", redact(&self.0))
     }
 }
 
-/// The example configuration, printed by `tracker default-config`.
-pub const EXAMPLE: &str = include_str!("../tracker.env.example");
-
-fn parse<T: std::str::FromStr>(
-    vars: &HashMap<String, String>,
-    key: &str,
-    default: T,
-) -> anyhow::Result<T>
-where
-    T::Err: fmt::Display,
-{
-    match vars.get(key).map(|v| v.trim()).filter(|v| !v.is_empty()) {
-        None => Ok(default),
-        Some(v) => v.parse().map_err(|e| anyhow::anyhow!("{key}=`{v}`: {e}")),
+impl Url {
+    /// The URL itself.
+    pub fn as_str(&self) -> &str {
+        &self.0
     }
 }
 
-fn opt(vars: &HashMap<String, String>, key: &str) -> Option<String> {
-    vars.get(key)
-        .map(|v| v.trim().to_owned())
-        .filter(|v| !v.is_empty())
+/// What a variable's text holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Text as it is (addresses, URLs, paths, names).
+    Text,
+    /// A whole number.
+    Number,
+    /// A whole number of seconds.
+    Secs,
+    /// Text, or `off` for none.
+    TextOrOff,
+}
+
+/// The default a variable shows in the README and in `tracker default-config`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shown {
+    /// This value (what the component's `Default` holds; a test checks it).
+    Value(&'static str),
+    /// Unset by default; `example` is what a setting looks like.
+    Unset {
+        /// A sample value for the example file.
+        example: &'static str,
+    },
+    /// Worked out when unset, as `text` says.
+    Derived {
+        /// What the README says of it.
+        text: &'static str,
+        /// A sample value for the example file.
+        example: &'static str,
+    },
+}
+
+/// One `TRACKER_*` variable.
+#[derive(Debug, Clone, Copy)]
+pub struct Key {
+    /// The variable's name.
+    pub env: &'static str,
+    /// Where it lands in [`Settings`], dot-separated.
+    pub path: &'static str,
+    /// What its text holds.
+    pub kind: Kind,
+    /// One line on what it means (the README's "meaning" column).
+    pub doc: &'static str,
+    /// Its default.
+    pub shown: Shown,
+}
+
+const fn key(
+    env: &'static str,
+    path: &'static str,
+    kind: Kind,
+    doc: &'static str,
+    shown: Shown,
+) -> Key {
+    Key {
+        env,
+        path,
+        kind,
+        doc,
+        shown,
+    }
+}
+
+use Kind::{Number, Secs, Text, TextOrOff};
+use Shown::{Derived, Unset, Value as Is};
+
+/// Every variable of the binary, in the README's order.
+#[rustfmt::skip]
+pub const KEYS: &[Key] = &[
+    key("TRACKER_HTTP_ADDR", "http.addr", Text, "where the hub listens (HTTP, WebSocket)", Is("127.0.0.1:8080")),
+    key("TRACKER_MQTT_ADDR", "mqtt.addr", Text, "where the embedded MQTT broker listens", Is("127.0.0.1:1884")),
+    key("TRACKER_MQTT_URL", "mqtt.url", Text, "an external broker, `mqtt://host:port`; when set, no embedded broker starts", Unset { example: "mqtt://127.0.0.1:1883" }),
+    key("TRACKER_REDIS_URL", "redis.url", Text, "Redis for the event log (streams + pub/sub), the dispatch geo index and the delay queue of timeouts; unset = in-process", Unset { example: "redis://127.0.0.1:6379" }),
+    key("TRACKER_REDIS_PREFIX", "redis.prefix", Text, "prefix of every Redis key and channel, so deployments can share a Redis", Is("tracker")),
+    key("TRACKER_DATA_DIR", "data.dir", Text, "where the embedded defaults keep their files (created if missing)", Is("./data")),
+    key("TRACKER_DATABASE_URL", "data.database_url", Text, "`sqlite://…` or `postgres://…` (migrated at start); a SQLite file is created if missing", Derived { text: "`sqlite://$TRACKER_DATA_DIR/tracker.db`", example: "postgres://tracker@127.0.0.1:5432/tracker" }),
+    key("TRACKER_JWT_SECRET", "auth.jwt_secret", Text, "HS256 secret for tokens, 16+ characters", Derived { text: "a random one, printed with demo tokens", example: "change-me-to-something-long" }),
+    key("TRACKER_JWT_PUBLIC_KEY", "auth.jwt_public_key", Text, "PEM file of an RS256 public key whose tokens are also accepted", Unset { example: "/etc/tracker/jwt.pub.pem" }),
+    key("TRACKER_NODE_ID", "node_id", Number, "this process's node id inside generated order ids (0–1023)", Is("0")),
+    key("TRACKER_MQTT_SHARE_GROUP", "mqtt.share_group", Text, "shared-subscription group of ingest on an external broker", Is("ingest")),
+    key("TRACKER_LOG_HISTORY", "log.history", Number, "events the log keeps per order (how far resume reaches)", Is("1000")),
+    key("TRACKER_LOG_MAX_AGE_SECS", "log.max_age", Secs, "the oldest event the log keeps for a live order", Is("86400")),
+    key("TRACKER_LOG_RETENTION_SECS", "log.retention", Secs, "how long the log keeps an order after it ended", Is("3600")),
+    key("TRACKER_WS_QUEUE", "ws.queue", Number, "events queued per WebSocket before the connection catches up from the log", Is("256")),
+    key("TRACKER_WEB_DIR", "web.dir", Text, "the folder of the pages (`pages/`, `assets/`, Leaflet in `node_modules/`)", Is("web")),
+    key("TRACKER_TILE_URL", "web.tile_url", TextOrOff, "base-map tiles for the pages, a `{z}/{x}/{y}` URL template, or `off`", Is(tracker_hub::http::web::OSM_TILES)),
+    key("TRACKER_PAYMENT_TIMEOUT_SECS", "dispatch.payment_timeout", Secs, "an unpaid order is cancelled (`payment_timeout`) this long after creation", Is("900")),
+    key("TRACKER_PICKUP_TIMEOUT_SECS", "dispatch.pickup_timeout", Secs, "a grabbed order not picked up this long after goes back to the pool", Is("600")),
+    key("TRACKER_TIMEOUT_SWEEP_SECS", "dispatch.sweep_every", Secs, "how often every process sweeps the store for timeouts the delay queue missed", Is("30")),
+    key("TRACKER_RIDER_STALE_SECS", "dispatch.rider_stale", Secs, "riders silent this long drop out of `GET /v1/dispatch/riders`", Is("300")),
+];
+
+/// The variable that names the configuration file; not a setting itself.
+pub const CONFIG_FILE_KEY: &str = "TRACKER_CONFIG";
+
+/// The value of one variable as the tree serde reads.
+fn leaf(k: &Key, text: &str) -> anyhow::Result<Value> {
+    let number = || -> anyhow::Result<u64> {
+        text.parse()
+            .map_err(|_| anyhow::anyhow!("{}=`{text}`: not a whole number", k.env))
+    };
+    Ok(match k.kind {
+        Text => Value::String(text.to_owned()),
+        TextOrOff if text == "off" => Value::Null,
+        TextOrOff => Value::String(text.to_owned()),
+        Number => Value::from(number()?),
+        // std's `Duration` as serde writes it.
+        Secs => serde_json::json!({ "secs": number()?, "nanos": 0 }),
+    })
+}
+
+/// Puts `value` at the dot-separated `path` of `tree`.
+fn insert(tree: &mut Map<String, Value>, path: &str, value: Value) {
+    match path.split_once('.') {
+        None => {
+            tree.insert(path.to_owned(), value);
+        }
+        Some((head, rest)) => {
+            let sub = tree
+                .entry(head.to_owned())
+                .or_insert_with(|| Value::Object(Map::new()));
+            if let Value::Object(sub) = sub {
+                insert(sub, rest, value);
+            }
+        }
+    }
 }
 
 impl Settings {
@@ -117,7 +320,7 @@ impl Settings {
             .filter(|(k, _)| k.starts_with("TRACKER_"))
             .collect();
         let mut vars = HashMap::new();
-        if let Some(path) = env.get("TRACKER_CONFIG") {
+        if let Some(path) = env.get(CONFIG_FILE_KEY) {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("reading TRACKER_CONFIG `{path}`"))?;
             vars = parse_file(&text).with_context(|| format!("in TRACKER_CONFIG `{path}`"))?;
@@ -129,122 +332,120 @@ impl Settings {
     /// Builds settings from `KEY → value` pairs; unknown `TRACKER_` keys are errors
     /// (a typo should not silently fall back to a default).
     pub fn from_vars(vars: &HashMap<String, String>) -> anyhow::Result<Self> {
-        const KNOWN: [&str; 22] = [
-            "TRACKER_HTTP_ADDR",
-            "TRACKER_MQTT_ADDR",
-            "TRACKER_MQTT_URL",
-            "TRACKER_REDIS_URL",
-            "TRACKER_REDIS_PREFIX",
-            "TRACKER_DATA_DIR",
-            "TRACKER_DATABASE_URL",
-            "TRACKER_JWT_SECRET",
-            "TRACKER_JWT_PUBLIC_KEY",
-            "TRACKER_NODE_ID",
-            "TRACKER_MQTT_SHARE_GROUP",
-            "TRACKER_LOG_HISTORY",
-            "TRACKER_LOG_RETENTION_SECS",
-            "TRACKER_LOG_MAX_AGE_SECS",
-            "TRACKER_WS_QUEUE",
-            "TRACKER_WEB_DIR",
-            "TRACKER_TILE_URL",
-            "TRACKER_CONFIG",
-            "TRACKER_PAYMENT_TIMEOUT_SECS",
-            "TRACKER_PICKUP_TIMEOUT_SECS",
-            "TRACKER_TIMEOUT_SWEEP_SECS",
-            "TRACKER_RIDER_STALE_SECS",
-        ];
+        let known = |k: &str| k == CONFIG_FILE_KEY || KEYS.iter().any(|key| key.env == k);
+        // TRACKER_TEST_* belong to the test suites, not to the binary.
         if let Some(k) = vars
             .keys()
-            // TRACKER_TEST_* belong to the test suites, not to the binary.
-            .find(|k| {
-                k.starts_with("TRACKER_")
-                    && !k.starts_with("TRACKER_TEST_")
-                    && !KNOWN.contains(&k.as_str())
-            })
+            .find(|k| k.starts_with("TRACKER_") && !k.starts_with("TRACKER_TEST_") && !known(k))
         {
-            bail!("unknown setting {k}; known: {}", KNOWN.join(", "));
-        }
-        let data_dir: PathBuf = parse(vars, "TRACKER_DATA_DIR", PathBuf::from("./data"))?;
-        let database_url = opt(vars, "TRACKER_DATABASE_URL")
-            .unwrap_or_else(|| format!("sqlite://{}/tracker.db", data_dir.display()));
-        let node_id: u16 = parse(vars, "TRACKER_NODE_ID", 0)?;
-        if node_id > tracker_domain::ids::MAX_NODE {
+            let names: Vec<&str> = KEYS.iter().map(|k| k.env).collect();
             bail!(
-                "TRACKER_NODE_ID=`{node_id}`: must be at most {}",
+                "unknown setting {k}; known: {}, {CONFIG_FILE_KEY}",
+                names.join(", ")
+            );
+        }
+        let mut tree = Map::new();
+        for k in KEYS {
+            let Some(text) = vars.get(k.env).map(|v| v.trim()).filter(|v| !v.is_empty()) else {
+                continue;
+            };
+            insert(&mut tree, k.path, leaf(k, text)?);
+        }
+        let settings: Settings =
+            serde_path_to_error::deserialize(Value::Object(tree)).map_err(|e| {
+                let path = e.path().to_string();
+                match KEYS.iter().find(|k| path.starts_with(k.path)) {
+                    Some(k) => {
+                        let v = vars.get(k.env).map(|v| v.trim()).unwrap_or_default();
+                        anyhow::anyhow!("{}=`{v}`: {}", k.env, e.inner())
+                    }
+                    None => anyhow::anyhow!("settings: {e}"),
+                }
+            })?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// The checks serde cannot make, each naming its variable.
+    fn validate(&self) -> anyhow::Result<()> {
+        if self.node_id > tracker_domain::ids::MAX_NODE {
+            bail!(
+                "TRACKER_NODE_ID=`{}`: must be at most {}",
+                self.node_id,
                 tracker_domain::ids::MAX_NODE
             );
         }
-        let log_history: usize = parse(vars, "TRACKER_LOG_HISTORY", 1000)?;
-        if log_history == 0 {
+        if self.log.history == 0 {
             bail!("TRACKER_LOG_HISTORY must be at least 1");
         }
-        let ws_queue: usize = parse(vars, "TRACKER_WS_QUEUE", 256)?;
-        if ws_queue == 0 {
+        if self.ws.queue == 0 {
             bail!("TRACKER_WS_QUEUE must be at least 1");
         }
-        let redis_prefix = parse(vars, "TRACKER_REDIS_PREFIX", "tracker".to_owned())?;
-        if redis_prefix.is_empty() || redis_prefix.contains(['{', '}']) {
+        let prefix = &self.redis.prefix;
+        if prefix.is_empty() || prefix.contains(['{', '}']) {
             bail!(
-                "TRACKER_REDIS_PREFIX=`{redis_prefix}`: not empty, no braces (they are Redis Cluster hash tags)"
+                "TRACKER_REDIS_PREFIX=`{prefix}`: not empty, no braces (they are Redis Cluster hash tags)"
             );
         }
-        let share_group = parse(vars, "TRACKER_MQTT_SHARE_GROUP", "ingest".to_owned())?;
-        if share_group.is_empty() || share_group.contains(['/', '+', '#']) {
-            bail!("TRACKER_MQTT_SHARE_GROUP=`{share_group}`: no '/', '+' or '#'");
+        let group = &self.mqtt.share_group;
+        if group.is_empty() || group.contains(['/', '+', '#']) {
+            bail!("TRACKER_MQTT_SHARE_GROUP=`{group}`: no '/', '+' or '#'");
         }
-        if let Some(s) = opt(vars, "TRACKER_JWT_SECRET")
-            && s.len() < 16
-        {
+        if self.auth.secret().is_some_and(|s| s.len() < 16) {
             bail!("TRACKER_JWT_SECRET is too short: use at least 16 characters");
         }
-        let secs = |key: &str, default: u64| -> anyhow::Result<Duration> {
-            let v: u64 = parse(vars, key, default)?;
-            if v == 0 {
+        let d = &self.dispatch;
+        for (key, v) in [
+            ("TRACKER_PAYMENT_TIMEOUT_SECS", d.payment_timeout),
+            ("TRACKER_PICKUP_TIMEOUT_SECS", d.pickup_timeout),
+            ("TRACKER_TIMEOUT_SWEEP_SECS", d.sweep_every),
+            ("TRACKER_RIDER_STALE_SECS", d.rider_stale),
+        ] {
+            if v.is_zero() {
                 bail!("{key} must be at least 1 second");
             }
-            Ok(Duration::from_secs(v))
-        };
-        let payment_timeout = secs("TRACKER_PAYMENT_TIMEOUT_SECS", 900)?;
-        let pickup_timeout = secs("TRACKER_PICKUP_TIMEOUT_SECS", 600)?;
-        let timeout_sweep = secs("TRACKER_TIMEOUT_SWEEP_SECS", 30)?;
-        let rider_stale = secs("TRACKER_RIDER_STALE_SECS", 300)?;
-        Ok(Settings {
-            payment_timeout,
-            pickup_timeout,
-            timeout_sweep,
-            rider_stale,
-            http_addr: parse(
-                vars,
-                "TRACKER_HTTP_ADDR",
-                SocketAddr::from(([127, 0, 0, 1], 8080)),
-            )?,
-            mqtt_addr: parse(
-                vars,
-                "TRACKER_MQTT_ADDR",
-                SocketAddr::from(([127, 0, 0, 1], 1884)),
-            )?,
-            mqtt_url: opt(vars, "TRACKER_MQTT_URL"),
-            redis_url: opt(vars, "TRACKER_REDIS_URL"),
-            redis_prefix,
-            data_dir,
-            database_url,
-            jwt_secret: opt(vars, "TRACKER_JWT_SECRET"),
-            jwt_public_key: opt(vars, "TRACKER_JWT_PUBLIC_KEY").map(PathBuf::from),
-            node_id,
-            share_group,
-            log_history,
-            log_retention: Duration::from_secs(parse(vars, "TRACKER_LOG_RETENTION_SECS", 3600)?),
-            log_max_age: Duration::from_secs(parse(vars, "TRACKER_LOG_MAX_AGE_SECS", 86_400)?),
-            ws_queue,
-            web_dir: parse(vars, "TRACKER_WEB_DIR", PathBuf::from("web"))?,
-            tile_url: match opt(vars, "TRACKER_TILE_URL") {
-                None => Some(tracker_hub::web::OSM_TILES.to_owned()),
-                Some(off) if off == "off" => None,
-                Some(url) if url.starts_with("http://") || url.starts_with("https://") => Some(url),
-                Some(bad) => bail!("TRACKER_TILE_URL=`{bad}`: an http(s) URL template, or `off`"),
-            },
-        })
+        }
+        match &self.web.tile_url {
+            Some(url) if !(url.starts_with("http://") || url.starts_with("https://")) => {
+                bail!("TRACKER_TILE_URL=`{url}`: an http(s) URL template, or `off`")
+            }
+            _ => Ok(()),
+        }
     }
+}
+
+/// The example configuration, printed by `tracker default-config`: every
+/// variable with its doc line and its default (commented out where unset).
+pub fn example_file() -> String {
+    let mut out = String::from(
+        "# tracker configuration: KEY=value lines, read from the file named by\n\
+         # TRACKER_CONFIG; variables in the environment win over this file.\n\
+         # Lines that are not commented out show the default.\n",
+    );
+    for k in KEYS {
+        out.push_str(&format!("\n# {}\n", k.doc.replace('`', "")));
+        match k.shown {
+            Is(v) => out.push_str(&format!("{}={v}\n", k.env)),
+            Unset { example } | Derived { example, .. } => {
+                out.push_str(&format!("# {}={example}\n", k.env))
+            }
+        }
+    }
+    out
+}
+
+/// The README's table of variables, as [`KEYS`] has it.
+pub fn readme_table() -> String {
+    let mut out = String::from("| variable | meaning | default |\n|---|---|---|\n");
+    for k in KEYS {
+        let default = match k.shown {
+            Is(v) => format!("`{v}`"),
+            Unset { .. } => "unset".to_owned(),
+            Derived { text, .. } => text.to_owned(),
+        };
+        out.push_str(&format!("| `{}` | {} | {default} |\n", k.env, k.doc));
+    }
+    out
 }
 
 /// Parses `KEY=value` lines; blank lines and `#` comments are skipped.
@@ -277,10 +478,10 @@ mod tests {
     #[test]
     fn defaults_match_the_protocol_table() {
         let s = Settings::from_vars(&HashMap::new()).unwrap();
-        assert_eq!(s.http_addr.to_string(), "127.0.0.1:8080");
-        assert_eq!(s.mqtt_addr.to_string(), "127.0.0.1:1884");
-        assert_eq!(s.database_url, "sqlite://./data/tracker.db");
-        assert!(s.mqtt_url.is_none() && s.redis_url.is_none() && s.jwt_secret.is_none());
+        assert_eq!(s.http.addr.to_string(), "127.0.0.1:8080");
+        assert_eq!(s.mqtt.addr.to_string(), "127.0.0.1:1884");
+        assert_eq!(s.data.database_url(), "sqlite://./data/tracker.db");
+        assert!(s.mqtt.url.is_none() && s.redis.url.is_none() && s.auth.jwt_secret.is_none());
     }
 
     #[test]
@@ -300,12 +501,43 @@ mod tests {
     }
 
     #[test]
+    fn numbers_and_seconds_name_their_variable_when_bad() {
+        for (k, v) in [
+            ("TRACKER_NODE_ID", "-1"),
+            ("TRACKER_NODE_ID", "99999999"),
+            ("TRACKER_WS_QUEUE", "lots"),
+            ("TRACKER_PAYMENT_TIMEOUT_SECS", "1.5"),
+            ("TRACKER_PAYMENT_TIMEOUT_SECS", "0"),
+            ("TRACKER_LOG_HISTORY", "0"),
+            ("TRACKER_REDIS_PREFIX", "{x}"),
+        ] {
+            let e = Settings::from_vars(&vars(&[(k, v)]))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(k), "{k}={v}: {e}");
+        }
+        let s = Settings::from_vars(&vars(&[
+            ("TRACKER_PICKUP_TIMEOUT_SECS", "42"),
+            ("TRACKER_WS_QUEUE", "7"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            s.dispatch.pickup_timeout,
+            std::time::Duration::from_secs(42)
+        );
+        assert_eq!(s.ws.queue, 7);
+    }
+
+    #[test]
     fn tiles_default_to_openstreetmap_and_can_be_turned_off() {
         let s = Settings::from_vars(&HashMap::new()).unwrap();
-        assert_eq!(s.tile_url.as_deref(), Some(tracker_hub::web::OSM_TILES));
-        assert_eq!(s.web_dir, PathBuf::from("web"));
+        assert_eq!(
+            s.web.tile_url.as_deref(),
+            Some(tracker_hub::http::web::OSM_TILES)
+        );
+        assert_eq!(s.web.dir, PathBuf::from("web"));
         let off = Settings::from_vars(&vars(&[("TRACKER_TILE_URL", "off")])).unwrap();
-        assert_eq!(off.tile_url, None);
+        assert_eq!(off.web.tile_url, None);
         let e = Settings::from_vars(&vars(&[("TRACKER_TILE_URL", "tiles.local/{z}")]))
             .unwrap_err()
             .to_string();
@@ -317,19 +549,54 @@ mod tests {
         let s = Settings::from_vars(&vars(&[
             ("TRACKER_JWT_SECRET", "a-very-secret-value"),
             ("TRACKER_DATABASE_URL", "postgres://u:pw@h/db"),
+            ("TRACKER_REDIS_URL", "redis://:hunter2@h:6379"),
         ]))
         .unwrap();
         let d = format!("{s:?}");
         assert!(
-            !d.contains("a-very-secret-value") && !d.contains("pw@"),
+            !d.contains("a-very-secret-value") && !d.contains("pw@") && !d.contains("hunter2"),
             "{d}"
         );
+        assert_eq!(s.auth.secret(), Some("a-very-secret-value"));
     }
 
     #[test]
     fn the_example_file_parses_into_valid_settings() {
-        let v = parse_file(EXAMPLE).unwrap();
+        let v = parse_file(&example_file()).unwrap();
         Settings::from_vars(&v).unwrap();
         assert!(parse_file("JUSTAWORD").is_err());
+    }
+
+    #[test]
+    fn every_row_lands_in_a_field_and_shows_its_true_default() {
+        let default = format!("{:?}", Settings::from_vars(&HashMap::new()).unwrap());
+        for k in KEYS {
+            let sample = match k.shown {
+                Is(v) => v,
+                Unset { example } | Derived { example, .. } => example,
+            };
+            let s = Settings::from_vars(&vars(&[(k.env, sample)]))
+                .unwrap_or_else(|e| panic!("{}: {e}", k.env));
+            let d = format!("{s:?}");
+            match k.shown {
+                Is(_) => assert_eq!(d, default, "{} shows a default it does not have", k.env),
+                _ => assert_ne!(d, default, "{} changes nothing", k.env),
+            }
+        }
+    }
+
+    #[test]
+    fn the_readme_table_is_the_one_the_keys_make() {
+        let readme = include_str!("../../README.md");
+        let want = readme_table();
+        let start = readme
+            .find("| variable | meaning | default |")
+            .expect("the README has the table of variables");
+        let have: String = readme[start..]
+            .lines()
+            .take_while(|l| l.starts_with('|'))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert_eq!(have, want, "README's table differs; paste this:\n{want}");
     }
 }

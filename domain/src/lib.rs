@@ -2,10 +2,11 @@
 //!
 //! # Layout
 //! - [`ids`]: snowflake-style order ids generated up front, safe when the clock steps back.
-//! - [`status`]: the order state machine of DESIGN.md (forward, cancel, return).
+//! - [`status`]: the order state machine of `docs/design.md` (forward, cancel, return).
 //! - [`order`]: an order with its optimistic versions, and the changes the API may make to it.
 //! - [`fix`]: a rider's GPS fix as it arrives over MQTT or HTTP, and its validation.
-//! - [`event`]: the events of an order's log and their wire encoding (PROTOCOL.md).
+//! - [`rider`]: what a rider id may be, at every door.
+//! - [`event`]: the events of an order's log and their wire encoding (`docs/protocol.md`).
 //! - [`live`]: the fold of an order's events into its current state, served as a snapshot.
 //! - [`view`]: what a customer may see of their order's events (views by role).
 //! - [`clock`]: wall-clock access behind a trait so tests can move time.
@@ -16,6 +17,7 @@ pub mod fix;
 pub mod ids;
 pub mod live;
 pub mod order;
+pub mod rider;
 pub mod status;
 pub mod view;
 

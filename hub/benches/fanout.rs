@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use tracker_backend::Entry;
 use tracker_domain::event::{EventBody, PosEvent, encode};
 use tracker_domain::view::View;
-use tracker_hub::fanout::{ConnSignal, Delivery, Fanout, Subscriber};
+use tracker_hub::watchers::fanout::{ConnSignal, Delivery, Fanout, Subscriber};
 
 fn entry(seq: u64, before_pickup: bool) -> Entry {
     let body = EventBody::Pos(PosEvent {

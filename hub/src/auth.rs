@@ -1,15 +1,11 @@
 //! Who is asking, and may they watch this order: JWT verification and per-order access.
 //!
 //! Tokens are HS256 with the configured secret, or RS256 when a public key is
-//! configured (both may be accepted at once). They arrive in
-//! `Authorization: Bearer …` or, where a browser cannot set headers, `?token=…`.
+//! configured (both may be accepted at once). How a request carries one is the
+//! HTTP layer's business (`hub/src/http/extract.rs`).
 
-use crate::error::ApiError;
-use axum::extract::FromRequestParts;
-use axum::http::request::Parts;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, decode, encode};
 use serde::{Deserialize, Serialize};
-use std::sync::Arc;
 use tracker_domain::Order;
 use tracker_domain::view::View;
 
@@ -123,61 +119,12 @@ impl Claims {
     }
 }
 
-/// May the holder of `claims` watch (and read) `order`? (PROTOCOL.md)
+/// May the holder of `claims` watch (and read) `order`? (`docs/protocol.md`)
 pub fn can_watch(claims: &Claims, order: &Order) -> bool {
     match claims.role {
         Role::Admin => true,
         Role::Customer => order.customer_id == claims.sub,
         Role::Rider => order.rider_id.as_deref() == Some(claims.sub.as_str()),
-    }
-}
-
-/// The token of a request: the bearer header first, then `?token=`.
-pub fn token_of(parts: &Parts) -> Option<String> {
-    if let Some(h) = parts.headers.get(axum::http::header::AUTHORIZATION) {
-        let h = h.to_str().ok()?;
-        return h.strip_prefix("Bearer ").map(|t| t.trim().to_owned());
-    }
-    let query = parts.uri.query()?;
-    query
-        .split('&')
-        .find_map(|kv| kv.strip_prefix("token=").map(str::to_owned))
-}
-
-/// Extractor: the verified claims of the caller, or a 401.
-pub struct Caller(pub Claims);
-
-impl<S> FromRequestParts<S> for Caller
-where
-    S: Send + Sync,
-    Arc<Auth>: axum::extract::FromRef<S>,
-{
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let auth: Arc<Auth> = axum::extract::FromRef::from_ref(state);
-        let token = token_of(parts).ok_or(AuthError::Missing)?;
-        Ok(Caller(auth.verify(&token)?))
-    }
-}
-
-/// Extractor: a caller with the admin role (401 without a valid token, 403 with
-/// another role), checked before the request body is read.
-pub struct Admin(pub Claims);
-
-impl<S> FromRequestParts<S> for Admin
-where
-    S: Send + Sync,
-    Arc<Auth>: axum::extract::FromRef<S>,
-{
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let Caller(claims) = Caller::from_request_parts(parts, state).await?;
-        if claims.role != Role::Admin {
-            return Err(ApiError::forbidden("this call needs an admin token"));
-        }
-        Ok(Admin(claims))
     }
 }
 

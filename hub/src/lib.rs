@@ -1,33 +1,32 @@
-//! The hub: the orders API for upstream systems and the WebSocket hub for watchers.
+//! The hub: the orders API for upstream systems and the watcher side that
+//! pushes every change of an order to the people watching it.
 //!
 //! # Layout
-//! - [`auth`]: JWT verification and who may watch which order.
-//! - [`error`]: the JSON error answer of every HTTP call.
-//! - [`api`]: the orders API (create, get, status, assign) and health.
-//! - [`fanout`]: per-order subscriber lists fed by one tail of the event log.
-//! - [`watch`]: one client's subscriptions, resume and ordering, for any transport.
-//! - [`ws`]: the WebSocket protocol and one task per connection.
-//! - [`dispatch`]: open orders near riders, the atomic grab, rider positions, timeouts.
-//! - [`web`]: the pages (customer map, operator view, trip replay) served from `web/`.
+//! - [`orders`]: the use-case layer (order commands and queries, the grab, the
+//!   one write path and what follows it, the pool, the timeouts). No axum.
+//! - [`watchers`]: the fan-out, one client's subscriptions, the frames, and
+//!   the transports (WebSocket, SSE, long-poll).
+//! - [`http`]: routes, handlers, the token extractors, the one HTTP error
+//!   type, the pages.
+//! - [`auth`]: tokens, roles, who may watch which order.
 //!
-//! Data path: an API write commits the order row and its events (outbox) in one
-//! store transaction → the relay appends them to the event log → the hub's
-//! tail hands each entry to [`fanout`] → each watcher's connection task sends it.
+//! Data path: a write (API or job) commits the order row and its events
+//! (outbox) in one store transaction ([`orders::write`]) → the relay appends
+//! them to the event log → the hub's tail hands each entry to
+//! [`watchers::fanout`] → each watcher's transport sends it.
 
-pub mod api;
 pub mod auth;
-pub mod dispatch;
-pub mod error;
-pub mod fanout;
-pub mod watch;
-pub mod web;
-pub mod ws;
+pub mod http;
+pub mod orders;
+pub mod watchers;
 
 use anyhow::Context;
-use axum::extract::FromRef;
+use metrics_exporter_prometheus::PrometheusHandle;
+use std::future::{Future, IntoFuture};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracker_backend::dispatch::Dispatch;
@@ -43,7 +42,7 @@ pub use auth::{Auth, Claims, Role};
 #[derive(Debug, Clone)]
 pub struct HubConfig {
     /// WebSocket limits and buffers.
-    pub ws: ws::WsConfig,
+    pub ws: watchers::WsConfig,
     /// How often the outbox relay looks for rows it was not woken for.
     pub relay_poll: Duration,
     /// Longest an ordinary HTTP request may take.
@@ -51,20 +50,20 @@ pub struct HubConfig {
     /// How long shutdown waits for connections to close before giving up.
     pub shutdown_grace: Duration,
     /// The pages and their base map.
-    pub web: web::WebConfig,
+    pub web: http::web::WebConfig,
     /// Timeouts and rider freshness of dispatch.
-    pub dispatch: dispatch::DispatchConfig,
+    pub dispatch: orders::DispatchConfig,
 }
 
 impl Default for HubConfig {
     fn default() -> Self {
         HubConfig {
-            ws: ws::WsConfig::default(),
+            ws: watchers::WsConfig::default(),
             relay_poll: Duration::from_millis(500),
             http_timeout: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(5),
-            web: web::WebConfig::default(),
-            dispatch: dispatch::DispatchConfig::default(),
+            web: http::web::WebConfig::default(),
+            dispatch: orders::DispatchConfig::default(),
         }
     }
 }
@@ -87,74 +86,86 @@ pub struct HubDeps {
     /// Wall-clock time for timestamps.
     pub clock: Arc<dyn Clock>,
     /// Validates and routes riders' fixes that arrive over HTTP (shared with MQTT ingest).
-    pub fixes: Arc<tracker_ingest::Router>,
+    pub fixes: Arc<tracker_routing::Router>,
     /// Renders `/metrics` when a Prometheus recorder is installed.
-    pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    pub metrics: Option<PrometheusHandle>,
 }
 
-/// Shared state of every handler.
-#[derive(Clone)]
-pub struct AppState {
-    /// The seams and services.
-    pub deps: HubDeps,
-    /// Subscriber lists.
-    pub fanout: Arc<fanout::Fanout>,
-    /// Wakes the relay after a write.
-    pub relay: RelayWaker,
-    /// Tunables.
-    pub cfg: Arc<HubConfig>,
-    /// Cancelled at shutdown; every connection task watches it.
-    pub stop: CancellationToken,
-    /// Tracks connection tasks so shutdown can wait for them.
-    pub tasks: TaskTracker,
+/// The hub's background jobs; each yields its name when it ends, which
+/// before `stop` means it died.
+pub type Jobs = JoinSet<&'static str>;
+
+fn job(jobs: &mut Jobs, name: &'static str, f: impl Future<Output = ()> + Send + 'static) {
+    jobs.spawn(async move {
+        f.await;
+        name
+    });
 }
 
-impl FromRef<AppState> for Arc<Auth> {
-    fn from_ref(s: &AppState) -> Self {
-        s.deps.auth.clone()
-    }
-}
-
-impl AppState {
-    /// Builds the state and starts the background tasks (log tail → fan-out,
-    /// outbox relay, the timeouts) on `tasks`;
-    /// they stop with `stop`.
-    pub fn start(
-        cfg: HubConfig,
-        deps: HubDeps,
-        stop: CancellationToken,
-        tasks: TaskTracker,
-    ) -> Self {
-        let fanout = Arc::new(fanout::Fanout::default());
-        tasks.spawn(fanout::run_tail(
-            fanout.clone(),
-            deps.log.tail(),
-            stop.clone(),
-        ));
-        let waker = RelayWaker::default();
-        tasks.spawn(relay::run(
+/// Builds the router's state and starts the hub's background jobs on `jobs`:
+/// the log tail feeding the fan-out, the outbox relay and the timeouts. They
+/// stop with `stop`; connection tasks are tracked on `tasks`.
+pub fn start(
+    cfg: &HubConfig,
+    deps: HubDeps,
+    stop: CancellationToken,
+    tasks: &TaskTracker,
+    jobs: &mut Jobs,
+) -> http::AppState {
+    let fanout = Arc::new(watchers::Fanout::default());
+    job(
+        jobs,
+        "the log tail of the fan-out",
+        watchers::fanout::run_tail(fanout.clone(), deps.log.tail(), stop.clone()),
+    );
+    let relay = RelayWaker::default();
+    job(
+        jobs,
+        "the outbox relay",
+        relay::run(
             deps.store.clone(),
             deps.log.clone(),
-            waker.clone(),
+            relay.clone(),
             cfg.relay_poll,
             stop.clone(),
-        ));
-        let st = AppState {
-            deps,
+        ),
+    );
+    let orders = orders::Orders::new(
+        orders::OrdersDeps {
+            store: deps.store.clone(),
+            ids: deps.ids,
+            clock: deps.clock.clone(),
+            dispatch: deps.dispatch.clone(),
+            timers: deps.timers,
+        },
+        relay,
+        cfg.dispatch.clone(),
+    );
+    job(
+        jobs,
+        "the timeouts job",
+        orders::timeouts::run(orders.clone(), stop.clone()),
+    );
+    http::AppState {
+        auth: deps.auth,
+        nearby: orders::nearby::Nearby::new(deps.dispatch, deps.clock, cfg.dispatch.rider_stale),
+        orders,
+        watchers: watchers::Watchers::new(
             fanout,
-            relay: waker,
-            cfg: Arc::new(cfg),
+            deps.store,
+            deps.log,
+            cfg.ws.clone(),
             stop,
-            tasks,
-        };
-        st.tasks.spawn(dispatch::timeouts::run(st.clone()));
-        st
+            tasks.clone(),
+        ),
+        fixes: deps.fixes,
     }
 }
 
 /// Serves the hub on `listener` until `stop` is cancelled, then closes every
 /// WebSocket with a "reconnect" code and waits (up to the grace period) for
-/// every task to finish.
+/// every task to finish. A background job that ends before `stop` stops the
+/// hub, and is its error.
 pub async fn run(
     cfg: HubConfig,
     deps: HubDeps,
@@ -162,18 +173,40 @@ pub async fn run(
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
     let tasks = TaskTracker::new();
-    let grace = cfg.shutdown_grace;
-    let state = AppState::start(cfg, deps, stop.clone(), tasks.clone());
-    let app = api::router(state);
+    let mut jobs = Jobs::new();
+    let metrics = deps.metrics.clone();
+    let state = start(&cfg, deps, stop.clone(), &tasks, &mut jobs);
+    let app = http::router(state, cfg.http_timeout, &cfg.web, metrics);
     tracing::info!(addr = %listener.local_addr()?, "hub listening");
-    axum::serve(listener, app)
+    let serve = axum::serve(listener, app)
         .with_graceful_shutdown(stop.clone().cancelled_owned())
-        .await
-        .context("serving HTTP")?;
+        .into_future();
+    tokio::pin!(serve);
+    let mut died: Option<anyhow::Error> = None;
+    let served = loop {
+        tokio::select! {
+            r = &mut serve => break r,
+            Some(ended) = jobs.join_next() => {
+                if !stop.is_cancelled() && died.is_none() {
+                    let e = match ended {
+                        Ok(name) => anyhow::anyhow!("{name} stopped"),
+                        Err(e) => anyhow::anyhow!("a background job panicked: {e}"),
+                    };
+                    died = Some(e);
+                    stop.cancel();
+                }
+            }
+        }
+    };
     stop.cancel();
     tasks.close();
-    if tokio::time::timeout(grace, tasks.wait()).await.is_err() {
+    let grace = tokio::time::timeout(cfg.shutdown_grace, async {
+        tasks.wait().await;
+        while jobs.join_next().await.is_some() {}
+    });
+    if grace.await.is_err() {
         tracing::warn!("some connections did not close within the grace period");
     }
-    Ok(())
+    served.context("serving HTTP")?;
+    died.map_or(Ok(()), Err)
 }

@@ -8,7 +8,6 @@
 //! small publishes and acks stall for tens of milliseconds at the tail.
 
 use crate::lanes::Lanes;
-use crate::router::Router;
 use crate::topic;
 use anyhow::{Context, bail};
 use rumqttc::{
@@ -21,6 +20,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracker_backend::retry::Backoff;
 use tracker_domain::RejectReason;
+use tracker_routing::Router;
 
 /// Where the broker is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -186,7 +186,7 @@ pub async fn run_linked(link: crate::broker::Link, router: Arc<Router>, stop: Ca
                     continue;
                 };
                 tokio::select! {
-                    sent = lanes.send(topic, f.publish.payload, None) => if !sent { break },
+                    sent = lanes.send(&topic, f.publish.payload, None) => if !sent { break },
                     _ = stop.cancelled() => break,
                 }
             }
@@ -220,10 +220,7 @@ async fn route_loop(
     let acker = tokio::spawn(ack_in_order(ack_rx, client));
     while let Some(p) = rx.recv().await {
         let (done_tx, done_rx) = oneshot::channel();
-        if !lanes
-            .send(p.topic.clone(), p.payload.clone(), Some(done_tx))
-            .await
-        {
+        if !lanes.send(&p.topic, p.payload.clone(), Some(done_tx)).await {
             break;
         }
         if ack_tx.send((done_rx, p)).await.is_err() {

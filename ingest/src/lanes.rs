@@ -7,12 +7,14 @@
 //! pipelined append for the burst's orders and one push of track points, so
 //! the cost per fix falls as the load rises.
 
-use crate::router::Router;
+use crate::topic;
 use bytes::Bytes;
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tracker_domain::RejectReason;
+use tracker_routing::{Kind, Router};
 
 /// Lanes per consumer.
 pub const LANES: usize = 16;
@@ -23,7 +25,8 @@ const QUEUE: usize = 256;
 
 /// One publish for a lane; `done` fires once it has been routed.
 struct Job {
-    topic: String,
+    rider: String,
+    kind: Kind,
     payload: Bytes,
     done: Option<oneshot::Sender<()>>,
 }
@@ -32,6 +35,7 @@ struct Job {
 pub struct Lanes {
     senders: Vec<mpsc::Sender<Job>>,
     workers: JoinSet<()>,
+    router: Arc<Router>,
 }
 
 impl Lanes {
@@ -44,25 +48,38 @@ impl Lanes {
             workers.spawn(lane(rx, router.clone(), stop.clone()));
             senders.push(tx);
         }
-        Lanes { senders, workers }
+        Lanes {
+            senders,
+            workers,
+            router,
+        }
     }
 
-    /// Queues a publish on its rider's lane (a topic that names no rider goes
-    /// to the first lane, where the router counts it as rejected), waiting
-    /// while the lane is full; `done` fires once it is routed. False once the
-    /// lane has stopped.
+    /// Queues a publish to `topic` on its rider's lane, waiting while the lane
+    /// is full; `done` fires once it is routed. A topic that names no rider is
+    /// counted as rejected and `done` fires at once. False once the lane has
+    /// stopped.
     pub async fn send(
         &self,
-        topic: String,
+        topic: &str,
         payload: Bytes,
         done: Option<oneshot::Sender<()>>,
     ) -> bool {
+        let Some((rider, kind)) = topic::parse(topic) else {
+            self.router.stats().reject(RejectReason::BadTopic);
+            if let Some(done) = done {
+                let _ = done.send(());
+            }
+            return true;
+        };
+        let lane = lane_of(rider);
         let job = Job {
-            topic,
+            rider: rider.to_owned(),
+            kind,
             payload,
             done,
         };
-        self.senders[lane_of(&job.topic)].send(job).await.is_ok()
+        self.senders[lane].send(job).await.is_ok()
     }
 
     /// Lets the lanes finish what they hold, then waits for their workers.
@@ -70,6 +87,7 @@ impl Lanes {
         let Lanes {
             senders,
             mut workers,
+            ..
         } = self;
         drop(senders);
         while workers.join_next().await.is_some() {}
@@ -83,11 +101,11 @@ async fn lane(mut rx: mpsc::Receiver<Job>, router: Arc<Router>, stop: Cancellati
         if rx.recv_many(&mut burst, BURST).await == 0 {
             return;
         }
-        let publishes: Vec<(&str, &[u8])> = burst
+        let payloads: Vec<(&str, Kind, &[u8])> = burst
             .iter()
-            .map(|j| (j.topic.as_str(), &j.payload[..]))
+            .map(|j| (j.rider.as_str(), j.kind, &j.payload[..]))
             .collect();
-        if !router.handle_until_done(&publishes, &stop).await {
+        if !router.handle_until_done(&payloads, &stop).await {
             return; // stopping: `done` never fires, so nothing is acked
         }
         metrics::histogram!("tracker_ingest_burst_publishes").record(burst.len() as f64);
@@ -99,12 +117,9 @@ async fn lane(mut rx: mpsc::Receiver<Job>, router: Arc<Router>, stop: Cancellati
     }
 }
 
-/// The lane of a publish to `topic`: by its rider.
-fn lane_of(topic: &str) -> usize {
+/// The lane of a publish of `rider`.
+fn lane_of(rider: &str) -> usize {
     use std::hash::{Hash, Hasher};
-    let Some((rider, _)) = crate::topic::parse(topic) else {
-        return 0;
-    };
     let mut h = std::collections::hash_map::DefaultHasher::new();
     rider.hash(&mut h);
     (h.finish() % LANES as u64) as usize

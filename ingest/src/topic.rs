@@ -1,16 +1,7 @@
-//! Rider topics of PROTOCOL.md: `riders/{rider_id}/pos` and `riders/{rider_id}/pos/batch`.
+//! Rider topics (`docs/protocol.md`): `riders/{rider_id}/pos` and `riders/{rider_id}/pos/batch`.
 
-/// Longest accepted rider id.
-pub const MAX_RIDER_ID: usize = 64;
-
-/// What a rider published.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    /// One fix.
-    Single,
-    /// An array of fixes, possibly old and out of order.
-    Batch,
-}
+use tracker_domain::rider::is_valid_rider_id;
+pub use tracker_routing::Kind;
 
 /// The rider and kind of a publish topic, or `None` when it is not a rider topic
 /// or the rider id is not 1..=64 of `[A-Za-z0-9_.-]`.
@@ -21,16 +12,11 @@ pub fn parse(topic: &str) -> Option<(&str, Kind)> {
     } else {
         (rest.strip_suffix("/pos")?, Kind::Single)
     };
-    let ok = !rider.is_empty()
-        && rider.len() <= MAX_RIDER_ID
-        && rider
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
-    ok.then_some((rider, kind))
+    is_valid_rider_id(rider).then_some((rider, kind))
 }
 
 /// The subscription filters of an ingest instance: in shared group `group`
-/// (`$share/{group}/riders/+/pos` and `…/pos/batch`, PROTOCOL.md), or plain
+/// (`$share/{group}/riders/+/pos` and `…/pos/batch`, `docs/protocol.md`), or plain
 /// filters when it is the only consumer (`None`).
 pub fn filters(group: Option<&str>) -> [String; 2] {
     match group {

@@ -22,7 +22,7 @@ use tracker_domain::{Order, Point};
 pub enum DispatchError {
     /// The backend could not be reached or answered nonsense; the call may be retried.
     #[error("dispatch index unavailable: {0}")]
-    Unavailable(String),
+    Unavailable(#[source] crate::BoxError),
 }
 
 /// An open order as riders see it in the pool.

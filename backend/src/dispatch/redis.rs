@@ -35,8 +35,8 @@ pub struct RedisDispatch {
     forget: Script,
 }
 
-fn unavailable(e: impl std::fmt::Display) -> DispatchError {
-    DispatchError::Unavailable(e.to_string())
+fn unavailable(e: impl Into<crate::BoxError>) -> DispatchError {
+    DispatchError::Unavailable(e.into())
 }
 
 fn geo_lat(lat: f64) -> f64 {

@@ -60,7 +60,7 @@ pub struct ReadResult {
 pub enum LogError {
     /// The backend could not be reached or answered nonsense; the call may be retried.
     #[error("event log unavailable: {0}")]
-    Unavailable(String),
+    Unavailable(#[source] crate::BoxError),
 }
 
 /// A per-order, append-only event log shared by every hub and ingest process.

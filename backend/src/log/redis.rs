@@ -63,8 +63,8 @@ pub struct RedisLog {
     _stop_tail: DropGuard,
 }
 
-fn unavailable(e: impl std::fmt::Display) -> LogError {
-    LogError::Unavailable(e.to_string())
+fn unavailable(e: impl Into<crate::BoxError>) -> LogError {
+    LogError::Unavailable(e.into())
 }
 
 impl RedisLog {
@@ -72,10 +72,9 @@ impl RedisLog {
     /// append made after this returns can be missed by [`EventLog::tail`].
     pub async fn connect(url: &str, cfg: RedisLogConfig) -> Result<Self, LogError> {
         if cfg.prefix.is_empty() || cfg.prefix.contains(['{', '}']) {
-            return Err(LogError::Unavailable(format!(
-                "bad key prefix `{}`",
-                cfg.prefix
-            )));
+            return Err(LogError::Unavailable(
+                format!("bad key prefix `{}`", cfg.prefix).into(),
+            ));
         }
         let client = Client::open(url).map_err(unavailable)?;
         let conn = crate::redis_conn::manager(&client)

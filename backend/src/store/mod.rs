@@ -22,16 +22,24 @@ pub enum StoreError {
     /// The order's version moved since it was read: another writer won.
     #[error("version conflict")]
     Conflict,
-    /// Anything else (connection, disk, corrupt row); internal, never shown to clients.
-    #[error("store failure: {0}")]
-    Other(String),
+    /// The database could not be reached or failed the call (connection,
+    /// pool, disk); the call may be retried. Never shown to clients.
+    #[error("store unavailable: {0}")]
+    Unavailable(#[source] crate::BoxError),
+    /// A stored row that cannot be read back, or a value that cannot be
+    /// written: a bug or corruption, not an outage. Never shown to clients.
+    #[error("corrupt row: {0}")]
+    Corrupt(#[source] crate::BoxError),
 }
 
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
         match e {
             sqlx::Error::RowNotFound => StoreError::NotFound,
-            other => StoreError::Other(other.to_string()),
+            e @ (sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_)) => {
+                StoreError::Corrupt(e.into())
+            }
+            other => StoreError::Unavailable(other.into()),
         }
     }
 }

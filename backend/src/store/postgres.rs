@@ -28,7 +28,7 @@ impl PostgresStore {
         sqlx::migrate!("../migrations/postgres")
             .run(&pool)
             .await
-            .map_err(|e| StoreError::Other(format!("migrating: {e}")))?;
+            .map_err(|e| StoreError::Unavailable(e.into()))?;
         Ok(PostgresStore { pool })
     }
 

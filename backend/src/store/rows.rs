@@ -36,7 +36,7 @@ impl TryFrom<OrderRow> for Order {
     type Error = StoreError;
     fn try_from(r: OrderRow) -> Result<Self, StoreError> {
         Ok(Order {
-            status: Status::from_str(&r.status).map_err(|e| StoreError::Other(e.to_string()))?,
+            status: Status::from_str(&r.status).map_err(|e| StoreError::Corrupt(e.into()))?,
             id: r.id,
             biz_order_no: r.biz_order_no,
             biz_type: r.biz_type,
@@ -65,7 +65,7 @@ impl TryFrom<OrderRow> for Order {
 }
 
 pub(crate) fn events_json(events: &[EventBody]) -> Result<String, StoreError> {
-    serde_json::to_string(events).map_err(|e| StoreError::Other(e.to_string()))
+    serde_json::to_string(events).map_err(|e| StoreError::Corrupt(e.into()))
 }
 
 /// The SQL list of statuses that keep a rider attached, e.g. `'assigned','picked_up'`.
@@ -91,7 +91,7 @@ pub(crate) fn outbox_item(
         id,
         order_id,
         events: serde_json::from_str(events)
-            .map_err(|e| StoreError::Other(format!("outbox row {id}: {e}")))?,
+            .map_err(|e| StoreError::Corrupt(format!("outbox row {id}: {e}").into()))?,
     })
 }
 

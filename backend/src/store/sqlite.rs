@@ -37,7 +37,7 @@ impl SqliteStore {
         sqlx::migrate!("../migrations/sqlite")
             .run(&writer)
             .await
-            .map_err(|e| StoreError::Other(format!("migrating {url}: {e}")))?;
+            .map_err(|e| StoreError::Unavailable(format!("migrating {url}: {e}").into()))?;
         let reader = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(opts.read_only(true))

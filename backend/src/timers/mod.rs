@@ -105,7 +105,7 @@ impl fmt::Display for TimerKind {
 pub enum TimerError {
     /// The backend could not be reached or answered nonsense; the call may be retried.
     #[error("delay queue unavailable: {0}")]
-    Unavailable(String),
+    Unavailable(#[source] crate::BoxError),
 }
 
 /// Timeouts waiting for their time, shared by every process.

@@ -14,8 +14,8 @@ pub struct RedisDelayQueue {
     claim: Script,
 }
 
-fn unavailable(e: impl std::fmt::Display) -> TimerError {
-    TimerError::Unavailable(e.to_string())
+fn unavailable(e: impl Into<crate::BoxError>) -> TimerError {
+    TimerError::Unavailable(e.into())
 }
 
 impl RedisDelayQueue {

@@ -22,8 +22,8 @@ use tokio_util::sync::CancellationToken;
 
 const GROUP: &str = "writers";
 
-fn unavailable(e: impl std::fmt::Display) -> LogError {
-    LogError::Unavailable(e.to_string())
+fn unavailable(e: impl Into<crate::BoxError>) -> LogError {
+    LogError::Unavailable(e.into())
 }
 
 /// The stream key for `prefix`.
@@ -180,7 +180,7 @@ impl TrackWorker {
         self.store
             .insert_track_points(&points)
             .await
-            .map_err(|e| LogError::Unavailable(e.to_string()))?;
+            .map_err(|e| LogError::Unavailable(e.into()))?;
         let ids: Vec<&str> = entries.iter().map(|e| e.id.as_str()).collect();
         let mut conn = self.conn.clone();
         let _: usize = conn

@@ -51,9 +51,9 @@ pub(crate) async fn spawn_app_with(extra: &[(&str, &str)]) -> App {
         .await
         .unwrap();
     let http_addr = running.http_addr.unwrap();
-    let mqtt = match (&settings.mqtt_url, running.mqtt_addr) {
+    let mqtt = match (&settings.mqtt.url, running.mqtt_addr) {
         (Some(url), _) => {
-            let t = tracker_ingest::MqttTarget::parse(url).unwrap();
+            let t = tracker_ingest::MqttTarget::parse(url.as_str()).unwrap();
             (t.host, t.port)
         }
         (None, Some(addr)) => (addr.ip().to_string(), addr.port()),

@@ -5,7 +5,6 @@
 //! it, because the fix was valid and must not be lost.
 
 use crate::stats::Stats;
-use crate::topic::{self, Kind};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -25,6 +24,15 @@ pub enum RouteError {
     /// The log refused the append.
     #[error("log: {0}")]
     Log(#[from] LogError),
+}
+
+/// What a rider sent: one fix, or a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// One fix (a JSON object).
+    Single,
+    /// An array of fixes, possibly old and out of order.
+    Batch,
 }
 
 /// What became of one payload's fixes.
@@ -106,18 +114,14 @@ impl Router {
         &self.stats
     }
 
-    /// Handles a burst of MQTT publishes (`(topic, payload)`, oldest first) as
-    /// one: each topic and payload is parsed, refusals are counted, and the
-    /// valid fixes are routed together by [`Router::route_many`].
-    pub async fn handle_many(&self, publishes: &[(&str, &[u8])]) -> Result<(), RouteError> {
-        let mut riders = Vec::with_capacity(publishes.len());
-        for &(topic, payload) in publishes {
-            let Some((rider, kind)) = topic::parse(topic) else {
-                self.stats.reject(RejectReason::BadTopic);
-                continue;
-            };
-            riders.push((rider, self.parse(kind, payload).0));
-        }
+    /// Handles a burst of payloads (`(rider, kind, payload)`, oldest first) as
+    /// one: each payload is parsed, refusals are counted, and the valid fixes
+    /// are routed together by [`Router::route_many`].
+    pub async fn handle_many(&self, payloads: &[(&str, Kind, &[u8])]) -> Result<(), RouteError> {
+        let riders = payloads
+            .iter()
+            .map(|&(rider, kind, payload)| (rider, self.parse(kind, payload).0))
+            .collect();
         self.route_many(riders).await
     }
 
@@ -222,15 +226,15 @@ impl Router {
     /// burst again: delivery is at least once.
     pub async fn handle_until_done(
         &self,
-        publishes: &[(&str, &[u8])],
+        payloads: &[(&str, Kind, &[u8])],
         stop: &CancellationToken,
     ) -> bool {
         let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(5));
         loop {
-            match self.handle_many(publishes).await {
+            match self.handle_many(payloads).await {
                 Ok(()) => return true,
                 Err(e) => {
-                    tracing::warn!(error = %e, publishes = publishes.len(), "routing fixes failed; retrying");
+                    tracing::warn!(error = %e, payloads = payloads.len(), "routing fixes failed; retrying");
                     metrics::counter!("tracker_ingest_retries_total").increment(1);
                 }
             }

@@ -17,7 +17,8 @@ use tower_http::services::{ServeDir, ServeFile};
 pub const OSM_TILES: &str = "https://tile.openstreetmap.org/{z}/{x}/{y}.png";
 
 /// Where the pages live and which base map they draw.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct WebConfig {
     /// The `web/` folder (pages in `pages/`, scripts and styles in `assets/`).
     pub dir: PathBuf,

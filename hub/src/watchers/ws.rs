@@ -1,4 +1,4 @@
-//! `GET /v1/ws`: the watchers' WebSocket (PROTOCOL.md), its limits and close codes.
+//! `GET /v1/ws`: the watchers' WebSocket (`docs/protocol.md`), its limits and close codes.
 //!
 //! The token is checked before the upgrade (401 on a bad one); each accepted
 //! socket gets one task, [`session::run`], tracked for shutdown.
@@ -12,12 +12,9 @@
 //! | 1012 | server shutting down or restarting | reconnect (another node) with `since` |
 //! | 4008 | too slow: a send did not finish within `write_timeout` | reconnect with `since` |
 
-pub mod frames;
-pub mod session;
-
-use crate::AppState;
-use crate::auth::Caller;
-use crate::error::ApiError;
+use super::{Watchers, session};
+use crate::http::error::ApiError;
+use crate::http::extract::Caller;
 use axum::extract::State;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::http::StatusCode;
@@ -34,7 +31,8 @@ pub const CLOSE_RESTART: u16 = 1012;
 pub const CLOSE_SLOW: u16 = 4008;
 
 /// Limits and buffers of each WebSocket connection.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct WsConfig {
     /// Deliveries queued per connection before it counts as lagging and catches up from the log.
     pub queue: usize,
@@ -79,7 +77,7 @@ impl Default for WsConfig {
 
 /// Upgrades an authenticated request to a watcher connection.
 pub async fn upgrade(
-    State(st): State<AppState>,
+    State(w): State<Watchers>,
     caller: Result<Caller, ApiError>,
     ws: WebSocketUpgrade,
 ) -> Response {
@@ -87,17 +85,17 @@ pub async fn upgrade(
         Ok(Caller(c)) => c,
         Err(e) => return e.into_response(),
     };
-    if st.stop.is_cancelled() {
+    if w.stop.is_cancelled() {
         return (StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response();
     }
-    let c = &st.cfg.ws;
+    let c = &w.cfg;
     ws.read_buffer_size(c.read_buffer)
         .write_buffer_size(c.write_buffer)
         .max_write_buffer_size(c.write_buffer.max(c.max_message) * 4)
         .max_message_size(c.max_message)
         .max_frame_size(c.max_message)
         .on_upgrade(move |socket| {
-            let tasks = st.tasks.clone();
-            tasks.track_future(session::run(socket, claims, st))
+            let tasks = w.tasks.clone();
+            tasks.track_future(session::run(socket, claims, w))
         })
 }

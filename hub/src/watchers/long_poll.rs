@@ -8,12 +8,12 @@
 //! seq to send as `since` next time. The fan-out registration is only a wake-up:
 //! what is returned always comes from the log, so it is complete and in order.
 
-use crate::AppState;
-use crate::api::orders::watchable;
-use crate::auth::Caller;
-use crate::error::ApiError;
-use crate::fanout::{ConnSignal, Subscriber};
-use crate::watch::{event_text, next_conn_id, snapshot_text};
+use super::Watchers;
+use super::fanout::{ConnSignal, Subscriber};
+use super::watcher::{event_text, next_conn_id, snapshot_text};
+use crate::http::error::ApiError;
+use crate::http::extract::Caller;
+use crate::orders::queries::watchable;
 use axum::extract::ws::Utf8Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::header;
@@ -42,14 +42,14 @@ pub struct PollQuery {
 
 /// Removes a one-order fan-out registration when the request ends.
 struct Registration {
-    st: AppState,
+    hub: Watchers,
     order: OrderKey,
     conn: u64,
 }
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        self.st.fanout.remove(&self.order, self.conn);
+        self.hub.fanout.remove(&self.order, self.conn);
     }
 }
 
@@ -67,22 +67,22 @@ fn answer(events: &[Utf8Bytes], next: u64) -> Response {
 
 /// One long-poll request.
 pub async fn poll(
-    State(st): State<AppState>,
+    State(hub): State<Watchers>,
     Caller(claims): Caller,
     Path(id): Path<String>,
     Query(q): Query<PollQuery>,
 ) -> Result<Response, ApiError> {
-    let row = watchable(&st, &claims, &id).await?;
+    let row = watchable(&*hub.store, &claims, &id).await?;
     let wait = Duration::from_secs(q.wait.unwrap_or(DEFAULT_WAIT).min(MAX_WAIT));
     // Registered before the first read, so an event appended meanwhile still wakes us.
     let (tx, mut rx) = mpsc::channel(8);
     let signal = Arc::new(ConnSignal::default());
     let reg = Registration {
-        st: st.clone(),
+        hub: hub.clone(),
         order: Arc::from(id.as_str()),
         conn: next_conn_id(),
     };
-    st.fanout.add(
+    hub.fanout.add(
         reg.order.clone(),
         Subscriber {
             conn: reg.conn,
@@ -92,14 +92,9 @@ pub async fn poll(
         },
     );
     let deadline = tokio::time::Instant::now() + wait;
-    let limit = st.cfg.ws.resume_limit;
+    let limit = hub.cfg.resume_limit;
     loop {
-        let read = st
-            .deps
-            .log
-            .read(&id, q.since, limit)
-            .await
-            .map_err(ApiError::internal)?;
+        let read = hub.log.read(&id, q.since, limit).await?;
         let same_epoch = q.epoch.as_deref().is_none_or(|e| *e == *read.epoch);
         match (q.since, read.missed) {
             (Some(since), Some(missed)) if same_epoch => {
@@ -114,7 +109,7 @@ pub async fn poll(
                     _ = rx.recv() => true,
                     _ = signal.woken() => true,
                     _ = tokio::time::sleep_until(deadline) => false,
-                    _ = st.stop.cancelled() => false,
+                    _ = hub.stop.cancelled() => false,
                 };
                 if !woken {
                     return Ok(answer(&[], since));

@@ -1,15 +1,22 @@
-//! The one HTTP error type: a status and `{"error":"<code>","message":"…"}` (PROTOCOL.md).
+//! The one HTTP error type: a status and `{"error":"<code>","message":"…"}`
+//! (`docs/protocol.md`), and every conversion into it.
 //!
-//! Internal failures are logged here with their detail and answered with a
-//! generic message, so storage errors never leak to clients.
+//! Every backend outage is 503 `unavailable`, on every transport; internal
+//! failures are 500. The detail of both is logged here, with its causes, and
+//! answered with a generic message, so storage errors never leak to clients.
 
 use crate::auth::AuthError;
+use crate::orders::OrderError;
+use crate::watchers::SubError;
 use axum::Json;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use tracker_backend::StoreError;
+use std::error::Error;
+use std::fmt::Write;
+use tracker_backend::LogError;
 use tracker_domain::order::ChangeError;
+use tracker_routing::RouteError;
 
 /// An error answer of the HTTP API.
 #[derive(Debug)]
@@ -20,6 +27,20 @@ pub struct ApiError {
     pub code: &'static str,
     /// A sentence for people.
     pub message: String,
+}
+
+/// `e` and its causes, `: `-separated, for the log.
+fn chain(e: &dyn Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !out.ends_with(&text) {
+            let _ = write!(out, ": {text}");
+        }
+        cause = c.source();
+    }
+    out
 }
 
 impl ApiError {
@@ -47,8 +68,8 @@ impl ApiError {
         Self::new(StatusCode::CONFLICT, code, message)
     }
     /// 503: a backend is unreachable; the detail goes to the log only.
-    pub fn unavailable(detail: impl std::fmt::Display) -> Self {
-        tracing::warn!(%detail, "backend unavailable");
+    pub fn unavailable(detail: &dyn Error) -> Self {
+        tracing::warn!(detail = %chain(detail), "backend unavailable");
         Self::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "unavailable",
@@ -56,8 +77,8 @@ impl ApiError {
         )
     }
     /// 500: something broke on our side; the detail goes to the log only.
-    pub fn internal(detail: impl std::fmt::Display) -> Self {
-        tracing::error!(%detail, "internal error");
+    pub fn internal(detail: &dyn Error) -> Self {
+        tracing::error!(detail = %chain(detail), "internal error");
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal",
@@ -79,16 +100,19 @@ impl From<AuthError> for ApiError {
     }
 }
 
-impl From<StoreError> for ApiError {
-    fn from(e: StoreError) -> Self {
+impl From<OrderError> for ApiError {
+    fn from(e: OrderError) -> Self {
         match e {
-            StoreError::NotFound => ApiError::not_found(),
-            StoreError::Conflict => ApiError::new(
-                StatusCode::CONFLICT,
-                "version_conflict",
-                "the order changed while this request ran; read it again",
-            ),
-            StoreError::Other(detail) => ApiError::internal(detail),
+            OrderError::BadRequest(m) => ApiError::bad_request(m),
+            OrderError::NotFound => ApiError::not_found(),
+            OrderError::Forbidden(m) => ApiError::forbidden(m),
+            OrderError::VersionConflict => {
+                ApiError::conflict("version_conflict", OrderError::VersionConflict.to_string())
+            }
+            OrderError::Change(e) => e.into(),
+            OrderError::Conflict { code, message } => ApiError::conflict(code, message),
+            OrderError::Unavailable(_) => ApiError::unavailable(&e),
+            OrderError::Internal(_) => ApiError::internal(&e),
         }
     }
 }
@@ -96,15 +120,40 @@ impl From<StoreError> for ApiError {
 impl From<ChangeError> for ApiError {
     fn from(e: ChangeError) -> Self {
         match e {
-            ChangeError::Stale { .. } => {
-                ApiError::new(StatusCode::CONFLICT, "version_conflict", e.to_string())
-            }
+            ChangeError::Stale { .. } => ApiError::conflict("version_conflict", e.to_string()),
             ChangeError::Illegal { .. } | ChangeError::Invalid(_) => ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "illegal_transition",
                 e.to_string(),
             ),
         }
+    }
+}
+
+impl From<SubError> for ApiError {
+    fn from(e: SubError) -> Self {
+        match e {
+            SubError::BadRequest => ApiError::bad_request("order id must be 1..=128 characters"),
+            SubError::NotFound => ApiError::not_found(),
+            SubError::Forbidden => ApiError::forbidden("you may not watch this order"),
+            // The cause was logged where it happened (the watcher).
+            SubError::TooMany | SubError::Unavailable => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "try again")
+            }
+        }
+    }
+}
+
+impl From<LogError> for ApiError {
+    fn from(e: LogError) -> Self {
+        ApiError::unavailable(&e)
+    }
+}
+
+impl From<RouteError> for ApiError {
+    fn from(e: RouteError) -> Self {
+        tracing::warn!(error = %chain(&e), "routing fixes from HTTP failed");
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "try again")
     }
 }
 
@@ -125,8 +174,3 @@ impl From<QueryRejection> for ApiError {
         ApiError::bad_request(e.body_text())
     }
 }
-
-/// `Json<T>` whose rejections are [`ApiError`]s with the JSON error body.
-#[derive(axum::extract::FromRequest)]
-#[from_request(via(axum::Json), rejection(ApiError))]
-pub struct ApiJson<T>(pub T);

@@ -11,8 +11,9 @@
 //! A periodic sweep over the store fires whatever the queue lost (a restart
 //! between claim and write, a schedule that failed).
 
-use crate::AppState;
+use super::{DispatchConfig, Orders};
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 use tracker_backend::StoreError;
 use tracker_backend::timers::{Timer, TimerKind};
 use tracker_domain::order::{Change, PAYMENT_TIMEOUT, PICKUP_TIMEOUT};
@@ -28,7 +29,7 @@ fn ms(d: Duration) -> i64 {
 }
 
 /// The timers `order`, as just written, should have.
-pub fn timers_for(order: &Order, cfg: &super::DispatchConfig) -> Vec<Timer> {
+pub fn timers_for(order: &Order, cfg: &DispatchConfig) -> Vec<Timer> {
     let mut out = Vec::new();
     let timer = |kind, due| Timer {
         kind,
@@ -66,9 +67,9 @@ pub fn timers_for(order: &Order, cfg: &super::DispatchConfig) -> Vec<Timer> {
 
 /// Schedules the timers of `order` after a write; a failure is logged and
 /// left to the sweep.
-pub async fn schedule(st: &AppState, order: &Order) {
-    for t in timers_for(order, &st.cfg.dispatch) {
-        if let Err(e) = st.deps.timers.schedule(&t).await {
+pub async fn schedule(orders: &Orders, order: &Order) {
+    for t in timers_for(order, &orders.cfg) {
+        if let Err(e) = orders.timers.schedule(&t).await {
             tracing::warn!(error = %e, order = %order.id, kind = %t.kind, "scheduling a timeout failed; the sweep covers it");
         }
     }
@@ -85,9 +86,9 @@ pub enum Fired {
 
 /// Fires one timer: re-reads the order and writes the timeout's change with a
 /// version check.
-pub async fn fire(st: &AppState, t: &Timer) -> Result<Fired, StoreError> {
-    let now = st.deps.clock.now_ms();
-    let order = match st.deps.store.get_order(&t.order).await {
+pub async fn fire(orders: &Orders, t: &Timer) -> Result<Fired, StoreError> {
+    let now = orders.clock.now_ms();
+    let order = match orders.store.get_order(&t.order).await {
         Ok(o) => o,
         Err(StoreError::NotFound) => return Ok(Fired::Noop),
         Err(e) => return Err(e),
@@ -115,15 +116,15 @@ pub async fn fire(st: &AppState, t: &Timer) -> Result<Fired, StoreError> {
     else {
         return Ok(Fired::Noop);
     };
-    match crate::api::orders::write(st, &next, order.version, &events).await {
+    match orders.write(&next, order.version, &events).await {
         Ok(()) => Ok(Fired::Changed),
         Err(StoreError::Conflict) => Ok(Fired::Noop),
         Err(e) => Err(e),
     }
 }
 
-async fn fire_counted(st: &AppState, t: &Timer, via: &'static str) {
-    let outcome = match fire(st, t).await {
+async fn fire_counted(orders: &Orders, t: &Timer, via: &'static str) {
+    let outcome = match fire(orders, t).await {
         Ok(Fired::Changed) => "fired",
         Ok(Fired::Noop) => "noop",
         Err(e) => {
@@ -136,9 +137,9 @@ async fn fire_counted(st: &AppState, t: &Timer, via: &'static str) {
 }
 
 /// Fires every due timer of the queue; returns how many were claimed.
-pub async fn poll_once(st: &AppState) -> usize {
-    let now = st.deps.clock.now_ms();
-    let due = match st.deps.timers.claim_due(now, BATCH).await {
+pub async fn poll_once(orders: &Orders) -> usize {
+    let now = orders.clock.now_ms();
+    let due = match orders.timers.claim_due(now, BATCH).await {
         Ok(d) => d,
         Err(e) => {
             tracing::warn!(error = %e, "delay queue poll failed");
@@ -146,17 +147,17 @@ pub async fn poll_once(st: &AppState) -> usize {
         }
     };
     for t in &due {
-        fire_counted(st, t, "queue").await;
+        fire_counted(orders, t, "queue").await;
     }
     due.len()
 }
 
 /// Looks in the store for timeouts that are due but were not fired (the
 /// queue lost them), fires them, repairs the pool, and forgets long-silent riders.
-pub async fn sweep(st: &AppState) {
-    let cfg = &st.cfg.dispatch;
-    let now = st.deps.clock.now_ms();
-    let store = &st.deps.store;
+pub async fn sweep(orders: &Orders) {
+    let cfg = &orders.cfg;
+    let now = orders.clock.now_ms();
+    let store = &orders.store;
     let timer = |kind, o: &Order| Timer {
         kind,
         order: o.id.clone(),
@@ -187,33 +188,33 @@ pub async fn sweep(st: &AppState) {
         Err(e) => tracing::warn!(error = %e, "sweep: overdue orders"),
     }
     for t in &due {
-        fire_counted(st, t, "sweep").await;
+        fire_counted(orders, t, "sweep").await;
     }
-    super::pool::repair(st).await;
+    super::pool::repair(orders).await;
     let forget_before = now - 10 * ms(cfg.rider_stale);
-    if let Err(e) = st.deps.dispatch.forget_riders(forget_before).await {
+    if let Err(e) = orders.dispatch.forget_riders(forget_before).await {
         tracing::warn!(error = %e, "sweep: forgetting silent riders");
     }
-    if let Ok(n) = st.deps.timers.waiting().await {
+    if let Ok(n) = orders.timers.waiting().await {
         metrics::gauge!("tracker_timers_waiting").set(n as f64);
     }
 }
 
-/// Polls the delay queue and sweeps the store until the hub stops.
-pub async fn run(st: AppState) {
-    let cfg = st.cfg.dispatch.clone();
+/// Polls the delay queue and sweeps the store until `stop`.
+pub async fn run(orders: Orders, stop: CancellationToken) {
+    let cfg = orders.cfg.clone();
     let mut poll = tokio::time::interval(cfg.poll_every);
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut sweep_tick = tokio::time::interval(cfg.sweep_every);
     sweep_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            _ = st.stop.cancelled() => return,
+            _ = stop.cancelled() => return,
             _ = poll.tick() => {
                 // A full batch means more may be due: go again at once.
-                while poll_once(&st).await == BATCH && !st.stop.is_cancelled() {}
+                while poll_once(&orders).await == BATCH && !stop.is_cancelled() {}
             }
-            _ = sweep_tick.tick() => sweep(&st).await,
+            _ = sweep_tick.tick() => sweep(&orders).await,
         }
     }
 }
@@ -221,7 +222,6 @@ pub async fn run(st: AppState) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dispatch::DispatchConfig;
     use tracker_domain::{NewOrder, Point};
 
     #[test]

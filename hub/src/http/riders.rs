@@ -3,47 +3,37 @@
 //!
 //! The body is one fix (a JSON object) or a batch (a JSON array), exactly as on
 //! `riders/{id}/pos` and `…/pos/batch`; the rider is the token's `sub`. The same
-//! validation, counters and routing as MQTT ingest run on it (one `Router`).
+//! validation, counters and routing as MQTT ingest run on it (one
+//! `tracker_routing::Router`).
 
-use crate::AppState;
-use crate::auth::{Caller, Role};
-use crate::error::ApiError;
+use super::error::ApiError;
+use super::extract::Caller;
+use crate::auth::Role;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::StatusCode;
 use std::collections::BTreeMap;
-use tracker_ingest::topic::{self, Kind};
+use std::sync::Arc;
+use tracker_domain::rider::is_valid_rider_id;
+use tracker_routing::{Kind, Router};
 
 /// Takes one fix or a batch from the calling rider.
 pub async fn post_fixes(
-    State(st): State<AppState>,
+    State(fixes): State<Arc<Router>>,
     Caller(claims): Caller,
     body: Bytes,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     if claims.role != Role::Rider {
         return Err(ApiError::forbidden("only riders report positions"));
     }
-    if topic::parse(&format!("riders/{}/pos", claims.sub)).is_none() {
+    if !is_valid_rider_id(&claims.sub) {
         return Err(ApiError::bad_request(
             "the token's rider id is not 1..=64 of [A-Za-z0-9_.-]",
         ));
     }
     let batch = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[');
     let kind = if batch { Kind::Batch } else { Kind::Single };
-    let outcome = st
-        .deps
-        .fixes
-        .handle_payload(&claims.sub, kind, &body)
-        .await
-        .map_err(|e| {
-            tracing::warn!(error = %e, "routing fixes from HTTP failed");
-            ApiError {
-                status: StatusCode::SERVICE_UNAVAILABLE,
-                code: "unavailable",
-                message: "try again".into(),
-            }
-        })?;
+    let outcome = fixes.handle_payload(&claims.sub, kind, &body).await?;
     if outcome.accepted == 0
         && let Some(reason) = outcome
             .rejected

@@ -8,13 +8,13 @@
 //! catch-up and slow-client bounds are identical. Comments every 15 s keep
 //! proxies from closing an idle stream.
 
-use crate::AppState;
-use crate::auth::Caller;
-use crate::error::ApiError;
-use crate::fanout::{ConnSignal, Delivery};
-use crate::watch::{Outgoing, SubError, Watcher};
+use super::Watchers;
+use super::fanout::{ConnSignal, Delivery};
+use super::watcher::{Outgoing, Watcher};
+use crate::http::error::ApiError;
+use crate::http::extract::Caller;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::Stream;
 use serde::Deserialize;
@@ -32,21 +32,6 @@ pub struct SseQuery {
     pub since: Option<u64>,
     /// The epoch of that seq, from an earlier snapshot.
     pub epoch: Option<String>,
-}
-
-impl From<SubError> for ApiError {
-    fn from(e: SubError) -> Self {
-        match e {
-            SubError::BadRequest => ApiError::bad_request("order id must be 1..=128 characters"),
-            SubError::NotFound => ApiError::not_found(),
-            SubError::Forbidden => ApiError::forbidden("you may not watch this order"),
-            SubError::TooMany | SubError::Unavailable => ApiError {
-                status: StatusCode::SERVICE_UNAVAILABLE,
-                code: "unavailable",
-                message: "try again".into(),
-            },
-        }
-    }
 }
 
 /// Everything one SSE stream owns; dropping it unregisters the watcher.
@@ -74,7 +59,7 @@ fn event_of(o: &Outgoing) -> Event {
 
 /// Opens the stream of one order.
 pub async fn sse(
-    State(st): State<AppState>,
+    State(hub): State<Watchers>,
     Caller(claims): Caller,
     Path(id): Path<String>,
     Query(q): Query<SseQuery>,
@@ -85,8 +70,8 @@ pub async fn sse(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
     let since = last_event_id.or(q.since);
-    let stop = st.stop.clone();
-    let (mut w, rx) = Watcher::new(claims, st);
+    let stop = hub.stop.clone();
+    let (mut w, rx) = Watcher::new(claims, hub);
     w.subscribe(&id, since, q.epoch.as_deref()).await?;
     metrics::gauge!("tracker_sse_connections").increment(1.0);
     let feed = Feed {

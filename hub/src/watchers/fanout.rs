@@ -4,7 +4,7 @@
 //! handed to every watcher's bounded queue with `try_send`: a slow watcher never
 //! blocks the tail or other watchers. A full queue drops the delivery and flags
 //! the connection as lagged; its task then catches up from the log by `seq`
-//! (see [`crate::ws::session`]), so nothing is lost and memory stays bounded.
+//! (see [`super::watcher`]), so nothing is lost and memory stays bounded.
 
 use axum::extract::ws::Utf8Bytes;
 use dashmap::DashMap;
@@ -125,7 +125,7 @@ impl Fanout {
         let customer = list
             .iter()
             .any(|s| s.view == View::Customer)
-            .then(|| customer_frame(&entry.json).map(crate::ws::frames::text))
+            .then(|| customer_frame(&entry.json).map(super::frames::text))
             .flatten();
         let d = Arc::new(Delivery {
             order: entry.order.clone(),

@@ -13,10 +13,12 @@
 //! with `"recovered":true` and the same `seq` as the last event marks the
 //! catch-up as complete; live events follow.
 
-use crate::AppState;
-use crate::auth::{Claims, can_watch};
-use crate::fanout::{ConnSignal, Delivery, Subscriber};
-use crate::ws::frames;
+use super::Watchers;
+use super::fanout::{ConnSignal, Delivery, Subscriber};
+use super::frames;
+use crate::auth::Claims;
+use crate::orders::OrderError;
+use crate::orders::queries::watchable;
 use axum::extract::ws::Utf8Bytes;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -125,7 +127,7 @@ impl SubError {
 pub struct Watcher {
     conn: u64,
     claims: Claims,
-    st: AppState,
+    hub: Watchers,
     tx: mpsc::Sender<Arc<Delivery>>,
     signal: Arc<ConnSignal>,
     /// Watched orders → the last seq sent for each.
@@ -137,12 +139,12 @@ pub struct Watcher {
 impl Watcher {
     /// A watcher for the holder of `claims`, and the queue its deliveries arrive on
     /// (bounded by the WebSocket queue setting).
-    pub fn new(claims: Claims, st: AppState) -> (Self, mpsc::Receiver<Arc<Delivery>>) {
-        let (tx, rx) = mpsc::channel(st.cfg.ws.queue.max(1));
+    pub fn new(claims: Claims, hub: Watchers) -> (Self, mpsc::Receiver<Arc<Delivery>>) {
+        let (tx, rx) = mpsc::channel(hub.cfg.queue.max(1));
         let w = Watcher {
             conn: next_conn_id(),
             claims,
-            st,
+            hub,
             tx,
             signal: Arc::new(ConnSignal::default()),
             subs: HashMap::new(),
@@ -151,9 +153,9 @@ impl Watcher {
         (w, rx)
     }
 
-    /// The hub state this watcher serves from.
-    pub fn state(&self) -> &AppState {
-        &self.st
+    /// The watcher side this client is served from.
+    pub fn hub(&self) -> &Watchers {
+        &self.hub
     }
 
     /// The id of this client, unique in the process.
@@ -208,7 +210,7 @@ impl Watcher {
                 SubError::NotFound => "no such order".to_owned(),
                 SubError::Forbidden => "you may not watch this order".to_owned(),
                 SubError::TooMany => {
-                    format!("at most {} orders per connection", self.st.cfg.ws.max_subs)
+                    format!("at most {} orders per connection", self.hub.cfg.max_subs)
                 }
                 SubError::Unavailable => "try again".to_owned(),
             };
@@ -227,26 +229,27 @@ impl Watcher {
         if order.is_empty() || order.len() > MAX_KEY_LEN {
             return Err(SubError::BadRequest);
         }
-        if !self.subs.contains_key(order) && self.subs.len() >= self.st.cfg.ws.max_subs {
+        if !self.subs.contains_key(order) && self.subs.len() >= self.hub.cfg.max_subs {
             return Err(SubError::TooMany);
         }
-        let row = match self.st.deps.store.get_order(order).await {
+        let row = match watchable(&*self.hub.store, &self.claims, order).await {
             Ok(row) => row,
-            Err(tracker_backend::StoreError::NotFound) => return Err(SubError::NotFound),
+            Err(OrderError::BadRequest(_)) => return Err(SubError::BadRequest),
+            Err(OrderError::NotFound) => return Err(SubError::NotFound),
+            Err(OrderError::Forbidden(_)) => {
+                metrics::counter!("tracker_ws_forbidden_total").increment(1);
+                return Err(SubError::Forbidden);
+            }
             Err(e) => {
-                tracing::warn!(error = %e, "store read failed on subscribe");
+                tracing::warn!(error = %e, cause = ?std::error::Error::source(&e), "store read failed on subscribe");
                 return Err(SubError::Unavailable);
             }
         };
-        if !can_watch(&self.claims, &row) {
-            metrics::counter!("tracker_ws_forbidden_total").increment(1);
-            return Err(SubError::Forbidden);
-        }
         // Register before reading the log, so nothing appended in between is missed;
         // anything read twice is dropped by seq.
         let key: OrderKey = Arc::from(order);
         let resubscribe = self.subs.contains_key(&key);
-        self.st.fanout.add(
+        self.hub.fanout.add(
             key.clone(),
             Subscriber {
                 conn: self.conn,
@@ -255,13 +258,13 @@ impl Watcher {
                 view: self.claims.view(),
             },
         );
-        let limit = self.st.cfg.ws.resume_limit;
-        let read = match self.st.deps.log.read(order, since, limit).await {
+        let limit = self.hub.cfg.resume_limit;
+        let read = match self.hub.log.read(order, since, limit).await {
             Ok(r) => r,
             Err(e) => {
                 tracing::warn!(error = %e, "log read failed on subscribe");
                 if !resubscribe {
-                    self.st.fanout.remove(&key, self.conn);
+                    self.hub.fanout.remove(&key, self.conn);
                 }
                 return Err(SubError::Unavailable);
             }
@@ -296,7 +299,7 @@ impl Watcher {
     /// Stops watching `order`.
     pub fn unsubscribe(&mut self, order: &str) {
         if let Some((key, _)) = self.subs.remove_entry(order) {
-            self.st.fanout.remove(&key, self.conn);
+            self.hub.fanout.remove(&key, self.conn);
         }
     }
 
@@ -353,8 +356,8 @@ impl Watcher {
         let Some(&last) = self.subs.get(order) else {
             return;
         };
-        let limit = self.st.cfg.ws.resume_limit;
-        let read = match self.st.deps.log.read(order, Some(last), limit).await {
+        let limit = self.hub.cfg.resume_limit;
+        let read = match self.hub.log.read(order, Some(last), limit).await {
             Ok(r) => r,
             Err(e) => {
                 // Left as is: the next delivery or lag signal tries again.
@@ -382,7 +385,7 @@ impl Watcher {
             None => {
                 let row = match read.state.status {
                     Some(_) => None,
-                    None => self.st.deps.store.get_order(order).await.ok(),
+                    None => self.hub.store.get_order(order).await.ok(),
                 };
                 self.push_snapshot(order, read.state, &read.epoch, Some(false), row.as_ref())
             }
@@ -394,7 +397,7 @@ impl Watcher {
 impl Drop for Watcher {
     fn drop(&mut self) {
         for order in self.subs.keys() {
-            self.st.fanout.remove(order, self.conn);
+            self.hub.fanout.remove(order, self.conn);
         }
     }
 }

@@ -1,12 +1,12 @@
 //! Keeps the pool of open orders in step with the store.
 //!
-//! Every order write goes through one path ([`crate::api::orders::write`]),
+//! Every order write goes through one path ([`Orders::write`]),
 //! which calls [`after_write`]: an order entering `ready` joins the pool at its
 //! pickup, a status change to anything else takes it out. The periodic sweep
 //! repairs the pool from the store ([`repair`]), for a process that died
 //! between its write and the pool update; the grab itself checks the store.
 
-use crate::AppState;
+use super::Orders;
 use std::collections::HashSet;
 use tracker_backend::dispatch::OpenOrder;
 use tracker_domain::{EventBody, Order, Status};
@@ -20,11 +20,11 @@ const REPAIR_LIMIT: usize = 10_000;
 /// order moves on while it is being opened) is caught by reading the order
 /// back after opening it; a process that dies before this step is caught by
 /// the sweep's [`repair`].
-pub async fn after_write(st: &AppState, next: &Order, events: &[EventBody]) {
-    let d = &st.deps.dispatch;
+pub async fn after_write(orders: &Orders, next: &Order, events: &[EventBody]) {
+    let d = &orders.dispatch;
     let r = if next.status == Status::Ready {
         match d.open(&OpenOrder::from(next)).await {
-            Ok(()) => match st.deps.store.get_order(&next.id).await {
+            Ok(()) => match orders.store.get_order(&next.id).await {
                 Ok(now) if now.status != Status::Ready => d.close(&next.id).await,
                 _ => Ok(()),
             },
@@ -45,8 +45,8 @@ pub async fn after_write(st: &AppState, next: &Order, events: &[EventBody]) {
 
 /// Makes the pool match the store: every ready order in (unless a grab holds
 /// a claim on it), everything else out. Returns (added or kept, removed).
-pub async fn repair(st: &AppState) -> (usize, usize) {
-    let (store, d) = (&st.deps.store, &st.deps.dispatch);
+pub async fn repair(orders: &Orders) -> (usize, usize) {
+    let (store, d) = (&orders.store, &orders.dispatch);
     let ready = match store.orders_in(Status::Ready, i64::MAX, REPAIR_LIMIT).await {
         Ok(r) => r,
         Err(e) => {

@@ -1,16 +1,16 @@
 //! One WebSocket connection: the socket loop around a [`Watcher`].
 //!
-//! The watcher owns subscriptions, resume and ordering (see [`crate::watch`]);
+//! The watcher owns subscriptions, resume and ordering (see [`super::watcher`]);
 //! this task parses client frames, sends the watcher's frames with one flush per
 //! batch, pings, and closes with the documented codes (idle, too big, slow,
 //! restarting).
 
+use super::Watchers;
+use super::fanout::Delivery;
 use super::frames::{self, ClientOp, FrameError};
-use super::{CLOSE_IDLE, CLOSE_RESTART, CLOSE_SLOW, CLOSE_TOO_BIG};
-use crate::AppState;
+use super::watcher::Watcher;
+use super::ws::{CLOSE_IDLE, CLOSE_RESTART, CLOSE_SLOW, CLOSE_TOO_BIG};
 use crate::auth::Claims;
-use crate::fanout::Delivery;
-use crate::watch::Watcher;
 use axum::extract::ws::{CloseFrame, Message};
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use std::fmt::Display;
@@ -22,12 +22,12 @@ use tokio::time::Instant;
 const BATCH: usize = 64;
 
 /// Serves one upgraded socket until the client leaves, it goes idle or slow, or the hub stops.
-pub async fn run<S, E>(socket: S, claims: Claims, st: AppState)
+pub async fn run<S, E>(socket: S, claims: Claims, hub: Watchers)
 where
     S: Stream<Item = Result<Message, E>> + Sink<Message, Error = E> + Unpin + Send,
     E: Display,
 {
-    let (watcher, rx) = Watcher::new(claims, st);
+    let (watcher, rx) = Watcher::new(claims, hub);
     let mut s = Session {
         w: watcher,
         control: Vec::new(),
@@ -56,8 +56,8 @@ impl Session {
         S: Stream<Item = Result<Message, E>> + Sink<Message, Error = E> + Unpin + Send,
         E: Display,
     {
-        let cfg = self.w.state().cfg.ws.clone();
-        let stop = self.w.state().stop.clone();
+        let cfg = self.w.hub().cfg.clone();
+        let stop = self.w.hub().stop.clone();
         let signal = self.w.signal();
         let mut ping = tokio::time::interval_at(Instant::now() + cfg.ping_every, cfg.ping_every);
         let mut last_heard = Instant::now();
@@ -138,7 +138,7 @@ impl Session {
             }
             socket.flush().await
         };
-        match tokio::time::timeout(self.w.state().cfg.ws.write_timeout, send).await {
+        match tokio::time::timeout(self.w.hub().cfg.write_timeout, send).await {
             Ok(Ok(())) => {
                 metrics::counter!("tracker_ws_frames_sent_total").increment(n);
                 Watcher::record_sent(&frames);
@@ -163,7 +163,7 @@ impl Session {
     }
 
     async fn on_text(&mut self, text: &str) {
-        match frames::parse(text, self.w.state().cfg.ws.max_text) {
+        match frames::parse(text, self.w.hub().cfg.max_text) {
             Ok(ClientOp::Ping) => self.w.push_text(frames::pong()),
             Ok(ClientOp::Sub {
                 order,

@@ -1,0 +1,83 @@
+//! The seams from their URLs, and fix routing over them: what every mode runs on.
+
+use super::services::Services;
+use crate::settings::Settings;
+use anyhow::Context;
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+use tracker_backend::dispatch::Dispatch;
+use tracker_backend::select::{open_dispatch, open_log, open_store, open_track};
+use tracker_backend::timers::DelayQueue;
+use tracker_backend::track::TrackQueue;
+use tracker_backend::{EventLog, Store};
+use tracker_domain::{Clock, FixLimits, SystemClock};
+use tracker_routing::{Router, Stats};
+
+/// The backends of this process.
+pub struct Backends {
+    /// Orders, the outbox, track points.
+    pub store: Arc<dyn Store>,
+    /// The per-order event log.
+    pub log: Arc<dyn EventLog>,
+    /// Routed fixes on their way to the store.
+    pub track: Arc<dyn TrackQueue>,
+    /// The pool of open orders, rider positions, the grab.
+    pub dispatch: Arc<dyn Dispatch>,
+    /// The delay queue of order timeouts.
+    pub timers: Arc<dyn DelayQueue>,
+    /// Wall-clock time.
+    pub clock: Arc<dyn Clock>,
+}
+
+/// Opens every seam `s` names; the track queue's writer (or Redis worker)
+/// runs as the service "track writer".
+pub async fn open(
+    s: &Settings,
+    services: &mut Services,
+    stop: &CancellationToken,
+) -> anyhow::Result<Backends> {
+    let redis = s.redis.url.as_ref().map(|u| u.as_str());
+    let database_url = s.data.database_url();
+    if database_url.starts_with("sqlite:") {
+        std::fs::create_dir_all(&s.data.dir)
+            .with_context(|| format!("creating TRACKER_DATA_DIR `{}`", s.data.dir.display()))?;
+    }
+    let store = open_store(&database_url).await?;
+    let log = open_log(redis, &s.redis.prefix, s.log.clone()).await?;
+    let (track, writer) = open_track(redis, &s.redis.prefix, store.clone(), stop.clone()).await?;
+    services.spawn("track writer", async move {
+        writer.await.context("the track writer panicked")
+    });
+    let (dispatch, timers) = open_dispatch(redis, &s.redis.prefix).await?;
+    Ok(Backends {
+        store,
+        log,
+        track,
+        dispatch,
+        timers,
+        clock: Arc::new(SystemClock),
+    })
+}
+
+/// One router per process validates and routes fixes, from MQTT and from
+/// HTTP alike; its cache of riders' orders follows the log's tail as the
+/// service "holders cache".
+pub fn fix_router(b: &Backends, services: &mut Services, stop: &CancellationToken) -> Arc<Router> {
+    let router = Arc::new(
+        Router::new(
+            b.store.clone(),
+            b.log.clone(),
+            b.track.clone(),
+            b.clock.clone(),
+            FixLimits::default(),
+            Arc::new(Stats::default()),
+        )
+        .with_rider_index(b.dispatch.clone()),
+    );
+    let (cache, stop) = (router.clone(), stop.clone());
+    services.spawn("holders cache", async move {
+        cache.cache_holders(stop).await;
+        Ok(())
+    });
+    router
+}

@@ -1,0 +1,120 @@
+//! The composition root: what each mode runs, started in order and supervised.
+//!
+//! `run` is the one-process default (embedded broker unless `TRACKER_MQTT_URL`,
+//! in-process log unless `TRACKER_REDIS_URL`, SQLite unless a Postgres URL).
+//! `hub` and `ingest` run one service each and must share a log with their
+//! peers, so they refuse the in-process log.
+//!
+//! - [`backends`]: the seams from their URLs, and fix routing over them.
+//! - [`hub`]: the hub service (tokens, listener, configuration).
+//! - [`ingest`]: MQTT ingest, and the health listener of `tracker ingest`.
+//! - [`services`]: the supervisor: a service that dies stops the process with its error.
+
+pub mod backends;
+pub mod hub;
+pub mod ingest;
+pub mod services;
+
+use crate::settings::Settings;
+use anyhow::bail;
+use metrics_exporter_prometheus::PrometheusHandle;
+use services::Services;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+use tracker_backend::select::log_is_in_process;
+use tracker_backend::{EventLog, Store};
+use tracker_hub::Auth;
+use tracker_routing::Stats;
+
+/// Which services this process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Everything in one process.
+    Run,
+    /// The hub only (API, WebSocket).
+    Hub,
+    /// Ingest only (MQTT consumer).
+    Ingest,
+}
+
+/// A started process: its addresses and handles, and the way to stop it.
+pub struct Running {
+    /// Where the hub listens, when this mode runs one.
+    pub http_addr: Option<SocketAddr>,
+    /// Where the embedded broker listens, when one runs.
+    pub mqtt_addr: Option<SocketAddr>,
+    /// Token verification (and minting, for demo tokens), when a hub runs.
+    pub auth: Option<Arc<Auth>>,
+    /// The JWT secret, when it was generated here rather than configured.
+    pub generated_secret: Option<String>,
+    /// Counters of fixes taken in (MQTT and HTTP).
+    pub ingest_stats: Option<Arc<Stats>>,
+    /// The store in use.
+    pub store: Arc<dyn Store>,
+    /// The event log in use.
+    pub log: Arc<dyn EventLog>,
+    /// Cancel to stop every service of this process.
+    pub stop: CancellationToken,
+    services: Services,
+}
+
+impl Running {
+    /// Stops every service and waits for them.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        self.stop.cancel();
+        self.wait().await
+    }
+
+    /// Waits until every service has ended: after `stop` is cancelled, or
+    /// after one died (then the others are stopped and its error returned).
+    pub async fn wait(self) -> anyhow::Result<()> {
+        let r = self.services.wait().await;
+        self.log.close().await;
+        r
+    }
+}
+
+/// Starts the services of `mode` as `s` configures them.
+pub async fn start(
+    s: &Settings,
+    mode: Mode,
+    metrics: Option<PrometheusHandle>,
+) -> anyhow::Result<Running> {
+    let redis = s.redis.url.as_ref().map(|u| u.as_str());
+    if mode != Mode::Run && log_is_in_process(redis) {
+        bail!(
+            "`tracker {}` shares its work with other processes through the event log: set TRACKER_REDIS_URL \
+             (an in-process log cannot be shared); `tracker run` runs everything in one process",
+            if mode == Mode::Hub { "hub" } else { "ingest" }
+        );
+    }
+    let stop = CancellationToken::new();
+    let mut services = Services::new(stop.clone());
+    let b = backends::open(s, &mut services, &stop).await?;
+    let fixes = backends::fix_router(&b, &mut services, &stop);
+    let mut running = Running {
+        http_addr: None,
+        mqtt_addr: None,
+        auth: None,
+        generated_secret: None,
+        ingest_stats: Some(fixes.stats().clone()),
+        store: b.store.clone(),
+        log: b.log.clone(),
+        stop: stop.clone(),
+        services,
+    };
+    let services = &mut running.services;
+    if mode != Mode::Ingest {
+        let hub = hub::start(s, mode, &b, fixes.clone(), metrics.clone(), services, &stop).await?;
+        running.http_addr = Some(hub.addr);
+        running.auth = Some(hub.auth);
+        running.generated_secret = hub.generated_secret;
+    } else {
+        running.http_addr = Some(ingest::serve_ops(s, metrics, services, &stop).await?);
+    }
+    if mode != Mode::Hub {
+        running.mqtt_addr = ingest::start(s, mode, fixes, services, &stop).await?;
+    }
+    Ok(running)
+}

@@ -1,0 +1,62 @@
+//! The watcher side: who watches which order, and the transports that carry
+//! the watcher protocol to them. The split follows centrifuge's Hub / Client:
+//!
+//! - [`fanout`] (the hub side): per-order subscriber lists fed by one tail of
+//!   the event log; each event is encoded once and handed to every watcher's
+//!   bounded queue.
+//! - [`watcher`] (the client side): one client's subscriptions, resume,
+//!   ordering and gap catch-up, whatever carries them.
+//! - [`frames`]: the JSON frames of the watcher protocol.
+//! - The transports: [`ws`] (the upgrade, limits, close codes) with
+//!   [`session`] (one task per socket), [`sse`], [`long_poll`].
+
+pub mod fanout;
+pub mod frames;
+pub mod long_poll;
+pub mod session;
+pub mod sse;
+pub mod watcher;
+pub mod ws;
+
+pub use fanout::Fanout;
+pub use watcher::{SubError, Watcher};
+pub use ws::WsConfig;
+
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracker_backend::{EventLog, Store};
+
+/// What every transport of the watcher side needs: the subscriber lists, the
+/// store (who may watch) and the log (snapshots, resume), the limits, and the
+/// process's stop signal and task tracker.
+#[derive(Clone)]
+pub struct Watchers {
+    pub(crate) fanout: Arc<Fanout>,
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) log: Arc<dyn EventLog>,
+    pub(crate) cfg: Arc<WsConfig>,
+    pub(crate) stop: CancellationToken,
+    pub(crate) tasks: TaskTracker,
+}
+
+impl Watchers {
+    /// The watcher side over `fanout`, which the caller feeds from the log's tail.
+    pub fn new(
+        fanout: Arc<Fanout>,
+        store: Arc<dyn Store>,
+        log: Arc<dyn EventLog>,
+        cfg: WsConfig,
+        stop: CancellationToken,
+        tasks: TaskTracker,
+    ) -> Self {
+        Watchers {
+            fanout,
+            store,
+            log,
+            cfg: Arc::new(cfg),
+            stop,
+            tasks,
+        }
+    }
+}
