@@ -1,4 +1,4 @@
-//! The events of an order's log and their wire encoding (PROTOCOL.md, server → client).
+//! The events of an order's log and their wire encoding (`docs/protocol.md`, server → client).
 //!
 //! An event is encoded once, when it is appended, into the exact JSON text that
 //! every watcher receives: `{"order":"…","seq":N,"t":"pos",…}`.

@@ -92,7 +92,7 @@ impl LiveState {
         }
     }
 
-    /// Encodes the snapshot frame of PROTOCOL.md.
+    /// Encodes the snapshot frame of `docs/protocol.md`.
     ///
     /// `recovered` is `None` for a plain subscribe, `Some(true)` after a replay
     /// that reached back to the client's `since`, `Some(false)` when it could not.

@@ -1,4 +1,4 @@
-//! The order state machine of DESIGN.md.
+//! The order state machine of `docs/design.md`.
 //!
 //! Forward: `pending_payment → paid → preparing → ready → assigned → picked_up → delivered`,
 //! or `picked_up → rejected` by the receiver at the door. A cancel is allowed from any
@@ -54,7 +54,7 @@ pub const ALL: [Status; 11] = [
 ];
 
 impl Status {
-    /// The wire name, as in PROTOCOL.md (`pending_payment`, …).
+    /// The wire name, as in `docs/protocol.md` (`pending_payment`, …).
     pub fn as_str(self) -> &'static str {
         match self {
             Status::PendingPayment => "pending_payment",

@@ -27,7 +27,7 @@ pub struct Entry {
     pub seq: u64,
     /// The event's own time (a fix's phone time), for delivery-latency metrics.
     pub ts: i64,
-    /// The JSON text frame of PROTOCOL.md, including `order` and `seq`.
+    /// The JSON text frame of `docs/protocol.md`, including `order` and `seq`.
     pub json: Bytes,
 }
 

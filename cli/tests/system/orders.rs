@@ -1,4 +1,4 @@
-//! The orders API of PROTOCOL.md over real HTTP: idempotent create, versions, legality, errors.
+//! The orders API of `docs/protocol.md` over real HTTP: idempotent create, versions, legality, errors.
 
 use crate::helpers::*;
 use serde_json::{Value, json};

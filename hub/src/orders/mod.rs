@@ -25,6 +25,9 @@ pub mod queries;
 pub mod timeouts;
 pub mod write;
 
+#[cfg(test)]
+mod tests;
+
 pub use error::OrderError;
 
 use std::sync::Arc;

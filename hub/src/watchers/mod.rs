@@ -18,6 +18,9 @@ pub mod sse;
 pub mod watcher;
 pub mod ws;
 
+#[cfg(test)]
+mod tests;
+
 pub use fanout::Fanout;
 pub use watcher::{SubError, Watcher};
 pub use ws::WsConfig;
