@@ -20,6 +20,9 @@ pub mod http;
 pub mod orders;
 pub mod watchers;
 
+#[cfg(test)]
+mod test_support;
+
 use anyhow::Context;
 use metrics_exporter_prometheus::PrometheusHandle;
 use std::future::{Future, IntoFuture};

@@ -3,10 +3,10 @@
 
 use super::timeouts::{self, Fired};
 use super::*;
-use crate::auth::{Claims, Role};
+use crate::auth::Role;
 use crate::orders::commands::{Assignment, StatusChange};
+use crate::test_support::{claims, sqlite_store};
 use tracker_backend::dispatch::memory::MemoryDispatch;
-use tracker_backend::store::sqlite::SqliteStore;
 use tracker_backend::timers::memory::MemoryDelayQueue;
 use tracker_backend::timers::{Timer, TimerKind};
 use tracker_domain::clock::ManualClock;
@@ -22,8 +22,7 @@ struct Fixture {
 }
 
 async fn fixture() -> Fixture {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}/t.db", dir.path().display());
+    let (store, dir) = sqlite_store().await;
     let clock = ManualClock::new(T0);
     let cfg = DispatchConfig {
         payment_timeout: Duration::from_secs(60),
@@ -32,7 +31,7 @@ async fn fixture() -> Fixture {
     };
     let orders = Orders::new(
         OrdersDeps {
-            store: Arc::new(SqliteStore::open(&url).await.unwrap()),
+            store,
             ids: Arc::new(IdGenerator::new(1, Arc::new(clock.clone()))),
             clock: Arc::new(clock.clone()),
             dispatch: Arc::new(MemoryDispatch::new(Duration::from_secs(60))),
@@ -45,15 +44,6 @@ async fn fixture() -> Fixture {
         orders,
         clock,
         _dir: dir,
-    }
-}
-
-fn claims(sub: &str, role: Role) -> Claims {
-    Claims {
-        sub: sub.into(),
-        role,
-        exp: u64::MAX,
-        name: Some(format!("{sub} Rider")),
     }
 }
 

@@ -4,10 +4,10 @@
 use super::fanout::Delivery;
 use super::*;
 use crate::auth::{Claims, Role};
+use crate::test_support::{claims, sqlite_store};
 use serde_json::Value;
 use tokio::sync::mpsc;
 use tracker_backend::log::memory::{MemoryLog, MemoryLogConfig};
-use tracker_backend::store::sqlite::SqliteStore;
 use tracker_domain::{EventBody, NewOrder, Order, Point};
 
 struct Fixture {
@@ -17,9 +17,7 @@ struct Fixture {
 }
 
 async fn fixture(cfg: WsConfig) -> Fixture {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}/t.db", dir.path().display());
-    let store = Arc::new(SqliteStore::open(&url).await.unwrap());
+    let (store, dir) = sqlite_store().await;
     let p = Point { lat: 1.0, lon: 1.0 };
     let new = NewOrder {
         biz_order_no: "W-1".into(),
@@ -46,15 +44,6 @@ async fn fixture(cfg: WsConfig) -> Fixture {
         hub,
         order: order.id,
         _dir: dir,
-    }
-}
-
-fn claims(sub: &str, role: Role) -> Claims {
-    Claims {
-        sub: sub.into(),
-        role,
-        exp: u64::MAX,
-        name: None,
     }
 }
 
