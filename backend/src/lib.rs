@@ -5,6 +5,7 @@
 //! streams, PostgreSQL) implement the same traits and pass the same contract
 //! tests. Which one runs is chosen from a URL in [`select`].
 //!
+//! - [`background`]: where backends run their own loops (the process's task tracker).
 //! - [`log`]: the per-order event log (allocates `seq`, appends, tails, reads since a `seq`).
 //! - [`store`]: orders, their dedup records and the transactional outbox.
 //! - [`relay`]: moves committed outbox rows into the event log.
@@ -14,6 +15,7 @@
 //! - [`dispatch`]: open orders and riders by distance, and the atomic grab.
 //! - [`timers`]: the delay queue of order timeouts, each claimed once.
 
+pub mod background;
 pub mod dispatch;
 pub mod log;
 pub mod redis_conn;

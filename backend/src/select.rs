@@ -4,6 +4,7 @@
 //! Store: `sqlite://path` → SQLite file; `postgres://…` → PostgreSQL.
 //! An unknown scheme, or a backend that cannot be reached, is a clear error at start-up.
 
+use crate::background::Background;
 use crate::dispatch::Dispatch;
 use crate::dispatch::memory::MemoryDispatch;
 use crate::dispatch::redis::RedisDispatch;
@@ -36,19 +37,20 @@ pub enum BackendError {
         expected: &'static str,
     },
     /// Opening it failed.
-    #[error("opening {what} `{url}`: {reason}")]
+    #[error("opening {what} `{url}`: {source}")]
     Open {
         /// Which seam.
         what: &'static str,
         /// The URL, with any password redacted.
         url: String,
         /// What went wrong.
-        reason: String,
+        #[source]
+        source: crate::BoxError,
     },
 }
 
 /// Maps a failure to open `what` at `url` into [`BackendError::Open`].
-fn open_error<E: std::fmt::Display>(
+fn open_error<E: Into<crate::BoxError>>(
     what: &'static str,
     url: &str,
 ) -> impl FnOnce(E) -> BackendError {
@@ -56,7 +58,7 @@ fn open_error<E: std::fmt::Display>(
     move |e| BackendError::Open {
         what,
         url,
-        reason: e.to_string(),
+        source: e.into(),
     }
 }
 
@@ -101,19 +103,24 @@ impl Default for LogSettings {
     }
 }
 
-/// Opens the event log that `url` names; Redis keys and channels start with `redis_prefix`.
+/// Opens the event log that `url` names; Redis keys and channels start with
+/// `redis_prefix`. Its own loops (tail subscription, sweeper) run on `bg`.
 pub async fn open_log(
     url: Option<&str>,
     redis_prefix: &str,
     set: LogSettings,
+    bg: &Background,
 ) -> Result<Arc<dyn EventLog>, BackendError> {
     match url {
-        u if log_is_in_process(u) => Ok(MemoryLog::new(MemoryLogConfig {
-            history: set.history,
-            retention: set.retention,
-            max_age: set.max_age,
-            ..Default::default()
-        })),
+        u if log_is_in_process(u) => Ok(MemoryLog::start(
+            MemoryLogConfig {
+                history: set.history,
+                retention: set.retention,
+                max_age: set.max_age,
+                ..Default::default()
+            },
+            bg,
+        )),
         Some(u) if u.starts_with("redis://") || u.starts_with("rediss://") => {
             let cfg = RedisLogConfig {
                 prefix: redis_prefix.to_owned(),
@@ -122,7 +129,7 @@ pub async fn open_log(
                 max_age: set.max_age,
                 ..Default::default()
             };
-            let log = RedisLog::connect(u, cfg)
+            let log = RedisLog::connect_on(u, cfg, bg)
                 .await
                 .map_err(open_error("event log", u))?;
             Ok(Arc::new(log))
@@ -231,19 +238,30 @@ mod tests {
         let e = open_store("mysql://x").await.err().unwrap().to_string();
         assert!(e.contains("mysql://x") && e.contains("sqlite://"), "{e}");
         assert!(
-            open_log(Some("kafka://x"), "tracker", LogSettings::default())
-                .await
-                .is_err()
+            open_log(
+                Some("kafka://x"),
+                "tracker",
+                LogSettings::default(),
+                &Background::detached()
+            )
+            .await
+            .is_err()
         );
         assert!(
-            open_log(None, "tracker", LogSettings::default())
-                .await
-                .is_ok()
+            open_log(
+                None,
+                "tracker",
+                LogSettings::default(),
+                &Background::detached()
+            )
+            .await
+            .is_ok()
         );
         let e = open_log(
             Some("redis://127.0.0.1:1"),
             "tracker",
             LogSettings::default(),
+            &Background::detached(),
         )
         .await
         .err()

@@ -8,12 +8,14 @@
 //! `recovered:false` instead of being replayed the wrong events.
 
 use super::{Entry, EventLog, LogError, OrderKey, ReadResult, TailEvent};
+use crate::background::Background;
 use async_trait::async_trait;
 use dashmap::DashMap;
 use std::collections::VecDeque;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
 use tracker_domain::event::encode;
 use tracker_domain::{EventBody, LiveState};
 
@@ -59,9 +61,15 @@ pub struct MemoryLog {
 }
 
 impl MemoryLog {
-    /// A new, empty log with a fresh epoch. Spawns a sweeper of ended orders
-    /// that stops when the log is dropped.
+    /// A new, empty log with a fresh epoch; its sweeper of ended orders runs
+    /// detached and stops when the log is dropped.
     pub fn new(cfg: MemoryLogConfig) -> Arc<Self> {
+        Self::start(cfg, &Background::detached())
+    }
+
+    /// [`MemoryLog::new`] with the sweeper on `bg`: it stops when the log is
+    /// dropped or `bg` stops.
+    pub fn start(cfg: MemoryLogConfig, bg: &Background) -> Arc<Self> {
         let (tail, _) = broadcast::channel(cfg.tail_capacity.max(16));
         let log = Arc::new(MemoryLog {
             orders: DashMap::new(),
@@ -71,7 +79,7 @@ impl MemoryLog {
         });
         let weak = Arc::downgrade(&log);
         let every = (cfg.retention / 4).clamp(Duration::from_millis(50), Duration::from_secs(60));
-        tokio::spawn(sweep_loop(weak, every));
+        bg.spawn(sweep_loop(weak, every, bg.stop().clone()));
         log
     }
 
@@ -93,10 +101,13 @@ impl MemoryLog {
     }
 }
 
-async fn sweep_loop(log: Weak<MemoryLog>, every: Duration) {
+async fn sweep_loop(log: Weak<MemoryLog>, every: Duration, stop: CancellationToken) {
     let mut tick = tokio::time::interval(every);
     loop {
-        tick.tick().await;
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.cancelled() => return,
+        }
         match log.upgrade() {
             Some(log) => log.sweep(),
             None => return,
@@ -216,6 +227,23 @@ impl EventLog for MemoryLog {
 mod tests {
     use super::*;
     use crate::log::contract;
+    use tokio_util::task::TaskTracker;
+
+    #[tokio::test]
+    async fn the_sweeper_ends_with_the_process_while_the_log_lives_on() {
+        let (tasks, stop) = (TaskTracker::new(), CancellationToken::new());
+        let log = MemoryLog::start(
+            MemoryLogConfig::default(),
+            &Background::new(tasks.clone(), stop.clone()),
+        );
+        tasks.close();
+        assert_eq!(tasks.len(), 1, "the sweeper runs on the process's tracker");
+        stop.cancel();
+        tokio::time::timeout(Duration::from_secs(5), tasks.wait())
+            .await
+            .expect("the sweeper stopped");
+        assert!(log.append("O1", vec![], None).await.is_ok());
+    }
 
     #[tokio::test]
     async fn memory_log_caps_history_by_age() {

@@ -13,6 +13,7 @@
 //! [`TailEvent::Gap`] once it is back, and watchers catch up from the streams.
 
 use super::{Entry, EventLog, LogError, OrderKey, ReadResult, TailEvent};
+use crate::background::Background;
 use crate::retry::Backoff;
 use async_trait::async_trait;
 use futures_util::StreamExt;
@@ -71,6 +72,16 @@ impl RedisLog {
     /// Connects to `url` and returns once the tail subscription is live, so no
     /// append made after this returns can be missed by [`EventLog::tail`].
     pub async fn connect(url: &str, cfg: RedisLogConfig) -> Result<Self, LogError> {
+        Self::connect_on(url, cfg, &Background::detached()).await
+    }
+
+    /// [`RedisLog::connect`] with the tail subscription's loop on `bg`: it
+    /// ends when the log is dropped or `bg` stops.
+    pub async fn connect_on(
+        url: &str,
+        cfg: RedisLogConfig,
+        bg: &Background,
+    ) -> Result<Self, LogError> {
         if cfg.prefix.is_empty() || cfg.prefix.contains(['{', '}']) {
             return Err(LogError::Unavailable(
                 format!("bad key prefix `{}`", cfg.prefix).into(),
@@ -82,9 +93,9 @@ impl RedisLog {
             .map_err(unavailable)?;
         let channel = format!("{}:events", cfg.prefix);
         let (tail, _) = broadcast::channel(cfg.tail_capacity.max(16));
-        let stop = CancellationToken::new();
+        let stop = bg.stop().child_token();
         let (ready_tx, ready_rx) = oneshot::channel();
-        tokio::spawn(tail_loop(
+        bg.spawn(tail_loop(
             client,
             channel.clone(),
             tail.clone(),
@@ -452,6 +463,23 @@ mod tests {
         }
         let logs = std::sync::Mutex::new(logs);
         contract::run(|| logs.lock().unwrap().pop().expect("one log per clause")).await;
+    }
+
+    #[tokio::test]
+    async fn the_tail_loop_runs_on_the_process_tracker_and_ends_with_it() {
+        let Some(url) = test_url() else { return };
+        let tasks = tokio_util::task::TaskTracker::new();
+        let stop = CancellationToken::new();
+        let log = RedisLog::connect_on(&url, cfg(), &Background::new(tasks.clone(), stop.clone()))
+            .await
+            .unwrap();
+        tasks.close();
+        assert_eq!(tasks.len(), 1, "the tail subscription's loop");
+        stop.cancel();
+        tokio::time::timeout(Duration::from_secs(5), tasks.wait())
+            .await
+            .expect("the tail loop stopped with the process");
+        drop(log);
     }
 
     #[tokio::test]

@@ -5,6 +5,7 @@ use crate::settings::Settings;
 use anyhow::Context;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
+use tracker_backend::background::Background;
 use tracker_backend::dispatch::Dispatch;
 use tracker_backend::select::{open_dispatch, open_log, open_store, open_track};
 use tracker_backend::timers::DelayQueue;
@@ -30,10 +31,11 @@ pub struct Backends {
 }
 
 /// Opens every seam `s` names; the track queue's writer (or Redis worker)
-/// runs as the service "track writer".
+/// runs as the service "track writer", and the backends' own loops on `bg`.
 pub async fn open(
     s: &Settings,
     services: &mut Services,
+    bg: &Background,
     stop: &CancellationToken,
 ) -> anyhow::Result<Backends> {
     let redis = s.redis.url.as_ref().map(|u| u.as_str());
@@ -43,7 +45,7 @@ pub async fn open(
             .with_context(|| format!("creating TRACKER_DATA_DIR `{}`", s.data.dir.display()))?;
     }
     let store = open_store(&database_url).await?;
-    let log = open_log(redis, &s.redis.prefix, s.log.clone()).await?;
+    let log = open_log(redis, &s.redis.prefix, s.log.clone(), bg).await?;
     let (track, writer) = open_track(redis, &s.redis.prefix, store.clone(), stop.clone()).await?;
     services.spawn("track writer", async move {
         writer.await.context("the track writer panicked")

@@ -21,7 +21,10 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use services::Services;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracker_backend::background::Background;
 use tracker_backend::select::log_is_in_process;
 use tracker_backend::{EventLog, Store};
 use tracker_hub::Auth;
@@ -57,7 +60,12 @@ pub struct Running {
     /// Cancel to stop every service of this process.
     pub stop: CancellationToken,
     services: Services,
+    /// The backends' own loops (log tail subscription, sweeper).
+    backend_tasks: TaskTracker,
 }
+
+/// How long shutdown waits for the backends' own loops once the services ended.
+const BACKEND_GRACE: Duration = Duration::from_secs(5);
 
 impl Running {
     /// Stops every service and waits for them.
@@ -71,6 +79,13 @@ impl Running {
     pub async fn wait(self) -> anyhow::Result<()> {
         let r = self.services.wait().await;
         self.log.close().await;
+        self.backend_tasks.close();
+        if tokio::time::timeout(BACKEND_GRACE, self.backend_tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("the backends' own tasks did not end within {BACKEND_GRACE:?}");
+        }
         r
     }
 }
@@ -91,7 +106,9 @@ pub async fn start(
     }
     let stop = CancellationToken::new();
     let mut services = Services::new(stop.clone());
-    let b = backends::open(s, &mut services, &stop).await?;
+    let backend_tasks = TaskTracker::new();
+    let bg = Background::new(backend_tasks.clone(), stop.clone());
+    let b = backends::open(s, &mut services, &bg, &stop).await?;
     let fixes = backends::fix_router(&b, &mut services, &stop);
     let mut running = Running {
         http_addr: None,
@@ -103,6 +120,7 @@ pub async fn start(
         log: b.log.clone(),
         stop: stop.clone(),
         services,
+        backend_tasks,
     };
     let services = &mut running.services;
     if mode != Mode::Ingest {
