@@ -6,8 +6,9 @@
 //!   one write path and what follows it, the pool, the timeouts). No axum.
 //! - [`watchers`]: the fan-out, one client's subscriptions, the frames, and
 //!   the transports (WebSocket, SSE, long-poll).
-//! - [`http`]: routes, handlers, the token extractors, the one HTTP error
-//!   type, the pages.
+//! - [`http`]: the API's routes and handlers, the token extractors, the one
+//!   HTTP error type, the pages.
+//! - [`app`]: the router state (substates) and every route, API and watchers.
 //! - [`auth`]: tokens, roles, who may watch which order.
 //!
 //! Data path: a write (API or job) commits the order row and its events
@@ -15,6 +16,7 @@
 //! them to the event log → the hub's tail hands each entry to
 //! [`watchers::fanout`] → each watcher's transport sends it.
 
+pub mod app;
 pub mod auth;
 pub mod http;
 pub mod orders;
@@ -114,7 +116,7 @@ pub fn start(
     stop: CancellationToken,
     tasks: &TaskTracker,
     jobs: &mut Jobs,
-) -> http::AppState {
+) -> app::AppState {
     let fanout = Arc::new(watchers::Fanout::default());
     job(
         jobs,
@@ -149,7 +151,7 @@ pub fn start(
         "the timeouts job",
         orders::timeouts::run(orders.clone(), stop.clone()),
     );
-    http::AppState {
+    app::AppState {
         auth: deps.auth,
         nearby: orders::nearby::Nearby::new(deps.dispatch, deps.clock, cfg.dispatch.rider_stale),
         orders,
@@ -179,7 +181,7 @@ pub async fn run(
     let mut jobs = Jobs::new();
     let metrics = deps.metrics.clone();
     let state = start(&cfg, deps, stop.clone(), &tasks, &mut jobs);
-    let app = http::router(state, cfg.http_timeout, &cfg.web, metrics);
+    let app = app::router(state, cfg.http_timeout, &cfg.web, metrics);
     tracing::info!(addr = %listener.local_addr()?, "hub listening");
     let serve = axum::serve(listener, app)
         .with_graceful_shutdown(stop.clone().cancelled_owned())

@@ -7,7 +7,7 @@
 
 use crate::auth::AuthError;
 use crate::orders::OrderError;
-use crate::watchers::SubError;
+use crate::watchers::watcher::SubError;
 use axum::Json;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::http::StatusCode;

@@ -1,5 +1,5 @@
-//! The HTTP layer: routes, middleware, health and metrics, and the router's
-//! state made of substates, so each handler takes only the parts it uses.
+//! The HTTP layer: the API's routes and handlers, health and metrics. Each
+//! handler takes only the substates it uses (`FromRef`).
 //!
 //! - [`extract`]: who is calling (the token extractors) and JSON bodies.
 //! - [`error`]: the one HTTP error type and every conversion into it.
@@ -7,8 +7,9 @@
 //!   the use cases of `hub/src/orders/`.
 //! - [`web`]: the pages.
 //!
-//! The watcher transports (WebSocket, SSE, long-poll) are routed here and live
-//! with the rest of the watcher side in `hub/src/watchers/`.
+//! The watcher transports (WebSocket, SSE, long-poll) live with the rest of the
+//! watcher side in `hub/src/watchers/`, which uses this layer's extractors and
+//! error type; `hub/src/app.rs` puts both sets of routes together.
 
 pub mod dispatch;
 pub mod error;
@@ -20,7 +21,6 @@ pub mod web;
 use crate::auth::Auth;
 use crate::orders::Orders;
 use crate::orders::nearby::Nearby;
-use crate::watchers::{Watchers, long_poll, sse, ws};
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, FromRef};
 use axum::http::StatusCode;
@@ -29,36 +29,23 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use std::sync::Arc;
 use std::time::Duration;
 use tower_http::timeout::TimeoutLayer;
-use tower_http::trace::TraceLayer;
 
-/// Largest JSON body the API reads.
-const MAX_BODY: usize = 64 * 1024;
+/// Largest JSON body any route reads.
+pub const MAX_BODY: usize = 64 * 1024;
 /// Largest body of `POST /v1/riders/me/pos`, as for a fix payload over MQTT.
 const FIXES_BODY: usize = 256 * 1024;
 
-/// The router's state: one substate per kind of handler (`FromRef`).
-#[derive(Clone, FromRef)]
-pub struct AppState {
-    /// Token verification, for the extractors.
-    pub auth: Arc<Auth>,
-    /// The order use cases.
-    pub orders: Orders,
-    /// Position queries of dispatch.
-    pub nearby: Nearby,
-    /// The watcher side (WebSocket, SSE, long-poll).
-    pub watchers: Watchers,
-    /// Fix routing, for riders' fixes over HTTP.
-    pub fixes: Arc<tracker_routing::Router>,
-}
-
-/// Every route of the hub; `timeout` bounds ordinary requests.
-pub fn router(
-    state: AppState,
-    timeout: Duration,
-    web: &web::WebConfig,
-    metrics: Option<PrometheusHandle>,
-) -> Router {
-    let api = Router::new()
+/// The API's routes, each bounded by `timeout`, over any state that holds
+/// what the handlers take (`FromRef`).
+pub fn api_routes<S>(timeout: Duration) -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    Orders: FromRef<S>,
+    Nearby: FromRef<S>,
+    Arc<Auth>: FromRef<S>,
+    Arc<tracker_routing::Router>: FromRef<S>,
+{
+    Router::new()
         .route("/v1/orders", post(orders::create).get(orders::list_active))
         .route("/v1/orders/{id}", get(orders::get))
         .route("/v1/orders/{id}/status", post(orders::change_status))
@@ -75,19 +62,7 @@ pub fn router(
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             timeout,
-        ));
-    // WebSockets, SSE and long-polls live outside the request timeout: they are
-    // long by design, and bound their own waits.
-    Router::new()
-        .route("/v1/ws", get(ws::upgrade))
-        .route("/v1/orders/{id}/sse", get(sse::sse))
-        .route("/v1/orders/{id}/events", get(long_poll::poll))
-        .merge(api)
-        .layer(DefaultBodyLimit::max(MAX_BODY))
-        .layer(TraceLayer::new_for_http())
-        .with_state(state)
-        .merge(web::router(web))
-        .merge(ops_router(metrics))
+        ))
 }
 
 /// `/healthz` and `/metrics`: what every process serves, the hub and `tracker ingest` alike.

@@ -25,6 +25,10 @@ pub use fanout::Fanout;
 pub use watcher::{SubError, Watcher};
 pub use ws::WsConfig;
 
+use crate::auth::Auth;
+use axum::Router;
+use axum::extract::FromRef;
+use axum::routing::get;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -62,4 +66,19 @@ impl Watchers {
             tasks,
         }
     }
+}
+
+/// The three transports' routes, over any state that holds the watcher side
+/// and token verification (`FromRef`). They live outside the API's request
+/// timeout: they are long by design, and bound their own waits.
+pub fn routes<S>() -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    Watchers: FromRef<S>,
+    Arc<Auth>: FromRef<S>,
+{
+    Router::new()
+        .route("/v1/ws", get(ws::upgrade))
+        .route("/v1/orders/{id}/sse", get(sse::sse))
+        .route("/v1/orders/{id}/events", get(long_poll::poll))
 }

@@ -4,12 +4,20 @@
 //! this task parses client frames, sends the watcher's frames with one flush per
 //! batch, pings, and closes with the documented codes (idle, too big, slow,
 //! restarting).
+//!
+//! Close codes the server sends:
+//!
+//! | code | meaning | client should |
+//! |---|---|---|
+//! | 1001 | idle: nothing heard for `idle_timeout` | reconnect with `since` |
+//! | 1009 | a frame above `max_message` bytes | fix the client |
+//! | 1012 | server shutting down or restarting | reconnect (another node) with `since` |
+//! | 4008 | too slow: a send did not finish within `write_timeout` | reconnect with `since` |
 
 use super::Watchers;
 use super::fanout::Delivery;
 use super::frames::{self, ClientOp, FrameError};
 use super::watcher::Watcher;
-use super::ws::{CLOSE_IDLE, CLOSE_RESTART, CLOSE_SLOW, CLOSE_TOO_BIG};
 use crate::auth::Claims;
 use axum::extract::ws::{CloseFrame, Message};
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
@@ -17,6 +25,15 @@ use std::fmt::Display;
 use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
+
+/// Close code: idle connection.
+pub const CLOSE_IDLE: u16 = 1001;
+/// Close code: message too big.
+pub const CLOSE_TOO_BIG: u16 = 1009;
+/// Close code: server restarting; reconnect with `since`.
+pub const CLOSE_RESTART: u16 = 1012;
+/// Close code: the client does not read fast enough; reconnect with `since`.
+pub const CLOSE_SLOW: u16 = 4008;
 
 /// Deliveries taken from the queue before the socket is flushed once.
 const BATCH: usize = 64;

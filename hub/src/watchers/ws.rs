@@ -1,16 +1,8 @@
-//! `GET /v1/ws`: the watchers' WebSocket (`docs/protocol.md`), its limits and close codes.
+//! `GET /v1/ws`: the watchers' WebSocket (`docs/protocol.md`) and its limits.
 //!
 //! The token is checked before the upgrade (401 on a bad one); each accepted
-//! socket gets one task, [`session::run`], tracked for shutdown.
-//!
-//! Close codes the server sends:
-//!
-//! | code | meaning | client should |
-//! |---|---|---|
-//! | 1001 | idle: nothing heard for `idle_timeout` | reconnect with `since` |
-//! | 1009 | a frame above `max_message` bytes | fix the client |
-//! | 1012 | server shutting down or restarting | reconnect (another node) with `since` |
-//! | 4008 | too slow: a send did not finish within `write_timeout` | reconnect with `since` |
+//! socket gets one task, [`session::run`], tracked for shutdown. The close
+//! codes it may end with are in [`session`].
 
 use super::{Watchers, session};
 use crate::http::error::ApiError;
@@ -20,15 +12,6 @@ use axum::extract::ws::WebSocketUpgrade;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use std::time::Duration;
-
-/// Close code: idle connection.
-pub const CLOSE_IDLE: u16 = 1001;
-/// Close code: message too big.
-pub const CLOSE_TOO_BIG: u16 = 1009;
-/// Close code: server restarting; reconnect with `since`.
-pub const CLOSE_RESTART: u16 = 1012;
-/// Close code: the client does not read fast enough; reconnect with `since`.
-pub const CLOSE_SLOW: u16 = 4008;
 
 /// Limits and buffers of each WebSocket connection.
 #[derive(Debug, Clone, serde::Deserialize)]
