@@ -6,6 +6,8 @@
 //! # Layout
 //! - [`topic`]: `riders/{id}/pos` and `riders/{id}/pos/batch`, parsed and checked.
 //! - [`lanes`]: parallel routing lanes keyed by rider, a burst at a time.
+//! - [`listener`]: the riders' own MQTT listener (3.1.1 and 5, a login per
+//!   rider, publishes straight to the lanes); not yet the default door.
 //! - [`consumer`]: the MQTT client loop (shared subscription, manual acks, backoff).
 //! - [`broker`]: the embedded MQTT broker (rumqttd) of the one-process default.
 //!
@@ -17,6 +19,7 @@
 pub mod broker;
 pub mod consumer;
 pub mod lanes;
+pub mod listener;
 pub mod topic;
 
 pub use consumer::{IngestConfig, MqttTarget};

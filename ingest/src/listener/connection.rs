@@ -1,0 +1,406 @@
+//! One rider's MQTT connection: CONNECT with a login, then publishes routed
+//! straight to the rider's lane and acknowledged in order once they are in
+//! the log, pings, subscriptions inside the rider's own subtree only, and a
+//! clean end (the client's, a keep-alive timeout, the token's end, shutdown).
+
+use super::Shared;
+use super::auth::LoginRefused;
+use super::codec::{self, Bad, ConnAnswer, Farewell, In, Opening, Out, Version};
+use crate::topic;
+use bytes::BytesMut;
+use std::collections::{HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+
+/// How long a connection ended by the server waits for the client to close.
+const LINGER: Duration = Duration::from_millis(500);
+
+/// Counts a refusal or a forced end, by reason.
+fn refused(reason: &'static str) {
+    metrics::counter!("tracker_mqtt_refused_total", "reason" => reason).increment(1);
+}
+
+/// An answer that waits for its publish to be routed.
+struct Pending {
+    done: oneshot::Receiver<()>,
+    ack: Out,
+    qos2: Option<u16>,
+}
+
+/// The session after a good CONNECT.
+struct Session {
+    version: Version,
+    rider: String,
+    keep_alive: Option<Duration>,
+    expires: Option<Instant>,
+    /// QoS 2 packet ids answered with PUBREC and not yet released.
+    awaiting_rel: HashSet<u16>,
+    pending: VecDeque<Pending>,
+}
+
+/// Serves one accepted socket until it ends.
+pub(super) async fn run(mut stream: TcpStream, shared: Arc<Shared>) {
+    let _ = stream.set_nodelay(true);
+    let mut buf = BytesMut::with_capacity(1024);
+    let Some(session) = open(&mut stream, &mut buf, &shared).await else {
+        return;
+    };
+    metrics::gauge!("tracker_mqtt_riders_connected").increment(1.0);
+    serve(stream, buf, session, &shared).await;
+    metrics::gauge!("tracker_mqtt_riders_connected").decrement(1.0);
+}
+
+/// Reads the CONNECT within the time allowed and answers it; the session when
+/// the login is good.
+async fn open(stream: &mut TcpStream, buf: &mut BytesMut, shared: &Shared) -> Option<Session> {
+    let cfg = &shared.cfg;
+    let deadline = Instant::now() + cfg.connect_timeout;
+    let version = loop {
+        match codec::peek_version(buf, cfg.max_connect) {
+            Ok(Some(v)) => break v,
+            Ok(None) => {}
+            Err(why) => {
+                let reason = match why {
+                    Opening::NotConnect => "not_connect",
+                    Opening::BadLevel => {
+                        // A 3.1.1 CONNACK "unacceptable protocol version" is
+                        // what every older client understands.
+                        let _ = stream.write_all(&[0x20, 2, 0, 1]).await;
+                        "bad_protocol"
+                    }
+                    Opening::TooLarge => "too_large",
+                };
+                refused(reason);
+                return None;
+            }
+        }
+        match tokio::time::timeout_at(deadline, stream.read_buf(buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return None,
+            Ok(Ok(_)) => {}
+            Err(_) => {
+                refused("connect_timeout");
+                return None;
+            }
+        }
+    };
+    let connect = loop {
+        match codec::read(version, buf, cfg.max_connect) {
+            Ok(Some(p)) => break p,
+            Ok(None) => {}
+            Err(Bad::TooLarge) => {
+                refused("too_large");
+                return None;
+            }
+            Err(Bad::Malformed) => {
+                refused("bad_packet");
+                return None;
+            }
+        }
+        match tokio::time::timeout_at(deadline, stream.read_buf(buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return None,
+            Ok(Ok(_)) => {}
+            Err(_) => {
+                refused("connect_timeout");
+                return None;
+            }
+        }
+    };
+    let In::Connect { login, keep_alive } = connect else {
+        refused("not_connect");
+        return None;
+    };
+    let answer = match login {
+        None => Err(LoginRefused::BadCredentials),
+        Some((user, password)) => shared.auth.login(&user, &password),
+    };
+    let mut out = BytesMut::new();
+    let login = match answer {
+        Ok(login) => login,
+        Err(why) => {
+            refused("unauthorized");
+            let answer = match why {
+                LoginRefused::BadCredentials => ConnAnswer::BadCredentials,
+                LoginRefused::NotAuthorized => ConnAnswer::NotAuthorized,
+            };
+            codec::write(version, Out::ConnAck(answer, 0), &mut out);
+            let _ = stream.write_all(&out).await;
+            return None;
+        }
+    };
+    let expires = match login.expires_at {
+        None => None,
+        Some(at) => {
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_secs();
+            if at <= now {
+                refused("unauthorized");
+                codec::write(
+                    version,
+                    Out::ConnAck(ConnAnswer::BadCredentials, 0),
+                    &mut out,
+                );
+                let _ = stream.write_all(&out).await;
+                return None;
+            }
+            Some(Instant::now() + Duration::from_secs(at - now))
+        }
+    };
+    let max = u32::try_from(cfg.max_packet).unwrap_or(u32::MAX);
+    codec::write(version, Out::ConnAck(ConnAnswer::Accepted, max), &mut out);
+    if stream.write_all(&out).await.is_err() {
+        return None;
+    }
+    Some(Session {
+        version,
+        rider: login.rider,
+        // A client is gone after one and a half keep-alive periods of silence.
+        keep_alive: (keep_alive > 0).then(|| Duration::from_millis(keep_alive as u64 * 1500)),
+        expires,
+        awaiting_rel: HashSet::new(),
+        pending: VecDeque::new(),
+    })
+}
+
+/// What the loop does next.
+enum Step {
+    Go,
+    End(Option<Farewell>),
+}
+
+async fn serve(mut stream: TcpStream, mut buf: BytesMut, mut s: Session, shared: &Shared) {
+    let far = Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600);
+    let mut heard = Instant::now();
+    let mut out = BytesMut::new();
+    let farewell = loop {
+        // Whatever is already buffered is handled before waiting again.
+        let mut step = Step::Go;
+        loop {
+            match codec::read(s.version, &mut buf, shared.cfg.max_packet) {
+                Ok(Some(p)) => {
+                    heard = Instant::now();
+                    step = handle(p, &mut s, shared, &mut out).await;
+                    if let Step::End(_) = step {
+                        break;
+                    }
+                }
+                Ok(None) => break,
+                Err(Bad::TooLarge) => {
+                    refused("too_large");
+                    step = Step::End(Some(Farewell::TooLarge));
+                    break;
+                }
+                Err(Bad::Malformed) => {
+                    refused("bad_packet");
+                    step = Step::End(Some(Farewell::ProtocolError));
+                    break;
+                }
+            }
+        }
+        if !out.is_empty() && stream.write_all(&out).await.is_err() {
+            break None;
+        }
+        out.clear();
+        if let Step::End(f) = step {
+            break f;
+        }
+        let idle_at = s.keep_alive.map_or(far, |k| heard + k);
+        let expires_at = s.expires.unwrap_or(far);
+        tokio::select! {
+            r = stream.read_buf(&mut buf) => match r {
+                Ok(0) | Err(_) => break None,
+                Ok(_) => {}
+            },
+            done = async { (&mut s.pending.front_mut().expect("guarded").done).await },
+                if !s.pending.is_empty() =>
+            {
+                let p = s.pending.pop_front().expect("guarded");
+                if done.is_err() {
+                    break Some(Farewell::ShuttingDown); // not routed: never acked
+                }
+                if let Some(pkid) = p.qos2 {
+                    s.awaiting_rel.insert(pkid);
+                }
+                codec::write(s.version, p.ack, &mut out);
+            }
+            _ = tokio::time::sleep_until(idle_at) => {
+                refused("keepalive_timeout");
+                break Some(Farewell::KeepAlive);
+            }
+            _ = tokio::time::sleep_until(expires_at) => {
+                refused("token_expired");
+                break Some(Farewell::NotAuthorized);
+            }
+            _ = shared.stop.cancelled() => break Some(Farewell::ShuttingDown),
+        }
+        if !out.is_empty() && stream.write_all(&out).await.is_err() {
+            break None;
+        }
+        out.clear();
+    };
+    if let Some(f) = farewell {
+        out.clear();
+        codec::write(s.version, Out::Disconnect(f), &mut out);
+        // Said, then a moment for the client to read it and close first, so
+        // the reason is not lost to a reset.
+        let linger = async {
+            stream.write_all(&out).await?;
+            stream.flush().await?;
+            let mut sink = [0u8; 256];
+            while stream.read(&mut sink).await? > 0 {}
+            Ok::<_, std::io::Error>(())
+        };
+        let _ = tokio::time::timeout(LINGER, linger).await;
+    }
+    let _ = stream.shutdown().await;
+}
+
+/// Is `filter` inside `riders/{rider}/…`, with no wildcard above it?
+fn inside_own_subtree(rider: &str, filter: &str) -> bool {
+    let own = format!("riders/{rider}");
+    filter == own
+        || filter
+            .strip_prefix(&own)
+            .is_some_and(|rest| rest.starts_with('/'))
+}
+
+async fn handle(p: In, s: &mut Session, shared: &Shared, out: &mut BytesMut) -> Step {
+    let v = s.version;
+    match p {
+        In::Publish { alias: true, .. } => {
+            refused("topic_alias");
+            Step::End(Some(Farewell::TopicAlias))
+        }
+        In::Publish {
+            topic,
+            qos,
+            pkid,
+            payload,
+            ..
+        } => {
+            let own = std::str::from_utf8(&topic)
+                .ok()
+                .and_then(topic::parse)
+                .is_some_and(|(rider, _)| rider == s.rider);
+            if !own {
+                refused("forbidden");
+                match qos {
+                    1 => codec::write(v, Out::PubAck { pkid, denied: true }, out),
+                    2 => {
+                        s.awaiting_rel.insert(pkid);
+                        codec::write(v, Out::PubRec { pkid, denied: true }, out);
+                    }
+                    _ => {}
+                }
+                return Step::Go;
+            }
+            if qos == 2 && s.awaiting_rel.contains(&pkid) {
+                // A resend of a QoS 2 publish already taken: answer again, route once.
+                codec::write(
+                    v,
+                    Out::PubRec {
+                        pkid,
+                        denied: false,
+                    },
+                    out,
+                );
+                return Step::Go;
+            }
+            let topic = std::str::from_utf8(&topic).expect("checked above");
+            let (done_tx, done) = oneshot::channel();
+            let wants_ack = qos > 0;
+            if !shared
+                .lanes
+                .send(topic, payload, wants_ack.then_some(done_tx))
+                .await
+            {
+                return Step::End(Some(Farewell::ShuttingDown));
+            }
+            match qos {
+                1 => s.pending.push_back(Pending {
+                    done,
+                    ack: Out::PubAck {
+                        pkid,
+                        denied: false,
+                    },
+                    qos2: None,
+                }),
+                2 => s.pending.push_back(Pending {
+                    done,
+                    ack: Out::PubRec {
+                        pkid,
+                        denied: false,
+                    },
+                    qos2: Some(pkid),
+                }),
+                _ => {}
+            }
+            Step::Go
+        }
+        In::PubRel { pkid } => {
+            s.awaiting_rel.remove(&pkid);
+            codec::write(v, Out::PubComp { pkid }, out);
+            Step::Go
+        }
+        In::Subscribe { pkid, filters } => {
+            let granted = filters
+                .iter()
+                .map(|(f, q)| {
+                    if inside_own_subtree(&s.rider, f) {
+                        Some((*q).min(1))
+                    } else {
+                        refused("forbidden_subscription");
+                        None
+                    }
+                })
+                .collect();
+            codec::write(v, Out::SubAck { pkid, granted }, out);
+            Step::Go
+        }
+        In::Unsubscribe { pkid, count } => {
+            codec::write(v, Out::UnsubAck { pkid, count }, out);
+            Step::Go
+        }
+        In::PingReq => {
+            codec::write(v, Out::PingResp, out);
+            Step::Go
+        }
+        In::Disconnect => Step::End(None),
+        In::Connect { .. } => {
+            refused("bad_packet");
+            Step::End(Some(Farewell::ProtocolError))
+        }
+        In::Unexpected(what) => {
+            tracing::debug!(rider = %s.rider, what, "unexpected MQTT packet; closing");
+            refused("bad_packet");
+            Step::End(Some(Farewell::ProtocolError))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::inside_own_subtree;
+
+    #[test]
+    fn subscriptions_stay_inside_the_riders_own_subtree() {
+        assert!(inside_own_subtree("r1", "riders/r1/#"));
+        assert!(inside_own_subtree("r1", "riders/r1/cmd"));
+        assert!(inside_own_subtree("r1", "riders/r1"));
+        for bad in [
+            "riders/#",
+            "riders/+/pos",
+            "riders/r10/#",
+            "#",
+            "riders/r1x",
+            "$SYS/#",
+        ] {
+            assert!(!inside_own_subtree("r1", bad), "{bad}");
+        }
+    }
+}

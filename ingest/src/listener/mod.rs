@@ -1,0 +1,107 @@
+//! The riders' own MQTT listener, on the process's runtime: MQTT 3.1.1 and 5
+//! on one port, every connection logged in as one rider (username = rider id,
+//! password = the rider's token, checked by a [`RiderAuth`]), publishing only
+//! to that rider's topics, each publish routed straight to the rider's lane
+//! with no broker in between and acknowledged once it is in the log.
+//!
+//! - [`auth`]: what a CONNECT's login proves.
+//! - `codec`: the two protocol versions over the rumqtt project's codecs.
+//! - `connection`: one rider's session.
+//!
+//! Refusals and forced ends are counted in `tracker_mqtt_refused_total{reason}`
+//! (`not_connect`, `bad_protocol`, `too_large`, `connect_timeout`,
+//! `unauthorized`, `bad_packet`, `forbidden`, `forbidden_subscription`,
+//! `topic_alias`, `keepalive_timeout`, `token_expired`); connected riders in
+//! the gauge `tracker_mqtt_riders_connected`.
+
+pub mod auth;
+mod codec;
+mod connection;
+
+#[cfg(test)]
+mod tests;
+
+pub use auth::{LoginRefused, RiderAuth, RiderLogin, TrustUsername};
+
+use crate::lanes::Lanes;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracker_routing::Router;
+
+/// Limits of the listener.
+#[derive(Debug, Clone)]
+pub struct ListenerConfig {
+    /// Largest CONNECT, bytes (a token is well under 2 KiB).
+    pub max_connect: usize,
+    /// Largest packet after CONNECT, bytes: a batch of 2000 fixes and headers.
+    pub max_packet: usize,
+    /// A socket that sends no CONNECT within this is closed.
+    pub connect_timeout: Duration,
+    /// How long shutdown waits for connections to say goodbye.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ListenerConfig {
+    fn default() -> Self {
+        ListenerConfig {
+            max_connect: 8 * 1024,
+            max_packet: crate::broker::MAX_PAYLOAD + 1024,
+            connect_timeout: Duration::from_secs(10),
+            shutdown_grace: Duration::from_secs(2),
+        }
+    }
+}
+
+/// What every connection shares.
+struct Shared {
+    cfg: ListenerConfig,
+    auth: Arc<dyn RiderAuth>,
+    lanes: Lanes,
+    stop: CancellationToken,
+}
+
+/// Accepts riders on `listener` until `stop`, then lets every connection end
+/// and the lanes finish what they hold.
+pub async fn serve(
+    listener: TcpListener,
+    cfg: ListenerConfig,
+    auth: Arc<dyn RiderAuth>,
+    router: Arc<Router>,
+    stop: CancellationToken,
+) {
+    let grace = cfg.shutdown_grace;
+    let shared = Arc::new(Shared {
+        cfg,
+        auth,
+        lanes: Lanes::start(router, stop.clone()),
+        stop: stop.clone(),
+    });
+    let conns = TaskTracker::new();
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, "rider MQTT listener ready");
+    }
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = stop.cancelled() => break,
+        };
+        match accepted {
+            Ok((stream, _peer)) => {
+                conns.spawn(connection::run(stream, shared.clone()));
+            }
+            Err(e) => {
+                // Out of file descriptors, say: wait a little rather than spin.
+                tracing::warn!(error = %e, "accepting a rider connection failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+    conns.close();
+    let _ = tokio::time::timeout(grace, conns.wait()).await;
+    if let Ok(shared) = Arc::try_unwrap(shared) {
+        shared.lanes.close().await;
+    }
+}
