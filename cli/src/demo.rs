@@ -45,7 +45,8 @@ pub fn start(settings: &Settings, running: &Running, riders: usize) -> anyhow::R
     cfg.watchers_per_order = 0;
     cfg.customer = Some("demo-customer".into());
     cfg.duration = None;
-    cfg.mqtt_connections = 1;
+    // Each demo rider logs in with its own token, as a real phone does.
+    cfg.rider_logins = true;
     cfg.drain = Duration::ZERO;
     let stop = running.stop.clone();
     tokio::spawn(async move {

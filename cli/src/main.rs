@@ -50,7 +50,7 @@ async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,rumqttd=warn,tower_http=warn".into()),
+                .unwrap_or_else(|_| "info,tower_http=warn".into()),
         )
         .init();
     let settings = Settings::from_env()?;
@@ -82,7 +82,9 @@ fn print_banner(r: &Running) {
     println!("\ntracker is running");
     println!("  HTTP / WebSocket  http://{http}   (ws://{http}/v1/ws, /healthz, /metrics)");
     if let Some(m) = r.mqtt_addr {
-        println!("  MQTT broker       mqtt://{m}   (riders publish to riders/{{rider_id}}/pos)");
+        println!(
+            "  MQTT (riders)     mqtt://{m}   (3.1.1 or 5; username = rider id, password = a rider token; publish to riders/{{rider_id}}/pos)"
+        );
     }
     if let Some(secret) = &r.generated_secret {
         println!(

@@ -90,6 +90,8 @@ pub struct MqttSettings {
     pub url: Option<Url>,
     /// MQTT shared-subscription group of ingest.
     pub share_group: String,
+    /// How riders log in to the process's own MQTT listener.
+    pub auth: MqttAuth,
 }
 
 impl Default for MqttSettings {
@@ -98,8 +100,20 @@ impl Default for MqttSettings {
             addr: SocketAddr::from(([127, 0, 0, 1], 1884)),
             url: None,
             share_group: "ingest".into(),
+            auth: MqttAuth::Jwt,
         }
     }
+}
+
+/// `TRACKER_MQTT_AUTH`: how riders log in to the MQTT listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MqttAuth {
+    /// Username = rider id, password = a rider token; each connection may
+    /// publish for its own rider only.
+    Jwt,
+    /// A trusted network: anyone may connect and publish for any rider.
+    None,
 }
 
 /// Redis.
@@ -255,8 +269,8 @@ use Shown::{Derived, Unset, Value as Is};
 #[rustfmt::skip]
 pub const KEYS: &[Key] = &[
     key("TRACKER_HTTP_ADDR", "http.addr", Text, "where the hub listens (HTTP, WebSocket)", Is("127.0.0.1:8080")),
-    key("TRACKER_MQTT_ADDR", "mqtt.addr", Text, "where the embedded MQTT broker listens", Is("127.0.0.1:1884")),
-    key("TRACKER_MQTT_URL", "mqtt.url", Text, "an external broker, `mqtt://host:port`; when set, no embedded broker starts", Unset { example: "mqtt://127.0.0.1:1883" }),
+    key("TRACKER_MQTT_ADDR", "mqtt.addr", Text, "where riders' MQTT listener listens (3.1.1 and 5, a login per rider)", Is("127.0.0.1:1884")),
+    key("TRACKER_MQTT_URL", "mqtt.url", Text, "an external broker, `mqtt://host:port`; when set, riders connect to it and no listener of ours starts", Unset { example: "mqtt://127.0.0.1:1883" }),
     key("TRACKER_REDIS_URL", "redis.url", Text, "Redis for the event log (streams + pub/sub), the dispatch geo index and the delay queue of timeouts; unset = in-process", Unset { example: "redis://127.0.0.1:6379" }),
     key("TRACKER_REDIS_PREFIX", "redis.prefix", Text, "prefix of every Redis key and channel, so deployments can share a Redis", Is("tracker")),
     key("TRACKER_DATA_DIR", "data.dir", Text, "where the embedded defaults keep their files (created if missing)", Is("./data")),
@@ -265,6 +279,7 @@ pub const KEYS: &[Key] = &[
     key("TRACKER_JWT_PUBLIC_KEY", "auth.jwt_public_key", Text, "PEM file of an RS256 public key whose tokens are also accepted", Unset { example: "/etc/tracker/jwt.pub.pem" }),
     key("TRACKER_NODE_ID", "node_id", Number, "this process's node id inside generated order ids (0–1023)", Is("0")),
     key("TRACKER_MQTT_SHARE_GROUP", "mqtt.share_group", Text, "shared-subscription group of ingest on an external broker", Is("ingest")),
+    key("TRACKER_MQTT_AUTH", "mqtt.auth", Text, "how riders log in to the MQTT listener: `jwt` (username = rider id, password = a rider token) or `none` (a trusted network: anyone may publish for any rider)", Is("jwt")),
     key("TRACKER_LOG_HISTORY", "log.history", Number, "events the log keeps per order (how far resume reaches)", Is("1000")),
     key("TRACKER_LOG_MAX_AGE_SECS", "log.max_age", Secs, "the oldest event the log keeps for a live order", Is("86400")),
     key("TRACKER_LOG_RETENTION_SECS", "log.retention", Secs, "how long the log keeps an order after it ended", Is("3600")),
@@ -498,6 +513,12 @@ mod tests {
         assert!(Settings::from_vars(&vars(&[("TRACKER_NODE_ID", "5000")])).is_err());
         assert!(Settings::from_vars(&vars(&[("TRACKER_JWT_SECRET", "short")])).is_err());
         assert!(Settings::from_vars(&vars(&[("TRACKER_MQTT_SHARE_GROUP", "a/b")])).is_err());
+        let e = Settings::from_vars(&vars(&[("TRACKER_MQTT_AUTH", "maybe")]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("TRACKER_MQTT_AUTH"), "{e}");
+        let none = Settings::from_vars(&vars(&[("TRACKER_MQTT_AUTH", "none")])).unwrap();
+        assert_eq!(none.mqtt.auth, MqttAuth::None);
     }
 
     #[test]

@@ -47,10 +47,12 @@ pub enum RejectReason {
     TooOld,
     /// `speed`, `heading` or `acc` out of its range.
     BadField,
+    /// A rider publishing to another rider's topic (or to no rider topic).
+    Forbidden,
 }
 
 /// Every reason, for exporting zeroed counters.
-pub const ALL_REASONS: [RejectReason; 9] = [
+pub const ALL_REASONS: [RejectReason; 10] = [
     RejectReason::BadTopic,
     RejectReason::TooLarge,
     RejectReason::BadJson,
@@ -60,6 +62,7 @@ pub const ALL_REASONS: [RejectReason; 9] = [
     RejectReason::FutureTs,
     RejectReason::TooOld,
     RejectReason::BadField,
+    RejectReason::Forbidden,
 ];
 
 impl RejectReason {
@@ -75,6 +78,7 @@ impl RejectReason {
             RejectReason::FutureTs => "future_ts",
             RejectReason::TooOld => "too_old",
             RejectReason::BadField => "bad_field",
+            RejectReason::Forbidden => "forbidden",
         }
     }
 

@@ -1,4 +1,4 @@
-//! The MQTT side of ingest, by rumqttc's rules: one task owns the event loop and
+//! Ingest from an external broker, by rumqttc's rules: one task owns the event loop and
 //! only forwards publishes; a second task routes them and acks each one after
 //! its append succeeded (manual acks: at-least-once).
 //!
@@ -13,13 +13,11 @@ use anyhow::{Context, bail};
 use rumqttc::{
     AsyncClient, Event, Incoming, MqttOptions, NetworkOptions, Publish, QoS, SubscribeFilter,
 };
-use rumqttd::Notification;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracker_backend::retry::Backoff;
-use tracker_domain::RejectReason;
 use tracker_routing::Router;
 
 /// Where the broker is.
@@ -67,9 +65,7 @@ pub struct IngestConfig {
     /// MQTT client id; unique per instance.
     pub client_id: String,
     /// Shared-subscription group: instances in one group split the riders.
-    /// `None` subscribes without a group, for a broker with one consumer (the
-    /// embedded one: rumqttd keys shared groups by name alone, so one group over
-    /// the two rider filters starves one of them).
+    /// `None` subscribes without a group, for a broker with one consumer.
     pub share_group: Option<String>,
     /// Publishes buffered between the event loop and the router.
     pub queue: usize,
@@ -100,7 +96,7 @@ pub async fn run(cfg: IngestConfig, router: Arc<Router>, stop: CancellationToken
     opts.set_keep_alive(cfg.keep_alive)
         .set_manual_acks(true)
         .set_clean_session(true)
-        .set_max_packet_size(crate::broker::MAX_PAYLOAD + 1024, 64 * 1024)
+        .set_max_packet_size(crate::topic::MAX_PAYLOAD + 1024, 64 * 1024)
         // Acks and subscribes go through this channel; it must never fill while
         // the event loop waits for the router (unacked publishes are capped by
         // the broker's inflight limit, far below this).
@@ -154,56 +150,6 @@ pub async fn run(cfg: IngestConfig, router: Arc<Router>, stop: CancellationToken
     let _ = client.try_disconnect();
     drop(tx);
     let _ = worker.await;
-}
-
-/// Consumes rider fixes from the embedded broker over its in-process link
-/// until `stop`: no loopback TCP connection, no PUBACKs.
-///
-/// The link is QoS 0. That gives up nothing here: the broker lives in this
-/// process, so a crash loses its queue along with ours, and acking after the
-/// append (as [`run`] does with an external broker) would keep nothing more.
-/// Publishes are routed on [`Lanes`] keyed by rider.
-pub async fn run_linked(link: crate::broker::Link, router: Arc<Router>, stop: CancellationToken) {
-    let crate::broker::Link { mut tx, mut rx } = link;
-    let lanes = Lanes::start(router.clone(), stop.clone());
-    for filter in topic::filters(None) {
-        if let Err(e) = tx.subscribe(filter) {
-            tracing::error!(error = %e, "could not subscribe ingest on the embedded broker");
-            return;
-        }
-    }
-    tracing::info!("ingest linked to the embedded broker");
-    loop {
-        let n = tokio::select! {
-            n = rx.next() => n,
-            _ = stop.cancelled() => break,
-        };
-        match n {
-            Ok(Some(Notification::Forward(f))) => {
-                metrics::counter!("tracker_mqtt_publishes_received_total").increment(1);
-                let Ok(topic) = String::from_utf8(f.publish.topic.to_vec()) else {
-                    router.stats().reject(RejectReason::BadTopic);
-                    continue;
-                };
-                tokio::select! {
-                    sent = lanes.send(&topic, f.publish.payload, None) => if !sent { break },
-                    _ = stop.cancelled() => break,
-                }
-            }
-            // The router paused us (our buffer was full); we have drained it.
-            Ok(Some(Notification::Unschedule)) => {
-                if rx.wake().await.is_err() {
-                    break;
-                }
-            }
-            Ok(_) => {}
-            Err(e) => {
-                tracing::error!(error = %e, "the embedded broker's link to ingest closed");
-                break;
-            }
-        }
-    }
-    lanes.close().await;
 }
 
 /// Routes publishes on [`Lanes`] and acks each once routed, in the order they

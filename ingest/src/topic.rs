@@ -3,6 +3,9 @@
 use tracker_domain::rider::is_valid_rider_id;
 pub use tracker_routing::Kind;
 
+/// Largest publish taken from a rider, bytes (a batch of ~2000 fixes).
+pub const MAX_PAYLOAD: usize = 512 * 1024;
+
 /// The rider and kind of a publish topic, or `None` when it is not a rider topic
 /// or the rider id is not 1..=64 of `[A-Za-z0-9_.-]`.
 pub fn parse(topic: &str) -> Option<(&str, Kind)> {

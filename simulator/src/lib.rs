@@ -21,7 +21,7 @@ pub mod stats;
 pub mod watcher;
 
 use crate::api::Api;
-use crate::phones::{Broker, Phones};
+use crate::phones::{Broker, Logins, Phones};
 use crate::report::Report;
 use crate::route::LatLon;
 use crate::stats::{Live, Tally};
@@ -70,6 +70,9 @@ pub struct SimConfig {
     pub max_orders: Option<u64>,
     /// MQTT connections shared by the riders.
     pub mqtt_connections: usize,
+    /// One MQTT connection per rider, logged in with the rider's token (as
+    /// `TRACKER_MQTT_AUTH=jwt` wants); `mqtt_connections` is then unused.
+    pub rider_logins: bool,
     /// After riders stop, how long watchers may still receive what is in flight.
     pub drain: Duration,
     /// Delays are measured only for fixes taken this long after the start
@@ -103,6 +106,7 @@ impl SimConfig {
             duration: Some(Duration::from_secs(60)),
             max_orders: None,
             mqtt_connections: 8,
+            rider_logins: false,
             drain: Duration::from_secs(2),
             warmup: Duration::ZERO,
         }
@@ -141,7 +145,18 @@ pub async fn run(
 ) -> anyhow::Result<Report> {
     let admin = api::mint(&cfg.jwt_secret, "sim-operator", "admin");
     let conn_stop = CancellationToken::new();
-    let phones = Phones::connect(&cfg.broker, cfg.mqtt_connections, conn_stop.clone()).await?;
+    let run_id = format!("{:06x}", rand::random::<u32>() & 0xff_ffff);
+    let logins = if cfg.rider_logins {
+        Logins::PerRider {
+            riders: (0..cfg.riders)
+                .map(|i| rider::rider_id(&run_id, i))
+                .collect(),
+            secret: cfg.jwt_secret.clone(),
+        }
+    } else {
+        Logins::Shared(cfg.mqtt_connections)
+    };
+    let phones = Phones::connect(&cfg.broker, logins, conn_stop.clone()).await?;
     let (tx, mut rx) = mpsc::unbounded_channel();
     let ctx = Arc::new(Ctx {
         api: Api::new(&cfg.url, admin.clone()),
@@ -151,7 +166,7 @@ pub async fn run(
         watchers_stop: CancellationToken::new(),
         tallies: tx,
         orders: Mutex::new(Vec::new()),
-        run_id: format!("{:06x}", rand::random::<u32>() & 0xff_ffff),
+        run_id,
         cfg,
     });
     let started = Instant::now();

@@ -61,9 +61,14 @@ struct Args {
     /// Start at most this many orders.
     #[arg(long)]
     max_orders: Option<u64>,
-    /// MQTT connections the riders share.
+    /// MQTT connections the riders share (a trusted network:
+    /// `TRACKER_MQTT_AUTH=none`, or a broker without ACLs).
     #[arg(long, default_value_t = 8)]
     mqtt_connections: usize,
+    /// One MQTT connection per rider instead, logged in with the rider's token
+    /// (what `TRACKER_MQTT_AUTH=jwt`, the default, asks for).
+    #[arg(long)]
+    rider_logins: bool,
     /// Watchers watch as the order's `customer` (who sees the rider from pick-up
     /// on) or as an `operator` (who sees every fix: use it to measure fan-out).
     #[arg(long, default_value = "customer", value_parser = ["customer", "operator"])]
@@ -147,6 +152,7 @@ fn config(a: &Args) -> anyhow::Result<SimConfig> {
     cfg.max_orders = a.max_orders;
     cfg.warmup = Duration::from_secs(a.warmup_secs);
     cfg.mqtt_connections = a.mqtt_connections.max(1);
+    cfg.rider_logins = a.rider_logins;
     Ok(cfg)
 }
 

@@ -1,6 +1,9 @@
-//! The riders' phones: a small pool of MQTT connections that publish fixes for
-//! any rider (`riders/{id}/pos` and `…/pos/batch`), each with TCP_NODELAY set
-//! (rumqttc leaves Nagle on, which stalls small publishes by tens of ms).
+//! The riders' phones: MQTT connections that publish fixes
+//! (`riders/{id}/pos` and `…/pos/batch`), each with TCP_NODELAY set (rumqttc
+//! leaves Nagle on, which stalls small publishes by tens of ms). Either one
+//! connection per rider, logged in with that rider's token as a real phone
+//! is, or a small pool that publishes for any rider (a trusted network:
+//! `TRACKER_MQTT_AUTH=none`, or a broker without ACLs).
 
 use rumqttc::{AsyncClient, Event, Incoming, MqttOptions, NetworkOptions, QoS};
 use std::time::Duration;
@@ -37,18 +40,38 @@ impl Broker {
     }
 }
 
+/// How the phones log in.
+#[derive(Debug, Clone)]
+pub enum Logins {
+    /// `n` shared connections, no login.
+    Shared(usize),
+    /// One connection per rider id, username = the id, password = a rider
+    /// token minted with `secret` (again at every reconnect).
+    PerRider {
+        /// The riders, in the order their index names them.
+        riders: Vec<String>,
+        /// The hub's HS256 secret.
+        secret: String,
+    },
+}
+
 impl Phones {
-    /// Opens `n` connections to `broker`; they reconnect by themselves until `stop`.
-    /// Returns once every one has its ConnAck.
+    /// Opens the connections `logins` asks for; they reconnect by themselves
+    /// until `stop`. Returns once every one has its ConnAck.
     pub async fn connect(
         broker: &Broker,
-        n: usize,
+        logins: Logins,
         stop: CancellationToken,
     ) -> anyhow::Result<Self> {
+        let (n, riders, secret) = match logins {
+            Logins::Shared(n) => (n.max(1), None, String::new()),
+            Logins::PerRider { riders, secret } => (riders.len().max(1), Some(riders), secret),
+        };
         let mut clients = Vec::with_capacity(n);
         let mut ready = Vec::with_capacity(n);
         let run = rand::random::<u32>();
-        for i in 0..n.max(1) {
+        for i in 0..n {
+            let login = riders.as_ref().and_then(|r| r.get(i)).cloned();
             let mut opts = MqttOptions::new(
                 format!("sim-{run:08x}-{i}"),
                 broker.host.clone(),
@@ -58,6 +81,18 @@ impl Phones {
                 .set_max_packet_size(1 << 20, 1 << 20)
                 .set_inflight(200)
                 .set_request_channel_capacity(4096);
+            let relogin = {
+                let secret = secret.clone();
+                move |opts: &mut MqttOptions| {
+                    if let Some(rider) = &login {
+                        opts.set_credentials(
+                            rider.clone(),
+                            crate::api::mint(&secret, rider, "rider"),
+                        );
+                    }
+                }
+            };
+            relogin(&mut opts);
             let (client, mut ev) = AsyncClient::new(opts, 4096);
             let mut net = NetworkOptions::new();
             net.set_tcp_nodelay(true);
@@ -82,6 +117,7 @@ impl Phones {
                         Err(e) => {
                             tracing::warn!(error = %e, "simulated phone lost the broker; reconnecting");
                             tokio::time::sleep(Duration::from_millis(500)).await;
+                            relogin(&mut ev.mqtt_options);
                         }
                     }
                 }

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 /// Rides until the run stops or the order budget is spent.
 pub async fn ride(ctx: Arc<Ctx>, index: usize) {
-    let rider = format!("sim-r-{}-{index}", ctx.run_id);
+    let rider = rider_id(&ctx.run_id, index);
     let name = format!("Rider{index} Sim");
     let (mut at, flaky) = {
         let mut rng = rand::rng();
@@ -195,4 +195,9 @@ fn spawn_watchers(ctx: &Ctx, order: &str, customer: &str) {
             let _ = done.send((target.order, transport, tally));
         });
     }
+}
+
+/// The id of rider `index` of run `run_id`.
+pub fn rider_id(run_id: &str, index: usize) -> String {
+    format!("sim-r-{run_id}-{index}")
 }

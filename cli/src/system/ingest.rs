@@ -1,32 +1,33 @@
-//! MQTT ingest: from an external broker through a shared subscription, or
-//! linked in process to the embedded broker; and the health and metrics
-//! listener of `tracker ingest`.
+//! MQTT ingest: riders on the process's own listener, or an external broker
+//! through a shared subscription; and the health and metrics listener of
+//! `tracker ingest`.
 
-use super::Mode;
 use super::services::Services;
-use crate::settings::Settings;
+use super::tokens::RiderTokens;
+use crate::settings::{MqttAuth, Settings};
 use anyhow::{Context, bail};
 use metrics_exporter_prometheus::PrometheusHandle;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
+use tracker_hub::Auth;
+use tracker_ingest::listener::{self, ListenerConfig, RiderAuth, Trusted};
 use tracker_ingest::{IngestConfig, MqttTarget};
 use tracker_routing::Router;
 
-/// Starts ingest as the service "ingest"; returns the embedded broker's
-/// address when this process runs one.
+/// Starts ingest as the service "ingest"; returns the address of the riders'
+/// listener when this process runs one.
 pub async fn start(
     s: &Settings,
-    mode: Mode,
+    auth: Option<Arc<Auth>>,
     router: Arc<Router>,
     services: &mut Services,
     stop: &CancellationToken,
 ) -> anyhow::Result<Option<SocketAddr>> {
     // On an external broker ingest instances share the riders through a shared
-    // subscription; the embedded broker has exactly one consumer, this one,
-    // linked in process.
-    match (&s.mqtt.url, mode) {
-        (Some(url), _) => {
+    // subscription; without one, riders connect to this process.
+    match &s.mqtt.url {
+        Some(url) => {
             let mut cfg =
                 IngestConfig::new(MqttTarget::parse(url.as_str()).context("TRACKER_MQTT_URL")?);
             cfg.share_group = Some(s.mqtt.share_group.clone());
@@ -37,19 +38,37 @@ pub async fn start(
             });
             Ok(None)
         }
-        (None, Mode::Run) => {
-            let addr = s.mqtt.addr;
-            let (addr, link) =
-                tokio::task::spawn_blocking(move || tracker_ingest::broker::start(addr)).await??;
-            let ingest = tracker_ingest::consumer::run_linked(link, router, stop.clone());
-            services.spawn("ingest", async move {
-                ingest.await;
+        None => {
+            let riders: Arc<dyn RiderAuth> = match (s.mqtt.auth, auth) {
+                (MqttAuth::Jwt, Some(auth)) => Arc::new(RiderTokens(auth)),
+                (MqttAuth::Jwt, None) => {
+                    bail!("riders' tokens cannot be checked without a verifier")
+                }
+                (MqttAuth::None, _) => {
+                    tracing::warn!(
+                        "TRACKER_MQTT_AUTH=none: anyone who reaches {} may publish positions for any rider; \
+                         use it on a trusted network only",
+                        s.mqtt.addr
+                    );
+                    Arc::new(Trusted)
+                }
+            };
+            let listener = tokio::net::TcpListener::bind(s.mqtt.addr)
+                .await
+                .with_context(|| format!("binding TRACKER_MQTT_ADDR {}", s.mqtt.addr))?;
+            let addr = listener.local_addr()?;
+            let serve = listener::serve(
+                listener,
+                ListenerConfig::default(),
+                riders,
+                router,
+                stop.clone(),
+            );
+            services.spawn("rider listener", async move {
+                serve.await;
                 Ok(())
             });
             Ok(Some(addr))
-        }
-        (None, _) => {
-            bail!("`tracker ingest` needs TRACKER_MQTT_URL (the broker riders publish to)")
         }
     }
 }

@@ -7,15 +7,18 @@
 //!
 //! - [`backends`]: the seams from their URLs, and fix routing over them.
 //! - [`hub`]: the hub service (tokens, listener, configuration).
-//! - [`ingest`]: MQTT ingest, and the health listener of `tracker ingest`.
+//! - [`ingest`]: MQTT ingest (the riders' listener, or an external broker),
+//!   and the health listener of `tracker ingest`.
+//! - [`tokens`]: the token verifier every door shares, and riders' logins.
 //! - [`services`]: the supervisor: a service that dies stops the process with its error.
 
 pub mod backends;
 pub mod hub;
 pub mod ingest;
 pub mod services;
+pub mod tokens;
 
-use crate::settings::Settings;
+use crate::settings::{MqttAuth, Settings};
 use anyhow::bail;
 use metrics_exporter_prometheus::PrometheusHandle;
 use services::Services;
@@ -45,7 +48,7 @@ pub enum Mode {
 pub struct Running {
     /// Where the hub listens, when this mode runs one.
     pub http_addr: Option<SocketAddr>,
-    /// Where the embedded broker listens, when one runs.
+    /// Where the riders' MQTT listener listens, when one runs.
     pub mqtt_addr: Option<SocketAddr>,
     /// Token verification (and minting, for demo tokens), when a hub runs.
     pub auth: Option<Arc<Auth>>,
@@ -122,17 +125,27 @@ pub async fn start(
         services,
         backend_tasks,
     };
+    // One verifier for every door: the hub's, and riders' logins on the
+    // MQTT listener (which `tracker ingest` runs without a hub).
+    let own_listener = mode != Mode::Hub && s.mqtt.url.is_none();
+    let auth = if mode != Mode::Ingest || (own_listener && s.mqtt.auth == MqttAuth::Jwt) {
+        let (auth, generated) = tokens::verifier(s, mode)?;
+        running.generated_secret = generated;
+        Some(auth)
+    } else {
+        None
+    };
     let services = &mut running.services;
     if mode != Mode::Ingest {
-        let hub = hub::start(s, mode, &b, fixes.clone(), metrics.clone(), services, &stop).await?;
-        running.http_addr = Some(hub.addr);
-        running.auth = Some(hub.auth);
-        running.generated_secret = hub.generated_secret;
+        let auth = auth.clone().expect("a hub has a verifier");
+        let addr = hub::start(s, auth, &b, fixes.clone(), metrics.clone(), services, &stop).await?;
+        running.http_addr = Some(addr);
     } else {
         running.http_addr = Some(ingest::serve_ops(s, metrics, services, &stop).await?);
     }
     if mode != Mode::Hub {
-        running.mqtt_addr = ingest::start(s, mode, fixes, services, &stop).await?;
+        running.mqtt_addr = ingest::start(s, auth.clone(), fixes, services, &stop).await?;
     }
+    running.auth = auth.filter(|_| mode != Mode::Ingest);
     Ok(running)
 }

@@ -12,5 +12,6 @@ mod metrics;
 mod nodes;
 mod orders;
 mod resume;
+mod rider_logins;
 mod simulator;
 mod views;

@@ -4,8 +4,9 @@
 /// The rider a connection belongs to, and until when.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RiderLogin {
-    /// The rider id; the connection may publish to its topics only.
-    pub rider: String,
+    /// The rider id: the connection may publish to its topics only. `None`
+    /// on a trusted network ([`Trusted`]): any rider's topics.
+    pub rider: Option<String>,
     /// When the proof ends, Unix seconds: the connection is closed then.
     pub expires_at: Option<u64>,
 }
@@ -25,20 +26,30 @@ pub enum LoginRefused {
 pub trait RiderAuth: Send + Sync + 'static {
     /// The rider that `username` and `password` prove, or why not.
     fn login(&self, username: &str, password: &str) -> Result<RiderLogin, LoginRefused>;
+
+    /// What a CONNECT without a login gets; refused unless overridden.
+    fn anonymous(&self) -> Option<RiderLogin> {
+        None
+    }
 }
 
-/// For a trusted network only: the username is taken as the rider id,
-/// unchecked (it must still be a valid rider id).
+/// `TRACKER_MQTT_AUTH=none`, for a trusted network only: every CONNECT is
+/// welcome, with or without a login, and may publish for any rider (as a
+/// load generator or a gateway does).
 #[derive(Debug, Default, Clone, Copy)]
-pub struct TrustUsername;
+pub struct Trusted;
 
-impl RiderAuth for TrustUsername {
-    fn login(&self, username: &str, _password: &str) -> Result<RiderLogin, LoginRefused> {
-        if !tracker_domain::rider::is_valid_rider_id(username) {
-            return Err(LoginRefused::BadCredentials);
-        }
+impl RiderAuth for Trusted {
+    fn login(&self, _username: &str, _password: &str) -> Result<RiderLogin, LoginRefused> {
         Ok(RiderLogin {
-            rider: username.to_owned(),
+            rider: None,
+            expires_at: None,
+        })
+    }
+
+    fn anonymous(&self) -> Option<RiderLogin> {
+        Some(RiderLogin {
+            rider: None,
             expires_at: None,
         })
     }

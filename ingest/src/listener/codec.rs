@@ -239,6 +239,7 @@ pub(super) fn read(v: Version, buf: &mut BytesMut, max: usize) -> Result<Option<
             Err(Error4::PayloadSizeLimitExceeded(_)) => Err(Bad::TooLarge),
             Err(_) => Err(Bad::Malformed),
         },
+        Version::V5 if buf.first() == Some(&0xE0) => v5_disconnect(buf),
         Version::V5 => match v5::Packet::read(buf, Some(max as u32)) {
             Ok(p) => Ok(Some(from_v5(p))),
             Err(Error5::InsufficientBytes(_)) => Ok(None),
@@ -246,6 +247,35 @@ pub(super) fn read(v: Version, buf: &mut BytesMut, max: usize) -> Result<Option<
             Err(_) => Err(Bad::Malformed),
         },
     }
+}
+
+/// A v5 DISCONNECT, read here: rumqttc 0.25 refuses one whose remaining
+/// length is 1 (a reason code and no properties), which MQTT 5 allows and
+/// clients such as mosquitto_pub send.
+fn v5_disconnect(buf: &mut BytesMut) -> Result<Option<In>, Bad> {
+    let mut len = 0usize;
+    let mut at = 1;
+    loop {
+        let Some(&b) = buf.get(at) else {
+            return Ok(None);
+        };
+        len |= ((b & 0x7f) as usize) << (7 * (at - 1));
+        at += 1;
+        if b & 0x80 == 0 {
+            break;
+        }
+        if at > 4 {
+            return Err(Bad::Malformed);
+        }
+    }
+    if len > 1024 {
+        return Err(Bad::TooLarge);
+    }
+    if buf.len() < at + len {
+        return Ok(None);
+    }
+    let _ = buf.split_to(at + len);
+    Ok(Some(In::Disconnect))
 }
 
 fn from_v4(p: v4::Packet) -> In {
@@ -492,5 +522,20 @@ mod tests {
             peek_version(&[0x10, 0xff, 0xff, 0xff, 0xff], 8192),
             Err(Opening::NotConnect)
         );
+    }
+
+    #[test]
+    fn every_v5_disconnect_form_reads_as_disconnect() {
+        for bytes in [&[0xE0, 0][..], &[0xE0, 1, 0x04], &[0xE0, 2, 0x00, 0]] {
+            let mut buf = BytesMut::from(bytes);
+            let got = read(Version::V5, &mut buf, 1024);
+            assert!(
+                matches!(got, Ok(Some(In::Disconnect))),
+                "{bytes:?}: {got:?}"
+            );
+            assert!(buf.is_empty());
+        }
+        let mut part = BytesMut::from(&[0xE0, 2, 0x00][..]);
+        assert!(matches!(read(Version::V5, &mut part, 1024), Ok(None)));
     }
 }

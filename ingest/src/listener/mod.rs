@@ -10,8 +10,9 @@
 //!
 //! Refusals and forced ends are counted in `tracker_mqtt_refused_total{reason}`
 //! (`not_connect`, `bad_protocol`, `too_large`, `connect_timeout`,
-//! `unauthorized`, `bad_packet`, `forbidden`, `forbidden_subscription`,
-//! `topic_alias`, `keepalive_timeout`, `token_expired`); connected riders in
+//! `unauthorized`, `bad_packet`, `forbidden_subscription`, `topic_alias`,
+//! `keepalive_timeout`, `token_expired`); a publish to another rider's topic
+//! in `tracker_fixes_rejected_total{reason="forbidden"}`; connected riders in
 //! the gauge `tracker_mqtt_riders_connected`.
 
 pub mod auth;
@@ -21,7 +22,7 @@ mod connection;
 #[cfg(test)]
 mod tests;
 
-pub use auth::{LoginRefused, RiderAuth, RiderLogin, TrustUsername};
+pub use auth::{LoginRefused, RiderAuth, RiderLogin, Trusted};
 
 use crate::lanes::Lanes;
 use std::sync::Arc;
@@ -48,7 +49,7 @@ impl Default for ListenerConfig {
     fn default() -> Self {
         ListenerConfig {
             max_connect: 8 * 1024,
-            max_packet: crate::broker::MAX_PAYLOAD + 1024,
+            max_packet: crate::topic::MAX_PAYLOAD + 1024,
             connect_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(2),
         }
@@ -59,6 +60,7 @@ impl Default for ListenerConfig {
 struct Shared {
     cfg: ListenerConfig,
     auth: Arc<dyn RiderAuth>,
+    stats: Arc<tracker_routing::Stats>,
     lanes: Lanes,
     stop: CancellationToken,
 }
@@ -76,6 +78,7 @@ pub async fn serve(
     let shared = Arc::new(Shared {
         cfg,
         auth,
+        stats: router.stats().clone(),
         lanes: Lanes::start(router, stop.clone()),
         stop: stop.clone(),
     });

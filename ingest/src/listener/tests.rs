@@ -33,7 +33,7 @@ impl RiderAuth for Logins {
             return Err(LoginRefused::BadCredentials);
         };
         Ok(RiderLogin {
-            rider: user.to_owned(),
+            rider: Some(user.to_owned()),
             expires_at,
         })
     }
@@ -81,6 +81,10 @@ struct Fixture {
 /// A listener over a real router; riders r1 and r2 each hold one order
 /// (its log empty: no relay runs here).
 async fn start(cfg: ListenerConfig) -> Fixture {
+    start_with(cfg, Arc::new(Logins)).await
+}
+
+async fn start_with(cfg: ListenerConfig, auth: Arc<dyn RiderAuth>) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}/t.db", dir.path().display());
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&url).await.unwrap());
@@ -112,7 +116,7 @@ async fn start(cfg: ListenerConfig) -> Fixture {
     ));
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(serve(listener, cfg, Arc::new(Logins), router, stop.clone()));
+    tokio::spawn(serve(listener, cfg, auth, router, stop.clone()));
     Fixture {
         addr,
         log,
@@ -439,5 +443,25 @@ async fn bad_input_is_answered_and_closed_and_other_riders_carry_on() {
         .unwrap();
     until4(&mut e2, |p| matches!(p, rumqttc::Packet::PubAck(_))).await;
     assert_eq!(f.seq("order-r2").await, 1, "another rider is unaffected");
+    f.stop.cancel();
+}
+
+#[tokio::test]
+async fn a_trusted_network_takes_anyone_for_any_rider() {
+    let f = start_with(ListenerConfig::default(), Arc::new(Trusted)).await;
+    let o = rumqttc::MqttOptions::new("gateway", f.addr.ip().to_string(), f.addr.port());
+    let (c, mut e) = rumqttc::AsyncClient::new(o, 16);
+    for rider in ["r1", "r2"] {
+        c.publish(
+            format!("riders/{rider}/pos"),
+            rumqttc::QoS::AtLeastOnce,
+            false,
+            fix(),
+        )
+        .await
+        .unwrap();
+        until4(&mut e, |p| matches!(p, rumqttc::Packet::PubAck(_))).await;
+    }
+    assert_eq!((f.seq("order-r1").await, f.seq("order-r2").await), (1, 1));
     f.stop.cancel();
 }
