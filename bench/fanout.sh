@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Fan-out on one `tracker run` process (embedded broker, in-process log, SQLite):
+# Fan-out on one `tracker run` process (its own riders' MQTT listener, in-process log, SQLite):
 # W watchers over O orders (one rider each) at R fixes/s, from tracker-sim in a
 # second process. Prints hub CPU per delivered message (utime+stime from /proc
 # over a steady window, divided by the hub's own tracker_events_delivered_total

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Ingest throughput: fixes/s from MQTT publishes into the event log, on one
-# `tracker run` with the embedded broker and, when REDIS_URL is given, the Redis
+# `tracker run` with its own MQTT listener and, when REDIS_URL is given, the Redis
 # log (else the in-process one). tracker-sim publishes from O riders at R
 # fixes/s with no watchers; the log's appends are read from the hub's
 # tracker_events_appended_total{source="ingest"} over a steady window, with
