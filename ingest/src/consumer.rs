@@ -20,25 +20,57 @@ use tokio_util::sync::CancellationToken;
 use tracker_backend::retry::Backoff;
 use tracker_routing::Router;
 
-/// Where the broker is.
+/// Where the broker is, and how ingest logs in to it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MqttTarget {
     /// Host name or address.
     pub host: String,
     /// TCP port.
     pub port: u16,
+    /// Ingest's own credentials on the broker, from `user:password@`.
+    pub login: Option<BrokerLogin>,
+}
+
+/// A username and password; `Debug` hides the password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct BrokerLogin {
+    /// Username.
+    pub user: String,
+    /// Password.
+    pub password: String,
+}
+
+impl std::fmt::Debug for BrokerLogin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "BrokerLogin({:?}, ***)", self.user)
+    }
 }
 
 impl MqttTarget {
-    /// Parses `mqtt://host:port` (port defaults to 1883).
+    /// Parses `mqtt://[user:password@]host:port` (port defaults to 1883).
     pub fn parse(url: &str) -> anyhow::Result<Self> {
         let Some(rest) = url
             .strip_prefix("mqtt://")
             .or_else(|| url.strip_prefix("tcp://"))
         else {
-            bail!("MQTT URL `{url}` must start with mqtt://");
+            bail!("MQTT URL must start with mqtt://");
         };
         let rest = rest.trim_end_matches('/');
+        let (login, rest) = match rest.rsplit_once('@') {
+            Some((creds, hostport)) => {
+                let Some((user, password)) = creds.split_once(':') else {
+                    bail!("MQTT URL credentials must be user:password@");
+                };
+                let login = BrokerLogin {
+                    user: user.to_owned(),
+                    password: password.to_owned(),
+                };
+                (Some(login), hostport)
+            }
+            None => (None, rest),
+        };
+        // From here on `url` may name a password: errors quote host and port only.
+        let url = rest;
         let (host, port) = match rest.rsplit_once(':') {
             Some((h, p)) => (
                 h,
@@ -53,6 +85,7 @@ impl MqttTarget {
         Ok(MqttTarget {
             host: host.trim_matches(['[', ']']).to_owned(),
             port,
+            login,
         })
     }
 }
@@ -101,6 +134,9 @@ pub async fn run(cfg: IngestConfig, router: Arc<Router>, stop: CancellationToken
         // the event loop waits for the router (unacked publishes are capped by
         // the broker's inflight limit, far below this).
         .set_request_channel_capacity(8192);
+    if let Some(login) = &cfg.target.login {
+        opts.set_credentials(login.user.clone(), login.password.clone());
+    }
     let (client, mut eventloop) = AsyncClient::new(opts, 8192);
     let mut net = NetworkOptions::new();
     net.set_tcp_nodelay(true);
@@ -206,9 +242,23 @@ mod tests {
             MqttTarget::parse("mqtt://127.0.0.1:1883").unwrap(),
             MqttTarget {
                 host: "127.0.0.1".into(),
-                port: 1883
+                port: 1883,
+                login: None,
             }
         );
+        let t = MqttTarget::parse("mqtt://ingest:s3cret@broker:1884").unwrap();
+        assert_eq!((t.host.as_str(), t.port), ("broker", 1884));
+        assert_eq!(t.login.as_ref().map(|l| l.user.as_str()), Some("ingest"));
+        assert_eq!(
+            t.login.as_ref().map(|l| l.password.as_str()),
+            Some("s3cret")
+        );
+        assert!(
+            !format!("{t:?}").contains("s3cret"),
+            "Debug hides the password"
+        );
+        let e = MqttTarget::parse("mqtt://ingest:s3cret@broker:nope").unwrap_err();
+        assert!(!format!("{e:#}").contains("s3cret"), "{e:#}");
         assert_eq!(MqttTarget::parse("mqtt://broker").unwrap().port, 1883);
         assert!(MqttTarget::parse("http://x").is_err());
         assert!(MqttTarget::parse("mqtt://x:notaport").is_err());

@@ -4,6 +4,7 @@
 mod auth;
 mod backends;
 mod bad_input;
+mod broker_acl;
 mod dispatch;
 mod fallbacks;
 mod helpers;
