@@ -21,6 +21,11 @@ fn reachable(addr: SocketAddr) -> SocketAddr {
 
 /// Starts `riders` simulated riders against `running` until it stops.
 pub fn start(settings: &Settings, running: &Running, riders: usize) -> anyhow::Result<()> {
+    if running.tls {
+        anyhow::bail!(
+            "the demo riders speak plain HTTP and MQTT: run `--demo` without TRACKER_TLS_CERT"
+        );
+    }
     let http = reachable(running.http_addr.context("the demo needs the hub")?);
     let broker = match (running.mqtt_addr, &settings.mqtt.url) {
         (Some(addr), _) => {

@@ -79,12 +79,20 @@ async fn main() -> anyhow::Result<()> {
 
 fn print_banner(r: &Running) {
     let http = r.http_addr.map(|a| a.to_string()).unwrap_or_default();
+    let (web, ws) = if r.tls {
+        ("https", "wss")
+    } else {
+        ("http", "ws")
+    };
     println!("\ntracker is running");
-    println!("  HTTP / WebSocket  http://{http}   (ws://{http}/v1/ws, /healthz, /metrics)");
+    println!("  HTTP / WebSocket  {web}://{http}   ({ws}://{http}/v1/ws, /healthz, /metrics)");
     if let Some(m) = r.mqtt_addr {
         println!(
             "  MQTT (riders)     mqtt://{m}   (3.1.1 or 5; username = rider id, password = a rider token; publish to riders/{{rider_id}}/pos)"
         );
+    }
+    if let Some(m) = r.mqtts_addr {
+        println!("  MQTT over TLS     mqtts://{m}");
     }
     if let Some(secret) = &r.generated_secret {
         println!(
@@ -108,12 +116,12 @@ fn print_banner(r: &Running) {
         let admin = auth.mint("ops", Role::Admin, 24 * 3600);
         let customer = auth.mint("demo-customer", Role::Customer, 24 * 3600);
         println!("\npages (open in a browser):");
-        println!("  start page      http://{http}/");
-        println!("  operator view   http://{http}/ops#token={admin}");
+        println!("  start page      {web}://{http}/");
+        println!("  operator view   {web}://{http}/ops#token={admin}");
         println!(
-            "  customer map    http://{http}/track/{{order}}#token={customer}   (an order of demo-customer)"
+            "  customer map    {web}://{http}/track/{{order}}#token={customer}   (an order of demo-customer)"
         );
-        println!("  trip replay     http://{http}/replay/{{order}}#token={admin}");
+        println!("  trip replay     {web}://{http}/replay/{{order}}#token={admin}");
     }
     println!();
 }

@@ -47,6 +47,9 @@ pub struct Settings {
     /// Token verification.
     #[serde(default)]
     pub auth: AuthSettings,
+    /// TLS for HTTPS / WSS and MQTT over TLS.
+    #[serde(default)]
+    pub tls: TlsSettings,
     /// This process's node id in generated order ids (0..=1023).
     #[serde(default)]
     pub node_id: u16,
@@ -92,6 +95,8 @@ pub struct MqttSettings {
     pub share_group: String,
     /// How riders log in to the process's own MQTT listener.
     pub auth: MqttAuth,
+    /// Where the listener also takes MQTT over TLS (when TLS is configured).
+    pub tls_addr: SocketAddr,
 }
 
 impl Default for MqttSettings {
@@ -101,6 +106,7 @@ impl Default for MqttSettings {
             url: None,
             share_group: "ingest".into(),
             auth: MqttAuth::Jwt,
+            tls_addr: SocketAddr::from(([127, 0, 0, 1], 8883)),
         }
     }
 }
@@ -162,6 +168,16 @@ impl DataSettings {
             None => format!("sqlite://{}/tracker.db", self.dir.display()),
         }
     }
+}
+
+/// TLS: a certificate chain and its key, PEM files.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsSettings {
+    /// The certificate chain, leaf first.
+    pub cert: Option<PathBuf>,
+    /// Its private key.
+    pub key: Option<PathBuf>,
 }
 
 /// Token verification.
@@ -277,6 +293,9 @@ pub const KEYS: &[Key] = &[
     key("TRACKER_DATABASE_URL", "data.database_url", Text, "`sqlite://…` or `postgres://…` (migrated at start); a SQLite file is created if missing", Derived { text: "`sqlite://$TRACKER_DATA_DIR/tracker.db`", example: "postgres://tracker@127.0.0.1:5432/tracker" }),
     key("TRACKER_JWT_SECRET", "auth.jwt_secret", Text, "HS256 secret for tokens, 16+ characters", Derived { text: "a random one, printed with demo tokens", example: "change-me-to-something-long" }),
     key("TRACKER_JWT_PUBLIC_KEY", "auth.jwt_public_key", Text, "PEM file of an RS256 public key whose tokens are also accepted", Unset { example: "/etc/tracker/jwt.pub.pem" }),
+    key("TRACKER_TLS_CERT", "tls.cert", Text, "PEM certificate chain: with `TRACKER_TLS_KEY`, the hub serves HTTPS / WSS and riders may use MQTT over TLS", Unset { example: "/etc/tracker/tls.crt" }),
+    key("TRACKER_TLS_KEY", "tls.key", Text, "PEM private key of `TRACKER_TLS_CERT`", Unset { example: "/etc/tracker/tls.key" }),
+    key("TRACKER_MQTTS_ADDR", "mqtt.tls_addr", Text, "where riders' MQTT over TLS listens (with TLS configured)", Is("127.0.0.1:8883")),
     key("TRACKER_NODE_ID", "node_id", Number, "this process's node id inside generated order ids (0–1023)", Is("0")),
     key("TRACKER_MQTT_SHARE_GROUP", "mqtt.share_group", Text, "shared-subscription group of ingest on an external broker", Is("ingest")),
     key("TRACKER_MQTT_AUTH", "mqtt.auth", Text, "how riders log in to the MQTT listener: `jwt` (username = rider id, password = a rider token) or `none` (a trusted network: anyone may publish for any rider)", Is("jwt")),
@@ -419,6 +438,9 @@ impl Settings {
             if v.is_zero() {
                 bail!("{key} must be at least 1 second");
             }
+        }
+        if self.tls.cert.is_some() != self.tls.key.is_some() {
+            bail!("TRACKER_TLS_CERT and TRACKER_TLS_KEY go together: set both, or neither");
         }
         match &self.web.tile_url {
             Some(url) if !(url.starts_with("http://") || url.starts_with("https://")) => {
@@ -596,8 +618,14 @@ mod tests {
                 Is(v) => v,
                 Unset { example } | Derived { example, .. } => example,
             };
-            let s = Settings::from_vars(&vars(&[(k.env, sample)]))
-                .unwrap_or_else(|e| panic!("{}: {e}", k.env));
+            // The TLS certificate and key only go together.
+            let mut pairs = vec![(k.env, sample)];
+            match k.env {
+                "TRACKER_TLS_CERT" => pairs.push(("TRACKER_TLS_KEY", "/k.pem")),
+                "TRACKER_TLS_KEY" => pairs.push(("TRACKER_TLS_CERT", "/c.pem")),
+                _ => {}
+            }
+            let s = Settings::from_vars(&vars(&pairs)).unwrap_or_else(|e| panic!("{}: {e}", k.env));
             let d = format!("{s:?}");
             match k.shown {
                 Is(_) => assert_eq!(d, default, "{} shows a default it does not have", k.env),

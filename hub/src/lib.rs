@@ -30,7 +30,6 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use std::future::{Future, IntoFuture};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -167,22 +166,26 @@ pub fn start(
     }
 }
 
-/// Serves the hub on `listener` until `stop` is cancelled, then closes every
+/// Serves the hub on `listener` (a TCP listener, or one that speaks TLS) until `stop` is cancelled, then closes every
 /// WebSocket with a "reconnect" code and waits (up to the grace period) for
 /// every task to finish. A background job that ends before `stop` stops the
 /// hub, and is its error.
-pub async fn run(
+pub async fn run<L>(
     cfg: HubConfig,
     deps: HubDeps,
-    listener: TcpListener,
+    listener: L,
     stop: CancellationToken,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<()>
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
     let tasks = TaskTracker::new();
     let mut jobs = Jobs::new();
     let metrics = deps.metrics.clone();
     let state = start(&cfg, deps, stop.clone(), &tasks, &mut jobs);
     let app = app::router(state, cfg.http_timeout, &cfg.web, metrics);
-    tracing::info!(addr = %listener.local_addr()?, "hub listening");
+    tracing::info!(addr = ?listener.local_addr()?, "hub listening");
     let serve = axum::serve(listener, app)
         .with_graceful_shutdown(stop.clone().cancelled_owned())
         .into_future();

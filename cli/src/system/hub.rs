@@ -27,6 +27,7 @@ pub async fn start(
         .await
         .with_context(|| format!("binding TRACKER_HTTP_ADDR {}", s.http.addr))?;
     let addr = listener.local_addr()?;
+    let tls = super::tls::acceptor(s, &[b"http/1.1"])?;
     let deps = HubDeps {
         store: b.store.clone(),
         log: b.log.clone(),
@@ -44,6 +45,12 @@ pub async fn start(
         dispatch: s.dispatch.clone(),
         ..HubConfig::default()
     };
-    services.spawn("hub", tracker_hub::run(cfg, deps, listener, stop.clone()));
+    match tls {
+        None => services.spawn("hub", tracker_hub::run(cfg, deps, listener, stop.clone())),
+        Some(tls) => {
+            let listener = super::tls::TlsListener::new(listener, tls, stop.clone())?;
+            services.spawn("hub", tracker_hub::run(cfg, deps, listener, stop.clone()))
+        }
+    }
     Ok(addr)
 }

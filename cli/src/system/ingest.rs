@@ -11,19 +11,20 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use tracker_hub::Auth;
-use tracker_ingest::listener::{self, ListenerConfig, RiderAuth, Trusted};
+use tracker_ingest::listener::{self, Door, ListenerConfig, RiderAuth, Trusted};
 use tracker_ingest::{IngestConfig, MqttTarget};
 use tracker_routing::Router;
 
-/// Starts ingest as the service "ingest"; returns the address of the riders'
-/// listener when this process runs one.
+/// Starts ingest as the service "ingest"; returns the addresses of the
+/// riders' listener (plain, and over TLS when configured) when this process
+/// runs one.
 pub async fn start(
     s: &Settings,
     auth: Option<Arc<Auth>>,
     router: Arc<Router>,
     services: &mut Services,
     stop: &CancellationToken,
-) -> anyhow::Result<Option<SocketAddr>> {
+) -> anyhow::Result<(Option<SocketAddr>, Option<SocketAddr>)> {
     // On an external broker ingest instances share the riders through a shared
     // subscription; without one, riders connect to this process.
     match &s.mqtt.url {
@@ -36,7 +37,7 @@ pub async fn start(
                 ingest.await;
                 Ok(())
             });
-            Ok(None)
+            Ok((None, None))
         }
         None => {
             let riders: Arc<dyn RiderAuth> = match (s.mqtt.auth, auth) {
@@ -57,8 +58,23 @@ pub async fn start(
                 .await
                 .with_context(|| format!("binding TRACKER_MQTT_ADDR {}", s.mqtt.addr))?;
             let addr = listener.local_addr()?;
-            let serve = listener::serve(
+            let mut doors = vec![Door {
                 listener,
+                tls: None,
+            }];
+            let mut tls_addr = None;
+            if let Some(tls) = super::tls::acceptor(s, &[b"mqtt"])? {
+                let listener = tokio::net::TcpListener::bind(s.mqtt.tls_addr)
+                    .await
+                    .with_context(|| format!("binding TRACKER_MQTTS_ADDR {}", s.mqtt.tls_addr))?;
+                tls_addr = Some(listener.local_addr()?);
+                doors.push(Door {
+                    listener,
+                    tls: Some(tls),
+                });
+            }
+            let serve = listener::serve(
+                doors,
                 ListenerConfig::default(),
                 riders,
                 router,
@@ -68,7 +84,7 @@ pub async fn start(
                 serve.await;
                 Ok(())
             });
-            Ok(Some(addr))
+            Ok((Some(addr), tls_addr))
         }
     }
 }

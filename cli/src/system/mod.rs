@@ -10,12 +10,14 @@
 //! - [`ingest`]: MQTT ingest (the riders' listener, or an external broker),
 //!   and the health listener of `tracker ingest`.
 //! - [`tokens`]: the token verifier every door shares, and riders' logins.
+//! - [`tls`]: TLS for the hub's HTTPS / WSS and riders' MQTT over TLS.
 //! - [`services`]: the supervisor: a service that dies stops the process with its error.
 
 pub mod backends;
 pub mod hub;
 pub mod ingest;
 pub mod services;
+pub mod tls;
 pub mod tokens;
 
 use crate::settings::{MqttAuth, Settings};
@@ -50,6 +52,10 @@ pub struct Running {
     pub http_addr: Option<SocketAddr>,
     /// Where the riders' MQTT listener listens, when one runs.
     pub mqtt_addr: Option<SocketAddr>,
+    /// Where it takes MQTT over TLS, when TLS is configured.
+    pub mqtts_addr: Option<SocketAddr>,
+    /// The hub serves HTTPS and WSS.
+    pub tls: bool,
     /// Token verification (and minting, for demo tokens), when a hub runs.
     pub auth: Option<Arc<Auth>>,
     /// The JWT secret, when it was generated here rather than configured.
@@ -116,6 +122,8 @@ pub async fn start(
     let mut running = Running {
         http_addr: None,
         mqtt_addr: None,
+        mqtts_addr: None,
+        tls: s.tls.cert.is_some(),
         auth: None,
         generated_secret: None,
         ingest_stats: Some(fixes.stats().clone()),
@@ -144,7 +152,8 @@ pub async fn start(
         running.http_addr = Some(ingest::serve_ops(s, metrics, services, &stop).await?);
     }
     if mode != Mode::Hub {
-        running.mqtt_addr = ingest::start(s, auth.clone(), fixes, services, &stop).await?;
+        (running.mqtt_addr, running.mqtts_addr) =
+            ingest::start(s, auth.clone(), fixes, services, &stop).await?;
     }
     running.auth = auth.filter(|_| mode != Mode::Ingest);
     Ok(running)

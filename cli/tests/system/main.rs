@@ -15,4 +15,5 @@ mod orders;
 mod resume;
 mod rider_logins;
 mod simulator;
+mod tls;
 mod views;

@@ -11,8 +11,7 @@ use bytes::BytesMut;
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
@@ -43,9 +42,12 @@ struct Session {
     pending: VecDeque<Pending>,
 }
 
+/// A rider's byte stream: a TCP socket, or TLS over one.
+pub(super) trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<S: AsyncRead + AsyncWrite + Unpin + Send> Stream for S {}
+
 /// Serves one accepted socket until it ends.
-pub(super) async fn run(mut stream: TcpStream, shared: Arc<Shared>) {
-    let _ = stream.set_nodelay(true);
+pub(super) async fn run<S: Stream>(mut stream: S, shared: Arc<Shared>) {
     let mut buf = BytesMut::with_capacity(1024);
     let Some(session) = open(&mut stream, &mut buf, &shared).await else {
         return;
@@ -57,7 +59,7 @@ pub(super) async fn run(mut stream: TcpStream, shared: Arc<Shared>) {
 
 /// Reads the CONNECT within the time allowed and answers it; the session when
 /// the login is good.
-async fn open(stream: &mut TcpStream, buf: &mut BytesMut, shared: &Shared) -> Option<Session> {
+async fn open<S: Stream>(stream: &mut S, buf: &mut BytesMut, shared: &Shared) -> Option<Session> {
     let cfg = &shared.cfg;
     let deadline = Instant::now() + cfg.connect_timeout;
     let version = loop {
@@ -174,7 +176,7 @@ enum Step {
     End(Option<Farewell>),
 }
 
-async fn serve(mut stream: TcpStream, mut buf: BytesMut, mut s: Session, shared: &Shared) {
+async fn serve<S: Stream>(mut stream: S, mut buf: BytesMut, mut s: Session, shared: &Shared) {
     let far = Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600);
     let mut heard = Instant::now();
     let mut out = BytesMut::new();

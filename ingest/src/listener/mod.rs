@@ -28,6 +28,7 @@ use crate::lanes::Lanes;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracker_routing::Router;
@@ -65,10 +66,18 @@ struct Shared {
     stop: CancellationToken,
 }
 
-/// Accepts riders on `listener` until `stop`, then lets every connection end
-/// and the lanes finish what they hold.
+/// One port riders connect to: plain MQTT, or MQTT over TLS.
+pub struct Door {
+    /// The bound socket.
+    pub listener: TcpListener,
+    /// The TLS side, for MQTT over TLS.
+    pub tls: Option<TlsAcceptor>,
+}
+
+/// Accepts riders on every door until `stop`, then lets every connection
+/// end and the lanes (one set for all doors) finish what they hold.
 pub async fn serve(
-    listener: TcpListener,
+    doors: Vec<Door>,
     cfg: ListenerConfig,
     auth: Arc<dyn RiderAuth>,
     router: Arc<Router>,
@@ -83,17 +92,51 @@ pub async fn serve(
         stop: stop.clone(),
     });
     let conns = TaskTracker::new();
+    let accepting = TaskTracker::new();
+    for door in doors {
+        accepting.spawn(accept(door, shared.clone(), conns.clone()));
+    }
+    accepting.close();
+    accepting.wait().await;
+    conns.close();
+    let _ = tokio::time::timeout(grace, conns.wait()).await;
+    if let Ok(shared) = Arc::try_unwrap(shared) {
+        shared.lanes.close().await;
+    }
+}
+
+/// Accepts on one door until the stop signal; a TLS door finishes each
+/// handshake in the connection's own task, bounded by the CONNECT timeout.
+async fn accept(door: Door, shared: Arc<Shared>, conns: TaskTracker) {
+    let Door { listener, tls } = door;
     if let Ok(addr) = listener.local_addr() {
-        tracing::info!(%addr, "rider MQTT listener ready");
+        let tls = if tls.is_some() { " over TLS" } else { "" };
+        tracing::info!(%addr, "rider MQTT listener ready{tls}");
     }
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
-            _ = stop.cancelled() => break,
+            _ = shared.stop.cancelled() => return,
         };
         match accepted {
             Ok((stream, _peer)) => {
-                conns.spawn(connection::run(stream, shared.clone()));
+                let _ = stream.set_nodelay(true);
+                let shared = shared.clone();
+                match &tls {
+                    None => {
+                        conns.spawn(connection::run(stream, shared));
+                    }
+                    Some(tls) => {
+                        let handshake = tls.accept(stream);
+                        conns.spawn(async move {
+                            let timeout = shared.cfg.connect_timeout;
+                            match tokio::time::timeout(timeout, handshake).await {
+                                Ok(Ok(stream)) => connection::run(stream, shared).await,
+                                _ => metrics::counter!("tracker_mqtt_refused_total", "reason" => "tls_handshake").increment(1),
+                            }
+                        });
+                    }
+                }
             }
             Err(e) => {
                 // Out of file descriptors, say: wait a little rather than spin.
@@ -101,10 +144,5 @@ pub async fn serve(
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
-    }
-    conns.close();
-    let _ = tokio::time::timeout(grace, conns.wait()).await;
-    if let Ok(shared) = Arc::try_unwrap(shared) {
-        shared.lanes.close().await;
     }
 }

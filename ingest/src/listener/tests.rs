@@ -116,7 +116,11 @@ async fn start_with(cfg: ListenerConfig, auth: Arc<dyn RiderAuth>) -> Fixture {
     ));
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(serve(listener, cfg, auth, router, stop.clone()));
+    let door = Door {
+        listener,
+        tls: None,
+    };
+    tokio::spawn(serve(vec![door], cfg, auth, router, stop.clone()));
     Fixture {
         addr,
         log,
