@@ -73,6 +73,8 @@ pub struct SimConfig {
     /// One MQTT connection per rider, logged in with the rider's token (as
     /// `TRACKER_MQTT_AUTH=jwt` wants); `mqtt_connections` is then unused.
     pub rider_logins: bool,
+    /// The MQTT version of the phones (5 unless asked otherwise).
+    pub mqtt_version: phones::Version,
     /// After riders stop, how long watchers may still receive what is in flight.
     pub drain: Duration,
     /// Delays are measured only for fixes taken this long after the start
@@ -107,6 +109,7 @@ impl SimConfig {
             max_orders: None,
             mqtt_connections: 8,
             rider_logins: false,
+            mqtt_version: phones::Version::V5,
             drain: Duration::from_secs(2),
             warmup: Duration::ZERO,
         }
@@ -156,7 +159,7 @@ pub async fn run(
     } else {
         Logins::Shared(cfg.mqtt_connections)
     };
-    let phones = Phones::connect(&cfg.broker, logins, conn_stop.clone()).await?;
+    let phones = Phones::connect(&cfg.broker, logins, cfg.mqtt_version, conn_stop.clone()).await?;
     let (tx, mut rx) = mpsc::unbounded_channel();
     let ctx = Arc::new(Ctx {
         api: Api::new(&cfg.url, admin.clone()),

@@ -69,6 +69,9 @@ struct Args {
     /// (what `TRACKER_MQTT_AUTH=jwt`, the default, asks for).
     #[arg(long)]
     rider_logins: bool,
+    /// Phones speak MQTT 3.1.1 instead of 5.
+    #[arg(long)]
+    mqtt_v311: bool,
     /// Watchers watch as the order's `customer` (who sees the rider from pick-up
     /// on) or as an `operator` (who sees every fix: use it to measure fan-out).
     #[arg(long, default_value = "customer", value_parser = ["customer", "operator"])]
@@ -153,6 +156,9 @@ fn config(a: &Args) -> anyhow::Result<SimConfig> {
     cfg.warmup = Duration::from_secs(a.warmup_secs);
     cfg.mqtt_connections = a.mqtt_connections.max(1);
     cfg.rider_logins = a.rider_logins;
+    if a.mqtt_v311 {
+        cfg.mqtt_version = tracker_sim::phones::Version::V311;
+    }
     Ok(cfg)
 }
 

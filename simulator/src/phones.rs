@@ -5,13 +5,14 @@
 //! is, or a small pool that publishes for any rider (a trusted network:
 //! `TRACKER_MQTT_AUTH=none`, or a broker without ACLs).
 
-use rumqttc::{AsyncClient, Event, Incoming, MqttOptions, NetworkOptions, QoS};
+use rumqttc::{AsyncClient, Event, Incoming, MqttOptions, NetworkOptions, QoS, v5};
 use std::time::Duration;
+use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
-/// Connections shared by all simulated riders.
+/// The riders' connections.
 pub struct Phones {
-    clients: Vec<AsyncClient>,
+    clients: Vec<Client>,
 }
 
 /// Where the broker is: `host:port`.
@@ -55,12 +56,135 @@ pub enum Logins {
     },
 }
 
+/// One phone connection, in the protocol version it speaks.
+enum Client {
+    V4(AsyncClient),
+    V5(v5::AsyncClient),
+}
+
+/// The version the phones speak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Version {
+    /// MQTT 3.1.1.
+    V311,
+    /// MQTT 5 (the default).
+    V5,
+}
+
+/// Sets (again) the rider login of a connection: username = the rider id,
+/// password = a fresh rider token.
+fn login_of(login: &Option<String>, secret: &str) -> Option<(String, String)> {
+    login
+        .as_ref()
+        .map(|rider| (rider.clone(), crate::api::mint(secret, rider, "rider")))
+}
+
+fn net() -> NetworkOptions {
+    let mut net = NetworkOptions::new();
+    net.set_tcp_nodelay(true);
+    net.set_connection_timeout(5);
+    net
+}
+
+/// Opens one 3.1.1 connection; `ready` fires at its first ConnAck.
+fn open_v4(
+    id: String,
+    broker: &Broker,
+    login: Option<String>,
+    secret: String,
+    ready: oneshot::Sender<()>,
+    stop: CancellationToken,
+) -> Client {
+    let mut opts = MqttOptions::new(id, broker.host.clone(), broker.port);
+    opts.set_keep_alive(Duration::from_secs(30))
+        .set_max_packet_size(1 << 20, 1 << 20)
+        .set_inflight(200)
+        .set_request_channel_capacity(4096);
+    if let Some((u, p)) = login_of(&login, &secret) {
+        opts.set_credentials(u, p);
+    }
+    let (client, mut ev) = AsyncClient::new(opts, 4096);
+    ev.set_network_options(net());
+    tokio::spawn(async move {
+        let mut ready = Some(ready);
+        loop {
+            let e = tokio::select! {
+                e = ev.poll() => e,
+                _ = stop.cancelled() => return,
+            };
+            match e {
+                Ok(Event::Incoming(Incoming::ConnAck(_))) => {
+                    if let Some(tx) = ready.take() {
+                        let _ = tx.send(());
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "simulated phone lost the broker; reconnecting");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    if let Some((u, p)) = login_of(&login, &secret) {
+                        ev.mqtt_options.set_credentials(u, p);
+                    }
+                }
+            }
+        }
+    });
+    Client::V4(client)
+}
+
+/// Opens one MQTT 5 connection; `ready` fires at its first ConnAck.
+fn open_v5(
+    id: String,
+    broker: &Broker,
+    login: Option<String>,
+    secret: String,
+    ready: oneshot::Sender<()>,
+    stop: CancellationToken,
+) -> Client {
+    let mut opts = v5::MqttOptions::new(id, broker.host.clone(), broker.port);
+    opts.set_keep_alive(Duration::from_secs(30))
+        .set_max_packet_size(Some(1 << 20))
+        .set_outgoing_inflight_upper_limit(200)
+        .set_request_channel_capacity(4096)
+        .set_network_options(net());
+    if let Some((u, p)) = login_of(&login, &secret) {
+        opts.set_credentials(u, p);
+    }
+    let (client, mut ev) = v5::AsyncClient::new(opts, 4096);
+    tokio::spawn(async move {
+        let mut ready = Some(ready);
+        loop {
+            let e = tokio::select! {
+                e = ev.poll() => e,
+                _ = stop.cancelled() => return,
+            };
+            match e {
+                Ok(v5::Event::Incoming(v5::Incoming::ConnAck(_))) => {
+                    if let Some(tx) = ready.take() {
+                        let _ = tx.send(());
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "simulated phone lost the broker; reconnecting");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    if let Some((u, p)) = login_of(&login, &secret) {
+                        ev.options.set_credentials(u, p);
+                    }
+                }
+            }
+        }
+    });
+    Client::V5(client)
+}
+
 impl Phones {
-    /// Opens the connections `logins` asks for; they reconnect by themselves
-    /// until `stop`. Returns once every one has its ConnAck.
+    /// Opens the connections `logins` asks for, in `version`; they reconnect
+    /// by themselves until `stop`. Returns once every one has its ConnAck.
     pub async fn connect(
         broker: &Broker,
         logins: Logins,
+        version: Version,
         stop: CancellationToken,
     ) -> anyhow::Result<Self> {
         let (n, riders, secret) = match logins {
@@ -72,56 +196,12 @@ impl Phones {
         let run = rand::random::<u32>();
         for i in 0..n {
             let login = riders.as_ref().and_then(|r| r.get(i)).cloned();
-            let mut opts = MqttOptions::new(
-                format!("sim-{run:08x}-{i}"),
-                broker.host.clone(),
-                broker.port,
-            );
-            opts.set_keep_alive(Duration::from_secs(30))
-                .set_max_packet_size(1 << 20, 1 << 20)
-                .set_inflight(200)
-                .set_request_channel_capacity(4096);
-            let relogin = {
-                let secret = secret.clone();
-                move |opts: &mut MqttOptions| {
-                    if let Some(rider) = &login {
-                        opts.set_credentials(
-                            rider.clone(),
-                            crate::api::mint(&secret, rider, "rider"),
-                        );
-                    }
-                }
+            let id = format!("sim-{run:08x}-{i}");
+            let (tx, rx) = oneshot::channel();
+            let client = match version {
+                Version::V311 => open_v4(id, broker, login, secret.clone(), tx, stop.clone()),
+                Version::V5 => open_v5(id, broker, login, secret.clone(), tx, stop.clone()),
             };
-            relogin(&mut opts);
-            let (client, mut ev) = AsyncClient::new(opts, 4096);
-            let mut net = NetworkOptions::new();
-            net.set_tcp_nodelay(true);
-            net.set_connection_timeout(5);
-            ev.set_network_options(net);
-            let (tx, rx) = tokio::sync::oneshot::channel();
-            let stop = stop.clone();
-            tokio::spawn(async move {
-                let mut tx = Some(tx);
-                loop {
-                    let e = tokio::select! {
-                        e = ev.poll() => e,
-                        _ = stop.cancelled() => return,
-                    };
-                    match e {
-                        Ok(Event::Incoming(Incoming::ConnAck(_))) => {
-                            if let Some(tx) = tx.take() {
-                                let _ = tx.send(());
-                            }
-                        }
-                        Ok(_) => {}
-                        Err(e) => {
-                            tracing::warn!(error = %e, "simulated phone lost the broker; reconnecting");
-                            tokio::time::sleep(Duration::from_millis(500)).await;
-                            relogin(&mut ev.mqtt_options);
-                        }
-                    }
-                }
-            });
             clients.push(client);
             ready.push(rx);
         }
@@ -153,10 +233,15 @@ impl Phones {
         } else {
             format!("riders/{rider}/pos")
         };
-        let client = &self.clients[rider_index % self.clients.len()];
-        client
-            .publish(topic, QoS::AtLeastOnce, false, payload)
-            .await
-            .is_ok()
+        match &self.clients[rider_index % self.clients.len()] {
+            Client::V4(c) => c
+                .publish(topic, QoS::AtLeastOnce, false, payload)
+                .await
+                .is_ok(),
+            Client::V5(c) => c
+                .publish(topic, v5::mqttbytes::QoS::AtLeastOnce, false, payload)
+                .await
+                .is_ok(),
+        }
     }
 }
