@@ -171,3 +171,95 @@ async fn a_wss_watcher_gets_a_fix_published_over_mqtt_over_tls() {
     );
     app.running.shutdown().await.unwrap();
 }
+
+/// A private Redis that speaks TLS only, stopped (by PID) when dropped.
+struct TlsRedis {
+    child: std::process::Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for TlsRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn tls_redis() -> TlsRedis {
+    let made = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("r.crt"), dir.path().join("r.key"));
+    std::fs::write(&cert, made.cert.pem()).unwrap();
+    std::fs::write(&key, made.key_pair.serialize_pem()).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = std::process::Command::new("redis-server")
+        .args([
+            "--port",
+            "0",
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .args(["--tls-port", &port.to_string(), "--tls-auth-clients", "no"])
+        .arg("--tls-cert-file")
+        .arg(&cert)
+        .arg("--tls-key-file")
+        .arg(&key)
+        .arg("--dir")
+        .arg(dir.path())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("redis-server runs");
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "redis-server did not listen"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    TlsRedis {
+        child,
+        port,
+        _dir: dir,
+    }
+}
+
+#[tokio::test]
+async fn the_log_runs_on_rediss_and_the_store_on_postgres_with_sslmode_require() {
+    use crate::backends::backend_url;
+    let Some(admin) = backend_url("TRACKER_TEST_DATABASE_URL") else {
+        return;
+    };
+    backend_url("TRACKER_TEST_REDIS_URL").expect("the machine's Redis binaries");
+    let redis = tls_redis().await;
+    let db = tracker_backend::store::postgres::testing::TestDatabase::create(&admin).await;
+    // A self-signed certificate: `#insecure` tells the client not to verify it.
+    let rediss = format!("rediss://127.0.0.1:{}/#insecure", redis.port);
+    // The machine's PostgreSQL has SSL on (Debian's default, snakeoil
+    // certificate); `require` encrypts without verifying, as in libpq.
+    let pg = format!("{}?sslmode=require", db.url);
+    let prefix = unique("tls");
+    let app = spawn_app_with(&[
+        ("TRACKER_REDIS_URL", rediss.as_str()),
+        ("TRACKER_REDIS_PREFIX", prefix.as_str()),
+        ("TRACKER_DATABASE_URL", pg.as_str()),
+    ])
+    .await;
+    let rider = unique("r");
+    let (order, _) = app.assigned_order("c1", &rider).await;
+    let mut ws = app.watch(&app.admin(), &order).await;
+    let phone = app.mqtt_client().await;
+    publish_fix(&phone, &rider, 23.13, 113.26, now_ms()).await;
+    let pos = ws.next().await;
+    assert_eq!(pos["t"], "pos", "{pos}");
+    app.running.shutdown().await.unwrap();
+}
