@@ -30,16 +30,10 @@ pub(super) enum Opening {
     TooLarge,
 }
 
-/// Reads the protocol level of the CONNECT at the front of `buf` without
-/// consuming it; `Ok(None)` when more bytes are needed.
-pub(super) fn peek_version(buf: &[u8], max_connect: usize) -> Result<Option<Version>, Opening> {
-    let Some(&first) = buf.first() else {
-        return Ok(None);
-    };
-    if first != 0x10 {
-        return Err(Opening::NotConnect);
-    }
-    // Remaining length: 1 to 4 bytes of 7 bits each.
+/// The remaining length of the packet at the front of `buf` (1 to 4 bytes
+/// of 7 bits after the first byte), and where the rest starts; `Ok(None)`
+/// when more bytes are needed, `Err` for a fifth length byte.
+fn remaining_length(buf: &[u8]) -> Result<Option<(usize, usize)>, ()> {
     let mut len = 0usize;
     let mut at = 1;
     loop {
@@ -49,12 +43,28 @@ pub(super) fn peek_version(buf: &[u8], max_connect: usize) -> Result<Option<Vers
         len |= ((b & 0x7f) as usize) << (7 * (at - 1));
         at += 1;
         if b & 0x80 == 0 {
-            break;
+            return Ok(Some((len, at)));
         }
         if at > 4 {
-            return Err(Opening::NotConnect);
+            return Err(());
         }
     }
+}
+
+/// Reads the protocol level of the CONNECT at the front of `buf` without
+/// consuming it; `Ok(None)` when more bytes are needed.
+pub(super) fn peek_version(buf: &[u8], max_connect: usize) -> Result<Option<Version>, Opening> {
+    let Some(&first) = buf.first() else {
+        return Ok(None);
+    };
+    if first != 0x10 {
+        return Err(Opening::NotConnect);
+    }
+    let (len, at) = match remaining_length(buf) {
+        Ok(Some(l)) => l,
+        Ok(None) => return Ok(None),
+        Err(()) => return Err(Opening::NotConnect),
+    };
     if len > max_connect {
         return Err(Opening::TooLarge);
     }
@@ -253,21 +263,9 @@ pub(super) fn read(v: Version, buf: &mut BytesMut, max: usize) -> Result<Option<
 /// length is 1 (a reason code and no properties), which MQTT 5 allows and
 /// clients such as mosquitto_pub send.
 fn v5_disconnect(buf: &mut BytesMut) -> Result<Option<In>, Bad> {
-    let mut len = 0usize;
-    let mut at = 1;
-    loop {
-        let Some(&b) = buf.get(at) else {
-            return Ok(None);
-        };
-        len |= ((b & 0x7f) as usize) << (7 * (at - 1));
-        at += 1;
-        if b & 0x80 == 0 {
-            break;
-        }
-        if at > 4 {
-            return Err(Bad::Malformed);
-        }
-    }
+    let Some((len, at)) = remaining_length(buf).map_err(|()| Bad::Malformed)? else {
+        return Ok(None);
+    };
     if len > 1024 {
         return Err(Bad::TooLarge);
     }

@@ -57,6 +57,19 @@ pub(super) async fn run<S: Stream>(mut stream: S, shared: Arc<Shared>) {
     metrics::gauge!("tracker_mqtt_riders_connected").decrement(1.0);
 }
 
+/// Reads more of the opening bytes before `deadline`; `None` when the socket
+/// closed or the time ran out (counted).
+async fn read_more<S: Stream>(stream: &mut S, buf: &mut BytesMut, deadline: Instant) -> Option<()> {
+    match tokio::time::timeout_at(deadline, stream.read_buf(buf)).await {
+        Ok(Ok(0)) | Ok(Err(_)) => None,
+        Ok(Ok(_)) => Some(()),
+        Err(_) => {
+            refused("connect_timeout");
+            None
+        }
+    }
+}
+
 /// Reads the CONNECT within the time allowed and answers it; the session when
 /// the login is good.
 async fn open<S: Stream>(stream: &mut S, buf: &mut BytesMut, shared: &Shared) -> Option<Session> {
@@ -81,14 +94,7 @@ async fn open<S: Stream>(stream: &mut S, buf: &mut BytesMut, shared: &Shared) ->
                 return None;
             }
         }
-        match tokio::time::timeout_at(deadline, stream.read_buf(buf)).await {
-            Ok(Ok(0)) | Ok(Err(_)) => return None,
-            Ok(Ok(_)) => {}
-            Err(_) => {
-                refused("connect_timeout");
-                return None;
-            }
-        }
+        read_more(stream, buf, deadline).await?;
     };
     let connect = loop {
         match codec::read(version, buf, cfg.max_connect) {
@@ -103,14 +109,7 @@ async fn open<S: Stream>(stream: &mut S, buf: &mut BytesMut, shared: &Shared) ->
                 return None;
             }
         }
-        match tokio::time::timeout_at(deadline, stream.read_buf(buf)).await {
-            Ok(Ok(0)) | Ok(Err(_)) => return None,
-            Ok(Ok(_)) => {}
-            Err(_) => {
-                refused("connect_timeout");
-                return None;
-            }
-        }
+        read_more(stream, buf, deadline).await?;
     };
     let In::Connect { login, keep_alive } = connect else {
         refused("not_connect");
