@@ -72,6 +72,17 @@ impl Lanes {
             }
             return true;
         };
+        self.send_for(rider, kind, payload, done).await
+    }
+
+    /// [`Lanes::send`] for a publish whose topic the caller already parsed.
+    pub async fn send_for(
+        &self,
+        rider: &str,
+        kind: Kind,
+        payload: Bytes,
+        done: Option<oneshot::Sender<()>>,
+    ) -> bool {
         let lane = lane_of(rider);
         let job = Job {
             rider: rider.to_owned(),

@@ -3,7 +3,6 @@
 use super::backends::Backends;
 use super::services::Services;
 use crate::settings::Settings;
-use anyhow::Context;
 use metrics_exporter_prometheus::PrometheusHandle;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -23,9 +22,7 @@ pub async fn start(
     services: &mut Services,
     stop: &CancellationToken,
 ) -> anyhow::Result<SocketAddr> {
-    let listener = tokio::net::TcpListener::bind(s.http.addr)
-        .await
-        .with_context(|| format!("binding TRACKER_HTTP_ADDR {}", s.http.addr))?;
+    let listener = super::bind(s.http.addr, "TRACKER_HTTP_ADDR").await?;
     let addr = listener.local_addr()?;
     let tls = super::tls::acceptor(s, &[b"http/1.1"])?;
     let deps = HubDeps {

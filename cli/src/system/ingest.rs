@@ -54,9 +54,7 @@ pub async fn start(
                     Arc::new(Trusted)
                 }
             };
-            let listener = tokio::net::TcpListener::bind(s.mqtt.addr)
-                .await
-                .with_context(|| format!("binding TRACKER_MQTT_ADDR {}", s.mqtt.addr))?;
+            let listener = super::bind(s.mqtt.addr, "TRACKER_MQTT_ADDR").await?;
             let addr = listener.local_addr()?;
             let mut doors = vec![Door {
                 listener,
@@ -64,9 +62,7 @@ pub async fn start(
             }];
             let mut tls_addr = None;
             if let Some(tls) = super::tls::acceptor(s, &[b"mqtt"])? {
-                let listener = tokio::net::TcpListener::bind(s.mqtt.tls_addr)
-                    .await
-                    .with_context(|| format!("binding TRACKER_MQTTS_ADDR {}", s.mqtt.tls_addr))?;
+                let listener = super::bind(s.mqtt.tls_addr, "TRACKER_MQTTS_ADDR").await?;
                 tls_addr = Some(listener.local_addr()?);
                 doors.push(Door {
                     listener,
@@ -97,9 +93,7 @@ pub async fn serve_ops(
     services: &mut Services,
     stop: &CancellationToken,
 ) -> anyhow::Result<SocketAddr> {
-    let listener = tokio::net::TcpListener::bind(s.http.addr)
-        .await
-        .with_context(|| format!("binding TRACKER_HTTP_ADDR {}", s.http.addr))?;
+    let listener = super::bind(s.http.addr, "TRACKER_HTTP_ADDR").await?;
     let addr = listener.local_addr()?;
     let ops = tracker_hub::http::ops_router(metrics);
     let stop = stop.clone();

@@ -21,7 +21,7 @@ pub mod tls;
 pub mod tokens;
 
 use crate::settings::{MqttAuth, Settings};
-use anyhow::bail;
+use anyhow::{Context, bail};
 use metrics_exporter_prometheus::PrometheusHandle;
 use services::Services;
 use std::net::SocketAddr;
@@ -97,6 +97,14 @@ impl Running {
         }
         r
     }
+}
+
+/// Binds `addr`, the value of the setting `var`, for a listener; a failure
+/// names the setting.
+async fn bind(addr: SocketAddr, var: &str) -> anyhow::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding {var} {addr}"))
 }
 
 /// Starts the services of `mode` as `s` configures them.

@@ -35,16 +35,6 @@ impl Services {
         self.names.insert(id, name);
     }
 
-    /// How many services run.
-    pub fn len(&self) -> usize {
-        self.set.len()
-    }
-
-    /// True when none runs.
-    pub fn is_empty(&self) -> bool {
-        self.set.is_empty()
-    }
-
     /// Waits for every service. The first to die cancels `stop` (so the rest
     /// wind down) and its error, naming it, is returned once all have ended.
     pub async fn wait(mut self) -> anyhow::Result<()> {

@@ -110,11 +110,6 @@ impl Orders {
             cfg: Arc::new(cfg),
         }
     }
-
-    /// The durations in force.
-    pub fn config(&self) -> &DispatchConfig {
-        &self.cfg
-    }
 }
 
 /// An order id as every call takes it: 1..=128 bytes.

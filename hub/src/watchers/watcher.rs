@@ -18,6 +18,7 @@ use super::fanout::{ConnSignal, Delivery, Subscriber};
 use super::frames;
 use crate::auth::Claims;
 use crate::orders::OrderError;
+use crate::orders::check_id;
 use crate::orders::queries::watchable;
 use axum::extract::ws::Utf8Bytes;
 use std::collections::HashMap;
@@ -25,7 +26,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::mpsc;
 use tracker_backend::log::OrderKey;
-use tracker_domain::order::MAX_KEY_LEN;
 use tracker_domain::view::{View, customer_frame};
 use tracker_domain::{LiveState, Order};
 
@@ -226,9 +226,7 @@ impl Watcher {
         since: Option<u64>,
         epoch: Option<&str>,
     ) -> Result<(), SubError> {
-        if order.is_empty() || order.len() > MAX_KEY_LEN {
-            return Err(SubError::BadRequest);
-        }
+        check_id(order).map_err(|_| SubError::BadRequest)?;
         if !self.subs.contains_key(order) && self.subs.len() >= self.hub.cfg.max_subs {
             return Err(SubError::TooMany);
         }

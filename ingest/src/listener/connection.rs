@@ -23,11 +23,11 @@ fn refused(reason: &'static str) {
     metrics::counter!("tracker_mqtt_refused_total", "reason" => reason).increment(1);
 }
 
-/// An answer that waits for its publish to be routed.
+/// An answer that waits for its publish to be routed (a PUBREC also opens
+/// the wait for its PUBREL).
 struct Pending {
     done: oneshot::Receiver<()>,
     ack: Out,
-    qos2: Option<u16>,
 }
 
 /// The session after a good CONNECT.
@@ -225,8 +225,8 @@ async fn serve<S: Stream>(mut stream: S, mut buf: BytesMut, mut s: Session, shar
                 if done.is_err() {
                     break Some(Farewell::ShuttingDown); // not routed: never acked
                 }
-                if let Some(pkid) = p.qos2 {
-                    s.awaiting_rel.insert(pkid);
+                if let Out::PubRec { pkid, .. } = &p.ack {
+                    s.awaiting_rel.insert(*pkid);
                 }
                 codec::write(s.version, p.ack, &mut out);
             }
@@ -291,12 +291,14 @@ async fn handle(p: In, s: &mut Session, shared: &Shared, out: &mut BytesMut) -> 
             payload,
             ..
         } => {
-            // On a trusted network any topic goes to the lanes, which count
-            // one that names no rider as `bad_topic`.
-            let own = match (&s.rider, std::str::from_utf8(&topic)) {
-                (_, Err(_)) => false,
-                (None, Ok(_)) => true,
-                (Some(me), Ok(t)) => topic::parse(t).is_some_and(|(rider, _)| rider == me),
+            // The topic is read once: as text, then as a rider topic. On a
+            // trusted network any text goes to the lanes, which count one
+            // that names no rider as `bad_topic`.
+            let text = std::str::from_utf8(&topic).ok();
+            let parsed = text.and_then(topic::parse);
+            let own = match &s.rider {
+                None => text.is_some(),
+                Some(me) => parsed.is_some_and(|(rider, _)| rider == me),
             };
             if !own {
                 shared.stats.reject(tracker_domain::RejectReason::Forbidden);
@@ -310,46 +312,36 @@ async fn handle(p: In, s: &mut Session, shared: &Shared, out: &mut BytesMut) -> 
                 }
                 return Step::Go;
             }
+            let ack = match qos {
+                0 => None,
+                1 => Some(Out::PubAck {
+                    pkid,
+                    denied: false,
+                }),
+                _ => Some(Out::PubRec {
+                    pkid,
+                    denied: false,
+                }),
+            };
             if qos == 2 && s.awaiting_rel.contains(&pkid) {
                 // A resend of a QoS 2 publish already taken: answer again, route once.
-                codec::write(
-                    v,
-                    Out::PubRec {
-                        pkid,
-                        denied: false,
-                    },
-                    out,
-                );
+                codec::write(v, ack.expect("QoS 2 is answered"), out);
                 return Step::Go;
             }
-            let topic = std::str::from_utf8(&topic).expect("checked above");
             let (done_tx, done) = oneshot::channel();
-            let wants_ack = qos > 0;
-            if !shared
-                .lanes
-                .send(topic, payload, wants_ack.then_some(done_tx))
-                .await
-            {
+            let done_tx = ack.is_some().then_some(done_tx);
+            let sent = match (parsed, text) {
+                (Some((rider, kind)), _) => {
+                    shared.lanes.send_for(rider, kind, payload, done_tx).await
+                }
+                (None, Some(text)) => shared.lanes.send(text, payload, done_tx).await,
+                (None, None) => unreachable!("only text is ever `own`"),
+            };
+            if !sent {
                 return Step::End(Some(Farewell::ShuttingDown));
             }
-            match qos {
-                1 => s.pending.push_back(Pending {
-                    done,
-                    ack: Out::PubAck {
-                        pkid,
-                        denied: false,
-                    },
-                    qos2: None,
-                }),
-                2 => s.pending.push_back(Pending {
-                    done,
-                    ack: Out::PubRec {
-                        pkid,
-                        denied: false,
-                    },
-                    qos2: Some(pkid),
-                }),
-                _ => {}
+            if let Some(ack) = ack {
+                s.pending.push_back(Pending { done, ack });
             }
             Step::Go
         }
