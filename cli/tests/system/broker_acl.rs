@@ -22,14 +22,6 @@ impl Drop for Mosquitto {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Starts Mosquitto on the documented configuration with `users`
 /// (name, password); `None` when the machine has no Mosquitto and the
 /// real-backend suites are not required.
@@ -73,17 +65,7 @@ async fn mosquitto(users: &[(&str, &str)]) -> Option<Mosquitto> {
         .stderr(Stdio::null())
         .spawn()
         .expect("mosquitto runs");
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    while tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .is_err()
-    {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "mosquitto did not listen"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for_port(port, "mosquitto").await;
     Some(Mosquitto {
         child,
         port,

@@ -82,6 +82,27 @@ pub(crate) fn recorder() -> metrics_exporter_prometheus::PrometheusHandle {
         .clone()
 }
 
+/// A loopback port free right now, for a private server of a test.
+pub(crate) fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Waits (within PATIENCE) until something accepts on loopback `port`.
+pub(crate) async fn wait_for_port(port: u16, what: &str) {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what} did not listen"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 pub(crate) fn unique(prefix: &str) -> String {
     format!("{prefix}-{:x}", rand::random::<u64>())
 }

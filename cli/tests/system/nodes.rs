@@ -2,7 +2,7 @@
 //! `tracker ingest` against one Redis, PostgreSQL and Mosquitto.
 
 use crate::backends::backend_url;
-use crate::helpers::{PATIENCE, mqtt_client_at, now_ms, publish, unique};
+use crate::helpers::{PATIENCE, free_port, mqtt_client_at, now_ms, publish, unique, wait_for_port};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use std::process::Stdio;
@@ -19,14 +19,6 @@ const SECRET: &str = "nodes-test-secret-0123456789";
 struct Proc {
     child: Child,
     base: String,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Starts `tracker <mode>` with exactly `env` (plus PATH), and waits for /healthz.
@@ -422,17 +414,7 @@ impl PrivateRedis {
             .spawn()
             .expect("redis-server is installed");
         let url = format!("redis://127.0.0.1:{port}");
-        let deadline = tokio::time::Instant::now() + PATIENCE;
-        while tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_err()
-        {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "private redis did not start"
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        wait_for_port(port, "private redis").await;
         PrivateRedis { child, url }
     }
 

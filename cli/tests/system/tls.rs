@@ -192,11 +192,7 @@ async fn tls_redis() -> TlsRedis {
     let (cert, key) = (dir.path().join("r.crt"), dir.path().join("r.key"));
     std::fs::write(&cert, made.cert.pem()).unwrap();
     std::fs::write(&key, made.key_pair.serialize_pem()).unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let child = std::process::Command::new("redis-server")
         .args([
             "--port",
@@ -218,14 +214,7 @@ async fn tls_redis() -> TlsRedis {
         .stdout(std::process::Stdio::null())
         .spawn()
         .expect("redis-server runs");
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    while TcpStream::connect(("127.0.0.1", port)).await.is_err() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "redis-server did not listen"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    wait_for_port(port, "redis-server").await;
     TlsRedis {
         child,
         port,
