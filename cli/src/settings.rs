@@ -539,6 +539,10 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("TRACKER_MQTT_AUTH"), "{e}");
+        let half = Settings::from_vars(&vars(&[("TRACKER_TLS_CERT", "/c.pem")]))
+            .unwrap_err()
+            .to_string();
+        assert!(half.contains("TRACKER_TLS_KEY"), "{half}");
         let none = Settings::from_vars(&vars(&[("TRACKER_MQTT_AUTH", "none")])).unwrap();
         assert_eq!(none.mqtt.auth, MqttAuth::None);
     }

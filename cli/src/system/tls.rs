@@ -117,3 +117,55 @@ impl axum::serve::Listener for TlsListener {
         Ok(self.local)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn settings(cert: &std::path::Path, key: &std::path::Path) -> Settings {
+        let vars: HashMap<String, String> = [
+            ("TRACKER_TLS_CERT", cert.display().to_string()),
+            ("TRACKER_TLS_KEY", key.display().to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        Settings::from_vars(&vars).unwrap()
+    }
+
+    #[test]
+    fn files_that_are_not_a_certificate_and_its_key_are_clear_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key, junk) = (
+            dir.path().join("c"),
+            dir.path().join("k"),
+            dir.path().join("j"),
+        );
+        std::fs::write(&junk, "not PEM at all").unwrap();
+        let made = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+        std::fs::write(&cert, made.cert.pem()).unwrap();
+        std::fs::write(&key, made.key_pair.serialize_pem()).unwrap();
+        assert!(
+            acceptor(&settings(&cert, &key), &[b"mqtt"])
+                .unwrap()
+                .is_some()
+        );
+        for (c, k, var) in [
+            (&junk, &key, "TRACKER_TLS_CERT"),
+            (&cert, &junk, "TRACKER_TLS_KEY"),
+            (&dir.path().join("missing"), &key, "TRACKER_TLS_CERT"),
+        ] {
+            let e = acceptor(&settings(c, k), &[b"mqtt"])
+                .err()
+                .expect("refused");
+            assert!(format!("{e:#}").contains(var), "{var}: {e:#}");
+        }
+        let other = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+        std::fs::write(&junk, other.key_pair.serialize_pem()).unwrap();
+        let e = acceptor(&settings(&cert, &junk), &[b"mqtt"])
+            .err()
+            .expect("a key of another certificate");
+        assert!(format!("{e:#}").contains("TRACKER_TLS_KEY"), "{e:#}");
+    }
+}

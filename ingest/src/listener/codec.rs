@@ -431,7 +431,8 @@ fn write_v5(out: Out, buf: &mut BytesMut) -> Result<usize, String> {
                 .into_iter()
                 .map(|g| match g {
                     Some(q) => v5::SubscribeReasonCode::Success(qos5_of(q)),
-                    None => v5::SubscribeReasonCode::NotAuthorized,
+                    // 0x80, as for 3.1.1 (`docs/protocol.md`).
+                    None => v5::SubscribeReasonCode::Unspecified,
                 })
                 .collect(),
             properties: None,

@@ -268,13 +268,12 @@ fn may_subscribe(rider: Option<&str>, filter: &str) -> bool {
     rider.is_none_or(|r| inside_own_subtree(r, filter))
 }
 
-/// Is `filter` inside `riders/{rider}/…`, with no wildcard above it?
+/// Is `filter` under `riders/{rider}/`, with no wildcard above it?
 fn inside_own_subtree(rider: &str, filter: &str) -> bool {
-    let own = format!("riders/{rider}");
-    filter == own
-        || filter
-            .strip_prefix(&own)
-            .is_some_and(|rest| rest.starts_with('/'))
+    filter
+        .strip_prefix("riders/")
+        .and_then(|rest| rest.strip_prefix(rider))
+        .is_some_and(|rest| rest.len() > 1 && rest.starts_with('/'))
 }
 
 async fn handle(p: In, s: &mut Session, shared: &Shared, out: &mut BytesMut) -> Step {
@@ -394,8 +393,9 @@ mod tests {
     fn subscriptions_stay_inside_the_riders_own_subtree() {
         assert!(inside_own_subtree("r1", "riders/r1/#"));
         assert!(inside_own_subtree("r1", "riders/r1/cmd"));
-        assert!(inside_own_subtree("r1", "riders/r1"));
         for bad in [
+            "riders/r1",
+            "riders/r1/",
             "riders/#",
             "riders/+/pos",
             "riders/r10/#",
