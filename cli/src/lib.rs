@@ -2,7 +2,7 @@
 //!
 //! - [`demo`]: `tracker run --demo`, simulated riders so the map is alive.
 //! - [`settings`]: typed configuration from `TRACKER_*` variables and an optional file.
-//! - [`system`]: wires the seams, the hub, ingest and the embedded broker for each mode.
+//! - [`system`]: wires the seams, the hub, ingest and the riders' MQTT listener for each mode.
 //! - [`telemetry`]: the Prometheus recorder and its buckets.
 
 pub mod demo;

@@ -35,7 +35,7 @@ pub struct Settings {
     /// The hub's listener.
     #[serde(default)]
     pub http: HttpSettings,
-    /// Riders' MQTT: the embedded broker or an external one.
+    /// Riders' MQTT: our own listener, or an external broker.
     #[serde(default)]
     pub mqtt: MqttSettings,
     /// Redis, for everything shared between processes.
@@ -89,7 +89,7 @@ impl Default for HttpSettings {
 pub struct MqttSettings {
     /// Where the embedded MQTT broker listens.
     pub addr: SocketAddr,
-    /// An external broker; when set no embedded broker starts.
+    /// An external broker; when set, no listener of ours starts.
     pub url: Option<Url>,
     /// MQTT shared-subscription group of ingest.
     pub share_group: String,

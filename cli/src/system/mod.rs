@@ -1,6 +1,6 @@
 //! The composition root: what each mode runs, started in order and supervised.
 //!
-//! `run` is the one-process default (embedded broker unless `TRACKER_MQTT_URL`,
+//! `run` is the one-process default (its own riders' MQTT listener unless `TRACKER_MQTT_URL`,
 //! in-process log unless `TRACKER_REDIS_URL`, SQLite unless a Postgres URL).
 //! `hub` and `ingest` run one service each and must share a log with their
 //! peers, so they refuse the in-process log.
