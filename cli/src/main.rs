@@ -99,7 +99,11 @@ fn print_banner(r: &Running) {
             "  JWT secret        {secret}   (random for this run; set TRACKER_JWT_SECRET to keep one)"
         );
     }
-    if let Some(auth) = &r.auth {
+    // Ready-made tokens only for a secret made up for this run (a demo):
+    // with a configured secret, tokens are minted by whoever holds it.
+    if r.generated_secret.is_none() {
+        println!("\ntokens: TRACKER_JWT_SECRET is set, so none are printed; mint them with it");
+    } else if let Some(auth) = &r.auth {
         println!("\nready tokens, valid 24 h:");
         for (sub, role) in [
             ("ops", Role::Admin),

@@ -24,8 +24,11 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use tracker_backend::select::{LogSettings, redact};
+use tracker_gate::{Rate, TrustedProxies};
+use tracker_hub::http::ApiLimits;
 use tracker_hub::http::web::WebConfig;
 use tracker_hub::orders::DispatchConfig;
+use tracker_hub::serve::ServeConfig;
 use tracker_hub::watchers::WsConfig;
 
 /// Every setting of the binary, by component.
@@ -65,6 +68,53 @@ pub struct Settings {
     /// Dispatch timeouts and rider freshness.
     #[serde(default)]
     pub dispatch: DispatchConfig,
+    /// Connection rates and caps, the fix rate, the block list.
+    #[serde(default)]
+    pub limits: LimitSettings,
+}
+
+/// Who gets in and how fast (`docs/protocol.md`, "Limits and block list").
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitSettings {
+    /// New connections per second per client IP; `None` = off.
+    #[serde(deserialize_with = "rate")]
+    pub connect_rate: Option<Rate>,
+    /// Open connections per process; `None` = from the open-file limit.
+    pub max_connections: Option<usize>,
+    /// Open watcher connections per token `sub`; `None` = off.
+    pub max_connections_per_user: Option<usize>,
+    /// Fix payloads per second per rider; `None` = off.
+    #[serde(deserialize_with = "rate")]
+    pub fix_rate: Option<Rate>,
+    /// The IP/CIDR block list file.
+    pub ip_blocklist: Option<PathBuf>,
+    /// Load balancers whose `X-Forwarded-For` names the client.
+    #[serde(deserialize_with = "proxies")]
+    pub trusted_proxies: TrustedProxies,
+}
+
+impl Default for LimitSettings {
+    fn default() -> Self {
+        LimitSettings {
+            connect_rate: Rate::parse("100/1000").expect("a valid default"),
+            max_connections: None,
+            max_connections_per_user: Some(16),
+            fix_rate: Rate::parse("10/100").expect("a valid default"),
+            ip_blocklist: None,
+            trusted_proxies: TrustedProxies::default(),
+        }
+    }
+}
+
+fn rate<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Rate>, D::Error> {
+    let text = String::deserialize(d)?;
+    Rate::parse(&text).map_err(serde::de::Error::custom)
+}
+
+fn proxies<'de, D: serde::Deserializer<'de>>(d: D) -> Result<TrustedProxies, D::Error> {
+    let text = String::deserialize(d)?;
+    TrustedProxies::parse(&text).map_err(serde::de::Error::custom)
 }
 
 /// The hub's listener.
@@ -73,12 +123,18 @@ pub struct Settings {
 pub struct HttpSettings {
     /// Where the hub listens (HTTP, WebSocket).
     pub addr: SocketAddr,
+    /// The accept loop's limits (header read time, header size).
+    pub serve: ServeConfig,
+    /// API requests served at once; more are answered 503 at once.
+    pub max_in_flight: usize,
 }
 
 impl Default for HttpSettings {
     fn default() -> Self {
         HttpSettings {
             addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            serve: ServeConfig::default(),
+            max_in_flight: ApiLimits::default().max_in_flight,
         }
     }
 }
@@ -226,6 +282,8 @@ pub enum Kind {
     Secs,
     /// Text, or `off` for none.
     TextOrOff,
+    /// A whole number, or `off` for none.
+    NumberOrOff,
 }
 
 /// The default a variable shows in the README and in `tracker default-config`.
@@ -278,7 +336,7 @@ const fn key(
     }
 }
 
-use Kind::{Number, Secs, Text, TextOrOff};
+use Kind::{Number, NumberOrOff, Secs, Text, TextOrOff};
 use Shown::{Derived, Unset, Value as Is};
 
 /// Every variable of the binary, in the README's order.
@@ -309,6 +367,15 @@ pub const KEYS: &[Key] = &[
     key("TRACKER_PICKUP_TIMEOUT_SECS", "dispatch.pickup_timeout", Secs, "a grabbed order not picked up this long after goes back to the pool", Is("600")),
     key("TRACKER_TIMEOUT_SWEEP_SECS", "dispatch.sweep_every", Secs, "how often every process sweeps the store for timeouts the delay queue missed", Is("30")),
     key("TRACKER_RIDER_STALE_SECS", "dispatch.rider_stale", Secs, "riders silent this long drop out of `GET /v1/dispatch/riders`", Is("300")),
+    key("TRACKER_CONNECT_RATE", "limits.connect_rate", Text, "new connections per second per client IP (WebSocket, SSE, long-poll, MQTT), `RATE` or `RATE/BURST`; `off` for none", Is("100/1000")),
+    key("TRACKER_MAX_CONNECTIONS", "limits.max_connections", Number, "open connections per process (WebSocket + SSE + long-poll + MQTT); more get 503 / CONNACK 0x89", Derived { text: "the open-file limit (raised to its maximum at start) less 256 for the backends", example: "50000" }),
+    key("TRACKER_MAX_CONNECTIONS_PER_USER", "limits.max_connections_per_user", NumberOrOff, "open watcher connections per token `sub` (admins are not capped); `off` for none", Is("16")),
+    key("TRACKER_FIX_RATE", "limits.fix_rate", Text, "fix payloads per second per rider (a batch counts once), `RATE/BURST`; `off` for none", Is("10/100")),
+    key("TRACKER_IP_BLOCKLIST", "limits.ip_blocklist", Text, "a file of IPs and CIDRs, one a line (`#` comments), refused at every door; re-read when it changes", Unset { example: "/etc/tracker/blocklist.txt" }),
+    key("TRACKER_TRUSTED_PROXIES", "limits.trusted_proxies", Text, "comma-separated CIDRs of load balancers whose `X-Forwarded-For` names the client", Unset { example: "10.0.0.0/8" }),
+    key("TRACKER_HTTP_HEADER_TIMEOUT_SECS", "http.serve.header_timeout", Secs, "a request's headers (and so a WebSocket upgrade request) must arrive within this long", Is("10")),
+    key("TRACKER_HTTP_MAX_HEADER_BYTES", "http.serve.max_header_bytes", Number, "largest request head, bytes (431 above it)", Is("16384")),
+    key("TRACKER_HTTP_MAX_IN_FLIGHT", "http.max_in_flight", Number, "API requests served at once by the process; more are answered 503 `overloaded` at once", Is("1024")),
 ];
 
 /// The variable that names the configuration file; not a setting itself.
@@ -325,6 +392,8 @@ fn leaf(k: &Key, text: &str) -> anyhow::Result<Value> {
         TextOrOff if text == "off" => Value::Null,
         TextOrOff => Value::String(text.to_owned()),
         Number => Value::from(number()?),
+        NumberOrOff if text == "off" => Value::Null,
+        NumberOrOff => Value::from(number()?),
         // std's `Duration` as serde writes it.
         Secs => serde_json::json!({ "secs": number()?, "nanos": 0 }),
     })

@@ -79,6 +79,12 @@ pub enum EventBody {
         /// When, Unix ms.
         ts: i64,
     },
+    /// Every share link of the order made up to `ts` was revoked: their
+    /// watchers are closed (`docs/protocol.md`).
+    ShareRevoked {
+        /// The revocation time, Unix ms.
+        ts: i64,
+    },
 }
 
 impl EventBody {
@@ -89,7 +95,8 @@ impl EventBody {
             EventBody::Status { ts, .. }
             | EventBody::Eta { ts, .. }
             | EventBody::Alert { ts, .. }
-            | EventBody::Assignment { ts, .. } => *ts,
+            | EventBody::Assignment { ts, .. }
+            | EventBody::ShareRevoked { ts } => *ts,
         }
     }
 
@@ -101,6 +108,7 @@ impl EventBody {
             EventBody::Eta { .. } => "eta",
             EventBody::Alert { .. } => "alert",
             EventBody::Assignment { .. } => "assignment",
+            EventBody::ShareRevoked { .. } => "share_revoked",
         }
     }
 }

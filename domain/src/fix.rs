@@ -49,10 +49,12 @@ pub enum RejectReason {
     BadField,
     /// A rider publishing to another rider's topic (or to no rider topic).
     Forbidden,
+    /// More payloads per second than the rider's fix rate allows.
+    RateLimited,
 }
 
 /// Every reason, for exporting zeroed counters.
-pub const ALL_REASONS: [RejectReason; 10] = [
+pub const ALL_REASONS: [RejectReason; 11] = [
     RejectReason::BadTopic,
     RejectReason::TooLarge,
     RejectReason::BadJson,
@@ -63,6 +65,7 @@ pub const ALL_REASONS: [RejectReason; 10] = [
     RejectReason::TooOld,
     RejectReason::BadField,
     RejectReason::Forbidden,
+    RejectReason::RateLimited,
 ];
 
 impl RejectReason {
@@ -79,6 +82,7 @@ impl RejectReason {
             RejectReason::TooOld => "too_old",
             RejectReason::BadField => "bad_field",
             RejectReason::Forbidden => "forbidden",
+            RejectReason::RateLimited => "rate_limited",
         }
     }
 

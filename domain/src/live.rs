@@ -59,7 +59,7 @@ impl LiveState {
                 }
             }
             EventBody::Eta { eta, .. } => self.eta = Some(*eta),
-            EventBody::Alert { .. } => {}
+            EventBody::Alert { .. } | EventBody::ShareRevoked { .. } => {}
             EventBody::Assignment {
                 rider_id,
                 rider_name,

@@ -120,6 +120,10 @@ pub struct Order {
     /// timer and the sweep that back each other up never raise it twice.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub late_alert_at: Option<i64>,
+    /// When the order's share links were last revoked, Unix ms: share tokens
+    /// made at or before it are refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shares_revoked_at: Option<i64>,
     /// Creation time, Unix ms.
     pub created_at: i64,
     /// Last change, Unix ms.
@@ -193,6 +197,7 @@ impl Order {
             cancelled_by: None,
             picked_up_at: None,
             late_alert_at: None,
+            shares_revoked_at: None,
             created_at: now,
             updated_at: now,
         }
@@ -312,6 +317,23 @@ impl Order {
                 ts: now,
                 detail,
             }],
+        }
+    }
+
+    /// Revokes every share link of the order made up to `now`: the time is
+    /// kept on the row (later requests are refused) and a `share_revoked`
+    /// event tells every hub node to close those links' sockets.
+    pub fn revoke_shares(&self, now: i64) -> Change {
+        let mut next = self.clone();
+        // Strictly later than the last revocation, so repeated calls in one
+        // millisecond still refuse links made in between.
+        let at = now.max(self.shares_revoked_at.map_or(i64::MIN, |t| t + 1));
+        next.shares_revoked_at = Some(at);
+        next.version += 1;
+        next.updated_at = now;
+        Change::Changed {
+            order: Box::new(next),
+            events: vec![EventBody::ShareRevoked { ts: at }],
         }
     }
 

@@ -19,6 +19,9 @@ pub enum Role {
     Rider,
     /// Operators and upstream systems: everything.
     Admin,
+    /// A share link's holder: watches the one order named in the `order`
+    /// claim, with the customer's view, and nothing else.
+    Viewer,
 }
 
 /// The claims we read from a token.
@@ -30,11 +33,24 @@ pub struct Claims {
     pub role: Role,
     /// Expiry, Unix seconds.
     pub exp: u64,
+    /// Not valid before, Unix seconds (optional, honoured when present).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<u64>,
     /// A display name (riders: the one customers see the first word of when
     /// the rider grabs an order).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// Viewers (share links): the one order the token may watch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order: Option<String>,
+    /// Viewers: when the share was made, Unix ms; revoking an order's shares
+    /// refuses every token made at or before the revocation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shared_at: Option<i64>,
 }
+
+/// Seconds of clock skew allowed on `exp` and `nbf`.
+pub const LEEWAY_SECS: u64 = 5;
 
 /// Why a token was refused; all of them answer 401.
 #[derive(Debug, thiserror::Error)]
@@ -86,20 +102,22 @@ impl Auth {
             }
         };
         let mut v = Validation::new(header.alg);
-        v.leeway = 5;
-        decode::<Claims>(token, key, &v)
+        v.leeway = LEEWAY_SECS;
+        v.validate_nbf = true;
+        let claims = decode::<Claims>(token, key, &v)
             .map(|d| d.claims)
-            .map_err(|e| AuthError::Invalid(e.to_string()))
+            .map_err(|e| AuthError::Invalid(e.to_string()))?;
+        claims.check().map_err(AuthError::Invalid)?;
+        Ok(claims)
     }
 
     /// An HS256 token for `sub` as `role`, valid for `ttl_secs`.
     pub fn mint(&self, sub: &str, role: Role, ttl_secs: u64) -> String {
-        self.mint_claims(&Claims {
-            sub: sub.to_owned(),
+        self.mint_claims(&Claims::new(
+            sub,
             role,
-            exp: jsonwebtoken::get_current_timestamp() + ttl_secs,
-            name: None,
-        })
+            jsonwebtoken::get_current_timestamp() + ttl_secs,
+        ))
     }
 
     /// An HS256 token carrying `claims` as they are (a rider's display name, say).
@@ -110,12 +128,44 @@ impl Auth {
 }
 
 impl Claims {
-    /// The view of orders this caller gets: customers a redacted one, everyone else all of it.
+    /// Claims of `sub` as `role` until `exp` (Unix seconds), nothing else set.
+    pub fn new(sub: &str, role: Role, exp: u64) -> Self {
+        Claims {
+            sub: sub.to_owned(),
+            role,
+            exp,
+            nbf: None,
+            name: None,
+            order: None,
+            shared_at: None,
+        }
+    }
+
+    /// What a verified signature does not prove: a subject, and a viewer's
+    /// order and share time.
+    fn check(&self) -> Result<(), String> {
+        if self.sub.trim().is_empty() {
+            return Err("the token's `sub` is empty".into());
+        }
+        if self.role == Role::Viewer && (self.order.is_none() || self.shared_at.is_none()) {
+            return Err("a viewer token names its `order` and `shared_at`".into());
+        }
+        Ok(())
+    }
+
+    /// The view of orders this caller gets: customers and share links a
+    /// redacted one, everyone else all of it.
     pub fn view(&self) -> View {
         match self.role {
-            Role::Customer => View::Customer,
+            Role::Customer | Role::Viewer => View::Customer,
             Role::Rider | Role::Admin => View::Full,
         }
+    }
+
+    /// Whether another token may replace this one on an open connection:
+    /// the same holder in the same role (and, for share links, the same order).
+    pub fn same_holder(&self, other: &Claims) -> bool {
+        self.sub == other.sub && self.role == other.role && self.order == other.order
     }
 }
 
@@ -125,6 +175,18 @@ pub fn can_watch(claims: &Claims, order: &Order) -> bool {
         Role::Admin => true,
         Role::Customer => order.customer_id == claims.sub,
         Role::Rider => order.rider_id.as_deref() == Some(claims.sub.as_str()),
+        Role::Viewer => {
+            claims.order.as_deref() == Some(order.id.as_str()) && !share_revoked(claims, order)
+        }
+    }
+}
+
+/// True when `claims` are a share link of `order` made at or before the
+/// order's shares were last revoked.
+pub fn share_revoked(claims: &Claims, order: &Order) -> bool {
+    match (claims.shared_at, order.shares_revoked_at) {
+        (Some(made), Some(revoked)) => made <= revoked,
+        _ => false,
     }
 }
 
@@ -145,12 +207,11 @@ mod tests {
     #[test]
     fn expired_tokens_are_refused() {
         let auth = Auth::hs256(b"secret");
-        let claims = Claims {
-            sub: "c1".into(),
-            role: Role::Customer,
-            exp: jsonwebtoken::get_current_timestamp() - 600,
-            name: None,
-        };
+        let claims = Claims::new(
+            "c1",
+            Role::Customer,
+            jsonwebtoken::get_current_timestamp() - 600,
+        );
         let t = encode(
             &Header::default(),
             &claims,
@@ -161,14 +222,82 @@ mod tests {
     }
 
     #[test]
+    fn tokens_not_yet_valid_or_without_a_subject_are_refused() {
+        let auth = Auth::hs256(b"secret");
+        let now = jsonwebtoken::get_current_timestamp();
+        let later = Claims {
+            nbf: Some(now + 600),
+            ..Claims::new("c1", Role::Customer, now + 1200)
+        };
+        assert!(auth.verify(&auth.mint_claims(&later)).is_err());
+        let soon = Claims {
+            nbf: Some(now + 2),
+            ..Claims::new("c1", Role::Customer, now + 1200)
+        };
+        assert!(
+            auth.verify(&auth.mint_claims(&soon)).is_ok(),
+            "within the leeway"
+        );
+        for sub in ["", "  "] {
+            let t = auth.mint_claims(&Claims::new(sub, Role::Customer, now + 60));
+            assert!(auth.verify(&t).is_err(), "sub {sub:?}");
+        }
+        let loose_viewer = Claims::new("share", Role::Viewer, now + 60);
+        assert!(auth.verify(&auth.mint_claims(&loose_viewer)).is_err());
+    }
+
+    #[test]
+    fn a_share_token_watches_its_order_until_revoked() {
+        let order = Order::new(
+            "O1".into(),
+            tracker_domain::NewOrder {
+                biz_order_no: "B".into(),
+                biz_type: "t".into(),
+                customer_id: "c1".into(),
+                pickup: tracker_domain::order::Point { lat: 1.0, lon: 1.0 },
+                dropoff: tracker_domain::order::Point { lat: 1.0, lon: 1.0 },
+                promised_at: None,
+            },
+            0,
+        );
+        let viewer = Claims {
+            order: Some("O1".into()),
+            shared_at: Some(100),
+            ..Claims::new("share:O1", Role::Viewer, u64::MAX)
+        };
+        assert!(can_watch(&viewer, &order));
+        let other = Order {
+            id: "O2".into(),
+            ..order.clone()
+        };
+        assert!(!can_watch(&viewer, &other));
+        let revoked = Order {
+            shares_revoked_at: Some(100),
+            ..order.clone()
+        };
+        assert!(!can_watch(&viewer, &revoked));
+        let newer = Claims {
+            shared_at: Some(101),
+            ..viewer.clone()
+        };
+        assert!(
+            can_watch(&newer, &revoked),
+            "a share made after the revocation"
+        );
+        assert_eq!(viewer.view(), View::Customer);
+    }
+
+    #[test]
     fn rs256_tokens_verify_with_the_configured_public_key() {
         let private = include_bytes!("../tests/fixtures/rs256-test.key.pem");
         let public = include_bytes!("../tests/fixtures/rs256-test.pub.pem");
         let claims = Claims {
-            sub: "ops".into(),
-            role: Role::Admin,
-            exp: jsonwebtoken::get_current_timestamp() + 60,
             name: Some("Ops Desk".into()),
+            ..Claims::new(
+                "ops",
+                Role::Admin,
+                jsonwebtoken::get_current_timestamp() + 60,
+            )
         };
         let token = encode(
             &Header::new(Algorithm::RS256),

@@ -9,6 +9,7 @@
 //! - [`http`]: the API's routes and handlers, the token extractors, the one
 //!   HTTP error type, the pages.
 //! - [`app`]: the router state (substates) and every route, API and watchers.
+//! - [`serve`]: the accept loop (header read timeout, header size, peer address).
 //! - [`auth`]: tokens, roles, who may watch which order.
 //!
 //! Data path: a write (API or job) commits the order row and its events
@@ -20,14 +21,14 @@ pub mod app;
 pub mod auth;
 pub mod http;
 pub mod orders;
+pub mod serve;
 pub mod watchers;
 
 #[cfg(test)]
 mod test_support;
 
-use anyhow::Context;
 use metrics_exporter_prometheus::PrometheusHandle;
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinSet;
@@ -49,8 +50,10 @@ pub struct HubConfig {
     pub ws: watchers::WsConfig,
     /// How often the outbox relay looks for rows it was not woken for.
     pub relay_poll: Duration,
-    /// Longest an ordinary HTTP request may take.
-    pub http_timeout: Duration,
+    /// Bounds of ordinary API requests (time, how many at once).
+    pub api: http::ApiLimits,
+    /// The accept loop's limits (header read time, header size).
+    pub serve: serve::ServeConfig,
     /// How long shutdown waits for connections to close before giving up.
     pub shutdown_grace: Duration,
     /// The pages and their base map.
@@ -64,7 +67,8 @@ impl Default for HubConfig {
         HubConfig {
             ws: watchers::WsConfig::default(),
             relay_poll: Duration::from_millis(500),
-            http_timeout: Duration::from_secs(30),
+            api: http::ApiLimits::default(),
+            serve: serve::ServeConfig::default(),
             shutdown_grace: Duration::from_secs(5),
             web: http::web::WebConfig::default(),
             dispatch: orders::DispatchConfig::default(),
@@ -93,6 +97,8 @@ pub struct HubDeps {
     pub fixes: Arc<tracker_routing::Router>,
     /// Renders `/metrics` when a Prometheus recorder is installed.
     pub metrics: Option<PrometheusHandle>,
+    /// Admission of the process (shared with its MQTT listener, if any).
+    pub gate: tracker_gate::Gate,
 }
 
 /// The hub's background jobs; each yields its name when it ends, which
@@ -151,11 +157,14 @@ pub fn start(
         orders::timeouts::run(orders.clone(), stop.clone()),
     );
     app::AppState {
-        auth: deps.auth,
+        auth: deps.auth.clone(),
         nearby: orders::nearby::Nearby::new(deps.dispatch, deps.clock, cfg.dispatch.rider_stale),
         orders,
+        gate: deps.gate.clone(),
         watchers: watchers::Watchers::new(
             fanout,
+            deps.auth,
+            deps.gate,
             deps.store,
             deps.log,
             cfg.ws.clone(),
@@ -177,23 +186,27 @@ pub async fn run<L>(
     stop: CancellationToken,
 ) -> anyhow::Result<()>
 where
-    L: axum::serve::Listener,
-    L::Addr: std::fmt::Debug,
+    L: axum::serve::Listener<Addr = std::net::SocketAddr>,
 {
     let tasks = TaskTracker::new();
+    let conns = TaskTracker::new();
     let mut jobs = Jobs::new();
     let metrics = deps.metrics.clone();
     let state = start(&cfg, deps, stop.clone(), &tasks, &mut jobs);
-    let app = app::router(state, cfg.http_timeout, &cfg.web, metrics);
+    let app = app::router(state, &cfg.api, &cfg.web, metrics);
     tracing::info!(addr = ?listener.local_addr()?, "hub listening");
-    let serve = axum::serve(listener, app)
-        .with_graceful_shutdown(stop.clone().cancelled_owned())
-        .into_future();
+    let serve = serve::serve(
+        listener,
+        app,
+        cfg.serve.clone(),
+        stop.clone(),
+        conns.clone(),
+    );
     tokio::pin!(serve);
     let mut died: Option<anyhow::Error> = None;
-    let served = loop {
+    loop {
         tokio::select! {
-            r = &mut serve => break r,
+            () = &mut serve => break,
             Some(ended) = jobs.join_next() => {
                 if !stop.is_cancelled() && died.is_none() {
                     let e = match ended {
@@ -205,16 +218,17 @@ where
                 }
             }
         }
-    };
+    }
     stop.cancel();
     tasks.close();
+    conns.close();
     let grace = tokio::time::timeout(cfg.shutdown_grace, async {
         tasks.wait().await;
+        conns.wait().await;
         while jobs.join_next().await.is_some() {}
     });
     if grace.await.is_err() {
         tracing::warn!("some connections did not close within the grace period");
     }
-    served.context("serving HTTP")?;
     died.map_or(Ok(()), Err)
 }

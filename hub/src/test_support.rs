@@ -15,9 +15,7 @@ pub(crate) async fn sqlite_store() -> (Arc<SqliteStore>, tempfile::TempDir) {
 /// Unexpiring claims of `sub` as `role`, with a display name.
 pub(crate) fn claims(sub: &str, role: Role) -> Claims {
     Claims {
-        sub: sub.into(),
-        role,
-        exp: u64::MAX,
         name: Some(format!("{sub} Rider")),
+        ..Claims::new(sub, role, u64::MAX)
     }
 }

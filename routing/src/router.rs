@@ -14,6 +14,7 @@ use tracker_backend::track::TrackQueue;
 use tracker_backend::{EventLog, LogError, Store, StoreError, TrackPoint};
 use tracker_domain::fix::{parse_batch, parse_fix};
 use tracker_domain::{Clock, EventBody, Fix, FixLimits, PosEvent, RejectReason};
+use tracker_gate::{Limiter, Rate};
 
 /// A backend failure while routing valid fixes; worth retrying.
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +55,7 @@ pub struct Router {
     stats: Arc<Stats>,
     holders: crate::holders::Holders,
     riders: Option<crate::riders::RiderIndex>,
+    fix_rate: Option<Limiter<String>>,
 }
 
 fn pos_event(f: &Fix) -> EventBody {
@@ -87,7 +89,35 @@ impl Router {
             stats,
             holders: Default::default(),
             riders: None,
+            fix_rate: None,
         }
+    }
+
+    /// Refuses a rider's payloads (one fix or one batch each) above `rate`,
+    /// with reason `rate_limited`.
+    pub fn with_fix_rate(mut self, rate: Option<Rate>) -> Self {
+        self.fix_rate = rate.map(Limiter::new);
+        self
+    }
+
+    /// Forgets riders whose fix allowance is full again (run now and then).
+    pub fn prune_fix_rate(&self) {
+        if let Some(l) = &self.fix_rate {
+            l.prune();
+        }
+    }
+
+    /// True when `rider` may send one more payload now; a refusal is counted.
+    fn within_rate(&self, rider: &str) -> bool {
+        let Some(l) = &self.fix_rate else {
+            return true;
+        };
+        if l.check(&rider.to_owned()).is_ok() {
+            return true;
+        }
+        self.stats.reject(RejectReason::RateLimited);
+        tracker_gate::count_refusal("fix_rate");
+        false
     }
 
     /// Also keeps every rider's newest position in `dispatch` (for operators'
@@ -120,6 +150,7 @@ impl Router {
     pub async fn handle_many(&self, payloads: &[(&str, Kind, &[u8])]) -> Result<(), RouteError> {
         let riders = payloads
             .iter()
+            .filter(|&&(rider, _, _)| self.within_rate(rider))
             .map(|&(rider, kind, payload)| (rider, self.parse(kind, payload).0))
             .collect();
         self.route_many(riders).await
@@ -133,6 +164,12 @@ impl Router {
         kind: Kind,
         payload: &[u8],
     ) -> Result<Outcome, RouteError> {
+        if !self.within_rate(rider) {
+            return Ok(Outcome {
+                accepted: 0,
+                rejected: vec![RejectReason::RateLimited],
+            });
+        }
         let (fixes, rejected) = self.parse(kind, payload);
         let accepted = fixes.len();
         self.route(rider, fixes).await?;

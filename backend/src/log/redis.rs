@@ -205,6 +205,14 @@ fn script_args(body: &EventBody) -> Result<[String; 6], LogError> {
         EventBody::Alert { ts, .. } => {
             ["alert".into(), ts.to_string(), frag, none(), none(), none()]
         }
+        EventBody::ShareRevoked { ts } => [
+            "share_revoked".into(),
+            ts.to_string(),
+            frag,
+            none(),
+            none(),
+            none(),
+        ],
         EventBody::Assignment {
             rider_id,
             rider_name,

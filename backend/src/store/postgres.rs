@@ -136,8 +136,8 @@ impl Store for PostgresStore {
         let updated = sqlx::query(
             "UPDATE orders SET rider_id = $1, rider_name = $2, picked_up_at = $3, status = $4,
                 version = $5, status_version = $6, promised_at = $7, cancel_reason = $8,
-                cancelled_by = $9, updated_at = $10, late_alert_at = $11
-             WHERE id = $12 AND version = $13",
+                cancelled_by = $9, updated_at = $10, late_alert_at = $11, shares_revoked_at = $12
+             WHERE id = $13 AND version = $14",
         )
         .bind(&order.rider_id)
         .bind(&order.rider_name)
@@ -150,6 +150,7 @@ impl Store for PostgresStore {
         .bind(&order.cancelled_by)
         .bind(order.updated_at)
         .bind(order.late_alert_at)
+        .bind(order.shares_revoked_at)
         .bind(&order.id)
         .bind(read_version)
         .execute(&mut *tx)

@@ -18,6 +18,7 @@ pub(crate) struct OrderRow {
     rider_name: Option<String>,
     picked_up_at: Option<i64>,
     late_alert_at: Option<i64>,
+    shares_revoked_at: Option<i64>,
     status: String,
     version: i64,
     status_version: i64,
@@ -45,6 +46,7 @@ impl TryFrom<OrderRow> for Order {
             rider_name: r.rider_name,
             picked_up_at: r.picked_up_at,
             late_alert_at: r.late_alert_at,
+            shares_revoked_at: r.shares_revoked_at,
             version: r.version,
             status_version: r.status_version,
             pickup: Point {

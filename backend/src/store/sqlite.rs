@@ -148,7 +148,7 @@ impl Store for SqliteStore {
         let updated = sqlx::query(
             "UPDATE orders SET rider_id = ?, rider_name = ?, picked_up_at = ?, status = ?,
                 version = ?, status_version = ?, promised_at = ?, cancel_reason = ?,
-                cancelled_by = ?, updated_at = ?, late_alert_at = ?
+                cancelled_by = ?, updated_at = ?, late_alert_at = ?, shares_revoked_at = ?
              WHERE id = ? AND version = ?",
         )
         .bind(&order.rider_id)
@@ -162,6 +162,7 @@ impl Store for SqliteStore {
         .bind(&order.cancelled_by)
         .bind(order.updated_at)
         .bind(order.late_alert_at)
+        .bind(order.shares_revoked_at)
         .bind(&order.id)
         .bind(read_version)
         .execute(&mut *tx)

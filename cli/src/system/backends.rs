@@ -64,7 +64,13 @@ pub async fn open(
 /// One router per process validates and routes fixes, from MQTT and from
 /// HTTP alike; its cache of riders' orders follows the log's tail as the
 /// service "holders cache".
-pub fn fix_router(b: &Backends, services: &mut Services, stop: &CancellationToken) -> Arc<Router> {
+/// Payloads above `fix_rate` per rider are refused (`rate_limited`).
+pub fn fix_router(
+    b: &Backends,
+    fix_rate: Option<tracker_gate::Rate>,
+    services: &mut Services,
+    stop: &CancellationToken,
+) -> Arc<Router> {
     let router = Arc::new(
         Router::new(
             b.store.clone(),
@@ -74,11 +80,22 @@ pub fn fix_router(b: &Backends, services: &mut Services, stop: &CancellationToke
             FixLimits::default(),
             Arc::new(Stats::default()),
         )
-        .with_rider_index(b.dispatch.clone()),
+        .with_rider_index(b.dispatch.clone())
+        .with_fix_rate(fix_rate),
     );
     let (cache, stop) = (router.clone(), stop.clone());
     services.spawn("holders cache", async move {
-        cache.cache_holders(stop).await;
+        // Riders whose fix allowance is full again are forgotten now and then.
+        let prune = async {
+            loop {
+                tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+                cache.prune_fix_rate();
+            }
+        };
+        tokio::select! {
+            () = cache.cache_holders(stop) => {}
+            () = prune => {}
+        }
         Ok(())
     });
     router

@@ -13,11 +13,13 @@ use tracker_routing::Router;
 
 /// Binds the hub's listener and runs it as the service "hub".
 /// Returns where it listens.
+#[allow(clippy::too_many_arguments)]
 pub async fn start(
     s: &Settings,
     auth: Arc<Auth>,
     b: &Backends,
     fixes: Arc<Router>,
+    gate: tracker_gate::Gate,
     metrics: Option<PrometheusHandle>,
     services: &mut Services,
     stop: &CancellationToken,
@@ -35,11 +37,17 @@ pub async fn start(
         metrics,
         dispatch: b.dispatch.clone(),
         timers: b.timers.clone(),
+        gate,
     };
     let cfg = HubConfig {
         ws: s.ws.clone(),
         web: s.web.clone(),
         dispatch: s.dispatch.clone(),
+        serve: s.http.serve.clone(),
+        api: tracker_hub::http::ApiLimits {
+            max_in_flight: s.http.max_in_flight,
+            ..Default::default()
+        },
         ..HubConfig::default()
     };
     match tls {

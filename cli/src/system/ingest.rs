@@ -22,6 +22,7 @@ pub async fn start(
     s: &Settings,
     auth: Option<Arc<Auth>>,
     router: Arc<Router>,
+    gate: tracker_gate::Gate,
     services: &mut Services,
     stop: &CancellationToken,
 ) -> anyhow::Result<(Option<SocketAddr>, Option<SocketAddr>)> {
@@ -72,6 +73,7 @@ pub async fn start(
             let serve = listener::serve(
                 doors,
                 ListenerConfig::default(),
+                gate,
                 riders,
                 router,
                 stop.clone(),

@@ -14,6 +14,7 @@
 //! - [`services`]: the supervisor: a service that dies stops the process with its error.
 
 pub mod backends;
+pub mod gate;
 pub mod hub;
 pub mod ingest;
 pub mod services;
@@ -126,7 +127,8 @@ pub async fn start(
     let backend_tasks = TaskTracker::new();
     let bg = Background::new(backend_tasks.clone(), stop.clone());
     let b = backends::open(s, &mut services, &bg, &stop).await?;
-    let fixes = backends::fix_router(&b, &mut services, &stop);
+    let fixes = backends::fix_router(&b, s.limits.fix_rate, &mut services, &stop);
+    let gate = gate::build(s, &mut services, &stop)?;
     let mut running = Running {
         http_addr: None,
         mqtt_addr: None,
@@ -154,14 +156,24 @@ pub async fn start(
     let services = &mut running.services;
     if mode != Mode::Ingest {
         let auth = auth.clone().expect("a hub has a verifier");
-        let addr = hub::start(s, auth, &b, fixes.clone(), metrics.clone(), services, &stop).await?;
+        let addr = hub::start(
+            s,
+            auth,
+            &b,
+            fixes.clone(),
+            gate.clone(),
+            metrics.clone(),
+            services,
+            &stop,
+        )
+        .await?;
         running.http_addr = Some(addr);
     } else {
         running.http_addr = Some(ingest::serve_ops(s, metrics, services, &stop).await?);
     }
     if mode != Mode::Hub {
         (running.mqtt_addr, running.mqtts_addr) =
-            ingest::start(s, auth.clone(), fixes, services, &stop).await?;
+            ingest::start(s, auth.clone(), fixes, gate, services, &stop).await?;
     }
     running.auth = auth.filter(|_| mode != Mode::Ingest);
     Ok(running)

@@ -90,12 +90,11 @@ mod tests {
             riders.login("r1", &forged),
             Err(LoginRefused::BadCredentials)
         );
-        let expired = auth.mint_claims(&Claims {
-            sub: "r1".into(),
-            role: Role::Rider,
-            exp: jsonwebtoken::get_current_timestamp() - 600,
-            name: None,
-        });
+        let expired = auth.mint_claims(&Claims::new(
+            "r1",
+            Role::Rider,
+            jsonwebtoken::get_current_timestamp() - 600,
+        ));
         assert_eq!(
             riders.login("r1", &expired),
             Err(LoginRefused::BadCredentials)

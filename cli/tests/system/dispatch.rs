@@ -103,10 +103,12 @@ impl App {
 
 fn rider_token(app: &App, rider: &str) -> String {
     app.auth.mint_claims(&Claims {
-        sub: rider.into(),
-        role: Role::Rider,
-        exp: jsonwebtoken::get_current_timestamp() + 3600,
         name: Some(format!("{rider} Surname")),
+        ..Claims::new(
+            rider,
+            Role::Rider,
+            jsonwebtoken::get_current_timestamp() + 3600,
+        )
     })
 }
 

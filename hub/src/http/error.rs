@@ -16,6 +16,7 @@ use std::error::Error;
 use std::fmt::Write;
 use tracker_backend::LogError;
 use tracker_domain::order::ChangeError;
+use tracker_gate::Refusal;
 use tracker_routing::RouteError;
 
 /// An error answer of the HTTP API.
@@ -27,6 +28,8 @@ pub struct ApiError {
     pub code: &'static str,
     /// A sentence for people.
     pub message: String,
+    /// Seconds for a `Retry-After` header (rate limits, overload).
+    pub retry_after: Option<u64>,
 }
 
 /// `e` and its causes, `: `-separated, for the log.
@@ -49,6 +52,14 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            retry_after: None,
+        }
+    }
+    /// 503 `overloaded`: a connection cap or the API's concurrency limit.
+    pub fn overloaded(message: impl Into<String>) -> Self {
+        ApiError {
+            retry_after: Some(1),
+            ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded", message)
         }
     }
     /// 400: the request itself is wrong.
@@ -90,7 +101,25 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = serde_json::json!({ "error": self.code, "message": self.message });
-        (self.status, Json(body)).into_response()
+        let mut r = (self.status, Json(body)).into_response();
+        if let Some(secs) = self.retry_after {
+            r.headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, secs.into());
+        }
+        r
+    }
+}
+
+impl From<Refusal> for ApiError {
+    fn from(r: Refusal) -> Self {
+        match r {
+            Refusal::Blocked => Self::new(StatusCode::FORBIDDEN, "blocked", r.to_string()),
+            Refusal::RateLimited { .. } => ApiError {
+                retry_after: Some(r.retry_after_secs()),
+                ..Self::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", r.to_string())
+            },
+            Refusal::Overloaded | Refusal::UserOverloaded => Self::overloaded(r.to_string()),
+        }
     }
 }
 

@@ -4,9 +4,11 @@
 
 use super::error::ApiError;
 use crate::auth::{Auth, AuthError, Claims, Role};
-use axum::extract::FromRequestParts;
+use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
+use tracker_gate::Gate;
 
 /// The token of a request: the bearer header first, then `?token=`.
 pub fn token_of(parts: &Parts) -> Option<String> {
@@ -18,6 +20,34 @@ pub fn token_of(parts: &Parts) -> Option<String> {
     query
         .split('&')
         .find_map(|kv| kv.strip_prefix("token=").map(str::to_owned))
+}
+
+/// Extractor: the client's IP: the peer's address, or what `X-Forwarded-For`
+/// says behind a trusted load balancer (the gate's `TRUSTED_PROXIES`).
+/// Requests served without a peer address (in-process tests) are `0.0.0.0`.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientIp(pub IpAddr);
+
+impl<S> FromRequestParts<S> for ClientIp
+where
+    S: Send + Sync,
+    Gate: axum::extract::FromRef<S>,
+{
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let gate: Gate = axum::extract::FromRef::from_ref(state);
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip());
+        let forwarded = parts
+            .headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok());
+        Ok(ClientIp(gate.client_ip(peer, forwarded)))
+    }
 }
 
 /// Extractor: the verified claims of the caller, or a 401.

@@ -22,12 +22,15 @@ use crate::auth::Auth;
 use crate::orders::Orders;
 use crate::orders::nearby::Nearby;
 use axum::Router;
+use axum::error_handling::HandleErrorLayer;
 use axum::extract::{DefaultBodyLimit, FromRef};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
+use error::ApiError;
 use metrics_exporter_prometheus::PrometheusHandle;
 use std::sync::Arc;
 use std::time::Duration;
+use tower::limit::GlobalConcurrencyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 
 /// Largest JSON body any route reads.
@@ -35,9 +38,34 @@ pub const MAX_BODY: usize = 64 * 1024;
 /// Largest body of `POST /v1/riders/me/pos`, as for a fix payload over MQTT.
 const FIXES_BODY: usize = 256 * 1024;
 
-/// The API's routes, each bounded by `timeout`, over any state that holds
-/// what the handlers take (`FromRef`).
-pub fn api_routes<S>(timeout: Duration) -> Router<S>
+/// Bounds of the API's ordinary requests.
+#[derive(Debug, Clone)]
+pub struct ApiLimits {
+    /// Longest an API request may take (408 after it).
+    pub timeout: Duration,
+    /// API requests served at once by the process; more are answered 503
+    /// `overloaded` at once instead of queueing without bound.
+    pub max_in_flight: usize,
+}
+
+impl Default for ApiLimits {
+    fn default() -> Self {
+        ApiLimits {
+            timeout: Duration::from_secs(30),
+            max_in_flight: 1024,
+        }
+    }
+}
+
+/// A request over the API's concurrency limit: 503 at once, counted.
+async fn shed(_: tower::BoxError) -> ApiError {
+    tracker_gate::count_refusal("http_overloaded");
+    ApiError::overloaded("too many requests in flight; retry shortly")
+}
+
+/// The API's routes, bounded by `limits`, over any state that holds what
+/// the handlers take (`FromRef`).
+pub fn api_routes<S>(limits: &ApiLimits) -> Router<S>
 where
     S: Clone + Send + Sync + 'static,
     Orders: FromRef<S>,
@@ -51,6 +79,10 @@ where
         .route("/v1/orders/{id}/status", post(orders::change_status))
         .route("/v1/orders/{id}/assign", post(orders::assign))
         .route("/v1/orders/{id}/track", get(orders::track))
+        .route(
+            "/v1/orders/{id}/share",
+            post(orders::share).delete(orders::revoke_shares),
+        )
         .route("/v1/orders/{id}/grab", post(dispatch::grab))
         .route("/v1/dispatch/nearby", get(dispatch::nearby))
         .route("/v1/dispatch/riders", get(dispatch::riders))
@@ -61,8 +93,16 @@ where
         )
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
-            timeout,
+            limits.timeout,
         ))
+        .layer(
+            tower::ServiceBuilder::new()
+                .layer(HandleErrorLayer::new(shed))
+                .load_shed()
+                .layer(GlobalConcurrencyLimitLayer::new(
+                    limits.max_in_flight.max(1),
+                )),
+        )
 }
 
 /// `/healthz` and `/metrics`: what every process serves, the hub and `tracker ingest` alike.

@@ -4,12 +4,15 @@
 
 use super::error::ApiError;
 use super::extract::{Admin, ApiJson, Caller};
+use crate::auth::Auth;
 use crate::orders::Orders;
 use crate::orders::commands::{Assignment, StatusChange};
+use crate::orders::shares::{Share, ShareRequest};
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
+use std::sync::Arc;
 use tracker_domain::{NewOrder, Order};
 
 type OrderAnswer = Result<(StatusCode, Json<Order>), ApiError>;
@@ -86,4 +89,33 @@ pub async fn track(
     Path(id): Path<String>,
 ) -> Result<Json<crate::orders::queries::Trip>, ApiError> {
     Ok(Json(orders.trip(&claims, &id).await?))
+}
+
+/// `POST /v1/orders/{id}/share`: a viewer token for the order (admins and
+/// its customer); the body `{"ttl_secs":N}` may be left out.
+pub async fn share(
+    State(orders): State<Orders>,
+    State(auth): State<Arc<Auth>>,
+    Caller(claims): Caller,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<(StatusCode, Json<Share>), ApiError> {
+    let req = if body.iter().all(u8::is_ascii_whitespace) {
+        ShareRequest::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(e.to_string()))?
+    };
+    let share = orders.share(&auth, &claims, &id, req).await?;
+    Ok((StatusCode::CREATED, Json(share)))
+}
+
+/// `DELETE /v1/orders/{id}/share`: revokes every share link of the order;
+/// their sockets close with 4001 on every hub node.
+pub async fn revoke_shares(
+    State(orders): State<Orders>,
+    Caller(claims): Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    orders.revoke_shares(&claims, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -4,6 +4,7 @@
 
 use super::{OrderError, Orders, check_id};
 use serde::Deserialize;
+use tracker_domain::rider::{MAX_RIDER_ID, is_valid_rider_id};
 use tracker_domain::{Expected, NewOrder, Order, Status};
 
 /// Longest `reason` or `by` of a status change, bytes.
@@ -110,6 +111,12 @@ impl Orders {
     /// Gives a `ready` order to a rider (operators).
     pub async fn assign(&self, id: &str, req: Assignment) -> Result<Order, OrderError> {
         check_id(id)?;
+        if !is_valid_rider_id(&req.rider_id) {
+            return Err(OrderError::BadRequest(format!(
+                "`rider_id` must be 1..={MAX_RIDER_ID} characters of A-Z, a-z, 0-9, `_`, `-`, `.`"
+            )));
+        }
+        short_text("rider_name", &req.rider_name)?;
         let exp = expected(req.version, req.status_version)?;
         let order = self.store.get_order(id).await?;
         let now = self.clock.now_ms();

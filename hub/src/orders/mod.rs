@@ -14,6 +14,7 @@
 //! - [`timeouts`]: payment, pick-up and late timers: schedule, fire, sweep, the job.
 //! - [`queries`]: who may watch an order; get, list and track as each role may see them.
 //! - [`nearby`]: open orders and riders near a point.
+//! - [`shares`]: share links (viewer tokens) and their revocation.
 //! - [`error`]: why a use case refused or failed.
 
 pub mod commands;
@@ -22,6 +23,7 @@ pub mod grab;
 pub mod nearby;
 pub mod pool;
 pub mod queries;
+pub mod shares;
 pub mod timeouts;
 pub mod write;
 

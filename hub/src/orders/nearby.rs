@@ -53,7 +53,7 @@ impl NearQuery {
 pub fn may_see_open_orders(claims: &Claims) -> Result<(), OrderError> {
     match claims.role {
         Role::Rider | Role::Admin => Ok(()),
-        Role::Customer => Err(OrderError::Forbidden("this call is for riders")),
+        Role::Customer | Role::Viewer => Err(OrderError::Forbidden("this call is for riders")),
     }
 }
 

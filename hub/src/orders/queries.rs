@@ -50,9 +50,15 @@ impl Orders {
     }
 
     /// The orders still under way, newest first, at most `limit` (default
-    /// 500, clamped to 1..=5000).
+    /// 500, at most 5000; 0 is refused).
     pub async fn active(&self, limit: Option<usize>) -> Result<Vec<Order>, OrderError> {
-        let limit = limit.unwrap_or(DEFAULT_LIST).clamp(1, MAX_LIST);
+        let limit = limit.unwrap_or(DEFAULT_LIST);
+        if limit == 0 {
+            return Err(OrderError::BadRequest(format!(
+                "`limit` must be 1..={MAX_LIST}"
+            )));
+        }
+        let limit = limit.min(MAX_LIST);
         Ok(self.store.active_orders(limit).await?)
     }
 

@@ -6,6 +6,7 @@
 //! the connection as lagged; its task then catches up from the log by `seq`
 //! (see [`super::watcher`]), so nothing is lost and memory stays bounded.
 
+use super::access::{AccessChange, access_change};
 use axum::extract::ws::Utf8Bytes;
 use dashmap::DashMap;
 use std::sync::Arc;
@@ -29,6 +30,8 @@ pub struct Delivery {
     pub text: Utf8Bytes,
     /// The customers' version where it differs (views by role), made once per event.
     pub customer: Option<Utf8Bytes>,
+    /// Who may watch the order after this event, when it changes that.
+    pub access: Option<AccessChange>,
 }
 
 impl Delivery {
@@ -133,6 +136,7 @@ impl Fanout {
             ts: entry.ts,
             text,
             customer,
+            access: access_change(&entry.json),
         });
         let (mut queued, mut full) = (0u64, 0u64);
         for s in list.iter() {

@@ -25,6 +25,11 @@ pub enum ClientOp {
     },
     /// Keep-alive; answered with `pong`.
     Ping,
+    /// Replaces the connection's token (same holder, later `exp`).
+    Refresh {
+        /// The new JWT.
+        token: String,
+    },
 }
 
 /// Why a client frame was not taken; the `code` of the error frame and the metrics label.
@@ -83,6 +88,11 @@ pub fn error(code: &str, order: Option<&str>, msg: &str) -> Utf8Bytes {
     v.to_string().into()
 }
 
+/// `{"t":"refreshed","exp":…}`: the connection's token now expires at `exp` (Unix seconds).
+pub fn refreshed(exp: u64) -> Utf8Bytes {
+    format!("{{\"t\":\"refreshed\",\"exp\":{exp}}}").into()
+}
+
 /// `{"t":"pong"}`.
 pub fn pong() -> Utf8Bytes {
     Utf8Bytes::from_static("{\"t\":\"pong\"}")
@@ -107,6 +117,12 @@ mod tests {
             ClientOp::Unsub { order: "O1".into() }
         );
         assert_eq!(parse(r#"{"op":"ping"}"#, 4096).unwrap(), ClientOp::Ping);
+        assert_eq!(
+            parse(r#"{"op":"refresh","token":"a.b.c"}"#, 4096).unwrap(),
+            ClientOp::Refresh {
+                token: "a.b.c".into()
+            }
+        );
     }
 
     #[test]
@@ -119,6 +135,11 @@ mod tests {
         assert_eq!(
             parse(r#"{"op":"sub"}"#, 4096).unwrap_err().0,
             FrameError::BadRequest
+        );
+        assert_eq!(
+            parse(r#"{"op":"refresh"}"#, 4096).unwrap_err().0,
+            FrameError::BadRequest,
+            "a refresh without its token"
         );
         assert_eq!(
             parse(r#"{"op":"sub","order":"O1","since":-1}"#, 4096)

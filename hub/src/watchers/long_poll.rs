@@ -12,7 +12,7 @@ use super::Watchers;
 use super::fanout::{ConnSignal, Subscriber};
 use super::watcher::{event_text, next_conn_id, snapshot_text};
 use crate::http::error::ApiError;
-use crate::http::extract::Caller;
+use crate::http::extract::{Caller, ClientIp};
 use crate::orders::queries::watchable;
 use axum::extract::ws::Utf8Bytes;
 use axum::extract::{Path, Query, State};
@@ -68,10 +68,13 @@ fn answer(events: &[Utf8Bytes], next: u64) -> Response {
 /// One long-poll request.
 pub async fn poll(
     State(hub): State<Watchers>,
-    Caller(claims): Caller,
+    ClientIp(ip): ClientIp,
+    caller: Result<Caller, ApiError>,
     Path(id): Path<String>,
     Query(q): Query<PollQuery>,
 ) -> Result<Response, ApiError> {
+    // Every request is a connection of its own: admitted, and its token checked, anew.
+    let (claims, _admission) = hub.admit(ip, caller)?;
     let row = watchable(&*hub.store, &claims, &id).await?;
     let wait = Duration::from_secs(q.wait.unwrap_or(DEFAULT_WAIT).min(MAX_WAIT));
     // Registered before the first read, so an event appended meanwhile still wakes us.

@@ -12,13 +12,16 @@
 //! | 1001 | idle: nothing heard for `idle_timeout` | reconnect with `since` |
 //! | 1009 | a frame above `max_message` bytes | fix the client |
 //! | 1012 | server shutting down or restarting | reconnect (another node) with `since` |
+//! | 4001 | the token expired (`exp` plus 5 s leeway) or its share link was revoked | get a new token, reconnect with `since` |
 //! | 4008 | too slow: a send did not finish within `write_timeout` | reconnect with `since` |
+//!
+//! A client's own Close frame is answered with one (its code echoed).
 
 use super::Watchers;
 use super::fanout::Delivery;
 use super::frames::{self, ClientOp, FrameError};
-use super::watcher::Watcher;
-use crate::auth::Claims;
+use super::watcher::{SubError, Watcher};
+use crate::auth::{Claims, LEEWAY_SECS};
 use axum::extract::ws::{CloseFrame, Message};
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use std::fmt::Display;
@@ -32,14 +35,25 @@ pub const CLOSE_IDLE: u16 = 1001;
 pub const CLOSE_TOO_BIG: u16 = 1009;
 /// Close code: server restarting; reconnect with `since`.
 pub const CLOSE_RESTART: u16 = 1012;
+/// Close code: the token expired or was revoked; get a new one, reconnect with `since`.
+pub const CLOSE_TOKEN: u16 = 4001;
 /// Close code: the client does not read fast enough; reconnect with `since`.
 pub const CLOSE_SLOW: u16 = 4008;
+
+/// When a token that expires at `exp` (Unix seconds) stops being accepted,
+/// as an instant of this process's clock (at most a year ahead).
+pub fn token_deadline(exp: u64) -> Instant {
+    let end_ms = exp.saturating_add(LEEWAY_SECS).saturating_mul(1000);
+    let now_ms = u64::try_from(tracker_domain::clock::now_ms()).unwrap_or(0);
+    let left = std::time::Duration::from_millis(end_ms.saturating_sub(now_ms));
+    Instant::now() + left.min(std::time::Duration::from_secs(365 * 24 * 3600))
+}
 
 /// Deliveries taken from the queue before the socket is flushed once.
 const BATCH: usize = 64;
 
 /// Serves one upgraded socket until the client leaves, it goes idle or slow, or the hub stops.
-pub async fn run<S, E>(socket: S, claims: Claims, hub: Watchers)
+pub async fn run<S, E>(socket: S, claims: Claims, hub: Watchers, _admission: super::Admission)
 where
     S: Stream<Item = Result<Message, E>> + Sink<Message, Error = E> + Unpin + Send,
     E: Display,
@@ -78,10 +92,19 @@ impl Session {
         let signal = self.w.signal();
         let mut ping = tokio::time::interval_at(Instant::now() + cfg.ping_every, cfg.ping_every);
         let mut last_heard = Instant::now();
+        let mut exp = self.w.expires_at();
+        let expiry = tokio::time::sleep_until(token_deadline(exp));
+        tokio::pin!(expiry);
         loop {
             tokio::select! {
                 _ = stop.cancelled() => {
                     self.control.push(close(CLOSE_RESTART, "server restarting; reconnect with since"));
+                    self.flush(&mut socket).await;
+                    return;
+                }
+                _ = &mut expiry => {
+                    metrics::counter!("tracker_ws_closed_expired_total").increment(1);
+                    self.control.push(close(CLOSE_TOKEN, "token expired; reconnect with a new token and since"));
                     self.flush(&mut socket).await;
                     return;
                 }
@@ -93,7 +116,18 @@ impl Session {
                             self.reject(FrameError::Unsupported, "binary frames are not part of the protocol")
                         }
                         Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
-                        Some(Ok(Message::Close(_))) | None => return,
+                        Some(Ok(Message::Close(_))) => {
+                            // The socket has queued the answering Close frame (the
+                            // client's code echoed); closing sends it, so the client
+                            // sees a clean close and not 1006.
+                            let _ = tokio::time::timeout(
+                                std::time::Duration::from_millis(500),
+                                SinkExt::close(&mut socket),
+                            )
+                            .await;
+                            return;
+                        }
+                        None => return,
                         Some(Err(e)) => {
                             // Tungstenite refuses over-long messages before reading them; the
                             // stream cannot be resynchronised after that, so we say why and close.
@@ -127,6 +161,15 @@ impl Session {
                     }
                     self.control.push(Message::Ping(Default::default()));
                 }
+            }
+            if self.w.revoked() {
+                self.control.push(close(CLOSE_TOKEN, "share link revoked"));
+                self.flush(&mut socket).await;
+                return;
+            }
+            if self.w.expires_at() != exp {
+                exp = self.w.expires_at();
+                expiry.as_mut().reset(token_deadline(exp));
             }
             if !self.flush(&mut socket).await {
                 return;
@@ -187,10 +230,20 @@ impl Session {
                 since,
                 epoch,
             }) => {
-                // A refusal is already queued as an error frame for the client.
-                let _ = self.w.subscribe(&order, since, epoch.as_deref()).await;
+                // A refusal is already queued as an error frame for the client;
+                // a malformed order id counts as a rejected frame too.
+                if let Err(SubError::BadRequest) =
+                    self.w.subscribe(&order, since, epoch.as_deref()).await
+                {
+                    metrics::counter!("tracker_ws_frames_rejected_total", "reason" => "bad_request")
+                        .increment(1);
+                }
             }
             Ok(ClientOp::Unsub { order }) => self.w.unsubscribe(&order),
+            Ok(ClientOp::Refresh { token }) => {
+                // The answer (refreshed, or an error frame) is queued either way.
+                let _ = self.w.refresh(&token);
+            }
             Err((why, msg)) => self.reject(why, &msg),
         }
     }

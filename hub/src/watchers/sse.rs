@@ -6,13 +6,15 @@
 //! itself: it sends `Last-Event-ID`, which is taken as `since` (or `?since=`).
 //! The same [`Watcher`] as the WebSocket decides what is sent, so resume, gap
 //! catch-up and slow-client bounds are identical. Comments every 15 s keep
-//! proxies from closing an idle stream.
+//! proxies from closing an idle stream. The stream ends when the token
+//! expires (`exp` plus the leeway) or its share link is revoked: the browser
+//! reconnects with a fresh token and `Last-Event-ID`.
 
 use super::Watchers;
 use super::fanout::{ConnSignal, Delivery};
 use super::watcher::{Outgoing, Watcher};
 use crate::http::error::ApiError;
-use crate::http::extract::Caller;
+use crate::http::extract::{Caller, ClientIp};
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -41,6 +43,8 @@ struct Feed {
     signal: Arc<ConnSignal>,
     stop: CancellationToken,
     ready: VecDeque<Outgoing>,
+    expiry: std::pin::Pin<Box<tokio::time::Sleep>>,
+    _admission: super::Admission,
 }
 
 impl Drop for Feed {
@@ -60,7 +64,8 @@ fn event_of(o: &Outgoing) -> Event {
 /// Opens the stream of one order.
 pub async fn sse(
     State(hub): State<Watchers>,
-    Caller(claims): Caller,
+    ClientIp(ip): ClientIp,
+    caller: Result<Caller, ApiError>,
     Path(id): Path<String>,
     Query(q): Query<SseQuery>,
     headers: HeaderMap,
@@ -70,11 +75,16 @@ pub async fn sse(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
     let since = last_event_id.or(q.since);
+    let (claims, admission) = hub.admit(ip, caller)?;
     let stop = hub.stop.clone();
     let (mut w, rx) = Watcher::new(claims, hub);
     w.subscribe(&id, since, q.epoch.as_deref()).await?;
     metrics::gauge!("tracker_sse_connections").increment(1.0);
     let feed = Feed {
+        _admission: admission,
+        expiry: Box::pin(tokio::time::sleep_until(super::session::token_deadline(
+            w.expires_at(),
+        ))),
         signal: w.signal(),
         ready: w.take().into(),
         w,
@@ -98,6 +108,13 @@ pub async fn sse(
                     }
                 }
                 _ = f.stop.cancelled() => return None,
+                _ = &mut f.expiry => {
+                    metrics::counter!("tracker_sse_closed_expired_total").increment(1);
+                    return None;
+                }
+            }
+            if f.w.revoked() {
+                return None;
             }
             f.ready.extend(f.w.take());
         }

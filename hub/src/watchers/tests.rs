@@ -34,6 +34,8 @@ async fn fixture(cfg: WsConfig) -> Fixture {
         .unwrap();
     let hub = Watchers::new(
         Arc::new(Fanout::default()),
+        Arc::new(Auth::hs256(b"watcher-tests")),
+        tracker_gate::Gate::open(),
         store,
         MemoryLog::new(MemoryLogConfig::default()),
         cfg,
@@ -69,6 +71,7 @@ impl Fixture {
                     ts: e.ts,
                     text: String::from_utf8(e.json.to_vec()).unwrap().into(),
                     customer: None,
+                    access: super::access::access_change(&e.json),
                 })
             })
             .collect()

@@ -14,9 +14,10 @@
 //! catch-up as complete; live events follow.
 
 use super::Watchers;
+use super::access::{AccessChange, Verdict, access_change, verdict};
 use super::fanout::{ConnSignal, Delivery, Subscriber};
 use super::frames;
-use crate::auth::Claims;
+use crate::auth::{AuthError, Claims};
 use crate::orders::OrderError;
 use crate::orders::check_id;
 use crate::orders::queries::watchable;
@@ -123,10 +124,34 @@ impl SubError {
     }
 }
 
+/// Why a refresh op was refused; also the `code` of its error frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefreshError {
+    /// Not a valid, unexpired token.
+    Unauthorized,
+    /// A valid token of someone else (or another role or order).
+    Forbidden,
+    /// It expires before the token it would replace.
+    Sooner,
+}
+
+impl RefreshError {
+    /// The wire code.
+    pub fn code(self) -> &'static str {
+        match self {
+            RefreshError::Unauthorized => "unauthorized",
+            RefreshError::Forbidden => "forbidden",
+            RefreshError::Sooner => "bad_request",
+        }
+    }
+}
+
 /// The subscriptions of one client and the frames they produce.
 pub struct Watcher {
     conn: u64,
     claims: Claims,
+    /// Set when the client's token stopped holding (its share link was revoked).
+    revoked: bool,
     hub: Watchers,
     tx: mpsc::Sender<Arc<Delivery>>,
     signal: Arc<ConnSignal>,
@@ -144,6 +169,7 @@ impl Watcher {
         let w = Watcher {
             conn: next_conn_id(),
             claims,
+            revoked: false,
             hub,
             tx,
             signal: Arc::new(ConnSignal::default()),
@@ -161,6 +187,78 @@ impl Watcher {
     /// The id of this client, unique in the process.
     pub fn conn(&self) -> u64 {
         self.conn
+    }
+
+    /// When the client's token expires, Unix seconds.
+    pub fn expires_at(&self) -> u64 {
+        self.claims.exp
+    }
+
+    /// True once the client's token was revoked: its transport ends the
+    /// connection (WebSocket close 4001, the end of an SSE stream).
+    pub fn revoked(&self) -> bool {
+        self.revoked
+    }
+
+    /// Replaces the client's token with `token` if it is valid, of the same
+    /// holder, and expires no sooner; answers with a `refreshed` frame, or an
+    /// error frame and the reason (the old token stays).
+    pub fn refresh(&mut self, token: &str) -> Result<u64, RefreshError> {
+        let r = match self.hub.auth.verify(token) {
+            Err(AuthError::Missing | AuthError::Invalid(_)) => Err(RefreshError::Unauthorized),
+            Ok(c) if !c.same_holder(&self.claims) => Err(RefreshError::Forbidden),
+            Ok(c) if c.exp < self.claims.exp => Err(RefreshError::Sooner),
+            Ok(c) => Ok(c),
+        };
+        match r {
+            Ok(c) => {
+                let exp = c.exp;
+                self.claims = c;
+                metrics::counter!("tracker_ws_refreshes_total", "result" => "ok").increment(1);
+                self.push_text(frames::refreshed(exp));
+                Ok(exp)
+            }
+            Err(e) => {
+                metrics::counter!("tracker_ws_refreshes_total", "result" => e.code()).increment(1);
+                let msg = match e {
+                    RefreshError::Unauthorized => "not a valid token; the old one stays",
+                    RefreshError::Forbidden => "a token of someone else; the old one stays",
+                    RefreshError::Sooner => "the new token expires before the old one",
+                };
+                self.push_text(frames::error(e.code(), None, msg));
+                Err(e)
+            }
+        }
+    }
+
+    /// Applies an access change carried by an event of `order`; false when
+    /// the event must not reach this client (its subscription or connection
+    /// ended here).
+    fn keeps_access(&mut self, order: &OrderKey, change: &AccessChange) -> bool {
+        match verdict(&self.claims, change) {
+            Verdict::Keep => true,
+            Verdict::Unsubscribe => {
+                metrics::counter!("tracker_ws_access_ended_total", "reason" => "reassigned")
+                    .increment(1);
+                self.unsubscribe(order);
+                self.push_text(frames::error(
+                    "forbidden",
+                    Some(order),
+                    "the order is no longer yours to watch",
+                ));
+                false
+            }
+            Verdict::Revoked => {
+                metrics::counter!("tracker_ws_access_ended_total", "reason" => "share_revoked")
+                    .increment(1);
+                self.revoked = true;
+                let orders: Vec<OrderKey> = self.subs.keys().cloned().collect();
+                for o in orders {
+                    self.unsubscribe(&o);
+                }
+                false
+            }
+        }
     }
 
     /// Raised by the fan-out when this client missed deliveries.
@@ -329,6 +427,11 @@ impl Watcher {
             return;
         }
         if d.seq == last + 1 {
+            if let Some(change) = &d.access
+                && !self.keeps_access(&d.order, change)
+            {
+                return;
+            }
             self.out.push(Outgoing {
                 text: d.text_for(self.claims.view()).clone(),
                 seq: Some(d.seq),
@@ -368,6 +471,11 @@ impl Watcher {
             Some(missed) => {
                 let mut top = last;
                 for e in missed.iter().filter(|e| e.seq > last) {
+                    if let Some(change) = access_change(&e.json)
+                        && !self.keeps_access(order, &change)
+                    {
+                        return;
+                    }
                     if let Some(text) = event_text(self.claims.view(), &e.json) {
                         // Live events that came late: their delay is real delivery latency.
                         self.out.push(Outgoing {

@@ -1,12 +1,13 @@
 //! `GET /v1/ws`: the watchers' WebSocket (`docs/protocol.md`) and its limits.
 //!
-//! The token is checked before the upgrade (401 on a bad one); each accepted
-//! socket gets one task, [`session::run`], tracked for shutdown. The close
-//! codes it may end with are in [`session`].
+//! Admission ([`Watchers::admit`]: block list, connect rate, caps) and the
+//! token are checked before the upgrade; each accepted socket gets one task,
+//! [`session::run`], tracked for shutdown, which holds the connection's place
+//! in the caps. The close codes it may end with are in [`session`].
 
 use super::{Watchers, session};
 use crate::http::error::ApiError;
-use crate::http::extract::Caller;
+use crate::http::extract::{Caller, ClientIp};
 use axum::extract::State;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::http::StatusCode;
@@ -61,11 +62,12 @@ impl Default for WsConfig {
 /// Upgrades an authenticated request to a watcher connection.
 pub async fn upgrade(
     State(w): State<Watchers>,
+    ClientIp(ip): ClientIp,
     caller: Result<Caller, ApiError>,
     ws: WebSocketUpgrade,
 ) -> Response {
-    let claims = match caller {
-        Ok(Caller(c)) => c,
+    let (claims, admission) = match w.admit(ip, caller) {
+        Ok(a) => a,
         Err(e) => return e.into_response(),
     };
     if w.stop.is_cancelled() {
@@ -79,6 +81,6 @@ pub async fn upgrade(
         .max_frame_size(c.max_message)
         .on_upgrade(move |socket| {
             let tasks = w.tasks.clone();
-            tasks.track_future(session::run(socket, claims, w))
+            tasks.track_future(session::run(socket, claims, w, admission))
         })
 }

@@ -87,13 +87,22 @@ pub(super) fn peek_version(buf: &[u8], max_connect: usize) -> Result<Option<Vers
     }
 }
 
+/// A CONNECT's password (a rider's token): never printed, not even at debug.
+pub(super) struct Password(pub(super) String);
+
+impl std::fmt::Debug for Password {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Password(<redacted>)")
+    }
+}
+
 /// What a rider's client sent, in either version.
 #[derive(Debug)]
 pub(super) enum In {
     /// The opening packet.
     Connect {
         /// Username and password, when given.
-        login: Option<(String, String)>,
+        login: Option<(String, Password)>,
         /// Seconds; 0 is none.
         keep_alive: u16,
     },
@@ -155,6 +164,10 @@ pub(super) enum ConnAnswer {
     BadCredentials,
     /// Good credentials, but not for this.
     NotAuthorized,
+    /// Too many new connections from the client's address (v5 0x97).
+    RateLimited,
+    /// The process is at its connection cap (v5 0x89).
+    Busy,
 }
 
 /// Why the server ends a connection (said to v5 clients in a DISCONNECT).
@@ -279,7 +292,7 @@ fn v5_disconnect(buf: &mut BytesMut) -> Result<Option<In>, Bad> {
 fn from_v4(p: v4::Packet) -> In {
     match p {
         v4::Packet::Connect(c) => In::Connect {
-            login: c.login.map(|l| (l.username, l.password)),
+            login: c.login.map(|l| (l.username, Password(l.password))),
             keep_alive: c.keep_alive,
         },
         v4::Packet::Publish(p) => In::Publish {
@@ -311,7 +324,7 @@ fn from_v4(p: v4::Packet) -> In {
 fn from_v5(p: v5::Packet) -> In {
     match p {
         v5::Packet::Connect(c, _will, login) => In::Connect {
-            login: login.map(|l| (l.username, l.password)),
+            login: login.map(|l| (l.username, Password(l.password))),
             keep_alive: c.keep_alive,
         },
         v5::Packet::Publish(p) => In::Publish {
@@ -364,6 +377,9 @@ fn write_v4(out: Out, buf: &mut BytesMut) -> Result<usize, String> {
                 ConnAnswer::Accepted => v4::ConnectReturnCode::Success,
                 ConnAnswer::BadCredentials => v4::ConnectReturnCode::BadUserNamePassword,
                 ConnAnswer::NotAuthorized => v4::ConnectReturnCode::NotAuthorized,
+                ConnAnswer::RateLimited | ConnAnswer::Busy => {
+                    v4::ConnectReturnCode::ServiceUnavailable
+                }
             };
             v4::ConnAck::new(code, false).write(buf).map_err(e)
         }
@@ -394,6 +410,8 @@ fn write_v5(out: Out, buf: &mut BytesMut) -> Result<usize, String> {
                 ConnAnswer::Accepted => v5::ConnectReturnCode::Success,
                 ConnAnswer::BadCredentials => v5::ConnectReturnCode::BadUserNamePassword,
                 ConnAnswer::NotAuthorized => v5::ConnectReturnCode::NotAuthorized,
+                ConnAnswer::RateLimited => v5::ConnectReturnCode::QuotaExceeded,
+                ConnAnswer::Busy => v5::ConnectReturnCode::ServerBusy,
             };
             let properties = (answer == ConnAnswer::Accepted).then(|| v5::ConnAckProperties {
                 max_packet_size: Some(max_packet),

@@ -14,6 +14,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
+use tracker_gate::{Permit, Refusal};
 
 /// How long a connection ended by the server waits for the client to close.
 const LINGER: Duration = Duration::from_millis(500);
@@ -47,11 +48,18 @@ pub(super) trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> Stream for S {}
 
 /// Serves one accepted socket until it ends.
-pub(super) async fn run<S: Stream>(mut stream: S, shared: Arc<Shared>) {
+pub(super) async fn run<S: Stream>(
+    mut stream: S,
+    admission: Result<Permit, Refusal>,
+    shared: Arc<Shared>,
+) {
     let mut buf = BytesMut::with_capacity(1024);
-    let Some(session) = open(&mut stream, &mut buf, &shared).await else {
+    let refusal = admission.as_ref().err().copied();
+    let Some(session) = open(&mut stream, &mut buf, refusal, &shared).await else {
         return;
     };
+    // Holds the connection's place in the process's cap until it ends.
+    let _permit = admission;
     metrics::gauge!("tracker_mqtt_riders_connected").increment(1.0);
     serve(stream, buf, session, &shared).await;
     metrics::gauge!("tracker_mqtt_riders_connected").decrement(1.0);
@@ -72,7 +80,12 @@ async fn read_more<S: Stream>(stream: &mut S, buf: &mut BytesMut, deadline: Inst
 
 /// Reads the CONNECT within the time allowed and answers it; the session when
 /// the login is good.
-async fn open<S: Stream>(stream: &mut S, buf: &mut BytesMut, shared: &Shared) -> Option<Session> {
+async fn open<S: Stream>(
+    stream: &mut S,
+    buf: &mut BytesMut,
+    refusal: Option<Refusal>,
+    shared: &Shared,
+) -> Option<Session> {
     let cfg = &shared.cfg;
     let deadline = Instant::now() + cfg.connect_timeout;
     let version = loop {
@@ -115,11 +128,21 @@ async fn open<S: Stream>(stream: &mut S, buf: &mut BytesMut, shared: &Shared) ->
         refused("not_connect");
         return None;
     };
+    let mut out = BytesMut::new();
+    if let Some(r) = refusal {
+        refused("gate");
+        let answer = match r {
+            Refusal::RateLimited { .. } => ConnAnswer::RateLimited,
+            _ => ConnAnswer::Busy,
+        };
+        codec::write(version, Out::ConnAck(answer, 0), &mut out);
+        let _ = stream.write_all(&out).await;
+        return None;
+    }
     let answer = match login {
         None => shared.auth.anonymous().ok_or(LoginRefused::BadCredentials),
-        Some((user, password)) => shared.auth.login(&user, &password),
+        Some((user, password)) => shared.auth.login(&user, &password.0),
     };
-    let mut out = BytesMut::new();
     let login = match answer {
         Ok(login) => login,
         Err(why) => {

@@ -120,7 +120,14 @@ async fn start_with(cfg: ListenerConfig, auth: Arc<dyn RiderAuth>) -> Fixture {
         listener,
         tls: None,
     };
-    tokio::spawn(serve(vec![door], cfg, auth, router, stop.clone()));
+    tokio::spawn(serve(
+        vec![door],
+        cfg,
+        Gate::open(),
+        auth,
+        router,
+        stop.clone(),
+    ));
     Fixture {
         addr,
         log,
