@@ -112,6 +112,28 @@ impl App {
         self.auth.mint(sub, role, 3600)
     }
 
+    /// A token of `sub` as `role` that expires `secs` from now.
+    pub(crate) fn token_for_secs(&self, sub: &str, role: Role, secs: u64) -> String {
+        self.auth.mint(sub, role, secs)
+    }
+
+    /// A GET of `path` with `token`: the status, the `Retry-After` header, the body.
+    pub(crate) async fn read_as(&self, path: &str, token: &str) -> (u16, Option<String>, Value) {
+        let r = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let retry = r
+            .headers()
+            .get("retry-after")
+            .map(|v| v.to_str().unwrap().to_owned());
+        (status, retry, r.json().await.unwrap_or(Value::Null))
+    }
+
     pub(crate) fn admin(&self) -> String {
         self.token("ops", Role::Admin)
     }
@@ -374,6 +396,22 @@ impl Ws {
                 Message::Text(t) => return serde_json::from_str(&t).unwrap(),
                 Message::Ping(_) | Message::Pong(_) => continue,
                 other => panic!("unexpected frame {other:?}"),
+            }
+        }
+    }
+
+    /// Reads until the server closes; the close code, or `None` when the
+    /// connection ended without a Close frame (a reset), within `wait`.
+    pub(crate) async fn closed_within(&mut self, wait: Duration) -> Option<u16> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            match tokio::time::timeout_at(deadline, self.stream.next())
+                .await
+                .expect("the server closes the connection in time")
+            {
+                Some(Ok(Message::Close(f))) => return f.map(|f| u16::from(f.code)),
+                Some(Ok(_)) => continue,
+                Some(Err(_)) | None => return None,
             }
         }
     }

@@ -1,6 +1,7 @@
 //! System tests: the whole `tracker run` process on random ports, driven by real
 //! HTTP, WebSocket and MQTT clients. One binary, a module per area.
 
+mod access;
 mod auth;
 mod backends;
 mod bad_input;
@@ -8,6 +9,7 @@ mod broker_acl;
 mod dispatch;
 mod fallbacks;
 mod helpers;
+mod limits;
 mod live_path;
 mod metrics;
 mod nodes;

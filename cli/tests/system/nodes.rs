@@ -545,3 +545,113 @@ async fn a_relay_killed_between_commit_and_publish_loses_and_duplicates_nothing(
     drop(hub_b);
     db.drop_now().await;
 }
+
+/// Opens a watcher on `base` for `order` with `token`; returns it after its snapshot.
+async fn watch_on(base: &str, token: &str, order: &str) -> Ws {
+    let url = format!("{}/v1/ws?token={token}", base.replace("http://", "ws://"));
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    let sub = json!({"op": "sub", "order": order}).to_string();
+    ws.send(Message::Text(sub.into())).await.unwrap();
+    let snap = next_frame(&mut ws).await.unwrap();
+    assert_eq!(snap["t"], "snapshot", "{snap}");
+    ws
+}
+
+#[tokio::test]
+async fn access_taken_away_on_one_hub_ends_on_the_other() {
+    let Some(redis) = backend_url("TRACKER_TEST_REDIS_URL") else {
+        return;
+    };
+    let Some(admin_db) = backend_url("TRACKER_TEST_DATABASE_URL") else {
+        return;
+    };
+    let db = TestDatabase::create(&admin_db).await;
+    let prefix = unique("access");
+    let common = |node: &str| {
+        vec![
+            ("TRACKER_REDIS_URL", redis.clone()),
+            ("TRACKER_REDIS_PREFIX", prefix.clone()),
+            ("TRACKER_DATABASE_URL", db.url.clone()),
+            ("TRACKER_JWT_SECRET", SECRET.to_owned()),
+            ("TRACKER_NODE_ID", node.to_owned()),
+        ]
+    };
+    let hub_a = start("hub", &common("1")).await;
+    let hub_b = start("hub", &common("2")).await;
+    let auth = Auth::hs256(SECRET.as_bytes());
+    let admin = auth.mint("ops", Role::Admin, 600);
+    let (customer, rider) = (unique("c"), unique("r"));
+    let body = json!({"biz_order_no": unique("S"), "biz_type": "grocery", "customer_id": customer,
+        "pickup": {"lat": 23.1, "lon": 113.2}, "dropoff": {"lat": 23.2, "lon": 113.3}});
+    let id = post(&hub_a.base, &admin, "/v1/orders", body).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut v = 1;
+    for to in ["paid", "preparing", "ready"] {
+        let path = format!("/v1/orders/{id}/status");
+        v = post(&hub_a.base, &admin, &path, json!({"to": to, "version": v})).await["version"]
+            .as_i64()
+            .unwrap();
+    }
+    let path = format!("/v1/orders/{id}/assign");
+    v = post(
+        &hub_a.base,
+        &admin,
+        &path,
+        json!({"rider_id": rider, "version": v}),
+    )
+    .await["version"]
+        .as_i64()
+        .unwrap();
+    let share = post(
+        &hub_a.base,
+        &auth.mint(&customer, Role::Customer, 600),
+        &format!("/v1/orders/{id}/share"),
+        json!({}),
+    )
+    .await;
+
+    // On hub B: the rider and a share link watch the order.
+    let mut on_b = watch_on(&hub_b.base, &auth.mint(&rider, Role::Rider, 600), &id).await;
+    let mut link_on_b = watch_on(&hub_b.base, share["token"].as_str().unwrap(), &id).await;
+
+    // Through hub A: the order goes back to the pool; the shares are revoked.
+    let path = format!("/v1/orders/{id}/status");
+    post(
+        &hub_a.base,
+        &admin,
+        &path,
+        json!({"to": "ready", "version": v}),
+    )
+    .await;
+    let forbidden = loop {
+        let f = next_frame(&mut on_b).await.expect("still open");
+        if f["t"] == "error" {
+            break f;
+        }
+        assert_ne!(f["t"], "assignment", "{f}");
+    };
+    assert_eq!(forbidden["code"], "forbidden", "{forbidden}");
+    assert_eq!(forbidden["order"], id.as_str());
+    let r = reqwest::Client::new()
+        .delete(format!("{}/v1/orders/{id}/share", hub_a.base))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let code = loop {
+        match tokio::time::timeout(PATIENCE, link_on_b.next())
+            .await
+            .expect("closed in time")
+        {
+            Some(Ok(Message::Close(f))) => break f.map(|f| u16::from(f.code)),
+            Some(Ok(_)) => continue,
+            other => panic!("ended without a close frame: {other:?}"),
+        }
+    };
+    assert_eq!(code, Some(4001));
+    hub_a.terminate().await;
+    hub_b.terminate().await;
+}

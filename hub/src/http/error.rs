@@ -55,6 +55,13 @@ impl ApiError {
             retry_after: None,
         }
     }
+    /// 429 `rate_limited`, retry in a second.
+    pub fn rate_limited(message: impl Into<String>) -> Self {
+        ApiError {
+            retry_after: Some(1),
+            ..Self::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message)
+        }
+    }
     /// 503 `overloaded`: a connection cap or the API's concurrency limit.
     pub fn overloaded(message: impl Into<String>) -> Self {
         ApiError {

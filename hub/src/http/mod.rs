@@ -73,7 +73,7 @@ where
     Arc<Auth>: FromRef<S>,
     Arc<tracker_routing::Router>: FromRef<S>,
 {
-    Router::new()
+    let routes = Router::new()
         .route("/v1/orders", post(orders::create).get(orders::list_active))
         .route("/v1/orders/{id}", get(orders::get))
         .route("/v1/orders/{id}/status", post(orders::change_status))
@@ -94,15 +94,22 @@ where
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             limits.timeout,
-        ))
-        .layer(
-            tower::ServiceBuilder::new()
-                .layer(HandleErrorLayer::new(shed))
-                .load_shed()
-                .layer(GlobalConcurrencyLimitLayer::new(
-                    limits.max_in_flight.max(1),
-                )),
-        )
+        ));
+    limit_in_flight(routes, limits.max_in_flight)
+}
+
+/// At most `max` requests of `routes` at once, across all of them; the rest
+/// are answered 503 `overloaded` at once (load shedding) rather than queued.
+fn limit_in_flight<S>(routes: Router<S>, max: usize) -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+{
+    routes.layer(
+        tower::ServiceBuilder::new()
+            .layer(HandleErrorLayer::new(shed))
+            .load_shed()
+            .layer(GlobalConcurrencyLimitLayer::new(max.max(1))),
+    )
 }
 
 /// `/healthz` and `/metrics`: what every process serves, the hub and `tracker ingest` alike.
@@ -124,4 +131,40 @@ pub fn ops_router(metrics: Option<PrometheusHandle>) -> Router {
                 }
             }),
         )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tower::ServiceExt;
+
+    #[tokio::test]
+    async fn a_burst_over_the_limit_is_answered_503_at_once() {
+        let (gate_tx, gate_rx) = tokio::sync::watch::channel(false);
+        let slow = Router::new().route(
+            "/slow",
+            get(move || {
+                let mut open = gate_rx.clone();
+                async move {
+                    let _ = open.wait_for(|o| *o).await;
+                    "done"
+                }
+            }),
+        );
+        let app = limit_in_flight(slow, 1);
+        let req = || {
+            axum::http::Request::get("/slow")
+                .body(axum::body::Body::empty())
+                .unwrap()
+        };
+        let first = tokio::spawn(app.clone().oneshot(req()));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let second = app.clone().oneshot(req()).await.unwrap();
+        assert_eq!(second.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(second.headers()["retry-after"], "1");
+        gate_tx.send(true).unwrap();
+        assert_eq!(first.await.unwrap().unwrap().status(), StatusCode::OK);
+        let third = app.oneshot(req()).await.unwrap();
+        assert_eq!(third.status(), StatusCode::OK, "the place is free again");
+    }
 }

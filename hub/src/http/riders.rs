@@ -14,6 +14,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use tracker_domain::RejectReason;
 use tracker_domain::rider::is_valid_rider_id;
 use tracker_routing::{Kind, Router};
 
@@ -40,6 +41,11 @@ pub async fn post_fixes(
             .first()
             .filter(|_| outcome.rejected.len() == 1)
     {
+        if *reason == RejectReason::RateLimited {
+            return Err(ApiError::rate_limited(
+                "more fixes than this rider's rate allows (TRACKER_FIX_RATE)",
+            ));
+        }
         return Err(ApiError::bad_request(format!(
             "fix rejected: {}",
             reason.as_str()

@@ -97,6 +97,11 @@ pub async fn sse(
                 Watcher::record_sent(std::slice::from_ref(&o));
                 return Some((Ok(event_of(&o)), f));
             }
+            // The one order of the stream is no longer the caller's (its
+            // `forbidden` frame went out just before): the stream ends.
+            if f.w.watching() == 0 {
+                return None;
+            }
             tokio::select! {
                 d = f.rx.recv() => match d {
                     Some(d) => f.w.on_delivery(d).await,

@@ -199,3 +199,110 @@ async fn refusals_are_error_frames_and_register_nothing() {
     owner.unsubscribe(&f.order);
     assert_eq!(f.hub.fanout.watchers(&f.order), 0);
 }
+
+impl Fixture {
+    /// Gives the order to `rider` in the store (as an assignment would).
+    async fn hand_to(&self, rider: &str) {
+        let mut o = self.hub.store.get_order(&self.order).await.unwrap();
+        let read = o.version;
+        o.rider_id = Some(rider.into());
+        o.version += 1;
+        self.hub.store.update_order(&o, read, &[]).await.unwrap();
+    }
+
+    /// Appends `body` to the order's log; its delivery.
+    async fn append_one(&self, body: EventBody) -> Arc<Delivery> {
+        let e = self
+            .hub
+            .log
+            .append(&self.order, vec![body], None)
+            .await
+            .unwrap()
+            .remove(0);
+        Arc::new(Delivery {
+            order: e.order.clone(),
+            seq: e.seq,
+            ts: e.ts,
+            text: String::from_utf8(e.json.to_vec()).unwrap().into(),
+            customer: None,
+            access: super::access::access_change(&e.json),
+        })
+    }
+}
+
+fn assignment(rider: Option<&str>) -> EventBody {
+    EventBody::Assignment {
+        rider_id: rider.map(str::to_owned),
+        rider_name: None,
+        ts: 5,
+    }
+}
+
+#[tokio::test]
+async fn a_rider_whose_order_moves_on_gets_forbidden_and_nothing_after() {
+    let f = fixture(WsConfig::default()).await;
+    f.hand_to("r1").await;
+    let (mut rider, _rx) = f.watcher(claims("r1", Role::Rider));
+    let (mut ops, _rx2) = f.watcher(claims("ops", Role::Admin));
+    rider.subscribe(&f.order, None, None).await.unwrap();
+    ops.subscribe(&f.order, None, None).await.unwrap();
+    frames(&mut rider);
+    frames(&mut ops);
+
+    let away = f.append_one(assignment(Some("r2"))).await;
+    rider.on_delivery(away.clone()).await;
+    ops.on_delivery(away).await;
+    let got = frames(&mut rider);
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(
+        (got[0]["code"].as_str(), got[0]["order"].as_str()),
+        (Some("forbidden"), Some(f.order.as_str()))
+    );
+    assert_eq!(rider.watching(), 0);
+    assert_eq!(frames(&mut ops)[0]["t"], "assignment", "others see it");
+
+    let later = f.append(1).await.remove(0);
+    rider.on_delivery(later).await;
+    assert!(frames(&mut rider).is_empty(), "no later event");
+    assert_eq!(f.hub.fanout.watchers(&f.order), 1, "only ops is left");
+}
+
+#[tokio::test]
+async fn a_gap_read_from_the_log_ends_the_riders_subscription_too() {
+    let f = fixture(WsConfig::default()).await;
+    f.hand_to("r1").await;
+    let (mut rider, _rx) = f.watcher(claims("r1", Role::Rider));
+    rider.subscribe(&f.order, None, None).await.unwrap();
+    frames(&mut rider);
+    f.append(1).await; // delivered to nobody: a gap
+    f.append_one(assignment(None)).await;
+    let last = f.append(1).await.remove(0);
+    rider.on_delivery(last).await;
+    let got = frames(&mut rider);
+    let kinds: Vec<&str> = got.iter().map(|f| f["t"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["eta", "error"], "{got:?}");
+    assert_eq!(rider.watching(), 0);
+}
+
+#[tokio::test]
+async fn revoking_shares_ends_the_links_made_before() {
+    let f = fixture(WsConfig::default()).await;
+    let link = |made: i64| Claims {
+        order: Some(f.order.clone()),
+        shared_at: Some(made),
+        ..Claims::new("share:x", Role::Viewer, u64::MAX)
+    };
+    let (mut old, _rx) = f.watcher(link(10));
+    let (mut customer, _rx2) = f.watcher(claims("c1", Role::Customer));
+    old.subscribe(&f.order, None, None).await.unwrap();
+    customer.subscribe(&f.order, None, None).await.unwrap();
+    frames(&mut old);
+    frames(&mut customer);
+    let revoked = f.append_one(EventBody::ShareRevoked { ts: 20 }).await;
+    old.on_delivery(revoked.clone()).await;
+    customer.on_delivery(revoked).await;
+    assert!(old.revoked());
+    assert!(frames(&mut old).is_empty());
+    assert!(!customer.revoked());
+    assert_eq!(frames(&mut customer)[0]["t"], "share_revoked");
+}

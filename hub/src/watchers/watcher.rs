@@ -266,6 +266,11 @@ impl Watcher {
         self.signal.clone()
     }
 
+    /// How many orders this client watches now.
+    pub fn watching(&self) -> usize {
+        self.subs.len()
+    }
+
     /// Frames queued so far.
     pub fn pending(&self) -> usize {
         self.out.len()
