@@ -35,8 +35,10 @@ cleanup() {
 trap cleanup EXIT
 psql -q "$PG_ADMIN" -c "CREATE DATABASE $db" >/dev/null
 db_url="${PG_ADMIN%/*}/$db"
+BIN=target/release
+mapfile -t load < <(load_settings)
 for i in $(seq 1 "$HUBS"); do
-  env TRACKER_HTTP_ADDR="127.0.0.1:$((BASE_PORT + i))" TRACKER_REDIS_URL="$REDIS_URL" \
+  env "${load[@]}" TRACKER_HTTP_ADDR="127.0.0.1:$((BASE_PORT + i))" TRACKER_REDIS_URL="$REDIS_URL" \
     TRACKER_REDIS_PREFIX="$prefix" TRACKER_DATABASE_URL="$db_url" TRACKER_JWT_SECRET=$secret \
     TRACKER_NODE_ID="$i" TRACKER_TILE_URL=off RUST_LOG=warn \
     target/release/tracker hub >"$dir/hub$i" 2>&1 &

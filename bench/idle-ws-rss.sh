@@ -14,14 +14,15 @@ if [ -z "${BIN:-}" ]; then
   BIN=target/release
   cp target/release/examples/idle_watchers "$BIN/" 2>/dev/null || true
 fi
+. bench/lib.sh
 dir=$(mktemp -d)
-secret=bench-secret-0123456789
-TRACKER_HTTP_ADDR=127.0.0.1:$PORT TRACKER_MQTT_ADDR=127.0.0.1:0 TRACKER_DATA_DIR="$dir" TRACKER_JWT_SECRET=$secret \
-  RUST_LOG=warn "$BIN/tracker" run >"$dir/out" 2>&1 &
+mapfile -t load < <(load_settings)
+env "${load[@]}" TRACKER_HTTP_ADDR=127.0.0.1:$PORT TRACKER_MQTT_ADDR=127.0.0.1:0 TRACKER_DATA_DIR="$dir" \
+  TRACKER_JWT_SECRET=$secret RUST_LOG=warn "$BIN/tracker" run >"$dir/out" 2>&1 &
 pid=$!
 trap 'kill $pid 2>/dev/null; rm -rf "$dir"' EXIT
-for _ in $(seq 100); do grep -q "ready tokens" "$dir/out" 2>/dev/null && break; sleep 0.1; done
-admin=$(grep -E '^  admin' "$dir/out" | awk '{print $NF}')
+wait_healthy $PORT "$dir/out"
+admin=$(admin_token)
 order=$(curl -s -XPOST "localhost:$PORT/v1/orders" -H "Authorization: Bearer $admin" -H 'content-type: application/json' \
   -d '{"biz_order_no":"B-1","biz_type":"bench","customer_id":"c","pickup":{"lat":1,"lon":1},"dropoff":{"lat":1,"lon":1}}' |
   sed -E 's/.*"id":"([0-9]+)".*/\1/')

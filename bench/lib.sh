@@ -6,28 +6,44 @@ secret=bench-secret-0123456789
 # a copy of an earlier commit's binaries, for a before/after pair): used as is.
 if [ -n "${BIN:-}" ]; then build=false; else BIN=target/release; build=true; fi
 
+# load_settings: the settings a load run needs, as KEY=VALUE lines, for the
+# binary in $BIN: riders' logins off (the simulator's phones share a few
+# connections for thousands of riders, a trusted network) and the limits off
+# (one loopback address opens every connection and sends every fix). Only
+# keys the binary knows are printed, so binaries of earlier commits run too.
+load_settings() {
+  local known
+  known=$("$BIN/tracker" default-config)
+  for kv in TRACKER_MQTT_AUTH=none TRACKER_CONNECT_RATE=off TRACKER_FIX_RATE=off TRACKER_MAX_CONNECTIONS_PER_USER=off; do
+    if grep -q "^${kv%%=*}=" <<<"$known"; then echo "$kv"; fi
+  done
+}
+
+# wait_healthy PORT LOG: waits until the process on PORT answers /healthz;
+# prints LOG and fails if it never does.
+wait_healthy() {
+  for _ in $(seq 150); do curl -sf "localhost:$1/healthz" >/dev/null && return 0; sleep 0.1; done
+  cat "$2" >&2
+  return 1
+}
+
 # start_tracker HTTP_PORT MQTT_PORT [KEY=VALUE ...]: builds, starts `tracker run`
-# with a fresh data dir and tiles off, waits until it serves; sets $pid and $dir
-# and removes both at exit (plus whatever `on_exit` does, if defined).
+# with a fresh data dir, tiles and limits off, waits until it serves; sets
+# $pid and $dir and removes both at exit (plus whatever `on_exit` does, if defined).
 start_tracker() {
   local http=$1 mqtt=$2
   shift 2
   ulimit -n "$(ulimit -Hn)"
   if $build; then cargo build --release --quiet --bin tracker --bin tracker-sim; fi
   dir=$(mktemp -d)
-  # The simulator's phones share a few connections for thousands of riders: a
-  # trusted network, so riders' logins are turned off explicitly (binaries
-  # older than the riders' listener have no such setting).
-  local trusted=()
-  if "$BIN/tracker" default-config | grep -q '^TRACKER_MQTT_AUTH='; then trusted=(TRACKER_MQTT_AUTH=none); fi
-  env "${trusted[@]}" TRACKER_HTTP_ADDR="127.0.0.1:$http" TRACKER_MQTT_ADDR="127.0.0.1:$mqtt" TRACKER_DATA_DIR="$dir" \
+  local load
+  mapfile -t load < <(load_settings)
+  env "${load[@]}" TRACKER_HTTP_ADDR="127.0.0.1:$http" TRACKER_MQTT_ADDR="127.0.0.1:$mqtt" TRACKER_DATA_DIR="$dir" \
     TRACKER_JWT_SECRET=$secret TRACKER_TILE_URL=off RUST_LOG=warn "$@" \
     "$BIN/tracker" run >"$dir/out" 2>&1 &
   pid=$!
   trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; declare -F on_exit >/dev/null && on_exit; rm -rf "$dir"' EXIT
-  for _ in $(seq 100); do grep -q "ready tokens" "$dir/out" 2>/dev/null && return 0; sleep 0.1; done
-  cat "$dir/out" >&2
-  return 1
+  wait_healthy "$http" "$dir/out"
 }
 
 # cpu_seconds PID: utime+stime of the process so far, seconds.

@@ -47,9 +47,9 @@ function freePort() {
 const b64url = (v) => Buffer.from(typeof v === 'string' ? v : JSON.stringify(v)).toString('base64url');
 
 /** An HS256 token the server accepts, as `tracker run` would mint it. */
-function mint(sub, role) {
+function mint(sub, role, ttl = 3600) {
   const head = b64url({ alg: 'HS256', typ: 'JWT' });
-  const body = b64url({ sub, role, exp: Math.floor(Date.now() / 1000) + 3600 });
+  const body = b64url({ sub, role, exp: Math.floor(Date.now() / 1000) + ttl });
   const sig = createHmac('sha256', SECRET).update(`${head}.${body}`).digest('base64url');
   return `${head}.${body}.${sig}`;
 }
@@ -313,4 +313,56 @@ test('a customer page for someone else\'s order says so and shows nothing', asyn
   await eventually('the refusal', async () => /not yours/.test(await page.textContent('#notice')));
   assert.equal(await riderAt(page), null);
   await page.context().close();
+});
+
+test('a page renews its token before it expires, and says so when the session ends', async () => {
+  const [renewing, ending] = [await newPage(), await newPage()];
+  const o1 = await orderFor('gina', unique('r'));
+  const o2 = await orderFor('gina', unique('r'));
+  await renewing.goto(`${base}/track/${o1.id}#token=${mint('gina', 'customer', 12)}`);
+  await ending.goto(`${base}/track/${o2.id}#token=${mint('gina', 'customer', 2)}`);
+  await live(renewing, 'WebSocket');
+  // Gina signs in again in another tab: the start page stores the new token.
+  const fresh = mint('gina', 'customer', 3600);
+  await renewing.evaluate((t) => localStorage.setItem('tracker.token', t), fresh);
+  await eventually('the page to hand the new token over', async () =>
+    (await renewing.evaluate(() => window.trackerPage.feed.token)) === fresh, 20000);
+  await eventually('the page with no new token to end its session', async () =>
+    (await ending.textContent('#conn')).includes('Session ended'), 20000);
+  assert.match(await ending.textContent('#notice'), /session ended/);
+  // Past the first token's expiry (and leeway) the renewed page is still live.
+  await new Promise((r) => setTimeout(r, 6000));
+  assert.equal(await renewing.evaluate(() => window.trackerPage.state), 'live');
+  await setStatus(o1, 'delivered');
+  await eventually('the renewed page to still get events', async () =>
+    (await renewing.getAttribute('#status', 'data-status')) === 'delivered');
+  await shot(ending, 'track-session-ended');
+  await renewing.context().close();
+  await ending.context().close();
+});
+
+test('the customer shares a view-only link, and stopping sharing ends it', async () => {
+  const rider = unique('r');
+  const o = await orderFor('hana', rider);
+  const owner = await newPage();
+  await owner.goto(`${base}/track/${o.id}#token=${mint('hana', 'customer')}`);
+  await live(owner, 'WebSocket');
+  await owner.click('#share');
+  await eventually('the link to show', async () =>
+    (await owner.inputValue('#share-link')).includes(`/track/${o.id}#token=`));
+  const link = await owner.inputValue('#share-link');
+  await shot(owner, 'track-share');
+
+  const friend = await newPage();
+  await friend.goto(link);
+  await live(friend, 'WebSocket');
+  assert.equal(await friend.isHidden('#sharing'), true, 'a viewer cannot share on');
+  await moveRider(friend, rider, 23.1301, 113.2650);
+  assert.equal(await friend.textContent('#rider'), 'Li', 'the customer\'s view');
+
+  await owner.click('#unshare');
+  await eventually('the shared page to end', async () =>
+    (await friend.textContent('#conn')).includes('Session ended'));
+  await friend.context().close();
+  await owner.context().close();
 });

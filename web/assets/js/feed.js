@@ -7,6 +7,13 @@
 // Reconnects wait with exponential backoff and full jitter. A transport that
 // fails twice in a row before delivering a single frame (blocked by a proxy,
 // say) is given up for the next one.
+//
+// Tokens end. A minute before the token's `exp` (or at a tenth of a short
+// life) the feed asks `renewToken` for a new one: on a WebSocket it is handed
+// over with the `refresh` op, SSE and long-poll use it from their next
+// request on. When the server ends the session (close 4001, an SSE stream
+// or poll refused after `exp`) the feed renews and reconnects with `since`;
+// when no new token can be had, it stops and reports the state `ended`.
 
 const BASE_MS = 500;
 const MAX_MS = 15000;
@@ -19,6 +26,17 @@ export function backoff(attempt) {
 
 const NAMES = { ws: 'WebSocket', sse: 'SSE', poll: 'long-poll' };
 
+/** The `exp` claim of a JWT (Unix seconds), or null. Not verified: the hub does that. */
+export function expOf(token) {
+  try {
+    const part = token.split('.')[1].replace(/-/g, '+').replace(/_/g, '/');
+    const exp = JSON.parse(atob(part)).exp;
+    return typeof exp === 'number' ? exp : null;
+  } catch {
+    return null;
+  }
+}
+
 export class Feed {
   /**
    * @param {object} o
@@ -26,9 +44,19 @@ export class Feed {
    * @param {(frame: object) => void} o.onFrame every event, snapshot and error, in order
    * @param {(state: {state: string, transport?: string, retryIn?: number}) => void} [o.onState]
    * @param {string[]} [o.transports] the ladder, fastest first
+   * @param {() => Promise<string|null>} [o.renewToken] a new token for the same
+   *   holder, or null when the page cannot get one (then the session ends)
    */
-  constructor({ token, onFrame, onState = () => {}, transports = ['ws', 'sse', 'poll'] }) {
+  constructor({
+    token,
+    onFrame,
+    onState = () => {},
+    transports = ['ws', 'sse', 'poll'],
+    renewToken = async () => null,
+  }) {
     this.token = token;
+    this.renewToken = renewToken;
+    this.renewTimer = null;
     this.onFrame = onFrame;
     this.onState = onState;
     this.ladder = transports;
@@ -57,13 +85,60 @@ export class Feed {
   /** Connects (the first transport of the ladder). */
   start() {
     this.stopped = false;
+    this.scheduleRenewal();
     this.connect();
+  }
+
+  /** Seconds until the token's `exp`, or null when it names none. */
+  secondsLeft() {
+    const exp = expOf(this.token);
+    return exp == null ? null : exp - Date.now() / 1000;
+  }
+
+  /** Asks for a new token a minute before expiry (a tenth of a short life). */
+  scheduleRenewal() {
+    clearTimeout(this.renewTimer);
+    const left = this.secondsLeft();
+    if (left == null) return;
+    const ahead = Math.min(60, Math.max(1, left / 10));
+    this.renewTimer = setTimeout(() => this.renew(), Math.max(0, left - ahead) * 1000);
+  }
+
+  /** Gets a new token and hands it over; false when there is none to be had. */
+  async renew() {
+    let t = null;
+    try {
+      t = await this.renewToken();
+    } catch {
+      t = null;
+    }
+    if (!t || t === this.token || (expOf(t) || 0) <= (expOf(this.token) || 0)) return false;
+    this.token = t;
+    if (this.current && this.current.refresh) this.current.refresh(t);
+    this.scheduleRenewal();
+    return true;
+  }
+
+  /** The server ended the session: renew and reconnect, or stop as `ended`. */
+  async expired(t) {
+    if (t !== this.current || this.stopped) return;
+    t.close();
+    this.current = null;
+    if (await this.renew()) {
+      this.connect();
+      return;
+    }
+    this.stopped = true;
+    clearTimeout(this.timer);
+    clearTimeout(this.renewTimer);
+    this.onState({ state: 'ended', transport: NAMES[this.transport] });
   }
 
   /** Closes everything; no reconnects. */
   stop() {
     this.stopped = true;
     clearTimeout(this.timer);
+    clearTimeout(this.renewTimer);
     if (this.current) this.current.close();
     this.current = null;
     this.onState({ state: 'closed' });
@@ -113,6 +188,12 @@ export class Feed {
   /** A transport ended; `delivered` tells whether it ever worked. */
   down(t, delivered) {
     if (t !== this.current || this.stopped) return;
+    const left = this.secondsLeft();
+    if (left != null && left < 0) {
+      // Past `exp`: what ended it was the token (an SSE stream ends then).
+      this.expired(t);
+      return;
+    }
     t.close();
     this.current = null;
     if (delivered) {
@@ -179,10 +260,17 @@ class WsTransport {
       this.ping = setInterval(() => this.send({ op: 'ping' }), 25000);
     };
     this.ws.onmessage = (m) => this.feed.receive(this, m.data);
-    this.ws.onclose = () => {
+    this.ws.onclose = (e) => {
       clearInterval(this.ping);
-      if (!this.closed) this.feed.down(this, this.delivered);
+      if (this.closed) return;
+      if (e.code === 4001) this.feed.expired(this);
+      else this.feed.down(this, this.delivered);
     };
+  }
+
+  /** Hands a new token to the open connection (`{"op":"refresh"}`). */
+  refresh(token) {
+    this.send({ op: 'refresh', token });
   }
 
   send(v) {
@@ -279,6 +367,10 @@ class PollTransport {
           headers: { Authorization: 'Bearer ' + this.feed.token },
           signal,
         });
+        if (r.status === 401) {
+          this.feed.expired(this);
+          return;
+        }
         if (!r.ok) throw new Error('HTTP ' + r.status);
         const body = await r.json();
         this.feed.arrived(this);

@@ -143,6 +143,7 @@ export function showConnection(el, s) {
   else if (s.state === 'reconnecting')
     el.textContent = `Reconnecting (${s.transport}) in ${Math.ceil(s.retryIn / 1000)} s…`;
   else if (s.state === 'connecting') el.textContent = 'Connecting (' + s.transport + ')…';
+  else if (s.state === 'ended') el.textContent = 'Session ended · sign in again';
   else el.textContent = 'Closed';
   el.dataset.transport = s.transport || '';
 }

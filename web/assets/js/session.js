@@ -62,3 +62,23 @@ export function orderFromPath() {
   const parts = location.pathname.split('/').filter(Boolean);
   return decodeURIComponent(parts[parts.length - 1] || '');
 }
+
+/**
+ * How a page gets a new token for the same holder before its own expires:
+ * the embedding site's `window.trackerRenewToken()` when it defines one, else
+ * a newer token of the same `sub` and `role` that the start page stored
+ * (someone signed in again in another tab). Null when there is none.
+ */
+export function renewer(current) {
+  return async () => {
+    if (typeof window.trackerRenewToken === 'function') return window.trackerRenewToken();
+    const now = claims(current);
+    const stored = localStorage.getItem(KEY);
+    const next = stored && claims(stored);
+    if (now && next && next.sub === now.sub && next.role === now.role && next.exp > now.exp) {
+      current = stored;
+      return stored;
+    }
+    return null;
+  };
+}

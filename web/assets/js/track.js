@@ -7,7 +7,7 @@ import { Feed } from './feed.js';
 import {
   CITY, Glide, STATUS_WORDS, Trail, clock, createMap, dot, leafletReady, showConnection,
 } from './map.js';
-import { getJson, orderFromPath, requireToken } from './session.js';
+import { claims, getJson, orderFromPath, renewer, requireToken } from './session.js';
 
 const $ = (id) => document.getElementById(id);
 const order = orderFromPath();
@@ -138,9 +138,15 @@ async function main() {
   const feed = new Feed({
     token,
     onFrame,
+    renewToken: renewer(token),
     onState: (s) => {
       page.transport = s.transport;
+      page.state = s.state;
       showConnection($('conn'), s);
+      if (s.state === 'ended') {
+        $('notice').textContent =
+          'Your session ended: open the link again, or sign in again, to keep watching.';
+      }
     },
   });
   page.feed = feed;
@@ -148,4 +154,44 @@ async function main() {
   feed.start();
 }
 
+/** Sends `method` to the order's share link endpoint; the answer's JSON, or throws. */
+async function shareCall(method) {
+  const r = await fetch('/v1/orders/' + encodeURIComponent(order) + '/share', {
+    method,
+    headers: { Authorization: 'Bearer ' + token },
+  });
+  const body = r.status === 204 ? null : await r.json().catch(() => null);
+  if (!r.ok) throw new Error((body && body.message) || r.statusText);
+  return body;
+}
+
+/** The order's customer (and operators) may hand out a view-only link, and take all of them back. */
+function setUpSharing() {
+  const c = claims(token);
+  if (!c || (c.role !== 'customer' && c.role !== 'admin')) return;
+  $('sharing').hidden = false;
+  $('share').addEventListener('click', async () => {
+    try {
+      const s = await shareCall('POST');
+      const link = location.origin + s.url;
+      $('share-link').value = link;
+      $('share-link').hidden = false;
+      $('share-note').textContent = 'Anyone with this link can watch this order until ' + new Date(s.expires_at).toLocaleString() + '.';
+      if (navigator.clipboard) navigator.clipboard.writeText(link).catch(() => {});
+    } catch (e) {
+      $('share-note').textContent = e.message;
+    }
+  });
+  $('unshare').addEventListener('click', async () => {
+    try {
+      await shareCall('DELETE');
+      $('share-link').hidden = true;
+      $('share-note').textContent = 'Every link to this order has stopped working.';
+    } catch (e) {
+      $('share-note').textContent = e.message;
+    }
+  });
+}
+
+setUpSharing();
 main();
