@@ -80,6 +80,28 @@ pub struct Door {
     pub tls: Option<TlsAcceptor>,
 }
 
+/// Reads `bytes` as the listener reads what a rider's client sends: the
+/// opening CONNECT decides the protocol version, then packet after packet
+/// until the bytes run out or one is refused. Returns how many packets were
+/// read. For the fuzz targets and properties: no byte sequence may panic it.
+pub fn read_client_bytes(bytes: &[u8]) -> usize {
+    let cfg = ListenerConfig::default();
+    let Ok(Some(version)) = codec::peek_version(bytes, cfg.max_connect) else {
+        return 0;
+    };
+    let mut buf = bytes::BytesMut::from(bytes);
+    let mut read = 0;
+    while let Ok(Some(packet)) = codec::read(version, &mut buf, cfg.max_packet) {
+        if let codec::In::Publish { topic, .. } = &packet {
+            let _ = std::str::from_utf8(topic)
+                .ok()
+                .and_then(crate::topic::parse);
+        }
+        read += 1;
+    }
+    read
+}
+
 /// Accepts riders on every door until `stop`, then lets every connection
 /// end and the lanes (one set for all doors) finish what they hold.
 pub async fn serve(
