@@ -10,6 +10,8 @@
 # REAL=1 runs the same on the real backends: riders publish to Mosquitto
 # (MQTT_URL, default mqtt://127.0.0.1:1883), the log on Redis (REDIS_URL), the
 # store on a fresh PostgreSQL database (PG_ADMIN names the server).
+# LIMITS=on keeps the connection and fix limits on, at levels that refuse
+# nothing, to measure what checking them costs (they are off by default here).
 # PERF=1 also samples the hub with `perf record -g` over the window and writes
 # the flat profile to target/bench/fanout-RATE.perf.txt.
 # Loopback only; bounded by SECONDS (+ set-up and a 2 s drain).
@@ -38,6 +40,9 @@ if [ "${REAL:-0}" = 1 ]; then
     psql -q "$PG_ADMIN" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
     redis-cli -u "$REDIS_URL" --scan --pattern "bench-$$:*" | xargs -r -n 500 redis-cli -u "$REDIS_URL" del >/dev/null
   }
+fi
+if [ "${LIMITS:-off}" = on ]; then
+  extra+=(TRACKER_CONNECT_RATE=100000/100000 TRACKER_FIX_RATE=100000/100000 TRACKER_MAX_CONNECTIONS_PER_USER=100000)
 fi
 start_tracker $HTTP_PORT $MQTT_PORT "${extra[@]}"
 cpu() { cpu_seconds "$pid"; }

@@ -52,26 +52,45 @@ pub fn token_deadline(exp: u64) -> Instant {
 /// Deliveries taken from the queue before the socket is flushed once.
 const BATCH: usize = 64;
 
-/// Serves one upgraded socket until the client leaves, it goes idle or slow, or the hub stops.
-pub async fn run<S, E>(socket: S, claims: Claims, hub: Watchers, _admission: super::Admission)
+/// Serves one upgraded socket until the client leaves, it goes idle or slow,
+/// its token ends, or the hub stops.
+///
+/// Not an `async fn`: the arguments are turned into the session first, so the
+/// connection's future holds the socket, the claims and the hub's handles
+/// once (an `async fn` keeps its arguments for its whole life, beside what
+/// they were moved into), which is most of an idle socket's memory.
+pub fn run<S, E>(
+    socket: S,
+    claims: Claims,
+    hub: Watchers,
+    admission: super::Admission,
+) -> impl Future<Output = ()> + Send
 where
     S: Stream<Item = Result<Message, E>> + Sink<Message, Error = E> + Unpin + Send,
-    E: Display,
+    E: Display + Send,
 {
-    let (watcher, rx) = Watcher::new(claims, hub);
-    let mut s = Session {
-        w: watcher,
-        control: Vec::new(),
-    };
+    let (w, rx) = Watcher::new(claims, hub);
     metrics::gauge!("tracker_ws_connections").increment(1.0);
-    s.serve(socket, rx).await;
-    metrics::gauge!("tracker_ws_connections").decrement(1.0);
+    Session {
+        w,
+        control: Vec::new(),
+        _admission: admission,
+    }
+    .serve(socket, rx)
 }
 
 struct Session {
     w: Watcher,
     /// Pings and close frames, sent after the watcher's frames.
     control: Vec<Message>,
+    /// The connection's places in the caps, held until it ends.
+    _admission: super::Admission,
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        metrics::gauge!("tracker_ws_connections").decrement(1.0);
+    }
 }
 
 fn close(code: u16, reason: &'static str) -> Message {
@@ -82,19 +101,22 @@ fn close(code: u16, reason: &'static str) -> Message {
 }
 
 impl Session {
-    async fn serve<S, E>(&mut self, mut socket: S, mut rx: mpsc::Receiver<Arc<Delivery>>)
+    async fn serve<S, E>(mut self, mut socket: S, mut rx: mpsc::Receiver<Arc<Delivery>>)
     where
         S: Stream<Item = Result<Message, E>> + Sink<Message, Error = E> + Unpin + Send,
-        E: Display,
+        E: Display + Send,
     {
         let cfg = self.w.hub().cfg.clone();
         let stop = self.w.hub().stop.clone();
         let signal = self.w.signal();
-        let mut ping = tokio::time::interval_at(Instant::now() + cfg.ping_every, cfg.ping_every);
         let mut last_heard = Instant::now();
+        // One timer for both the next ping and the token's end: an idle
+        // socket's memory is mostly such per-connection state.
+        let mut next_ping = Instant::now() + cfg.ping_every;
         let mut exp = self.w.expires_at();
-        let expiry = tokio::time::sleep_until(token_deadline(exp));
-        tokio::pin!(expiry);
+        let mut deadline = token_deadline(exp);
+        let timer = tokio::time::sleep_until(next_ping.min(deadline));
+        tokio::pin!(timer);
         loop {
             tokio::select! {
                 _ = stop.cancelled() => {
@@ -102,16 +124,31 @@ impl Session {
                     self.flush(&mut socket).await;
                     return;
                 }
-                _ = &mut expiry => {
-                    metrics::counter!("tracker_ws_closed_expired_total").increment(1);
-                    self.control.push(close(CLOSE_TOKEN, "token expired; reconnect with a new token and since"));
-                    self.flush(&mut socket).await;
-                    return;
+                _ = &mut timer => {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        metrics::counter!("tracker_ws_closed_expired_total").increment(1);
+                        self.control.push(close(CLOSE_TOKEN, "token expired; reconnect with a new token and since"));
+                        self.flush(&mut socket).await;
+                        return;
+                    }
+                    if now >= next_ping {
+                        if last_heard.elapsed() > cfg.idle_timeout {
+                            self.control.push(close(CLOSE_IDLE, "idle"));
+                            self.flush(&mut socket).await;
+                            return;
+                        }
+                        self.control.push(Message::Ping(Default::default()));
+                        next_ping = now + cfg.ping_every;
+                    }
+                    timer.as_mut().reset(next_ping.min(deadline));
                 }
                 msg = socket.next() => {
                     last_heard = Instant::now();
                     match msg {
-                        Some(Ok(Message::Text(t))) => self.on_text(&t).await,
+                        // Boxed: client ops are rare, and a subscribe's state (store and
+                        // log reads) would otherwise sit in every idle connection's future.
+                        Some(Ok(Message::Text(t))) => Box::pin(self.on_text(&t)).await,
                         Some(Ok(Message::Binary(_))) => {
                             self.reject(FrameError::Unsupported, "binary frames are not part of the protocol")
                         }
@@ -153,14 +190,6 @@ impl Session {
                         self.w.catch_up_all().await;
                     }
                 }
-                _ = ping.tick() => {
-                    if last_heard.elapsed() > cfg.idle_timeout {
-                        self.control.push(close(CLOSE_IDLE, "idle"));
-                        self.flush(&mut socket).await;
-                        return;
-                    }
-                    self.control.push(Message::Ping(Default::default()));
-                }
             }
             if self.w.revoked() {
                 self.control.push(close(CLOSE_TOKEN, "share link revoked"));
@@ -169,7 +198,8 @@ impl Session {
             }
             if self.w.expires_at() != exp {
                 exp = self.w.expires_at();
-                expiry.as_mut().reset(token_deadline(exp));
+                deadline = token_deadline(exp);
+                timer.as_mut().reset(next_ping.min(deadline));
             }
             if !self.flush(&mut socket).await {
                 return;
