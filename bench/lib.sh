@@ -14,7 +14,10 @@ if [ -n "${BIN:-}" ]; then build=false; else BIN=target/release; build=true; fi
 load_settings() {
   local known
   known=$("$BIN/tracker" default-config)
-  for kv in TRACKER_MQTT_AUTH=none TRACKER_CONNECT_RATE=off TRACKER_FIX_RATE=off TRACKER_MAX_CONNECTIONS_PER_USER=off; do
+  # The simulator's set-up is a burst of every rider's API calls at once: the
+  # API's load shedding (TRACKER_HTTP_MAX_IN_FLIGHT) is lifted too.
+  for kv in TRACKER_MQTT_AUTH=none TRACKER_CONNECT_RATE=off TRACKER_FIX_RATE=off \
+    TRACKER_MAX_CONNECTIONS_PER_USER=off TRACKER_HTTP_MAX_IN_FLIGHT=1000000; do
     if grep -q "^${kv%%=*}=" <<<"$known"; then echo "$kv"; fi
   done
 }

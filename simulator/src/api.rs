@@ -49,21 +49,39 @@ impl Api {
         }
     }
 
+    /// POSTs `body`; a request the hub shed or rate-limited (503 `overloaded`,
+    /// 429: refused before anything ran) is sent again after its
+    /// `Retry-After`, as a well-behaved client does, up to five times.
     async fn post(&self, path: &str, body: Value) -> anyhow::Result<Value> {
-        let r = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .bearer_auth(&self.admin)
-            .json(&body)
-            .send()
-            .await
-            .with_context(|| format!("POST {path}"))?;
-        let status = r.status();
-        let v: Value = r.json().await.unwrap_or(Value::Null);
-        if !status.is_success() {
-            bail!("POST {path}: {status} {v}");
+        let mut tries = 0;
+        loop {
+            let r = self
+                .http
+                .post(format!("{}{path}", self.base))
+                .bearer_auth(&self.admin)
+                .json(&body)
+                .send()
+                .await
+                .with_context(|| format!("POST {path}"))?;
+            let status = r.status();
+            let retry_after = r
+                .headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+            let v: Value = r.json().await.unwrap_or(Value::Null);
+            let refused_before_running = status == reqwest::StatusCode::TOO_MANY_REQUESTS
+                || (status == reqwest::StatusCode::SERVICE_UNAVAILABLE && v["error"] == "overloaded");
+            if refused_before_running && tries < 5 {
+                tries += 1;
+                let wait = retry_after.unwrap_or(1).clamp(1, 10);
+                tokio::time::sleep(std::time::Duration::from_secs(wait)).await;
+                continue;
+            }
+            if !status.is_success() {
+                bail!("POST {path}: {status} {v}");
+            }
+            return Ok(v);
         }
-        Ok(v)
     }
 
     /// Creates an order of `customer` from `pickup` to `dropoff`.
