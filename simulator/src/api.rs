@@ -70,7 +70,8 @@ impl Api {
                 .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
             let v: Value = r.json().await.unwrap_or(Value::Null);
             let refused_before_running = status == reqwest::StatusCode::TOO_MANY_REQUESTS
-                || (status == reqwest::StatusCode::SERVICE_UNAVAILABLE && v["error"] == "overloaded");
+                || (status == reqwest::StatusCode::SERVICE_UNAVAILABLE
+                    && v["error"] == "overloaded");
             if refused_before_running && tries < 5 {
                 tries += 1;
                 let wait = retry_after.unwrap_or(1).clamp(1, 10);

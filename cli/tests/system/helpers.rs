@@ -134,6 +134,12 @@ impl App {
         (status, retry, r.json().await.unwrap_or(Value::Null))
     }
 
+    /// The process's `/metrics` text.
+    pub(crate) async fn metrics_text(&self) -> String {
+        let r = self.http.get(format!("{}/metrics", self.base)).send();
+        r.await.unwrap().text().await.unwrap()
+    }
+
     pub(crate) fn admin(&self) -> String {
         self.token("ops", Role::Admin)
     }

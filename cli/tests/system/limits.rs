@@ -116,15 +116,7 @@ async fn the_connect_rate_is_per_address_across_every_door() {
         assert_eq!(mqtt5_connack(&app).await, 0);
     }
     assert_eq!(mqtt5_connack(&app).await, 0x97);
-    let metrics = app
-        .http
-        .get(format!("{}/metrics", app.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics_text().await;
     assert!(
         metrics.contains("tracker_refused_total{reason=\"connect_rate\"}"),
         "{metrics}"
@@ -348,15 +340,7 @@ async fn small_bad_inputs_get_clear_answers() {
 
     // An empty order id on the WebSocket is a counted, rejected frame.
     let rejected = || async {
-        let m = app
-            .http
-            .get(format!("{}/metrics", app.base))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let m = app.metrics_text().await;
         m.lines()
             .find(|l| l.starts_with("tracker_ws_frames_rejected_total{reason=\"bad_request\"}"))
             .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())

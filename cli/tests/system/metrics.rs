@@ -17,15 +17,7 @@ async fn metrics_cover_connections_events_rejections_backlog_and_latency() {
     ws.send(json!({"op": "ping"})).await;
     assert_eq!(ws.next().await["t"], "pong");
 
-    let text = app
-        .http
-        .get(format!("{}/metrics", app.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics_text().await;
     for name in [
         "tracker_ws_connections",
         "tracker_ws_subscriptions",

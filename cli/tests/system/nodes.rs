@@ -108,6 +108,25 @@ async fn post(base: &str, token: &str, path: &str, body: Value) -> Value {
     r.json().await.unwrap()
 }
 
+/// An order of `customer` made on `base` and carried to `assigned` to
+/// `rider`; its id and version.
+async fn assigned_order(base: &str, admin: &str, customer: &str, rider: &str) -> (String, i64) {
+    let body = json!({"biz_order_no": unique("S"), "biz_type": "grocery", "customer_id": customer,
+        "pickup": {"lat": 23.1, "lon": 113.2}, "dropoff": {"lat": 23.2, "lon": 113.3}});
+    let order = post(base, admin, "/v1/orders", body).await;
+    let id = order["id"].as_str().unwrap().to_owned();
+    let mut v = 1;
+    for to in ["paid", "preparing", "ready"] {
+        let path = format!("/v1/orders/{id}/status");
+        v = post(base, admin, &path, json!({"to": to, "version": v})).await["version"]
+            .as_i64()
+            .unwrap();
+    }
+    let path = format!("/v1/orders/{id}/assign");
+    let assigned = post(base, admin, &path, json!({"rider_id": rider, "version": v})).await;
+    (id, assigned["version"].as_i64().unwrap())
+}
+
 type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
@@ -183,30 +202,7 @@ async fn two_hubs_and_two_ingests_share_the_work_and_lose_nothing() {
     let (customer, rider) = (unique("c"), unique("r"));
 
     // The order is made and moved through hub B ...
-    let body = json!({"biz_order_no": unique("S"), "biz_type": "grocery", "customer_id": customer,
-        "pickup": {"lat": 23.1, "lon": 113.2}, "dropoff": {"lat": 23.2, "lon": 113.3}});
-    let order = post(&hub_b.base, &admin, "/v1/orders", body).await;
-    let id = order["id"].as_str().unwrap().to_owned();
-    let mut v = 1;
-    for to in ["paid", "preparing", "ready"] {
-        v = post(
-            &hub_b.base,
-            &admin,
-            &format!("/v1/orders/{id}/status"),
-            json!({"to": to, "version": v}),
-        )
-        .await["version"]
-            .as_i64()
-            .unwrap();
-    }
-    let assigned = post(
-        &hub_b.base,
-        &admin,
-        &format!("/v1/orders/{id}/assign"),
-        json!({"rider_id": rider, "version": v}),
-    )
-    .await;
-    v = assigned["version"].as_i64().unwrap();
+    let (id, v) = assigned_order(&hub_b.base, &admin, &customer, &rider).await;
 
     // ... and watched on hub A.
     let token = auth.mint(&customer, Role::Customer, 600);
@@ -581,29 +577,7 @@ async fn access_taken_away_on_one_hub_ends_on_the_other() {
     let auth = Auth::hs256(SECRET.as_bytes());
     let admin = auth.mint("ops", Role::Admin, 600);
     let (customer, rider) = (unique("c"), unique("r"));
-    let body = json!({"biz_order_no": unique("S"), "biz_type": "grocery", "customer_id": customer,
-        "pickup": {"lat": 23.1, "lon": 113.2}, "dropoff": {"lat": 23.2, "lon": 113.3}});
-    let id = post(&hub_a.base, &admin, "/v1/orders", body).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let mut v = 1;
-    for to in ["paid", "preparing", "ready"] {
-        let path = format!("/v1/orders/{id}/status");
-        v = post(&hub_a.base, &admin, &path, json!({"to": to, "version": v})).await["version"]
-            .as_i64()
-            .unwrap();
-    }
-    let path = format!("/v1/orders/{id}/assign");
-    v = post(
-        &hub_a.base,
-        &admin,
-        &path,
-        json!({"rider_id": rider, "version": v}),
-    )
-    .await["version"]
-        .as_i64()
-        .unwrap();
+    let (id, v) = assigned_order(&hub_a.base, &admin, &customer, &rider).await;
     let share = post(
         &hub_a.base,
         &auth.mint(&customer, Role::Customer, 600),

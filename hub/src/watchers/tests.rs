@@ -49,6 +49,18 @@ async fn fixture(cfg: WsConfig) -> Fixture {
     }
 }
 
+/// The delivery the tail would make of a logged entry.
+fn delivery(e: &tracker_backend::Entry) -> Arc<Delivery> {
+    Arc::new(Delivery {
+        order: e.order.clone(),
+        seq: e.seq,
+        ts: e.ts,
+        text: String::from_utf8(e.json.to_vec()).unwrap().into(),
+        customer: None,
+        access: super::access::access_change(&e.json),
+    })
+}
+
 fn eta(n: i64) -> EventBody {
     EventBody::Eta { eta: n, ts: n }
 }
@@ -62,19 +74,7 @@ impl Fixture {
             .append(&self.order, (0..n as i64).map(eta).collect(), None)
             .await
             .unwrap();
-        entries
-            .iter()
-            .map(|e| {
-                Arc::new(Delivery {
-                    order: e.order.clone(),
-                    seq: e.seq,
-                    ts: e.ts,
-                    text: String::from_utf8(e.json.to_vec()).unwrap().into(),
-                    customer: None,
-                    access: super::access::access_change(&e.json),
-                })
-            })
-            .collect()
+        entries.iter().map(|e| delivery(e)).collect()
     }
 
     fn watcher(&self, who: Claims) -> (Watcher, mpsc::Receiver<Arc<Delivery>>) {
@@ -219,14 +219,7 @@ impl Fixture {
             .await
             .unwrap()
             .remove(0);
-        Arc::new(Delivery {
-            order: e.order.clone(),
-            seq: e.seq,
-            ts: e.ts,
-            text: String::from_utf8(e.json.to_vec()).unwrap().into(),
-            customer: None,
-            access: super::access::access_change(&e.json),
-        })
+        delivery(&e)
     }
 }
 
