@@ -134,3 +134,95 @@ async fn customers_watch_only_their_orders_and_riders_only_assigned_ones() {
         .json(&json!({}));
     assert_eq!(status_of(anonymous.send().await.unwrap()), 401);
 }
+
+/// Runs `tracker run` with `env` on fresh ports until /healthz answers, then
+/// `poke`s it; returns everything it printed on stdout and stderr.
+async fn output_of_run(env: &[(&str, &str)], poke: impl AsyncFnOnce(&str)) -> String {
+    use tokio::io::AsyncReadExt;
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_tracker"));
+    cmd.arg("run")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("TRACKER_HTTP_ADDR", format!("127.0.0.1:{port}"))
+        .env("TRACKER_MQTT_ADDR", "127.0.0.1:0")
+        .env("TRACKER_DATA_DIR", dir.path())
+        .env("TRACKER_TILE_URL", "off")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    wait_for_port(port, "tracker run").await;
+    poke(&base).await;
+    child.start_kill().unwrap();
+    let (mut out, mut err) = (String::new(), String::new());
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .await
+        .unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .await
+        .unwrap();
+    let _ = child.wait().await;
+    out + &err
+}
+
+#[tokio::test]
+async fn tokens_are_printed_only_for_a_made_up_secret_and_never_logged() {
+    let secret = "a-configured-secret-0123456789";
+    let printed = output_of_run(&[("TRACKER_JWT_SECRET", secret)], async |_| {}).await;
+    assert!(!printed.contains("ready tokens"), "{printed}");
+    assert!(!printed.contains("#token=ey"), "{printed}");
+    assert!(!printed.contains(secret), "{printed}");
+
+    let demo = output_of_run(&[], async |_| {}).await;
+    assert!(
+        demo.contains("ready tokens"),
+        "a demo secret comes with tokens: {demo}"
+    );
+
+    // Debug logs of requests carrying a token in the query and the header.
+    let token = token(secret, "c1", "customer", 600);
+    let logged = output_of_run(
+        &[("TRACKER_JWT_SECRET", secret), ("RUST_LOG", "debug")],
+        async |base: &str| {
+            let http = reqwest::Client::new();
+            for (path, more) in [
+                ("/v1/orders/nope", "?"),
+                ("/v1/orders/nope/events?since=0&wait=0", "&"),
+            ] {
+                let in_query = format!("{base}{path}{more}token={token}");
+                let _ = http.get(in_query).send().await;
+                let _ = http
+                    .get(format!("{base}{path}"))
+                    .bearer_auth(&token)
+                    .send()
+                    .await;
+            }
+            let ws = base.replace("http://", "ws://");
+            let _ = tokio_tungstenite::connect_async(format!("{ws}/v1/ws?token={token}")).await;
+        },
+    )
+    .await;
+    assert!(
+        logged.contains("token=<redacted>"),
+        "the requests were logged: {logged:.2000}"
+    );
+    let signature = token.rsplit('.').next().unwrap();
+    assert!(
+        !logged.contains(signature),
+        "a token reached the logs: {logged}"
+    );
+}
