@@ -38,6 +38,32 @@ pub async fn run<S: Store>(store: Arc<S>) {
     held_orders_keep_rider_name_and_pick_up_and_list_as_active(&*store).await;
     track_points_are_idempotent_and_read_oldest_first(&*store).await;
     sweeps_find_orders_by_status_age_and_promise(&*store).await;
+    a_share_revocation_is_kept_with_its_event(&*store).await;
+}
+
+async fn a_share_revocation_is_kept_with_its_event(store: &dyn Store) {
+    let (o, _) = store.create_order(&new_order(&key()), &[]).await.unwrap();
+    assert_eq!(
+        store.get_order(&o.id).await.unwrap().shares_revoked_at,
+        None
+    );
+    let Change::Changed { order, events } = o.revoke_shares(42) else {
+        panic!("a revocation always changes the order")
+    };
+    store
+        .update_order(&order, o.version, &events)
+        .await
+        .unwrap();
+    let back = store.get_order(&o.id).await.unwrap();
+    assert_eq!(back.shares_revoked_at, Some(42));
+    assert_eq!(back.version, o.version + 1);
+    let queued = store.outbox_fetch(10_000).await.unwrap();
+    assert!(
+        queued
+            .iter()
+            .any(|i| i.order_id == o.id && i.events.contains(&EventBody::ShareRevoked { ts: 42 })),
+        "the share_revoked event is in the outbox with the change"
+    );
 }
 
 fn point(order: &str, ts: i64) -> TrackPoint {

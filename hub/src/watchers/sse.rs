@@ -7,7 +7,8 @@
 //! The same [`Watcher`] as the WebSocket decides what is sent, so resume, gap
 //! catch-up and slow-client bounds are identical. Comments every 15 s keep
 //! proxies from closing an idle stream. The stream ends when the token
-//! expires (`exp` plus the leeway) or its share link is revoked: the browser
+//! expires (`exp` plus the leeway), its share link is revoked, or the order
+//! leaves the rider watching it (after the `forbidden` frame): the browser
 //! reconnects with a fresh token and `Last-Event-ID`.
 
 use super::Watchers;
