@@ -108,6 +108,18 @@ async fn post(base: &str, token: &str, path: &str, body: Value) -> Value {
     r.json().await.unwrap()
 }
 
+/// What every node of one test shares (Redis under the test's own prefix,
+/// the database, the secret), and this node's id.
+fn node_env(redis: &str, prefix: &str, db: &str, node: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("TRACKER_REDIS_URL", redis.to_owned()),
+        ("TRACKER_REDIS_PREFIX", prefix.to_owned()),
+        ("TRACKER_DATABASE_URL", db.to_owned()),
+        ("TRACKER_JWT_SECRET", SECRET.to_owned()),
+        ("TRACKER_NODE_ID", node.to_owned()),
+    ]
+}
+
 /// An order of `customer` made on `base` and carried to `assigned` to
 /// `rider`; its id and version.
 async fn assigned_order(base: &str, admin: &str, customer: &str, rider: &str) -> (String, i64) {
@@ -158,15 +170,12 @@ async fn two_hubs_and_two_ingests_share_the_work_and_lose_nothing() {
     let prefix = unique("nodes");
     let group = unique("ingest");
     let common = |node: &str| {
-        vec![
-            ("TRACKER_REDIS_URL", redis.clone()),
-            ("TRACKER_REDIS_PREFIX", prefix.clone()),
-            ("TRACKER_DATABASE_URL", db.url.clone()),
-            ("TRACKER_JWT_SECRET", SECRET.to_owned()),
+        let mut env = node_env(&redis, &prefix, &db.url, node);
+        env.extend([
             ("TRACKER_MQTT_URL", mqtt.clone()),
             ("TRACKER_MQTT_SHARE_GROUP", group.clone()),
-            ("TRACKER_NODE_ID", node.to_owned()),
-        ]
+        ]);
+        env
     };
     // The first process migrates the database; the others find it done.
     let hub_a = start("hub", &common("1")).await;
@@ -563,15 +572,7 @@ async fn access_taken_away_on_one_hub_ends_on_the_other() {
     };
     let db = TestDatabase::create(&admin_db).await;
     let prefix = unique("access");
-    let common = |node: &str| {
-        vec![
-            ("TRACKER_REDIS_URL", redis.clone()),
-            ("TRACKER_REDIS_PREFIX", prefix.clone()),
-            ("TRACKER_DATABASE_URL", db.url.clone()),
-            ("TRACKER_JWT_SECRET", SECRET.to_owned()),
-            ("TRACKER_NODE_ID", node.to_owned()),
-        ]
-    };
+    let common = |node: &str| node_env(&redis, &prefix, &db.url, node);
     let hub_a = start("hub", &common("1")).await;
     let hub_b = start("hub", &common("2")).await;
     let auth = Auth::hs256(SECRET.as_bytes());
