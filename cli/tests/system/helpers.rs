@@ -92,6 +92,22 @@ pub(crate) fn free_port() -> u16 {
 }
 
 /// Waits (within PATIENCE) until something accepts on loopback `port`.
+/// A private `redis-server` of a test's own (bound to loopback, keeping
+/// nothing on disk, quiet) with `args` added: the port, TLS, a folder.
+pub(crate) fn redis_server<I, A>(args: I) -> std::process::Child
+where
+    I: IntoIterator<Item = A>,
+    A: AsRef<std::ffi::OsStr>,
+{
+    std::process::Command::new("redis-server")
+        .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("redis-server is installed")
+}
+
 pub(crate) async fn wait_for_port(port: u16, what: &str) {
     let deadline = tokio::time::Instant::now() + PATIENCE;
     while TcpStream::connect(("127.0.0.1", port)).await.is_err() {

@@ -2,7 +2,9 @@
 //! `tracker ingest` against one Redis, PostgreSQL and Mosquitto.
 
 use crate::backends::backend_url;
-use crate::helpers::{PATIENCE, free_port, mqtt_client_at, now_ms, publish, unique, wait_for_port};
+use crate::helpers::{
+    PATIENCE, free_port, mqtt_client_at, now_ms, publish, redis_server, unique, wait_for_port,
+};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use std::process::Stdio;
@@ -403,21 +405,7 @@ struct PrivateRedis {
 impl PrivateRedis {
     async fn start() -> Self {
         let port = free_port();
-        let child = std::process::Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server is installed");
+        let child = redis_server(["--port", &port.to_string()]);
         let url = format!("redis://127.0.0.1:{port}");
         wait_for_port(port, "private redis").await;
         PrivateRedis { child, url }

@@ -193,27 +193,22 @@ async fn tls_redis() -> TlsRedis {
     std::fs::write(&cert, made.cert.pem()).unwrap();
     std::fs::write(&key, made.key_pair.serialize_pem()).unwrap();
     let port = free_port();
-    let child = std::process::Command::new("redis-server")
-        .args([
-            "--port",
-            "0",
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .args(["--tls-port", &port.to_string(), "--tls-auth-clients", "no"])
-        .arg("--tls-cert-file")
-        .arg(&cert)
-        .arg("--tls-key-file")
-        .arg(&key)
-        .arg("--dir")
-        .arg(dir.path())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("redis-server runs");
+    let port_text = port.to_string();
+    let tls = ["--tls-port", &port_text, "--tls-auth-clients", "no"];
+    let child = redis_server(
+        ["--port", "0"]
+            .iter()
+            .chain(&tls)
+            .map(std::ffi::OsStr::new)
+            .chain([
+                "--tls-cert-file".as_ref(),
+                cert.as_os_str(),
+                "--tls-key-file".as_ref(),
+                key.as_os_str(),
+                "--dir".as_ref(),
+                dir.path().as_os_str(),
+            ]),
+    );
     wait_for_port(port, "redis-server").await;
     TlsRedis {
         child,
