@@ -17,6 +17,7 @@
 
 pub mod background;
 pub mod dispatch;
+pub mod feed;
 pub mod log;
 pub mod redis_conn;
 pub mod relay;

@@ -8,6 +8,9 @@ use crate::background::Background;
 use crate::dispatch::Dispatch;
 use crate::dispatch::memory::MemoryDispatch;
 use crate::dispatch::redis::RedisDispatch;
+use crate::feed::memory::MemoryFeed;
+use crate::feed::redis::RedisFeed;
+use crate::feed::{FEED_PARTITIONS, Feed};
 use crate::log::memory::{MemoryLog, MemoryLogConfig};
 use crate::log::redis::{RedisLog, RedisLogConfig};
 use crate::store::postgres::PostgresStore;
@@ -166,6 +169,25 @@ pub async fn open_track(
                 .await
                 .map_err(open_error("track queue", u))?;
             Ok((Arc::new(queue), tokio::spawn(worker.run(stop))))
+        }
+        None => unreachable!("None is in-process"),
+    }
+}
+
+/// The trip watcher's feed that goes with the log at `url`: the in-process
+/// log's own tail, or the Redis feed's partitions.
+pub async fn open_feed(
+    url: Option<&str>,
+    redis_prefix: &str,
+    log: &dyn EventLog,
+) -> Result<Arc<dyn Feed>, BackendError> {
+    match url {
+        u if log_is_in_process(u) => Ok(Arc::new(MemoryFeed::new(log))),
+        Some(u) => {
+            let feed = RedisFeed::connect(u, redis_prefix, FEED_PARTITIONS)
+                .await
+                .map_err(open_error("trip feed", u))?;
+            Ok(Arc::new(feed))
         }
         None => unreachable!("None is in-process"),
     }

@@ -71,6 +71,16 @@ pub struct Settings {
     /// Connection rates and caps, the fix rate, the block list.
     #[serde(default)]
     pub limits: LimitSettings,
+    /// The trip watcher's thresholds: stalls, detours, silence, arrival.
+    #[serde(default)]
+    pub trips: tracker_trips::TripSettings,
+    /// Whether this process runs the trip watcher (with the hub).
+    #[serde(default = "on")]
+    pub trip_watcher: bool,
+}
+
+fn on() -> bool {
+    true
 }
 
 /// Who gets in and how fast (`docs/protocol.md`, "Limits and block list").
@@ -284,6 +294,8 @@ pub enum Kind {
     TextOrOff,
     /// A whole number, or `off` for none.
     NumberOrOff,
+    /// `on` or `off`.
+    Switch,
 }
 
 /// The default a variable shows in the README and in `tracker default-config`.
@@ -336,7 +348,7 @@ const fn key(
     }
 }
 
-use Kind::{Number, NumberOrOff, Secs, Text, TextOrOff};
+use Kind::{Number, NumberOrOff, Secs, Switch, Text, TextOrOff};
 use Shown::{Derived, Unset, Value as Is};
 
 /// Every variable of the binary, in the README's order.
@@ -367,6 +379,12 @@ pub const KEYS: &[Key] = &[
     key("TRACKER_PICKUP_TIMEOUT_SECS", "dispatch.pickup_timeout", Secs, "a grabbed order not picked up this long after goes back to the pool", Is("600")),
     key("TRACKER_TIMEOUT_SWEEP_SECS", "dispatch.sweep_every", Secs, "how often every process sweeps the store for timeouts the delay queue missed", Is("30")),
     key("TRACKER_RIDER_STALE_SECS", "dispatch.rider_stale", Secs, "riders silent this long drop out of `GET /v1/dispatch/riders`", Is("300")),
+    key("TRACKER_TRIP_WATCHER", "trip_watcher", Switch, "every hub process follows its share of the orders under way: ETA, alerts, arrivals; `off` for none in this process", Is("on")),
+    key("TRACKER_STALL_RADIUS_M", "trips.stall_radius_m", Number, "`stalled`: a picked-up rider who moved less than this many metres…", Is("50")),
+    key("TRACKER_STALL_SECS", "trips.stall", Secs, "…over this many seconds of fix time", Is("300")),
+    key("TRACKER_OFF_ROUTE_M", "trips.off_route_m", Number, "`off_route`: farther than this from the planned route (else the pick-up → drop-off line) for two fixes in a row", Is("250")),
+    key("TRACKER_OFFLINE_SECS", "trips.offline", Secs, "`rider_offline`: no fix for this long from the rider holding an order", Is("120")),
+    key("TRACKER_ARRIVAL_M", "trips.arrival_m", Number, "`arrival`: the rider holding the order came this close to the pick-up or the drop-off", Is("100")),
     key("TRACKER_CONNECT_RATE", "limits.connect_rate", Text, "new connections per second per client IP (WebSocket, SSE, long-poll, MQTT), `RATE` or `RATE/BURST`; `off` for none", Is("100/1000")),
     key("TRACKER_MAX_CONNECTIONS", "limits.max_connections", Number, "open connections per process (WebSocket + SSE + long-poll + MQTT); more get 503 / CONNACK 0x89", Derived { text: "the open-file limit (raised to its maximum at start) less 256 for the backends", example: "50000" }),
     key("TRACKER_MAX_CONNECTIONS_PER_USER", "limits.max_connections_per_user", NumberOrOff, "open watcher connections per token `sub` (admins are not capped); `off` for none", Is("16")),
@@ -394,6 +412,11 @@ fn leaf(k: &Key, text: &str) -> anyhow::Result<Value> {
         Number => Value::from(number()?),
         NumberOrOff if text == "off" => Value::Null,
         NumberOrOff => Value::from(number()?),
+        Switch => match text {
+            "on" => Value::Bool(true),
+            "off" => Value::Bool(false),
+            _ => anyhow::bail!("{}=`{text}`: `on` or `off`", k.env),
+        },
         // std's `Duration` as serde writes it.
         Secs => serde_json::json!({ "secs": number()?, "nanos": 0 }),
     })
@@ -503,6 +526,24 @@ impl Settings {
             ("TRACKER_PICKUP_TIMEOUT_SECS", d.pickup_timeout),
             ("TRACKER_TIMEOUT_SWEEP_SECS", d.sweep_every),
             ("TRACKER_RIDER_STALE_SECS", d.rider_stale),
+        ] {
+            if v.is_zero() {
+                bail!("{key} must be at least 1 second");
+            }
+        }
+        let t = &self.trips;
+        for (key, m) in [
+            ("TRACKER_STALL_RADIUS_M", t.stall_radius_m),
+            ("TRACKER_OFF_ROUTE_M", t.off_route_m),
+            ("TRACKER_ARRIVAL_M", t.arrival_m),
+        ] {
+            if !(1.0..=100_000.0).contains(&m) {
+                bail!("{key} must be 1..=100000 metres");
+            }
+        }
+        for (key, v) in [
+            ("TRACKER_STALL_SECS", t.stall),
+            ("TRACKER_OFFLINE_SECS", t.offline),
         ] {
             if v.is_zero() {
                 bail!("{key} must be at least 1 second");

@@ -54,20 +54,45 @@ pub enum EventBody {
     },
     /// A new arrival estimate.
     Eta {
-        /// Estimated arrival, Unix ms.
+        /// Estimated arrival at the drop-off, Unix ms.
         eta: i64,
-        /// When it was computed, Unix ms.
+        /// When it was computed (the fix time it was computed from), Unix ms.
         ts: i64,
+        /// Metres left to the drop-off (through the pick-up while not picked up).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        remaining_m: Option<u64>,
+        /// Estimated arrival at the pick-up, while the rider has not picked up.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pickup_eta: Option<i64>,
     },
-    /// Something an operator should look at (stalled, off route, late).
+    /// Something an operator should look at (stalled, off route, late): an
+    /// episode is raised once and, for the kinds that end, cleared once.
     Alert {
-        /// `stalled`, `off_route`, `late`, …
+        /// `stalled`, `off_route`, `rider_offline`, `late`, …
         kind: String,
-        /// When it was raised, Unix ms.
+        /// When it was raised (or cleared), Unix ms: fix time where fixes decide.
         ts: i64,
         /// Kind-specific facts.
         #[serde(default)]
         detail: serde_json::Value,
+        /// Set on the event that ends the episode.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        cleared: bool,
+    },
+    /// The rider holding the order came near one of its points, for the first time.
+    Arrival {
+        /// Which point.
+        at: Stop,
+        /// The fix time it was seen at, Unix ms.
+        ts: i64,
+    },
+    /// The order's planned route was set or replaced; `GET /v1/orders/{id}`
+    /// has the points.
+    Route {
+        /// How many points it has (0: removed).
+        points: usize,
+        /// When, Unix ms.
+        ts: i64,
     },
     /// A rider took the order, or it went back to the pool (`rider_id` null).
     Assignment {
@@ -96,6 +121,8 @@ impl EventBody {
             | EventBody::Eta { ts, .. }
             | EventBody::Alert { ts, .. }
             | EventBody::Assignment { ts, .. }
+            | EventBody::Arrival { ts, .. }
+            | EventBody::Route { ts, .. }
             | EventBody::ShareRevoked { ts } => *ts,
         }
     }
@@ -109,6 +136,48 @@ impl EventBody {
             EventBody::Alert { .. } => "alert",
             EventBody::Assignment { .. } => "assignment",
             EventBody::ShareRevoked { .. } => "share_revoked",
+            EventBody::Arrival { .. } => "arrival",
+            EventBody::Route { .. } => "route",
+        }
+    }
+
+    /// An `eta` event with nothing but the estimate and its time.
+    pub fn eta(eta: i64, ts: i64) -> EventBody {
+        EventBody::Eta {
+            eta,
+            ts,
+            remaining_m: None,
+            pickup_eta: None,
+        }
+    }
+
+    /// An alert that starts an episode of `kind` (or stands alone, like `late`).
+    pub fn alert(kind: &str, ts: i64, detail: serde_json::Value) -> EventBody {
+        EventBody::Alert {
+            kind: kind.into(),
+            ts,
+            detail,
+            cleared: false,
+        }
+    }
+}
+
+/// The two points of an order a rider arrives at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stop {
+    /// Where the goods are collected.
+    Pickup,
+    /// Where they are delivered.
+    Dropoff,
+}
+
+impl Stop {
+    /// The name on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stop::Pickup => "pickup",
+            Stop::Dropoff => "dropoff",
         }
     }
 }
@@ -195,8 +264,20 @@ mod tests {
                 kind: "stalled".into(),
                 ts: 1,
                 detail: serde_json::json!({"secs": 300}),
+                cleared: true,
             },
-            EventBody::Eta { eta: 10, ts: 1 },
+            EventBody::eta(10, 1),
+            EventBody::Eta {
+                eta: 10,
+                ts: 1,
+                remaining_m: Some(1200),
+                pickup_eta: Some(5),
+            },
+            EventBody::Arrival {
+                at: Stop::Dropoff,
+                ts: 3,
+            },
+            EventBody::Route { points: 12, ts: 4 },
         ] {
             let text = encode("O1", 1, &body);
             let back: EventFrame = serde_json::from_slice(&text).unwrap();

@@ -9,20 +9,25 @@
 //! - [`event`]: the events of an order's log and their wire encoding (`docs/protocol.md`).
 //! - [`live`]: the fold of an order's events into its current state, served as a snapshot.
 //! - [`view`]: what a customer may see of their order's events (views by role).
+//! - [`route`]: what a planned route may be.
+//! - [`episodes`]: alert episodes and arrivals as changes of the order row, each once.
 //! - [`clock`]: wall-clock access behind a trait so tests can move time.
 
 pub mod clock;
+pub mod episodes;
 pub mod event;
 pub mod fix;
 pub mod ids;
 pub mod live;
 pub mod order;
 pub mod rider;
+pub mod route;
 pub mod status;
 pub mod view;
 
 pub use clock::{Clock, SystemClock};
-pub use event::{EventBody, PosEvent};
+pub use episodes::Episode;
+pub use event::{EventBody, PosEvent, Stop};
 pub use fix::{Fix, FixLimits, RejectReason};
 pub use live::LiveState;
 pub use order::{Expected, NewOrder, Order, Point};

@@ -5,7 +5,7 @@
 //! after event N. The fold is also where an offline backlog is told apart from
 //! live movement: only a fix newer than the live position moves it.
 
-use crate::event::{EventBody, PosEvent};
+use crate::event::{EventBody, PosEvent, Stop};
 use crate::status::Status;
 use serde::{Deserialize, Serialize};
 
@@ -29,6 +29,9 @@ pub struct LiveState {
     /// When the first status from pick-up on was folded in, Unix ms. A fix is
     /// shown to customers only when it is at least this new.
     pub picked_up_at: Option<i64>,
+    /// The last point the rider arrived at.
+    #[serde(default)]
+    pub arrival: Option<Stop>,
 }
 
 impl LiveState {
@@ -59,7 +62,8 @@ impl LiveState {
                 }
             }
             EventBody::Eta { eta, .. } => self.eta = Some(*eta),
-            EventBody::Alert { .. } | EventBody::ShareRevoked { .. } => {}
+            EventBody::Arrival { at, .. } => self.arrival = Some(*at),
+            EventBody::Alert { .. } | EventBody::ShareRevoked { .. } | EventBody::Route { .. } => {}
             EventBody::Assignment {
                 rider_id,
                 rider_name,
@@ -88,6 +92,7 @@ impl LiveState {
                 .rider_name
                 .as_deref()
                 .map(|n| crate::view::first_name(n).to_owned()),
+            arrival: self.arrival.filter(|a| *a == Stop::Dropoff),
             ..self.clone()
         }
     }
@@ -124,6 +129,8 @@ impl LiveState {
             #[serde(skip_serializing_if = "Option::is_none")]
             rider_name: Option<&'a str>,
             #[serde(skip_serializing_if = "Option::is_none")]
+            arrival: Option<Stop>,
+            #[serde(skip_serializing_if = "Option::is_none")]
             recovered: Option<bool>,
         }
         let snap = Snapshot {
@@ -143,6 +150,7 @@ impl LiveState {
             eta: self.eta,
             rider_id: self.rider_id.as_deref(),
             rider_name: self.rider_name.as_deref(),
+            arrival: self.arrival,
             recovered,
         };
         serde_json::to_vec(&snap).expect("snapshots always serialize")
@@ -254,11 +262,20 @@ mod tests {
             },
         );
         s.apply(2, &mut pos(10));
-        s.apply(3, &mut EventBody::Eta { eta: 99, ts: 2 });
+        s.apply(3, &mut EventBody::eta(99, 2));
+        s.apply(
+            4,
+            &mut EventBody::Arrival {
+                at: Stop::Pickup,
+                ts: 3,
+            },
+        );
+        assert_eq!(s.for_customer().arrival, None, "the pick-up is not theirs");
         let v: serde_json::Value =
             serde_json::from_slice(&s.snapshot_json("O1", "e1", Some(false))).unwrap();
         assert_eq!(v["t"], "snapshot");
-        assert_eq!(v["seq"], 3);
+        assert_eq!(v["seq"], 4);
+        assert_eq!(v["arrival"], "pickup");
         assert_eq!(v["status"], "picked_up");
         assert_eq!(v["pos"]["ts"], 10);
         assert_eq!(v["eta"], 99);

@@ -5,9 +5,11 @@
 //! compare-and-set on the version it read. A change that changes nothing is
 //! [`Change::Unchanged`] and never reaches storage.
 
+use crate::episodes::Episode;
 use crate::event::EventBody;
 use crate::status::Status;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// A WGS-84 point.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -44,6 +46,9 @@ pub struct NewOrder {
     /// When delivery was promised, Unix ms; late-delivery alerts use it.
     #[serde(default)]
     pub promised_at: Option<i64>,
+    /// The planned route, pick-up to drop-off (2–5000 points).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route: Option<Vec<Point>>,
 }
 
 /// The `reason` of a cancel by the payment timeout.
@@ -75,6 +80,9 @@ impl NewOrder {
         }
         if !self.dropoff.is_valid() {
             return Err("`dropoff` is not a valid lat/lon".into());
+        }
+        if let Some(route) = &self.route {
+            crate::route::check_route(route)?;
         }
         Ok(())
     }
@@ -109,6 +117,9 @@ pub struct Order {
     pub dropoff: Point,
     /// Promised delivery time, Unix ms.
     pub promised_at: Option<i64>,
+    /// The planned route, pick-up to drop-off, when one was given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route: Option<Vec<Point>>,
     /// Why it was cancelled or returned, when it was.
     pub cancel_reason: Option<String>,
     /// Who cancelled it (`customer`, `shop`, `system`, …), when someone did.
@@ -124,6 +135,16 @@ pub struct Order {
     /// made at or before it are refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shares_revoked_at: Option<i64>,
+    /// The alert episodes the trip watcher has raised, by kind: the open ones
+    /// and the last transition of each, so no episode is raised or cleared twice.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub alerts: BTreeMap<String, Episode>,
+    /// When the rider holding the order first came near the pick-up, Unix ms (fix time).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arrived_pickup_at: Option<i64>,
+    /// When the rider holding the order first came near the drop-off, Unix ms (fix time).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arrived_dropoff_at: Option<i64>,
     /// Creation time, Unix ms.
     pub created_at: i64,
     /// Last change, Unix ms.
@@ -193,11 +214,15 @@ impl Order {
             pickup: new.pickup,
             dropoff: new.dropoff,
             promised_at: new.promised_at,
+            route: new.route,
             cancel_reason: None,
             cancelled_by: None,
             picked_up_at: None,
             late_alert_at: None,
             shares_revoked_at: None,
+            alerts: BTreeMap::new(),
+            arrived_pickup_at: None,
+            arrived_dropoff_at: None,
             created_at: now,
             updated_at: now,
         }
@@ -286,6 +311,11 @@ impl Order {
                 ts: now,
             });
         }
+        if target.is_terminal() {
+            next.close_episodes(|_| true, target.as_str(), now, &mut events);
+        } else if next.rider_id != self.rider_id {
+            next.close_episodes(|k| k != "late", "unassigned", now, &mut events);
+        }
         Ok(Change::Changed {
             order: Box::new(next),
             events,
@@ -293,7 +323,8 @@ impl Order {
     }
 
     /// The `late` alert, once: an order still under way past `promised_at`
-    /// gets an `alert` event and `late_alert_at`; anything else is unchanged.
+    /// gets an `alert` event and `late_alert_at`, and stays in the open
+    /// alerts until it ends; anything else is unchanged.
     pub fn late_alert(&self, now: i64) -> Change {
         let Some(promised) = self.promised_at else {
             return Change::Unchanged;
@@ -310,13 +341,19 @@ impl Order {
             "status": self.status,
             "late_by_ms": now - promised,
         });
+        // Open until the order ends: the operators' list shows it meanwhile.
+        next.alerts.insert(
+            "late".into(),
+            Episode {
+                open: true,
+                ts: now,
+                detail: detail.clone(),
+                basis: 0,
+            },
+        );
         Change::Changed {
             order: Box::new(next),
-            events: vec![EventBody::Alert {
-                kind: "late".into(),
-                ts: now,
-                detail,
-            }],
+            events: vec![EventBody::alert("late", now, detail)],
         }
     }
 
@@ -350,11 +387,11 @@ impl Order {
         next.updated_at = now;
         Change::Changed {
             order: Box::new(next),
-            events: vec![EventBody::Alert {
-                kind: "refund_required".into(),
-                ts: now,
-                detail: serde_json::json!({ "reason": PAYMENT_TIMEOUT }),
-            }],
+            events: vec![EventBody::alert(
+                "refund_required",
+                now,
+                serde_json::json!({ "reason": PAYMENT_TIMEOUT }),
+            )],
         }
     }
 
@@ -426,6 +463,7 @@ mod tests {
                 lon: 113.3,
             },
             promised_at: None,
+            route: None,
         };
         Order::new("1".into(), new, 1000)
     }
@@ -648,6 +686,7 @@ mod tests {
             pickup: Point { lat: 0.0, lon: 0.0 },
             dropoff: Point { lat: 0.0, lon: 0.0 },
             promised_at: None,
+            route: None,
         };
         assert!(n.validate().unwrap_err().contains("biz_order_no"));
         n.biz_order_no = "x".into();

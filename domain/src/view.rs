@@ -2,7 +2,7 @@
 //!
 //! Operators and the assigned rider see every event as it was appended. A
 //! customer sees the rider's position only from pick-up on, the rider's first
-//! name and not their id, and no operator alerts. Hidden events are not left
+//! name and not their id, no operator alerts and no arrival at the pick-up. Hidden events are not left
 //! out: they become a `skip` frame with the same `seq`, so the stream a customer
 //! watches stays gap-free and resumable like everyone else's.
 
@@ -42,6 +42,10 @@ pub fn customer_frame(json: &[u8]) -> Option<Vec<u8>> {
     match &frame.body {
         EventBody::Pos(p) if p.before_pickup => Some(skip(&frame)),
         EventBody::Alert { .. } => Some(skip(&frame)),
+        EventBody::Arrival {
+            at: crate::event::Stop::Pickup,
+            ..
+        } => Some(skip(&frame)),
         EventBody::Assignment { rider_name, ts, .. } => {
             #[derive(Serialize)]
             struct Assignment<'a> {
@@ -65,9 +69,13 @@ pub fn customer_frame(json: &[u8]) -> Option<Vec<u8>> {
     }
 }
 
-/// The order as its customer may see it: the rider's first name, not their id.
+/// The order as its customer may see it: the rider's first name, not their
+/// id, and none of the operators' alerts or the arrival at the pick-up.
 pub fn customer_order(order: Order) -> Order {
     Order {
+        alerts: Default::default(),
+        late_alert_at: None,
+        arrived_pickup_at: None,
         rider_id: None,
         rider_name: order
             .rider_name
@@ -140,26 +148,32 @@ mod tests {
         assert_eq!(v["rider_name"], "Wang");
         assert!(v.get("rider_id").is_none());
         assert_eq!(v["seq"], 2);
-        let alert = EventBody::Alert {
-            kind: "stalled".into(),
-            ts: 1,
-            detail: Value::Null,
-        };
+        let alert = EventBody::alert("stalled", 1, Value::Null);
         assert_eq!(
             parse(&customer_frame(&encode("O1", 3, &alert)).unwrap())["t"],
             "skip"
         );
-        let eta = EventBody::Eta { eta: 9, ts: 1 };
+        let eta = EventBody::eta(9, 1);
         assert_eq!(customer_frame(&encode("O1", 4, &eta)), None);
+        let at_shop = EventBody::Arrival {
+            at: crate::event::Stop::Pickup,
+            ts: 2,
+        };
+        assert_eq!(
+            parse(&customer_frame(&encode("O1", 5, &at_shop)).unwrap())["t"],
+            "skip",
+            "the pick-up arrival is for operators"
+        );
+        let at_door = EventBody::Arrival {
+            at: crate::event::Stop::Dropoff,
+            ts: 3,
+        };
+        assert_eq!(customer_frame(&encode("O1", 6, &at_door)), None);
     }
 
     #[test]
     fn the_fast_path_reads_the_kind_not_a_nested_t() {
-        let alert = EventBody::Alert {
-            kind: "late".into(),
-            ts: 1,
-            detail: serde_json::json!({"t": "pos"}),
-        };
+        let alert = EventBody::alert("late", 1, serde_json::json!({"t": "pos"}));
         let v = parse(&customer_frame(&encode("O\"t\":\"pos", 3, &alert)).unwrap());
         assert_eq!(
             v["t"], "skip",

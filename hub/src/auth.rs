@@ -257,6 +257,7 @@ mod tests {
                 pickup: tracker_domain::order::Point { lat: 1.0, lon: 1.0 },
                 dropoff: tracker_domain::order::Point { lat: 1.0, lon: 1.0 },
                 promised_at: None,
+                route: None,
             },
             0,
         );

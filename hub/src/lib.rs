@@ -60,6 +60,8 @@ pub struct HubConfig {
     pub web: http::web::WebConfig,
     /// Timeouts and rider freshness of dispatch.
     pub dispatch: orders::DispatchConfig,
+    /// The trip watcher's thresholds.
+    pub trips: tracker_trips::TripSettings,
 }
 
 impl Default for HubConfig {
@@ -72,6 +74,7 @@ impl Default for HubConfig {
             shutdown_grace: Duration::from_secs(5),
             web: http::web::WebConfig::default(),
             dispatch: orders::DispatchConfig::default(),
+            trips: tracker_trips::TripSettings::default(),
         }
     }
 }
@@ -99,6 +102,9 @@ pub struct HubDeps {
     pub metrics: Option<PrometheusHandle>,
     /// Admission of the process (shared with its MQTT listener, if any).
     pub gate: tracker_gate::Gate,
+    /// The feed of orders that moved: with it, the hub runs the trip watcher
+    /// (ETA, alerts, arrivals) on its share of the orders.
+    pub feed: Option<Arc<dyn tracker_backend::feed::Feed>>,
 }
 
 /// The hub's background jobs; each yields its name when it ends, which
@@ -140,6 +146,17 @@ pub fn start(
             stop.clone(),
         ),
     );
+    if let Some(feed) = deps.feed.clone() {
+        let worker = tracker_trips::TripWorker {
+            store: deps.store.clone(),
+            log: deps.log.clone(),
+            feed,
+            relay: relay.clone(),
+            settings: cfg.trips.clone(),
+            clock: deps.clock.clone(),
+        };
+        job(jobs, "the trip watcher", worker.run(stop.clone()));
+    }
     let orders = orders::Orders::new(
         orders::OrdersDeps {
             store: deps.store.clone(),

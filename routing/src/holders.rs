@@ -149,7 +149,7 @@ mod tests {
         h.put("r2", &[]);
         assert_eq!(h.get("r1"), Some(vec!["O1".to_owned()]));
         assert_eq!(h.get("r2"), Some(vec![]));
-        let fix = encode("O1", 9, &EventBody::Eta { eta: 1, ts: 1 });
+        let fix = encode("O1", 9, &EventBody::eta(1, 1));
         h.observe("O1", &fix);
         assert!(h.get("r1").is_some(), "other events change nothing");
         let moved = encode(

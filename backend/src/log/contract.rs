@@ -44,7 +44,7 @@ async fn seq_rises_by_one_and_frames_carry_it(log: &dyn EventLog) {
     let o = order_id("seq");
     let first = log.append(&o, vec![pos(1), pos(2)], None).await.unwrap();
     let second = log
-        .append(&o, vec![EventBody::Eta { eta: 9, ts: 3 }], None)
+        .append(&o, vec![EventBody::eta(9, 3)], None)
         .await
         .unwrap();
     let seqs: Vec<u64> = first.iter().chain(&second).map(|e| e.seq).collect();

@@ -279,7 +279,7 @@ mod tests {
             by: None,
         };
         log.append("O1", vec![done], None).await.unwrap();
-        log.append("O2", vec![EventBody::Eta { eta: 1, ts: 1 }], None)
+        log.append("O2", vec![EventBody::eta(1, 1)], None)
             .await
             .unwrap();
         log.sweep();

@@ -39,6 +39,10 @@ pub struct RedisLogConfig {
     pub max_age: Duration,
     /// Entries a local tail receiver may fall behind before `Lagged`.
     pub tail_capacity: usize,
+    /// Partitions of the trip watcher's feed (`backend/src/feed/redis.rs`); 0: no feed.
+    pub feed_partitions: usize,
+    /// Items kept per feed partition (approximate `MAXLEN`).
+    pub feed_max_len: usize,
 }
 
 impl Default for RedisLogConfig {
@@ -49,6 +53,8 @@ impl Default for RedisLogConfig {
             retention: Duration::from_secs(3600),
             max_age: Duration::from_secs(24 * 3600),
             tail_capacity: 65_536,
+            feed_partitions: crate::feed::FEED_PARTITIONS,
+            feed_max_len: 100_000,
         }
     }
 }
@@ -144,6 +150,25 @@ impl RedisLog {
         Ok(call)
     }
 
+    /// Adds the feed notice of `order` to `pipe` when `events` change a trip.
+    fn feed_notice(&self, pipe: &mut redis::Pipeline, order: &str, events: &[EventBody]) {
+        let n = self.cfg.feed_partitions;
+        if n == 0 || !events.iter().any(|e| crate::feed::fed(e.kind())) {
+            return;
+        }
+        let key =
+            crate::feed::redis::stream_key(&self.cfg.prefix, crate::feed::partition(order, n));
+        pipe.cmd("XADD")
+            .arg(key)
+            .arg("MAXLEN")
+            .arg("~")
+            .arg(self.cfg.feed_max_len.max(1))
+            .arg("*")
+            .arg("o")
+            .arg(order)
+            .ignore();
+    }
+
     fn keys(&self, order: &str) -> (String, String) {
         let p = &self.cfg.prefix;
         (
@@ -194,7 +219,7 @@ fn script_args(body: &EventBody) -> Result<[String; 6], LogError> {
                 flags,
             ]
         }
-        EventBody::Eta { eta, ts } => [
+        EventBody::Eta { eta, ts, .. } => [
             "eta".into(),
             ts.to_string(),
             frag,
@@ -204,6 +229,17 @@ fn script_args(body: &EventBody) -> Result<[String; 6], LogError> {
         ],
         EventBody::Alert { ts, .. } => {
             ["alert".into(), ts.to_string(), frag, none(), none(), none()]
+        }
+        EventBody::Arrival { at, ts } => [
+            "arrival".into(),
+            ts.to_string(),
+            frag,
+            at.as_str().into(),
+            none(),
+            none(),
+        ],
+        EventBody::Route { ts, .. } => {
+            ["route".into(), ts.to_string(), frag, none(), none(), none()]
         }
         EventBody::ShareRevoked { ts } => [
             "share_revoked".into(),
@@ -259,6 +295,9 @@ fn state_of(flat: Vec<String>) -> (LiveState, Option<String>) {
         rider_id: m.get("rider_id").cloned(),
         rider_name: m.get("rider_name").cloned(),
         picked_up_at: num("picked_up_at"),
+        arrival: m
+            .get("arrival")
+            .and_then(|a| serde_json::from_value(serde_json::Value::String(a.clone())).ok()),
     };
     (state, m.remove("epoch"))
 }
@@ -274,6 +313,15 @@ impl EventLog for RedisLog {
         let call = self.append_call(order, &events, origin)?;
         let mut conn = self.conn.clone();
         let texts: Vec<String> = call.invoke_async(&mut conn).await.map_err(unavailable)?;
+        if !texts.is_empty() {
+            let mut pipe = redis::pipe();
+            self.feed_notice(&mut pipe, order, &events);
+            if !pipe.is_empty() {
+                pipe.query_async::<()>(&mut conn)
+                    .await
+                    .map_err(unavailable)?;
+            }
+        }
         texts
             .into_iter()
             .map(|t| {
@@ -294,6 +342,9 @@ impl EventLog for RedisLog {
         let mut pipe = redis::pipe();
         for call in &calls {
             pipe.invoke_script(call);
+        }
+        for (order, events) in &batch {
+            self.feed_notice(&mut pipe, order, events);
         }
         let mut conn = self.conn.clone();
         let replies: Vec<redis::Value> = match pipe.query_async(&mut conn).await {
@@ -507,11 +558,11 @@ mod tests {
         let a = RedisLog::connect(&url, c.clone()).await.unwrap();
         let b = RedisLog::connect(&url, c).await.unwrap();
         let mut tail_b = b.tail();
-        a.append("O1", vec![EventBody::Eta { eta: 5, ts: 1 }], None)
+        a.append("O1", vec![EventBody::eta(5, 1)], None)
             .await
             .unwrap();
         let e = b
-            .append("O1", vec![EventBody::Eta { eta: 6, ts: 2 }], None)
+            .append("O1", vec![EventBody::eta(6, 2)], None)
             .await
             .unwrap();
         assert_eq!(e[0].seq, 2, "b continues a's numbering");
@@ -538,7 +589,7 @@ mod tests {
             .query_async::<()>(&mut conn)
             .await
             .unwrap();
-        let batch = vec![("O1".into(), vec![EventBody::Eta { eta: 5, ts: 1 }])];
+        let batch = vec![("O1".into(), vec![EventBody::eta(5, 1)])];
         assert_eq!(log.append_many(batch).await.unwrap(), 1);
         assert_eq!(log.read("O1", None, 0).await.unwrap().state.eta, Some(5));
     }

@@ -10,6 +10,7 @@
 --   pos:        a = live-position JSON
 --   status:     a = status, b = version, c = flags: "e" terminal, "p" picked up or later
 --   eta:        a = eta
+--   arrival:    a = the point arrived at
 --   assignment: a = rider id ("" = none), b = rider name ("" = none)
 -- Returns the appended entries' JSON texts (empty when origin was already applied).
 local state, stream = KEYS[1], KEYS[2]
@@ -55,6 +56,8 @@ for i = 0, n - 1 do
     end
   elseif kind == 'eta' then
     redis.call('HSET', state, 'eta', a)
+  elseif kind == 'arrival' then
+    redis.call('HSET', state, 'arrival', a)
   elseif kind == 'assignment' then
     if a == '' then
       redis.call('HDEL', state, 'rider_id')

@@ -21,6 +21,7 @@ fn new_order(key: &str) -> Order {
             lon: 113.3,
         },
         promised_at: Some(5),
+        route: None,
     };
     Order::new(id, new, 1000)
 }
@@ -39,6 +40,91 @@ pub async fn run<S: Store>(store: Arc<S>) {
     track_points_are_idempotent_and_read_oldest_first(&*store).await;
     sweeps_find_orders_by_status_age_and_promise(&*store).await;
     a_share_revocation_is_kept_with_its_event(&*store).await;
+    a_trip_keeps_its_route_episodes_and_arrivals(&*store).await;
+    the_eta_model_is_replaced_by_key(&*store).await;
+}
+
+fn applied(c: Change) -> (Order, Vec<EventBody>) {
+    match c {
+        Change::Changed { order, events } => (*order, events),
+        Change::Unchanged => panic!("expected a change"),
+    }
+}
+
+async fn a_trip_keeps_its_route_episodes_and_arrivals(store: &dyn Store) {
+    let mut o = new_order(&key());
+    let route = vec![
+        o.pickup,
+        Point {
+            lat: 23.15,
+            lon: 113.25,
+        },
+        o.dropoff,
+    ];
+    o.route = Some(route.clone());
+    let (o, _) = store.create_order(&o, &[]).await.unwrap();
+    let back = store.get_order(&o.id).await.unwrap();
+    assert_eq!(back.route.as_ref(), Some(&route));
+
+    let (raised, events) =
+        applied(o.raise_alert("stalled", 50, serde_json::json!({"secs": 300}), 7, 51));
+    store
+        .update_order(&raised, o.version, &events)
+        .await
+        .unwrap();
+    let alerting = store.alerting_orders(10_000).await.unwrap();
+    let listed = alerting
+        .iter()
+        .find(|a| a.id == o.id)
+        .expect("listed while open");
+    assert_eq!(listed.alerts["stalled"].basis, 7);
+    assert_eq!(listed.open_alerts().count(), 1);
+
+    let (cleared, events) =
+        applied(raised.clear_alert("stalled", 60, serde_json::Value::Null, 9, 61));
+    store
+        .update_order(&cleared, raised.version, &events)
+        .await
+        .unwrap();
+    let (arrived, events) = applied(cleared.arrive(tracker_domain::Stop::Dropoff, 70, 71));
+    store
+        .update_order(&arrived, cleared.version, &events)
+        .await
+        .unwrap();
+    let (rerouted, events) = applied(arrived.set_route(None, 72).unwrap());
+    store
+        .update_order(&rerouted, arrived.version, &events)
+        .await
+        .unwrap();
+    let back = store.get_order(&o.id).await.unwrap();
+    assert!(!back.alerts["stalled"].open, "the episode's end is kept");
+    assert_eq!(back.arrived_dropoff_at, Some(70));
+    assert_eq!(back.route, None);
+    assert!(
+        !store
+            .alerting_orders(10_000)
+            .await
+            .unwrap()
+            .iter()
+            .any(|a| a.id == o.id),
+        "no longer listed once cleared"
+    );
+}
+
+async fn the_eta_model_is_replaced_by_key(store: &dyn Store) {
+    use super::ModelEntry;
+    let k = key();
+    let entry = |value: f64, updated_at: i64| ModelEntry {
+        key: k.clone(),
+        value,
+        weight: 2.0,
+        updated_at,
+    };
+    store.model_save(&[entry(4.5, 1)]).await.unwrap();
+    store.model_save(&[entry(5.5, 2)]).await.unwrap();
+    let all = store.model_load().await.unwrap();
+    let mine: Vec<_> = all.iter().filter(|e| e.key == k).collect();
+    assert_eq!(mine, vec![&entry(5.5, 2)]);
 }
 
 async fn a_share_revocation_is_kept_with_its_event(store: &dyn Store) {

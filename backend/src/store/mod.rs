@@ -75,6 +75,20 @@ pub struct TrackPoint {
     pub heading: Option<f64>,
 }
 
+/// One learned figure of the ETA model (a typical speed for an area and
+/// hour, the detour factor), with how much evidence it rests on.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ModelEntry {
+    /// What it is, e.g. `speed:<cell>:<hour>` or `detour`.
+    pub key: String,
+    /// The learned value.
+    pub value: f64,
+    /// The weight of the evidence behind it (trips, decayed).
+    pub weight: f64,
+    /// When it last changed, Unix ms.
+    pub updated_at: i64,
+}
+
 /// Durable order storage.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -120,6 +134,15 @@ pub trait Store: Send + Sync + 'static {
     /// Up to `limit` orders still under way whose `promised_at` is at or
     /// before `now` and whose late alert has not been raised, most overdue first.
     async fn overdue_orders(&self, now: i64, limit: usize) -> Result<Vec<Order>, StoreError>;
+
+    /// Up to `limit` orders with an open alert episode, most recently changed first.
+    async fn alerting_orders(&self, limit: usize) -> Result<Vec<Order>, StoreError>;
+
+    /// Every learned figure of the ETA model.
+    async fn model_load(&self) -> Result<Vec<ModelEntry>, StoreError>;
+
+    /// Stores `entries`, replacing those with the same keys, in one transaction.
+    async fn model_save(&self, entries: &[ModelEntry]) -> Result<(), StoreError>;
 
     /// Up to `limit` outbox items, oldest first.
     async fn outbox_fetch(&self, limit: usize) -> Result<Vec<OutboxItem>, StoreError>;

@@ -4,8 +4,10 @@
 //! business key serialise on the `order_dedup` primary key: the loser's insert
 //! waits for the winner's commit, does nothing, and reads the winner's order.
 
-use super::rows::{ACTIVE, OrderRow, attached_statuses, events_json, outbox_item};
-use super::{OutboxItem, Store, StoreError, TrackPoint};
+use super::rows::{
+    ACTIVE, ALERTING, JsonColumns, OrderRow, attached_statuses, events_json, outbox_item,
+};
+use super::{ModelEntry, OutboxItem, Store, StoreError, TrackPoint};
 use async_trait::async_trait;
 use sqlx::Row;
 use sqlx::postgres::{PgPool, PgPoolOptions};
@@ -63,6 +65,7 @@ impl Store for PostgresStore {
         order: &Order,
         events: &[EventBody],
     ) -> Result<(Order, bool), StoreError> {
+        let json = JsonColumns::of(order)?;
         let mut tx = self.pool.begin().await?;
         let claimed = sqlx::query(
             "INSERT INTO order_dedup (biz_order_no, biz_type, order_id, created_at)
@@ -91,8 +94,10 @@ impl Store for PostgresStore {
         sqlx::query(
             "INSERT INTO orders (id, biz_order_no, biz_type, customer_id, rider_id, status, version,
                 status_version, pickup_lat, pickup_lon, dropoff_lat, dropoff_lon, promised_at,
-                cancel_reason, cancelled_by, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
+                cancel_reason, cancelled_by, created_at, updated_at, route, alerts, open_alerts,
+                arrived_pickup_at, arrived_dropoff_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
+                $18, $19, $20, $21, $22)",
         )
         .bind(&order.id)
         .bind(&order.biz_order_no)
@@ -111,6 +116,11 @@ impl Store for PostgresStore {
         .bind(&order.cancelled_by)
         .bind(order.created_at)
         .bind(order.updated_at)
+        .bind(&json.route)
+        .bind(&json.alerts)
+        .bind(json.open_alerts)
+        .bind(order.arrived_pickup_at)
+        .bind(order.arrived_dropoff_at)
         .execute(&mut *tx)
         .await?;
         queue_events(&mut tx, &order.id, events, order.created_at).await?;
@@ -132,12 +142,15 @@ impl Store for PostgresStore {
         read_version: i64,
         events: &[EventBody],
     ) -> Result<(), StoreError> {
+        let json = JsonColumns::of(order)?;
         let mut tx = self.pool.begin().await?;
         let updated = sqlx::query(
             "UPDATE orders SET rider_id = $1, rider_name = $2, picked_up_at = $3, status = $4,
                 version = $5, status_version = $6, promised_at = $7, cancel_reason = $8,
-                cancelled_by = $9, updated_at = $10, late_alert_at = $11, shares_revoked_at = $12
-             WHERE id = $13 AND version = $14",
+                cancelled_by = $9, updated_at = $10, late_alert_at = $11, shares_revoked_at = $12,
+                route = $13, alerts = $14, open_alerts = $15, arrived_pickup_at = $16,
+                arrived_dropoff_at = $17
+             WHERE id = $18 AND version = $19",
         )
         .bind(&order.rider_id)
         .bind(&order.rider_name)
@@ -151,6 +164,11 @@ impl Store for PostgresStore {
         .bind(order.updated_at)
         .bind(order.late_alert_at)
         .bind(order.shares_revoked_at)
+        .bind(&json.route)
+        .bind(&json.alerts)
+        .bind(json.open_alerts)
+        .bind(order.arrived_pickup_at)
+        .bind(order.arrived_dropoff_at)
         .bind(&order.id)
         .bind(read_version)
         .execute(&mut *tx)
@@ -224,6 +242,50 @@ impl Store for PostgresStore {
             .fetch_all(&self.pool)
             .await?;
         rows.into_iter().map(Order::try_from).collect()
+    }
+
+    async fn alerting_orders(&self, limit: usize) -> Result<Vec<Order>, StoreError> {
+        let sql =
+            format!("SELECT * FROM orders WHERE {ALERTING} ORDER BY updated_at DESC LIMIT $1");
+        let rows: Vec<OrderRow> = sqlx::query_as(&sql)
+            .bind(limit.min(i64::MAX as usize) as i64)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.into_iter().map(Order::try_from).collect()
+    }
+
+    async fn model_load(&self) -> Result<Vec<ModelEntry>, StoreError> {
+        let rows = sqlx::query("SELECT key, value, weight, updated_at FROM trip_model")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| ModelEntry {
+                key: r.get(0),
+                value: r.get(1),
+                weight: r.get(2),
+                updated_at: r.get(3),
+            })
+            .collect())
+    }
+
+    async fn model_save(&self, entries: &[ModelEntry]) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for e in entries {
+            sqlx::query(
+                "INSERT INTO trip_model (key, value, weight, updated_at) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value,
+                    weight = excluded.weight, updated_at = excluded.updated_at",
+            )
+            .bind(&e.key)
+            .bind(e.value)
+            .bind(e.weight)
+            .bind(e.updated_at)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn outbox_fetch(&self, limit: usize) -> Result<Vec<OutboxItem>, StoreError> {

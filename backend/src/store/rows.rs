@@ -29,6 +29,10 @@ pub(crate) struct OrderRow {
     promised_at: Option<i64>,
     cancel_reason: Option<String>,
     cancelled_by: Option<String>,
+    route: Option<String>,
+    alerts: Option<String>,
+    arrived_pickup_at: Option<i64>,
+    arrived_dropoff_at: Option<i64>,
     created_at: i64,
     updated_at: i64,
 }
@@ -36,7 +40,22 @@ pub(crate) struct OrderRow {
 impl TryFrom<OrderRow> for Order {
     type Error = StoreError;
     fn try_from(r: OrderRow) -> Result<Self, StoreError> {
+        let corrupt = |what: &str, e: serde_json::Error| {
+            StoreError::Corrupt(format!("order {}: {what}: {e}", r.id).into())
+        };
+        let route = match &r.route {
+            Some(text) => Some(serde_json::from_str(text).map_err(|e| corrupt("route", e))?),
+            None => None,
+        };
+        let alerts = match &r.alerts {
+            Some(text) => serde_json::from_str(text).map_err(|e| corrupt("alerts", e))?,
+            None => Default::default(),
+        };
         Ok(Order {
+            route,
+            alerts,
+            arrived_pickup_at: r.arrived_pickup_at,
+            arrived_dropoff_at: r.arrived_dropoff_at,
             status: Status::from_str(&r.status).map_err(|e| StoreError::Corrupt(e.into()))?,
             id: r.id,
             biz_order_no: r.biz_order_no,
@@ -65,6 +84,32 @@ impl TryFrom<OrderRow> for Order {
         })
     }
 }
+
+/// The JSON-encoded columns of an order row: `route`, `alerts` and the
+/// count of open alerts (what the alerts list's index looks at).
+pub(crate) struct JsonColumns {
+    pub route: Option<String>,
+    pub alerts: Option<String>,
+    pub open_alerts: i32,
+}
+
+impl JsonColumns {
+    pub(crate) fn of(order: &Order) -> Result<Self, StoreError> {
+        fn text<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
+            serde_json::to_string(v).map_err(|e| StoreError::Corrupt(e.into()))
+        }
+        Ok(JsonColumns {
+            route: order.route.as_ref().map(text).transpose()?,
+            alerts: (!order.alerts.is_empty())
+                .then(|| text(&order.alerts))
+                .transpose()?,
+            open_alerts: order.open_alerts().count() as i32,
+        })
+    }
+}
+
+/// Orders with open alerts, most recently changed first (`orders_alerting` of migration 0006).
+pub(crate) const ALERTING: &str = "open_alerts > 0";
 
 pub(crate) fn events_json(events: &[EventBody]) -> Result<String, StoreError> {
     serde_json::to_string(events).map_err(|e| StoreError::Corrupt(e.into()))

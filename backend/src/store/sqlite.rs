@@ -4,8 +4,10 @@
 //! one connection (no `SQLITE_BUSY` races between our own writers) and reads
 //! through a separate pool; WAL mode lets readers run beside the writer.
 
-use super::rows::{ACTIVE, OrderRow, attached_statuses, events_json, outbox_item};
-use super::{OutboxItem, Store, StoreError, TrackPoint};
+use super::rows::{
+    ACTIVE, ALERTING, JsonColumns, OrderRow, attached_statuses, events_json, outbox_item,
+};
+use super::{ModelEntry, OutboxItem, Store, StoreError, TrackPoint};
 use async_trait::async_trait;
 use sqlx::Row;
 use sqlx::sqlite::{
@@ -71,6 +73,7 @@ impl Store for SqliteStore {
         order: &Order,
         events: &[EventBody],
     ) -> Result<(Order, bool), StoreError> {
+        let json = JsonColumns::of(order)?;
         let mut tx = self.writer.begin().await?;
         let claimed = sqlx::query(
             "INSERT INTO order_dedup (biz_order_no, biz_type, order_id, created_at)
@@ -103,8 +106,9 @@ impl Store for SqliteStore {
         sqlx::query(
             "INSERT INTO orders (id, biz_order_no, biz_type, customer_id, rider_id, status, version,
                 status_version, pickup_lat, pickup_lon, dropoff_lat, dropoff_lon, promised_at,
-                cancel_reason, cancelled_by, created_at, updated_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                cancel_reason, cancelled_by, created_at, updated_at, route, alerts, open_alerts,
+                arrived_pickup_at, arrived_dropoff_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&order.id)
         .bind(&order.biz_order_no)
@@ -123,6 +127,11 @@ impl Store for SqliteStore {
         .bind(&order.cancelled_by)
         .bind(order.created_at)
         .bind(order.updated_at)
+        .bind(&json.route)
+        .bind(&json.alerts)
+        .bind(json.open_alerts)
+        .bind(order.arrived_pickup_at)
+        .bind(order.arrived_dropoff_at)
         .execute(&mut *tx)
         .await?;
         queue_events(&mut tx, &order.id, events, order.created_at).await?;
@@ -144,11 +153,13 @@ impl Store for SqliteStore {
         read_version: i64,
         events: &[EventBody],
     ) -> Result<(), StoreError> {
+        let json = JsonColumns::of(order)?;
         let mut tx = self.writer.begin().await?;
         let updated = sqlx::query(
             "UPDATE orders SET rider_id = ?, rider_name = ?, picked_up_at = ?, status = ?,
                 version = ?, status_version = ?, promised_at = ?, cancel_reason = ?,
-                cancelled_by = ?, updated_at = ?, late_alert_at = ?, shares_revoked_at = ?
+                cancelled_by = ?, updated_at = ?, late_alert_at = ?, shares_revoked_at = ?,
+                route = ?, alerts = ?, open_alerts = ?, arrived_pickup_at = ?, arrived_dropoff_at = ?
              WHERE id = ? AND version = ?",
         )
         .bind(&order.rider_id)
@@ -163,6 +174,11 @@ impl Store for SqliteStore {
         .bind(order.updated_at)
         .bind(order.late_alert_at)
         .bind(order.shares_revoked_at)
+        .bind(&json.route)
+        .bind(&json.alerts)
+        .bind(json.open_alerts)
+        .bind(order.arrived_pickup_at)
+        .bind(order.arrived_dropoff_at)
         .bind(&order.id)
         .bind(read_version)
         .execute(&mut *tx)
@@ -236,6 +252,49 @@ impl Store for SqliteStore {
             .fetch_all(&self.reader)
             .await?;
         rows.into_iter().map(Order::try_from).collect()
+    }
+
+    async fn alerting_orders(&self, limit: usize) -> Result<Vec<Order>, StoreError> {
+        let sql = format!("SELECT * FROM orders WHERE {ALERTING} ORDER BY updated_at DESC LIMIT ?");
+        let rows: Vec<OrderRow> = sqlx::query_as(&sql)
+            .bind(limit.min(i64::MAX as usize) as i64)
+            .fetch_all(&self.reader)
+            .await?;
+        rows.into_iter().map(Order::try_from).collect()
+    }
+
+    async fn model_load(&self) -> Result<Vec<ModelEntry>, StoreError> {
+        let rows = sqlx::query("SELECT key, value, weight, updated_at FROM trip_model")
+            .fetch_all(&self.reader)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| ModelEntry {
+                key: r.get(0),
+                value: r.get(1),
+                weight: r.get(2),
+                updated_at: r.get(3),
+            })
+            .collect())
+    }
+
+    async fn model_save(&self, entries: &[ModelEntry]) -> Result<(), StoreError> {
+        let mut tx = self.writer.begin().await?;
+        for e in entries {
+            sqlx::query(
+                "INSERT INTO trip_model (key, value, weight, updated_at) VALUES (?, ?, ?, ?)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value,
+                    weight = excluded.weight, updated_at = excluded.updated_at",
+            )
+            .bind(&e.key)
+            .bind(e.value)
+            .bind(e.weight)
+            .bind(e.updated_at)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn outbox_fetch(&self, limit: usize) -> Result<Vec<OutboxItem>, StoreError> {

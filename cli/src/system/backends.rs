@@ -7,7 +7,8 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use tracker_backend::background::Background;
 use tracker_backend::dispatch::Dispatch;
-use tracker_backend::select::{open_dispatch, open_log, open_store, open_track};
+use tracker_backend::feed::Feed;
+use tracker_backend::select::{open_dispatch, open_feed, open_log, open_store, open_track};
 use tracker_backend::timers::DelayQueue;
 use tracker_backend::track::TrackQueue;
 use tracker_backend::{EventLog, Store};
@@ -26,6 +27,8 @@ pub struct Backends {
     pub dispatch: Arc<dyn Dispatch>,
     /// The delay queue of order timeouts.
     pub timers: Arc<dyn DelayQueue>,
+    /// Which orders moved, for the trip watcher.
+    pub feed: Arc<dyn Feed>,
     /// Wall-clock time.
     pub clock: Arc<dyn Clock>,
 }
@@ -51,7 +54,9 @@ pub async fn open(
         writer.await.context("the track writer panicked")
     });
     let (dispatch, timers) = open_dispatch(redis, &s.redis.prefix).await?;
+    let feed = open_feed(redis, &s.redis.prefix, &*log).await?;
     Ok(Backends {
+        feed,
         store,
         log,
         track,

@@ -37,12 +37,14 @@ pub async fn start(
         metrics,
         dispatch: b.dispatch.clone(),
         timers: b.timers.clone(),
+        feed: s.trip_watcher.then(|| b.feed.clone()),
         gate,
     };
     let cfg = HubConfig {
         ws: s.ws.clone(),
         web: s.web.clone(),
         dispatch: s.dispatch.clone(),
+        trips: s.trips.clone(),
         serve: s.http.serve.clone(),
         api: tracker_hub::http::ApiLimits {
             max_in_flight: s.http.max_in_flight,

@@ -45,6 +45,9 @@ pub(crate) async fn spawn_app_with(extra: &[(&str, &str)]) -> App {
         // The suite's phones publish for many riders over one connection, as
         // a gateway on a trusted network does; `rider_logins.rs` tests `jwt`.
         ("TRACKER_MQTT_AUTH".into(), "none".into()),
+        // The spine's tests count every event of an order; `trips.rs` turns
+        // the trip watcher (estimates, alerts, arrivals in the same logs) on.
+        ("TRACKER_TRIP_WATCHER".into(), "off".into()),
     ]);
     for (k, v) in extra {
         vars.insert(k.to_string(), v.to_string());

@@ -18,4 +18,5 @@ mod resume;
 mod rider_logins;
 mod simulator;
 mod tls;
+mod trips;
 mod views;

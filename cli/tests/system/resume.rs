@@ -106,7 +106,7 @@ async fn a_watcher_whose_queue_overflows_still_gets_every_event_once_in_order() 
     let o = order.clone();
     let burst = tokio::spawn(async move {
         for i in 0..1000 {
-            let eta = tracker_domain::EventBody::Eta { eta: i, ts: i };
+            let eta = tracker_domain::EventBody::eta(i, i);
             log.append(&o, vec![eta], None).await.unwrap();
         }
     });

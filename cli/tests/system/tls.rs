@@ -114,6 +114,7 @@ async fn a_wss_watcher_gets_a_fix_published_over_mqtt_over_tls() {
         pickup: p,
         dropoff: p,
         promised_at: None,
+        route: None,
     };
     let mut order = Order::new(unique("tls-order"), new, now_ms());
     order.status = Status::Assigned;

@@ -25,7 +25,7 @@ use axum::Router;
 use axum::error_handling::HandleErrorLayer;
 use axum::extract::{DefaultBodyLimit, FromRef};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use error::ApiError;
 use metrics_exporter_prometheus::PrometheusHandle;
 use std::sync::Arc;
@@ -37,6 +37,9 @@ use tower_http::timeout::TimeoutLayer;
 pub const MAX_BODY: usize = 64 * 1024;
 /// Largest body of `POST /v1/riders/me/pos`, as for a fix payload over MQTT.
 const FIXES_BODY: usize = 256 * 1024;
+/// Bodies that may carry a route: 5000 points at full precision are ~250 KiB,
+/// and twice the allowed points must still reach validation (400, not 413).
+const ROUTE_BODY: usize = 1024 * 1024;
 
 /// Bounds of the API's ordinary requests.
 #[derive(Debug, Clone)]
@@ -74,11 +77,21 @@ where
     Arc<tracker_routing::Router>: FromRef<S>,
 {
     let routes = Router::new()
-        .route("/v1/orders", post(orders::create).get(orders::list_active))
+        .route(
+            "/v1/orders",
+            post(orders::create)
+                .layer(DefaultBodyLimit::max(ROUTE_BODY))
+                .get(orders::list_active),
+        )
         .route("/v1/orders/{id}", get(orders::get))
         .route("/v1/orders/{id}/status", post(orders::change_status))
         .route("/v1/orders/{id}/assign", post(orders::assign))
         .route("/v1/orders/{id}/track", get(orders::track))
+        .route(
+            "/v1/orders/{id}/route",
+            put(orders::set_route).layer(DefaultBodyLimit::max(ROUTE_BODY)),
+        )
+        .route("/v1/alerts", get(orders::alerts))
         .route(
             "/v1/orders/{id}/share",
             post(orders::share).delete(orders::revoke_shares),

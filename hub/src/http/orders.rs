@@ -80,6 +80,25 @@ pub async fn assign(
     Ok((StatusCode::OK, Json(orders.assign(&id, body).await?)))
 }
 
+/// `PUT /v1/orders/{id}/route`: sets (or with `null` removes) the planned route (admins).
+pub async fn set_route(
+    State(orders): State<Orders>,
+    _: Admin,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<crate::orders::trips::RouteBody>,
+) -> OrderAnswer {
+    Ok((StatusCode::OK, Json(orders.set_route(&id, body).await?)))
+}
+
+/// `GET /v1/alerts`: the open alerts of all orders (admins).
+pub async fn alerts(
+    State(orders): State<Orders>,
+    _: Admin,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let alerts = orders.open_alerts().await?;
+    Ok(Json(serde_json::json!({ "alerts": alerts })))
+}
+
 /// `GET /v1/orders/{id}/track`: the stored trip of the order's rider, oldest
 /// first. Whoever may watch the order may read it; its customer gets the part
 /// from pick-up on only.

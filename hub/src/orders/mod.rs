@@ -15,6 +15,7 @@
 //! - [`queries`]: who may watch an order; get, list and track as each role may see them.
 //! - [`nearby`]: open orders and riders near a point.
 //! - [`shares`]: share links (viewer tokens) and their revocation.
+//! - [`trips`]: planned routes, and the open alerts of all orders.
 //! - [`error`]: why a use case refused or failed.
 
 pub mod commands;
@@ -25,6 +26,7 @@ pub mod pool;
 pub mod queries;
 pub mod shares;
 pub mod timeouts;
+pub mod trips;
 pub mod write;
 
 #[cfg(test)]

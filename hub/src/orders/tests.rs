@@ -59,6 +59,7 @@ fn new_order(key: &str) -> NewOrder {
         pickup: p,
         dropoff: p,
         promised_at: None,
+        route: None,
     }
 }
 

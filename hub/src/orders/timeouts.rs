@@ -239,6 +239,7 @@ mod tests {
             pickup: p,
             dropoff: p,
             promised_at: Some(500_000),
+            route: None,
         };
         let mut o = Order::new("7".into(), new, 1_000);
         let kinds: Vec<(TimerKind, i64)> = timers_for(&o, &cfg)

@@ -84,7 +84,7 @@ mod tests {
             access_change(&revoked),
             Some(AccessChange::SharesRevoked(77))
         );
-        let eta = encode("O1", 6, &EventBody::Eta { eta: 1, ts: 1 });
+        let eta = encode("O1", 6, &EventBody::eta(1, 1));
         assert_eq!(access_change(&eta), None);
         assert_eq!(access_change(b"{\"t\":\"assignment\",broken"), None);
     }

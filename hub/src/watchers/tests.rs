@@ -26,6 +26,7 @@ async fn fixture(cfg: WsConfig) -> Fixture {
         pickup: p,
         dropoff: p,
         promised_at: None,
+        route: None,
     };
     let order = Order::new("41".into(), new, 1_000);
     store
@@ -62,7 +63,7 @@ fn delivery(e: &tracker_backend::Entry) -> Arc<Delivery> {
 }
 
 fn eta(n: i64) -> EventBody {
-    EventBody::Eta { eta: n, ts: n }
+    EventBody::eta(n, n)
 }
 
 impl Fixture {

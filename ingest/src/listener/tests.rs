@@ -97,6 +97,7 @@ async fn start_with(cfg: ListenerConfig, auth: Arc<dyn RiderAuth>) -> Fixture {
             pickup: p,
             dropoff: p,
             promised_at: None,
+            route: None,
         };
         let mut o = Order::new(format!("order-{rider}"), new, 1_000);
         o.status = Status::Assigned;

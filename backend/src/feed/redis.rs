@@ -1,0 +1,305 @@
+//! The feed on Redis: one stream per partition, a consumer group, leases.
+//!
+//! The Redis log adds the order id of every append that changes a trip to
+//! `{prefix}:feed:{feed}:<k>` (capped, approximately, at `max_len`), right
+//! after the append script, in the same round trip; a process that dies
+//! between the two loses that notice, and the order is read again with its
+//! next change or the worker's periodic sweep. Each partition is followed
+//! by the one process holding its lease (`SET NX PX`, renewed every second);
+//! processes announce themselves in a sorted set and each takes about its
+//! share. Progress is the consumer group `trips`: a process that takes a
+//! partition over first claims what the last owner read and never
+//! acknowledged, then reads on, so a restart resumes where the group was.
+
+use super::{Feed, FeedBatch, LEASE};
+use crate::LogError;
+use async_trait::async_trait;
+use parking_lot::Mutex;
+use redis::aio::ConnectionManager;
+use redis::streams::{
+    StreamAutoClaimOptions, StreamAutoClaimReply, StreamReadOptions, StreamReadReply,
+};
+use redis::{AsyncCommands, Script};
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+const GROUP: &str = "trips";
+/// Most items one read takes.
+const BATCH: usize = 512;
+
+fn unavailable(e: impl Into<crate::BoxError>) -> LogError {
+    LogError::Unavailable(e.into())
+}
+
+/// The key of partition `k`'s stream (one hash slot for all of them).
+pub fn stream_key(prefix: &str, k: usize) -> String {
+    format!("{prefix}:feed:{{feed}}:{k}")
+}
+
+fn lease_key(prefix: &str, k: usize) -> String {
+    format!("{prefix}:trips:lease:{k}")
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// The consuming side of the Redis feed.
+pub struct RedisFeed {
+    /// For the blocking group reads only (a blocked read holds its connection).
+    reads: ConnectionManager,
+    /// Leases, acks, claims.
+    ctl: ConnectionManager,
+    prefix: String,
+    partitions: usize,
+    me: String,
+    owned: Mutex<BTreeSet<usize>>,
+    /// Partitions taken over whose unacknowledged items are still to claim.
+    fresh: Mutex<BTreeSet<usize>>,
+    renew: Script,
+    give_back: Script,
+}
+
+impl RedisFeed {
+    /// Connects to `url` as a new consumer of the `partitions` streams under `prefix`.
+    pub async fn connect(url: &str, prefix: &str, partitions: usize) -> Result<Self, LogError> {
+        let client = redis::Client::open(url).map_err(unavailable)?;
+        Ok(RedisFeed {
+            reads: crate::redis_conn::manager(&client)
+                .await
+                .map_err(unavailable)?,
+            ctl: crate::redis_conn::manager(&client)
+                .await
+                .map_err(unavailable)?,
+            prefix: prefix.to_owned(),
+            partitions: partitions.max(1),
+            me: format!("trips-{:016x}", rand::random::<u64>()),
+            owned: Mutex::new(BTreeSet::new()),
+            fresh: Mutex::new(BTreeSet::new()),
+            renew: Script::new(
+                "if redis.call('GET', KEYS[1]) == ARGV[1] then \
+                 return redis.call('PEXPIRE', KEYS[1], ARGV[2]) else return 0 end",
+            ),
+            give_back: Script::new(
+                "if redis.call('GET', KEYS[1]) == ARGV[1] then \
+                 return redis.call('DEL', KEYS[1]) else return 0 end",
+            ),
+        })
+    }
+
+    /// The partitions this process follows now.
+    pub fn owned(&self) -> Vec<usize> {
+        self.owned.lock().iter().copied().collect()
+    }
+
+    fn batch_of(&self, k: usize, ids: Vec<redis::streams::StreamId>, batch: &mut FeedBatch) {
+        for id in ids {
+            let added = id
+                .id
+                .split('-')
+                .next()
+                .and_then(|ms| ms.parse::<i64>().ok());
+            if let Some(ms) = added {
+                batch.oldest_ms = Some(batch.oldest_ms.map_or(ms, |o| o.min(ms)));
+            }
+            if let Some(order) = id.get::<String>("o") {
+                let order: crate::log::OrderKey = order.into();
+                if !batch.orders.contains(&order) {
+                    batch.orders.push(order);
+                }
+            }
+            batch.receipts.push((k, id.id));
+        }
+    }
+
+    async fn claim(&self, k: usize, batch: &mut FeedBatch) -> Result<(), LogError> {
+        let key = stream_key(&self.prefix, k);
+        let mut conn = self.ctl.clone();
+        let mut start = "0-0".to_owned();
+        loop {
+            let reply: StreamAutoClaimReply = conn
+                .xautoclaim_options(
+                    &key,
+                    GROUP,
+                    &self.me,
+                    0,
+                    &start,
+                    StreamAutoClaimOptions::default().count(BATCH),
+                )
+                .await
+                .map_err(unavailable)?;
+            self.batch_of(k, reply.claimed, batch);
+            if reply.next_stream_id == "0-0" || batch.receipts.len() >= BATCH {
+                return Ok(());
+            }
+            start = reply.next_stream_id;
+        }
+    }
+}
+
+#[async_trait]
+impl Feed for RedisFeed {
+    async fn next(&self, wait: Duration) -> Result<FeedBatch, LogError> {
+        let mut batch = FeedBatch::default();
+        let fresh: Vec<usize> = self.fresh.lock().iter().copied().collect();
+        for k in fresh {
+            self.claim(k, &mut batch).await?;
+            self.fresh.lock().remove(&k);
+        }
+        if !batch.receipts.is_empty() {
+            return Ok(batch);
+        }
+        let owned = self.owned();
+        if owned.is_empty() {
+            tokio::time::sleep(wait).await;
+            return Ok(batch);
+        }
+        let keys: Vec<String> = owned.iter().map(|&k| stream_key(&self.prefix, k)).collect();
+        let ids = vec![">"; keys.len()];
+        let opts = StreamReadOptions::default()
+            .group(GROUP, &self.me)
+            .count(BATCH)
+            .block(wait.as_millis().clamp(1, 5000) as usize);
+        let mut conn = self.reads.clone();
+        let reply: Option<StreamReadReply> = conn
+            .xread_options(&keys, &ids, &opts)
+            .await
+            .map_err(unavailable)?;
+        for stream in reply.map(|r| r.keys).unwrap_or_default() {
+            if let Some(pos) = keys.iter().position(|k| *k == stream.key) {
+                self.batch_of(owned[pos], stream.ids, &mut batch);
+            }
+        }
+        Ok(batch)
+    }
+
+    async fn ack(&self, batch: &FeedBatch) -> Result<(), LogError> {
+        if batch.receipts.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        for k in 0..self.partitions {
+            let ids: Vec<&str> = batch
+                .receipts
+                .iter()
+                .filter(|(p, _)| *p == k)
+                .map(|(_, id)| id.as_str())
+                .collect();
+            if !ids.is_empty() {
+                pipe.xack(stream_key(&self.prefix, k), GROUP, &ids).ignore();
+            }
+        }
+        let mut conn = self.ctl.clone();
+        pipe.query_async::<()>(&mut conn).await.map_err(unavailable)
+    }
+
+    fn owns(&self, order: &str) -> bool {
+        self.owned
+            .lock()
+            .contains(&super::partition(order, self.partitions))
+    }
+
+    async fn maintain(&self) -> Result<bool, LogError> {
+        let mut conn = self.ctl.clone();
+        let members = format!("{}:trips:members", self.prefix);
+        let now = now_ms();
+        let lease_ms = LEASE.as_millis() as i64;
+        let (_, _, live): ((), (), usize) = redis::pipe()
+            .zadd(&members, &self.me, now)
+            .zrembyscore(&members, "-inf", now - lease_ms)
+            .zcard(&members)
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        let share = self.partitions.div_ceil(live.max(1));
+        let mut changed = false;
+        for k in self.owned() {
+            let kept: i64 = self
+                .renew
+                .key(lease_key(&self.prefix, k))
+                .arg(&self.me)
+                .arg(lease_ms)
+                .invoke_async(&mut conn)
+                .await
+                .map_err(unavailable)?;
+            if kept == 0 {
+                tracing::warn!(partition = k, "lost the lease of a trip partition");
+                self.owned.lock().remove(&k);
+                self.fresh.lock().remove(&k);
+                changed = true;
+            }
+        }
+        let mut owned = self.owned();
+        if owned.len() < share {
+            let mut free: Vec<usize> = (0..self.partitions)
+                .filter(|k| !owned.contains(k))
+                .collect();
+            // Start at a different place in every process, so they do not race for the same ones.
+            let shift = rand::random::<u64>() as usize % free.len().max(1);
+            free.rotate_left(shift);
+            for k in free {
+                if owned.len() >= share {
+                    break;
+                }
+                let took: Option<String> = redis::cmd("SET")
+                    .arg(lease_key(&self.prefix, k))
+                    .arg(&self.me)
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(lease_ms)
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(unavailable)?;
+                if took.is_none() {
+                    continue;
+                }
+                let created: redis::RedisResult<()> = conn
+                    .xgroup_create_mkstream(stream_key(&self.prefix, k), GROUP, "$")
+                    .await;
+                if let Err(e) = created
+                    && e.code() != Some("BUSYGROUP")
+                {
+                    return Err(unavailable(e));
+                }
+                self.owned.lock().insert(k);
+                self.fresh.lock().insert(k);
+                owned.push(k);
+                changed = true;
+            }
+        } else if owned.len() > share {
+            for &k in owned.iter().rev().take(owned.len() - share) {
+                self.give_back
+                    .key(lease_key(&self.prefix, k))
+                    .arg(&self.me)
+                    .invoke_async::<i64>(&mut conn)
+                    .await
+                    .map_err(unavailable)?;
+                self.owned.lock().remove(&k);
+                self.fresh.lock().remove(&k);
+                changed = true;
+            }
+        }
+        if changed {
+            metrics::gauge!("tracker_trips_partitions_owned").set(self.owned.lock().len() as f64);
+        }
+        Ok(changed)
+    }
+
+    async fn release(&self) {
+        let mut conn = self.ctl.clone();
+        for k in self.owned() {
+            let _ = self
+                .give_back
+                .key(lease_key(&self.prefix, k))
+                .arg(&self.me)
+                .invoke_async::<i64>(&mut conn)
+                .await;
+        }
+        let _: redis::RedisResult<()> = conn
+            .zrem(format!("{}:trips:members", self.prefix), &self.me)
+            .await;
+        self.owned.lock().clear();
+    }
+}
