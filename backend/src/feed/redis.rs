@@ -303,3 +303,97 @@ impl Feed for RedisFeed {
         self.owned.lock().clear();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::EventLog;
+    use crate::log::redis::{RedisLog, RedisLogConfig};
+    use tracker_domain::{EventBody, PosEvent};
+
+    fn fix(ts: i64) -> EventBody {
+        EventBody::Pos(PosEvent {
+            lat: 1.0,
+            lon: 2.0,
+            ts,
+            speed: None,
+            heading: None,
+            backfill: false,
+            before_pickup: false,
+        })
+    }
+
+    #[tokio::test]
+    async fn two_processes_share_the_partitions_and_a_dead_ones_items_move_on() {
+        let Some(url) = crate::log::redis::test_url() else {
+            return;
+        };
+        let prefix = format!("t{:x}", rand::random::<u32>());
+        let log = RedisLog::connect(
+            &url,
+            RedisLogConfig {
+                prefix: prefix.clone(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        let a = RedisFeed::connect(&url, &prefix, 16).await.unwrap();
+        assert!(a.maintain().await.unwrap());
+        assert_eq!(a.owned().len(), 16, "alone, it follows everything");
+        let b = RedisFeed::connect(&url, &prefix, 16).await.unwrap();
+        b.maintain().await.unwrap();
+        a.maintain().await.unwrap();
+        b.maintain().await.unwrap();
+        let (oa, ob) = (a.owned(), b.owned());
+        assert_eq!((oa.len(), ob.len()), (8, 8), "{oa:?} {ob:?}");
+        assert!(oa.iter().all(|k| !ob.contains(k)));
+
+        // An order in one of b's partitions: only b is fed it, once acked never again.
+        let order = (0..).map(|i| format!("9{i}")).find(|o| b.owns(o)).unwrap();
+        log.append(&order, vec![fix(1)], None).await.unwrap();
+        log.append(&order, vec![EventBody::eta(5, 1)], None)
+            .await
+            .unwrap();
+        let got = b.next(Duration::from_millis(500)).await.unwrap();
+        assert_eq!(got.orders, vec![crate::log::OrderKey::from(order.as_str())]);
+        assert_eq!(got.receipts.len(), 1, "an estimate is not fed");
+        b.ack(&got).await.unwrap();
+        assert!(
+            a.next(Duration::from_millis(100))
+                .await
+                .unwrap()
+                .orders
+                .is_empty()
+        );
+
+        // b reads the next one and dies before acknowledging it: a takes
+        // its partitions over once the leases run out, and gets it first.
+        log.append(&order, vec![fix(2)], None).await.unwrap();
+        let unacked = b.next(Duration::from_millis(500)).await.unwrap();
+        assert_eq!(unacked.orders.len(), 1);
+        drop(b);
+        let mut conn = a.ctl.clone();
+        for k in ob {
+            let _: () = conn.del(lease_key(&prefix, k)).await.unwrap();
+        }
+        let _: () = conn.del(format!("{prefix}:trips:members")).await.unwrap();
+        assert!(a.maintain().await.unwrap());
+        assert_eq!(a.owned().len(), 16);
+        let moved = a.next(Duration::from_millis(500)).await.unwrap();
+        assert_eq!(
+            moved.orders,
+            vec![crate::log::OrderKey::from(order.as_str())]
+        );
+        a.ack(&moved).await.unwrap();
+        assert!(
+            a.next(Duration::from_millis(100))
+                .await
+                .unwrap()
+                .orders
+                .is_empty()
+        );
+        a.release().await;
+        assert!(a.owned().is_empty());
+    }
+}
