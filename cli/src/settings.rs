@@ -382,7 +382,7 @@ pub const KEYS: &[Key] = &[
     key("TRACKER_TRIP_WATCHER", "trip_watcher", Switch, "every hub process follows its share of the orders under way: ETA, alerts, arrivals; `off` for none in this process", Is("on")),
     key("TRACKER_STALL_RADIUS_M", "trips.stall_radius_m", Number, "`stalled`: a picked-up rider who moved less than this many metres…", Is("50")),
     key("TRACKER_STALL_SECS", "trips.stall", Secs, "…over this many seconds of fix time", Is("300")),
-    key("TRACKER_OFF_ROUTE_M", "trips.off_route_m", Number, "`off_route`: farther than this from the planned route (else the pick-up → drop-off line) for two fixes in a row", Is("250")),
+    key("TRACKER_OFF_ROUTE_M", "trips.off_route_m", Number, "`off_route`: farther than this from the planned route (else the rectangle pick-up and drop-off span) for two fixes in a row", Is("250")),
     key("TRACKER_OFFLINE_SECS", "trips.offline", Secs, "`rider_offline`: no fix for this long from the rider holding an order", Is("120")),
     key("TRACKER_ARRIVAL_M", "trips.arrival_m", Number, "`arrival`: the rider holding the order came this close to the pick-up or the drop-off", Is("100")),
     key("TRACKER_CONNECT_RATE", "limits.connect_rate", Text, "new connections per second per client IP (WebSocket, SSE, long-poll, MQTT), `RATE` or `RATE/BURST`; `off` for none", Is("100/1000")),

@@ -9,8 +9,11 @@
 //! - [`watcher`]: watchers of an order over WebSocket, SSE or long-poll, counting by seq.
 //! - [`stats`]: live counters and per-watcher tallies with an HDR delay histogram.
 //! - [`report`]: the summary table and the JSON line.
+//! - [`truth`]: trips through a city with speeds by area and hour, injected anomalies, and their truth.
+//! - [`accuracy`]: the trip watcher's own code replayed on such trips: ETA error, alert precision and recall.
 //! - [`nchan`]: the same fan-out load against nginx + Nchan, for side-by-side runs.
 
+pub mod accuracy;
 pub mod api;
 pub mod nchan;
 pub mod phones;
@@ -18,6 +21,7 @@ pub mod report;
 pub mod rider;
 pub mod route;
 pub mod stats;
+pub mod truth;
 pub mod watcher;
 
 use crate::api::Api;

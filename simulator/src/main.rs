@@ -110,6 +110,19 @@ enum Peer {
         #[arg(long, default_value_t = 16)]
         publishers: usize,
     },
+    /// No hub: the trip watcher's own code replayed on ground-truth trips in
+    /// simulated time; prints ETA error and alert precision / recall.
+    Accuracy {
+        /// Trips to replay.
+        #[arg(long, default_value_t = 600)]
+        trips: usize,
+        /// Seed of the city and the trips.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Share of trips with an injected anomaly.
+        #[arg(long, default_value_t = 0.5)]
+        anomaly_share: f64,
+    },
 }
 
 fn config(a: &Args) -> anyhow::Result<SimConfig> {
@@ -171,9 +184,27 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
+    if let Some(Peer::Accuracy {
+        trips,
+        seed,
+        anomaly_share,
+    }) = args.peer
+    {
+        let cfg = tracker_sim::accuracy::AccuracyConfig {
+            trips,
+            seed,
+            anomaly_share,
+            ..Default::default()
+        };
+        let report = tracker_sim::accuracy::run(&cfg);
+        println!("tracker-sim accuracy");
+        print!("{}", report.table());
+        println!("{}", serde_json::to_string(&report)?);
+        return Ok(());
+    }
     let secs = match &args.peer {
         Some(Peer::Nchan { duration_secs, .. }) => *duration_secs,
-        None => args.duration_secs,
+        Some(Peer::Accuracy { .. }) | None => args.duration_secs,
     };
     let bar = if args.quiet {
         ProgressBar::hidden()
@@ -228,6 +259,7 @@ async fn main() -> anyhow::Result<()> {
             };
             tracker_sim::nchan::run(cfg, stop, on_tick).await?
         }
+        Some(Peer::Accuracy { .. }) => unreachable!("answered above"),
         None => run(config(&args)?, stop, on_tick).await?,
     };
     bar.finish_and_clear();

@@ -108,6 +108,26 @@ impl Route {
         Route { points, at }
     }
 
+    /// The points before `d` metres along it (all of them for infinity).
+    pub fn points_until(&self, d: f64) -> Vec<LatLon> {
+        self.points
+            .iter()
+            .zip(&self.at)
+            .filter(|(_, at)| **at < d || d.is_infinite())
+            .map(|(p, _)| *p)
+            .collect()
+    }
+
+    /// The points after `d` metres along it.
+    pub fn points_after(&self, d: f64) -> Vec<LatLon> {
+        self.points
+            .iter()
+            .zip(&self.at)
+            .filter(|(_, at)| **at > d)
+            .map(|(p, _)| *p)
+            .collect()
+    }
+
     /// Its length, metres.
     pub fn length(&self) -> f64 {
         *self.at.last().unwrap_or(&0.0)

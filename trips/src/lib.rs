@@ -8,10 +8,12 @@
 //! - [`model`]: what ETA learns from finished trips (speeds by area and hour, detours).
 //! - [`trip`]: one order's trip: the estimate and the detectors; it decides, never writes.
 //! - [`worker`]: the loop that reads, decides and writes.
+//! - [`replay`]: a trip fed by hand, decisions kept in memory (tests, accuracy runs).
 //! - [`settings`]: the thresholds.
 
 pub mod geo;
 pub mod model;
+pub mod replay;
 pub mod settings;
 pub mod trip;
 pub mod worker;

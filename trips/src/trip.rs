@@ -329,8 +329,27 @@ impl Trip {
         }
     }
 
-    fn off_route(&mut self, seq: u64, fix: Seen, s: &TripSettings, out: &mut Vec<Decision>) {
+    /// How far a fix is outside where the rider is expected, metres: from
+    /// the planned route; without one, from the rectangle (north–south by
+    /// east–west) that pick-up and drop-off span, which every street-grid
+    /// path between them that never turns back stays in.
+    fn off_by(&self, fix: Seen) -> (f64, f64) {
         let pr = self.path.project(fix.at, self.along_m);
+        if self.order.route.is_some() {
+            return (pr.off_m, pr.along_m);
+        }
+        let (a, b) = (self.order.pickup, self.order.dropoff);
+        let clamp = |v: f64, x: f64, y: f64| v.clamp(x.min(y), x.max(y));
+        let inside = Point {
+            lat: clamp(fix.at.lat, a.lat, b.lat),
+            lon: clamp(fix.at.lon, a.lon, b.lon),
+        };
+        (dist(fix.at, inside), pr.along_m)
+    }
+
+    fn off_route(&mut self, seq: u64, fix: Seen, s: &TripSettings, out: &mut Vec<Decision>) {
+        let (off_m, along_m) = self.off_by(fix);
+        let pr = crate::geo::Projection { along_m, off_m };
         if pr.off_m > s.off_route_m {
             self.off_streak += 1;
             self.on_streak = 0;
