@@ -266,6 +266,8 @@ test('the replay page draws a finished trip and plays it', async () => {
   await eventually('the replay to run to the end', () =>
     page.evaluate(() => !window.trackerPage.playing && window.trackerPage.trail.getLatLngs().length > 2));
   assert.ok(near(await riderAt(page), route[route.length - 1]), 'the marker ends at the drop-off');
+  assert.ok(await page.evaluate(() => window.trackerPage.etas.length > 0), 'the estimates of the log');
+  assert.match(await page.textContent('#replay-eta'), /min left/, 'the estimate as it stood then');
   await shot(page, 'replay');
   await page.context().close();
 });
@@ -365,4 +367,54 @@ test('the customer shares a view-only link, and stopping sharing ends it', async
     (await friend.textContent('#conn')).includes('Session ended'));
   await friend.context().close();
   await owner.context().close();
+});
+
+test('the customer sees the estimate and the rider arriving; operators see a stall open and clear', async () => {
+  const rider = unique('r');
+  const o = await orderFor('ines', rider);
+  const customer = await newPage();
+  await customer.goto(`${base}/track/${o.id}#token=${mint('ines', 'customer')}`);
+  await live(customer, 'WebSocket');
+  const ops = await newPage();
+  await ops.goto(`${base}/ops#token=${ADMIN}`);
+  await ops.locator(`li[data-order="${o.id}"]`).waitFor();
+
+  // A phone that was offline sends what it kept: a minute of riding, then
+  // seven minutes standing a third of the way (fix times end about now).
+  const [from, to] = [[23.1291, 113.2644], [23.1391, 113.2804]];
+  const lerp = (f) => [from[0] + (to[0] - from[0]) * f, from[1] + (to[1] - from[1]) * f];
+  const kept = [];
+  const t0 = Date.now() - 96 * 5000;
+  for (let i = 0; i < 96; i++) {
+    const [lat, lon] = lerp(Math.min(i, 12) / 36);
+    kept.push({ lat, lon, ts: t0 + i * 5000 });
+  }
+  await phone.publishAsync(`riders/${rider}/pos/batch`, JSON.stringify(kept), { qos: 1 });
+  const key = `${o.id}|stalled`;
+  await eventually('the stall listed and its order marked', () =>
+    ops.evaluate((k) => window.trackerPage.openAlerts.has(k), key));
+  assert.equal(
+    await ops.locator(`#orders li[data-order="${o.id}"]`).getAttribute('class').then((c) => /alerting/.test(c)),
+    true,
+  );
+  await shot(ops, 'ops-alert');
+  await eventually('an estimate on the customer page', async () =>
+    /in \d+ min|any minute/.test(await customer.textContent('#eta')));
+
+  // On again, to the door.
+  for (let i = 1; i <= 8; i++) {
+    const [lat, lon] = lerp(1 / 3 + (2 / 3) * (i / 8));
+    await fix(rider, lat, lon, Date.now());
+    await new Promise((r) => setTimeout(r, 150));
+  }
+  await eventually('the stall cleared', () =>
+    ops.evaluate((k) => !window.trackerPage.openAlerts.has(k), key));
+  assert.ok(
+    await ops.evaluate((id) => window.trackerPage.alerts.some((a) => a.order === id && a.kind === 'stalled' && a.cleared), o.id),
+  );
+  await eventually('"arriving" on the customer page', () => customer.isVisible('#arriving'));
+  assert.equal(await customer.evaluate(() => window.trackerPage.arriving), true);
+  await shot(customer, 'track-arriving');
+  await customer.context().close();
+  await ops.context().close();
 });

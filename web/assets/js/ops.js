@@ -16,7 +16,10 @@ const REFRESH_MS = 10000;
 
 const orders = new Map(); // id -> { row, status, marker, glide, pos, li, feed }
 const feeds = [];
-const page = { orders, following: null, alerts: [] };
+// Open alerts by `order|kind`: the list's items, kept in step with the
+// episodes' raises and clears, and with `GET /v1/alerts` on every refresh.
+const openAlerts = new Map();
+const page = { orders, following: null, alerts: [], openAlerts };
 window.trackerPage = page;
 
 let map;
@@ -63,13 +66,69 @@ function follow(id) {
     .catch(() => {});
 }
 
+const ALERT_WORDS = {
+  stalled: 'stalled',
+  off_route: 'off route',
+  rider_offline: 'rider offline',
+  late: 'late',
+  refund_required: 'refund required',
+};
+
+function alertText(a) {
+  return `${clock(a.ts)} · ${ALERT_WORDS[a.kind] || a.kind} · order ${a.order}`;
+}
+
+/** Marks the orders with an open alert, in the list and on the map. */
+function highlight() {
+  const alerting = new Set([...openAlerts.values()].map((x) => x.alert.order));
+  for (const [id, o] of orders) {
+    const on = alerting.has(id);
+    o.li.classList.toggle('alerting', on);
+    o.marker.setStyle(on ? { color: '#d32f2f', weight: 4 } : { color: '#ffffff', weight: 2 });
+  }
+  $('no-alerts').hidden = openAlerts.size > 0 || page.alerts.length > 0;
+}
+
+function openAlert(a) {
+  const key = a.order + '|' + a.kind;
+  if (openAlerts.has(key)) return;
+  const li = document.createElement('li');
+  li.className = 'open';
+  li.dataset.order = a.order;
+  li.dataset.kind = a.kind;
+  li.textContent = alertText(a);
+  li.onclick = () => follow(a.order);
+  $('alerts').prepend(li);
+  openAlerts.set(key, { alert: a, li });
+}
+
+function closeAlert(order, kind) {
+  const key = order + '|' + kind;
+  const x = openAlerts.get(key);
+  if (!x) return;
+  x.li.remove();
+  openAlerts.delete(key);
+}
+
+/** One alert event: an episode opens or closes; a one-off alert (refunds) stays listed. */
 function addAlert(f) {
   page.alerts.push(f);
-  $('no-alerts').hidden = true;
-  const li = document.createElement('li');
-  li.textContent = `${clock(f.ts)} · ${f.kind} · order ${f.order}`;
-  li.onclick = () => follow(f.order);
-  $('alerts').prepend(li);
+  if (f.cleared) closeAlert(f.order, f.kind);
+  else openAlert(f);
+  highlight();
+}
+
+/** The open alerts as the hub lists them now (catches what happened before the page). */
+async function refreshAlerts() {
+  try {
+    const { alerts } = await getJson('/v1/alerts', token);
+    const now = new Set(alerts.map((a) => a.order + '|' + a.kind));
+    for (const a of alerts) openAlert(a);
+    for (const [key, x] of openAlerts) if (!now.has(key)) closeAlert(x.alert.order, x.alert.kind);
+    highlight();
+  } catch {
+    // The live events keep the list; the next refresh tries again.
+  }
 }
 
 function onFrame(f) {
@@ -158,6 +217,7 @@ async function refresh() {
       e.status === 403 ? 'The operator view needs an admin token.' : 'Cannot list orders: ' + e.message;
   }
   $('count').textContent = [...orders.values()].filter((x) => visible(x.status)).length;
+  await refreshAlerts();
 }
 
 async function main() {

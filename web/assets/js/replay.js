@@ -1,5 +1,7 @@
 // Trip replay: the stored trip of an order (`GET /v1/orders/{id}/track`) drawn
-// in full, faintly, and replayed with a time slider, play/pause and speed.
+// in full, faintly, and replayed with a time slider, play/pause and speed; the
+// estimates and alerts of the order's log (while the log still holds them)
+// follow the slider: the estimate as it stood, the alerts open at that time.
 
 import { Glide, STATUS_WORDS, clock, createMap, dot, leafletReady } from './map.js';
 import { getJson, orderFromPath, requireToken } from './session.js';
@@ -9,8 +11,37 @@ const order = orderFromPath();
 const token = requireToken();
 $('order').textContent = order;
 document.title = 'Replay ' + order + ' · tracker';
-const page = { order, points: [], trail: null, rider: null, playing: false };
+const page = { order, points: [], trail: null, rider: null, playing: false, etas: [], alerts: [] };
 window.trackerPage = page;
+
+/** The order's estimates and alert edges, read from its log page by page. */
+async function history() {
+  const etas = [];
+  const alerts = [];
+  let since = 0;
+  for (let page = 0; page < 50; page++) {
+    const q = `/v1/orders/${encodeURIComponent(order)}/events?since=${since}&wait=0`;
+    const r = await getJson(q, token);
+    for (const e of r.events || []) {
+      if (e.t === 'eta') etas.push(e);
+      if (e.t === 'alert') alerts.push(e);
+    }
+    if (!r.events || r.events.length === 0 || r.next === since) break;
+    since = r.next;
+  }
+  return { etas, alerts };
+}
+
+/** The alerts open at `t`: raised at or before it and not cleared by then. */
+function openAt(alerts, t) {
+  const open = new Map();
+  for (const a of alerts) {
+    if (a.ts > t) break;
+    if (a.cleared) open.delete(a.kind);
+    else open.set(a.kind, a);
+  }
+  return [...open.values()];
+}
 
 /** The position at time `t`, interpolated between the two fixes around it. */
 function at(points, t) {
@@ -63,11 +94,35 @@ async function main() {
   $('from').textContent = clock(t0);
   $('to').textContent = clock(t1);
 
+  try {
+    const h = await history();
+    page.etas = h.etas;
+    page.alerts = h.alerts;
+  } catch {
+    // No log left for this order: the trip replays without them.
+  }
+  for (const a of page.alerts.filter((x) => !x.cleared && x.ts >= t0 && x.ts <= t1)) {
+    const [lat, lon] = at(points, a.ts);
+    dot([lat, lon], 'alert-marker', '#d32f2f', 6).addTo(map).bindTooltip(`${a.kind} · ${clock(a.ts)}`);
+  }
+
   const show = (t) => {
     const [lat, lon, i] = at(points, t);
     glide.jump([lat, lon]);
     done.setLatLngs([...all.slice(0, i), [lat, lon]]);
     $('now').textContent = clock(t);
+    const eta = page.etas.filter((e) => e.ts <= t).pop();
+    $('replay-eta').textContent = eta
+      ? `${clock(eta.eta)} (${Math.max(0, Math.round((eta.eta - t) / 60000))} min left)`
+      : '—';
+    const list = $('replay-alerts');
+    list.replaceChildren(
+      ...openAt(page.alerts, t).map((a) => {
+        const li = document.createElement('li');
+        li.textContent = `${a.kind} since ${clock(a.ts)}`;
+        return li;
+      }),
+    );
   };
   slider.oninput = () => show(t0 + Number(slider.value));
   show(t0);

@@ -19,7 +19,9 @@ const ERRORS = {
   forbidden: 'This order is not yours to watch.',
   not_found: 'There is no such order.',
 };
-const page = { order, status: null, rider: null, trail: null, transport: null };
+const page = {
+  order, status: null, rider: null, trail: null, transport: null, eta: null, arriving: false, route: null,
+};
 window.trackerPage = page; // for the browser tests and curious people
 
 function setStatus(status, ts) {
@@ -41,10 +43,23 @@ function addTimeline(status, ts) {
   $('timeline').append(li);
 }
 
-function setEta(eta) {
+function showEta() {
+  const eta = page.eta;
   if (!eta) return;
   const mins = Math.max(0, Math.round((eta - Date.now()) / 60000));
-  $('eta').textContent = `${clock(eta)} (in ${mins} min)`;
+  $('eta').textContent = mins < 1 ? `any minute (${clock(eta)})` : `in ${mins} min (${clock(eta)})`;
+}
+
+function setEta(eta) {
+  if (!eta) return;
+  page.eta = eta;
+  showEta();
+}
+
+function setArriving(at) {
+  if (at !== 'dropoff') return;
+  page.arriving = true;
+  $('arriving').hidden = false;
 }
 
 function setRider(name) {
@@ -61,7 +76,25 @@ async function main() {
   } catch (e) {
     $('notice').textContent = { 403: ERRORS.forbidden, 404: ERRORS.not_found }[e.status] || e.message;
   }
+  // The planned route, when the order has one, dashed under the trail.
+  const drawRoute = (r) => {
+    if (page.route) page.route.remove();
+    page.route = null;
+    if (r && r.route) {
+      page.route = L.polyline(r.route.map((p) => [p.lat, p.lon]), {
+        color: '#7e57c2', weight: 3, dashArray: '6 6', className: 'planned-route',
+      }).addTo(map);
+    }
+  };
+  const reloadRoute = async () => {
+    try {
+      drawRoute(await getJson('/v1/orders/' + encodeURIComponent(order), token));
+    } catch {
+      // The old drawing stays.
+    }
+  };
   if (row) {
+    drawRoute(row);
     dot([row.pickup.lat, row.pickup.lon], 'pickup-marker', '#ff9800', 6).addTo(map).bindTooltip('Store');
     dot([row.dropoff.lat, row.dropoff.lon], 'dropoff-marker', '#e53935', 6).addTo(map).bindTooltip('You');
     map.fitBounds(
@@ -108,6 +141,7 @@ async function main() {
         }
         setStatus(f.status);
         setEta(f.eta);
+        setArriving(f.arrival);
         if ('rider_name' in f || 'rider_id' in f) setRider(f.rider_name || f.rider_id);
         if (f.pos && (livePosTs == null || f.pos.ts > livePosTs)) {
           trail.add(f.pos.ts, f.pos.lat, f.pos.lon);
@@ -123,6 +157,12 @@ async function main() {
         break;
       case 'eta':
         setEta(f.eta);
+        break;
+      case 'arrival':
+        setArriving(f.at);
+        break;
+      case 'route':
+        reloadRoute();
         break;
       case 'assignment':
         setRider(f.rider_name || f.rider_id);
@@ -152,6 +192,8 @@ async function main() {
   page.feed = feed;
   feed.watch(order, { history: true });
   feed.start();
+  // The minutes count down between estimates.
+  setInterval(showEta, 30000);
 }
 
 /** Sends `method` to the order's share link endpoint; the answer's JSON, or throws. */
