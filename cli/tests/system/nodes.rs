@@ -618,3 +618,164 @@ async fn access_taken_away_on_one_hub_ends_on_the_other() {
     hub_a.terminate().await;
     hub_b.terminate().await;
 }
+
+/// What an order's log holds of `kind`'s alerts: (raised, cleared).
+async fn episodes_of(log: &RedisLog, id: &str, kind: &str) -> (usize, usize) {
+    let read = log.read(id, Some(0), 10_000).await.unwrap();
+    let mut n = (0, 0);
+    for e in read.missed.expect("the whole history") {
+        let v: Value = serde_json::from_slice(&e.json).unwrap();
+        if v["t"] == "alert" && v["kind"] == kind {
+            if v["cleared"] == true {
+                n.1 += 1;
+            } else {
+                n.0 += 1;
+            }
+        }
+    }
+    n
+}
+
+/// Three hub processes share the trip watcher's partitions (they split them
+/// while the riders ride, so orders move between processes mid-trip); 30
+/// orders, a third with a stall, a third with a detour off their planned
+/// route, a third whose phone goes silent: each episode is raised once and
+/// cleared once, and no order gets an alert it did not earn.
+#[tokio::test]
+async fn three_hubs_raise_and_clear_each_episode_exactly_once() {
+    let Some(redis) = backend_url("TRACKER_TEST_REDIS_URL") else {
+        return;
+    };
+    let Some(admin_db) = backend_url("TRACKER_TEST_DATABASE_URL") else {
+        return;
+    };
+    let db = TestDatabase::create(&admin_db).await;
+    let prefix = unique("trips");
+    let env = |node: &str| {
+        let mut env = node_env(&redis, &prefix, &db.url, node);
+        env.extend([
+            ("TRACKER_STALL_SECS", "5".to_owned()),
+            ("TRACKER_STALL_RADIUS_M", "30".to_owned()),
+            ("TRACKER_OFFLINE_SECS", "6".to_owned()),
+            ("TRACKER_FIX_RATE", "off".to_owned()),
+        ]);
+        env
+    };
+    let first = start("hub", &env("1")).await;
+    let auth = Auth::hs256(SECRET.as_bytes());
+    let admin = auth.mint("ops", Role::Admin, 600);
+    let log = RedisLog::connect(
+        &redis,
+        RedisLogConfig {
+            prefix: prefix.clone(),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+
+    // Thirty riders, each 6 km east along a planned straight route.
+    let origin = (23.10, 113.20);
+    let east = |m: f64| 113.20 + m / (111_320.0 * 23.10f64.to_radians().cos());
+    let north = |m: f64| 23.10 + m / 111_320.0;
+    let mut orders = Vec::new();
+    for i in 0..30 {
+        let rider = unique("r");
+        let lat = north(i as f64 * 2000.0);
+        let body = json!({"biz_order_no": unique("S"), "biz_type": "food", "customer_id": "c",
+            "pickup": {"lat": lat, "lon": origin.1}, "dropoff": {"lat": lat, "lon": east(6000.0)},
+            "route": [{"lat": lat, "lon": origin.1}, {"lat": lat, "lon": east(6000.0)}]});
+        let o = post(&first.base, &admin, "/v1/orders", body).await;
+        let id = o["id"].as_str().unwrap().to_owned();
+        let mut v = 1;
+        for to in ["paid", "preparing", "ready"] {
+            let path = format!("/v1/orders/{id}/status");
+            v = post(&first.base, &admin, &path, json!({"to": to, "version": v})).await["version"]
+                .as_i64()
+                .unwrap();
+        }
+        let assign = json!({"rider_id": rider, "version": v});
+        v = post(
+            &first.base,
+            &admin,
+            &format!("/v1/orders/{id}/assign"),
+            assign,
+        )
+        .await["version"]
+            .as_i64()
+            .unwrap();
+        let path = format!("/v1/orders/{id}/status");
+        post(
+            &first.base,
+            &admin,
+            &path,
+            json!({"to": "picked_up", "version": v}),
+        )
+        .await;
+        orders.push((id, rider, lat));
+    }
+    // The other two join now: the partitions are split while the trips run.
+    let second = start("hub", &env("2")).await;
+    let third = start("hub", &env("3")).await;
+    let bases = [first.base.clone(), second.base.clone(), third.base.clone()];
+
+    // Twenty seconds of riding at 40 m/s, a fix a second through any hub.
+    // From 4 s to 12 s: orders 0-9 stand still, 10-19 ride 500 m north of
+    // their route, 20-29 send nothing.
+    let client = reqwest::Client::new();
+    let started = tokio::time::Instant::now();
+    for s in 0..20u64 {
+        let mut sends = Vec::new();
+        for (i, (_, rider, lat)) in orders.iter().enumerate() {
+            let during = (4..12).contains(&s);
+            if during && i >= 20 {
+                continue;
+            }
+            let moved = if during && i < 10 { 4 * 40 } else { s * 40 };
+            let lat = if during && (10..20).contains(&i) {
+                lat + 500.0 / 111_320.0
+            } else {
+                *lat
+            };
+            let fix = json!({"lat": lat, "lon": east(100.0 + moved as f64), "ts": now_ms()});
+            let req = client
+                .post(format!("{}/v1/riders/me/pos", bases[i % 3]))
+                .bearer_auth(auth.mint(rider, Role::Rider, 600))
+                .json(&fix)
+                .send();
+            sends.push(req);
+        }
+        for r in futures_util::future::join_all(sends).await {
+            assert!(r.unwrap().status().is_success());
+        }
+        tokio::time::sleep_until(started + Duration::from_secs(s + 1)).await;
+    }
+    // Every episode has ended (the stall moved on, the detour rejoined, the
+    // phone came back); let the watchers catch up, then look at the logs.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for (i, (id, _, _)) in orders.iter().enumerate() {
+        let kind = ["stalled", "off_route", "rider_offline"][i / 10];
+        for other in ["stalled", "off_route", "rider_offline"] {
+            let want = if other == kind { (1, 1) } else { (0, 0) };
+            assert_eq!(
+                episodes_of(&log, id, other).await,
+                want,
+                "order {i} ({kind}): its {other} alerts"
+            );
+        }
+    }
+    let mut owned = Vec::new();
+    for p in [&first, &second, &third] {
+        owned.push(p.metric("tracker_trips_partitions_owned").await);
+    }
+    assert_eq!(
+        owned.iter().sum::<f64>(),
+        16.0,
+        "each partition followed by one process"
+    );
+    assert!(owned.iter().all(|&n| n >= 4.0), "shared out: {owned:?}");
+    for p in [first, second, third] {
+        p.terminate().await;
+    }
+    db.drop_now().await;
+}
