@@ -37,6 +37,9 @@ pub struct AccuracyConfig {
     pub settings: TripSettings,
     /// How trips are made.
     pub shape: TripShape,
+    /// The model learns from delivered trips (off: the defaults throughout,
+    /// to see what learning is worth).
+    pub learn: bool,
 }
 
 impl Default for AccuracyConfig {
@@ -49,6 +52,7 @@ impl Default for AccuracyConfig {
             gap_ms: 150_000,
             settings: TripSettings::default(),
             shape: TripShape::default(),
+            learn: true,
         }
     }
 }
@@ -106,6 +110,8 @@ pub struct AccuracyReport {
     pub eta_half: (Spread, Spread),
     /// ETA error at 75 % of the way.
     pub eta_75: (Spread, Spread),
+    /// The same two on the trips without an injected anomaly.
+    pub clean: [(Spread, Spread); 2],
     /// Alerts by kind.
     pub alerts: Vec<KindScore>,
 }
@@ -117,9 +123,11 @@ impl AccuracyReport {
         for (name, (ours, base)) in [
             ("half-way", &self.eta_half),
             ("75 % of the way", &self.eta_75),
+            ("half-way, clean", &self.clean[0]),
+            ("75 %, clean", &self.clean[1]),
         ] {
             s += &format!(
-                "ETA error at {name:<15} p50 {:>6.0} s  p90 {:>6.0} s   baseline p50 {:>6.0} s  p90 {:>6.0} s  ({} trips)\n",
+                "ETA error at {name:<16} p50 {:>6.0} s  p90 {:>6.0} s   baseline p50 {:>6.0} s  p90 {:>6.0} s  ({} trips)\n",
                 ours.p50, ours.p90, base.p50, base.p90, ours.n
             );
         }
@@ -276,7 +284,9 @@ pub fn run(cfg: &AccuracyConfig) -> AccuracyReport {
         let start = day0 + i as i64 * cfg.gap_ms;
         pending.retain(|(done, lesson)| {
             if *done <= start {
-                model.learn_trip(lesson);
+                if cfg.learn {
+                    model.learn_trip(lesson);
+                }
                 false
             } else {
                 true
@@ -311,6 +321,7 @@ pub fn run(cfg: &AccuracyConfig) -> AccuracyReport {
 
 fn score(cfg: &AccuracyConfig, trips: &[Scored]) -> AccuracyReport {
     let mut eta = [(Vec::new(), Vec::new()), (Vec::new(), Vec::new())];
+    let mut clean = [(Vec::new(), Vec::new()), (Vec::new(), Vec::new())];
     for s in trips {
         let t = &s.truth;
         if t.at_dropoff - t.picked_up_at < 120_000 {
@@ -330,8 +341,16 @@ fn score(cfg: &AccuracyConfig, trips: &[Scored]) -> AccuracyReport {
             if let (Some(ours), Some(f)) = (ours, last_fix) {
                 let left = tracker_trips::geo::dist(point(f.at), point(t.dropoff));
                 let base = f.ts + (left / f.speed.max(0.5) * 1000.0) as i64;
-                eta[k].0.push((ours - t.at_dropoff).abs() as f64 / 1000.0);
-                eta[k].1.push((base - t.at_dropoff).abs() as f64 / 1000.0);
+                let (o, b) = (
+                    (ours - t.at_dropoff).abs() as f64 / 1000.0,
+                    (base - t.at_dropoff).abs() as f64 / 1000.0,
+                );
+                eta[k].0.push(o);
+                eta[k].1.push(b);
+                if t.anomaly.is_none() {
+                    clean[k].0.push(o);
+                    clean[k].1.push(b);
+                }
             }
         }
     }
@@ -384,8 +403,10 @@ fn score(cfg: &AccuracyConfig, trips: &[Scored]) -> AccuracyReport {
         })
         .collect();
     let [(h_ours, h_base), (q_ours, q_base)] = eta;
+    let clean = clean.map(|(o, b)| (spread(o), spread(b)));
     AccuracyReport {
         trips: trips.len(),
+        clean,
         eta_half: (spread(h_ours), spread(h_base)),
         eta_75: (spread(q_ours), spread(q_base)),
         alerts,

@@ -32,8 +32,10 @@ pub struct Api {
 pub struct SimOrder {
     /// Its id.
     pub id: String,
-    /// Its version after the last change the simulator made.
-    pub version: i64,
+    /// Its status version after the last change the simulator made: the
+    /// simulator changes only the status, so it does not collide with the
+    /// order's other edits (the trip watcher's arrivals and alerts).
+    pub status_version: i64,
 }
 
 impl Api {
@@ -85,15 +87,20 @@ impl Api {
         }
     }
 
-    /// Creates an order of `customer` from `pickup` to `dropoff`.
+    /// Creates an order of `customer` from `pickup` to `dropoff`, with the
+    /// planned `route` between them (the streets the rider will take).
     pub async fn create(
         &self,
         key: &str,
         customer: &str,
-        pickup: LatLon,
-        dropoff: LatLon,
+        route: &[LatLon],
         promised_at: i64,
     ) -> anyhow::Result<SimOrder> {
+        let (pickup, dropoff) = (route[0], route[route.len() - 1]);
+        let points: Vec<Value> = route
+            .iter()
+            .map(|p| json!({"lat": p.lat, "lon": p.lon}))
+            .collect();
         let v = self
             .post(
                 "/v1/orders",
@@ -102,6 +109,7 @@ impl Api {
                     "pickup": {"lat": pickup.lat, "lon": pickup.lon},
                     "dropoff": {"lat": dropoff.lat, "lon": dropoff.lon},
                     "promised_at": promised_at,
+                    "route": points,
                 }),
             )
             .await?;
@@ -113,7 +121,7 @@ impl Api {
         let v = self
             .post(
                 &format!("/v1/orders/{}/status", o.id),
-                json!({"to": to, "version": o.version}),
+                json!({"to": to, "status_version": o.status_version}),
             )
             .await?;
         *o = order_of(&v)?;
@@ -125,7 +133,7 @@ impl Api {
         let v = self
             .post(
                 &format!("/v1/orders/{}/assign", o.id),
-                json!({"rider_id": rider, "rider_name": name, "version": o.version}),
+                json!({"rider_id": rider, "rider_name": name, "status_version": o.status_version}),
             )
             .await?;
         *o = order_of(&v)?;
@@ -136,6 +144,8 @@ impl Api {
 fn order_of(v: &Value) -> anyhow::Result<SimOrder> {
     Ok(SimOrder {
         id: v["id"].as_str().context("an order id")?.to_owned(),
-        version: v["version"].as_i64().context("an order version")?,
+        status_version: v["status_version"]
+            .as_i64()
+            .context("an order status version")?,
     })
 }

@@ -122,6 +122,9 @@ enum Peer {
         /// Share of trips with an injected anomaly.
         #[arg(long, default_value_t = 0.5)]
         anomaly_share: f64,
+        /// Keep the model at its defaults (what learning is worth).
+        #[arg(long)]
+        no_learning: bool,
     },
 }
 
@@ -188,12 +191,14 @@ async fn main() -> anyhow::Result<()> {
         trips,
         seed,
         anomaly_share,
+        no_learning,
     }) = args.peer
     {
         let cfg = tracker_sim::accuracy::AccuracyConfig {
             trips,
             seed,
             anomaly_share,
+            learn: !no_learning,
             ..Default::default()
         };
         let report = tracker_sim::accuracy::run(&cfg);

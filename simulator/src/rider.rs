@@ -77,9 +77,15 @@ async fn carry(
         None => format!("sim-c-{}-{index}-{n}", ctx.run_id),
     };
     let key = format!("SIM-{}-{index}-{n}", ctx.run_id);
+    // The streets to the customer are planned up front, and the order carries them.
+    let to_customer = Route::streets(pickup, dropoff, &mut rand::rng());
+    let mut planned = to_customer.points_until(f64::INFINITY);
+    if planned.len() < 2 {
+        planned.push(dropoff); // the store's own door: a route of two equal points
+    }
     let mut o = ctx
         .api
-        .create(&key, &customer, pickup, dropoff, now_ms() + 45 * 60_000)
+        .create(&key, &customer, &planned, now_ms() + 45 * 60_000)
         .await?;
     ctx.orders.lock().expect("orders list").push(o.id.clone());
     spawn_watchers(ctx, &o.id, &customer);
@@ -93,7 +99,6 @@ async fn carry(
     }
     *at = pickup;
     ctx.api.status(&mut o, "picked_up").await?;
-    let to_customer = Route::streets(pickup, dropoff, &mut rand::rng());
     // A flaky rider loses the network for the middle third of the way to the customer.
     let offline = flaky.then(|| {
         let l = to_customer.length();

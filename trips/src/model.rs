@@ -26,19 +26,44 @@ pub fn hour_of(ts: i64) -> u32 {
     (ts.div_euclid(3_600_000).rem_euclid(24)) as u32
 }
 
-fn cell_key(p: Point, hour: u32) -> String {
-    let (la, lo) = (
-        (p.lat / CELL_DEG).floor() as i64,
-        (p.lon / CELL_DEG).floor() as i64,
-    );
-    format!("speed:{la}:{lo}:{hour}")
+/// What a figure is about; stored as text (`speed:<lat cell>:<lon cell>:<hour>`,
+/// `speed:all:<hour>`, `detour`), kept as this in memory so a lookup per fix
+/// allocates nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Key {
+    Area(i64, i64, u32),
+    Hour(u32),
+    Detour,
 }
 
-fn hour_key(hour: u32) -> String {
-    format!("speed:all:{hour}")
+impl Key {
+    fn text(self) -> String {
+        match self {
+            Key::Area(la, lo, h) => format!("speed:{la}:{lo}:{h}"),
+            Key::Hour(h) => format!("speed:all:{h}"),
+            Key::Detour => "detour".into(),
+        }
+    }
+
+    fn parse(s: &str) -> Option<Key> {
+        let parts: Vec<&str> = s.split(':').collect();
+        match parts[..] {
+            ["detour"] => Some(Key::Detour),
+            ["speed", "all", h] => Some(Key::Hour(h.parse().ok()?)),
+            ["speed", la, lo, h] => Some(Key::Area(
+                la.parse().ok()?,
+                lo.parse().ok()?,
+                h.parse().ok()?,
+            )),
+            _ => None,
+        }
+    }
 }
 
-const DETOUR: &str = "detour";
+fn cell_key(p: Point, hour: u32) -> Key {
+    let (la, lo, _) = Model::area_of(p, 0);
+    Key::Area(la, lo, hour)
+}
 
 /// Riding seen in one area and hour during a trip.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -63,8 +88,8 @@ pub struct Lesson {
 /// The learned figures.
 #[derive(Debug, Clone, Default)]
 pub struct Model {
-    figures: HashMap<String, (f64, f64)>,
-    dirty: HashSet<String>,
+    figures: HashMap<Key, (f64, f64)>,
+    dirty: HashSet<Key>,
 }
 
 impl Model {
@@ -73,7 +98,7 @@ impl Model {
         let figures = entries
             .into_iter()
             .filter(|e| e.value.is_finite() && e.value > 0.0 && e.weight.is_finite())
-            .map(|e| (e.key, (e.value, e.weight)))
+            .filter_map(|e| Some((Key::parse(&e.key)?, (e.value, e.weight))))
             .collect();
         Model {
             figures,
@@ -84,8 +109,11 @@ impl Model {
     /// Takes what another process stored, keeping figures changed here and not yet saved.
     pub fn merge_stored(&mut self, entries: Vec<ModelEntry>) {
         for e in entries {
-            if !self.dirty.contains(&e.key) && e.value.is_finite() && e.value > 0.0 {
-                self.figures.insert(e.key, (e.value, e.weight));
+            let Some(key) = Key::parse(&e.key) else {
+                continue;
+            };
+            if !self.dirty.contains(&key) && e.value.is_finite() && e.value > 0.0 {
+                self.figures.insert(key, (e.value, e.weight));
             }
         }
     }
@@ -105,20 +133,35 @@ impl Model {
         let hour = hour_of(ts);
         self.figures
             .get(&cell_key(p, hour))
-            .or_else(|| self.figures.get(&hour_key(hour)))
+            .or_else(|| self.figures.get(&Key::Hour(hour)))
             .map_or(DEFAULT_SPEED, |(v, _)| *v)
+    }
+
+    /// [`Model::typical_speed`] and how far to trust it, 0 (a default) to 1
+    /// (an area and hour seen on many trips).
+    pub fn typical(&self, p: Point, ts: i64) -> (f64, f64) {
+        let hour = hour_of(ts);
+        if let Some((v, w)) = self.figures.get(&cell_key(p, hour)) {
+            return (*v, (w / MAX_WEIGHT).min(1.0));
+        }
+        if let Some((v, w)) = self.figures.get(&Key::Hour(hour)) {
+            return (*v, 0.5 * (w / MAX_WEIGHT).min(1.0));
+        }
+        (DEFAULT_SPEED, 0.0)
     }
 
     /// How much longer than the straight line trips are.
     pub fn detour(&self) -> f64 {
-        self.figures.get(DETOUR).map_or(DEFAULT_DETOUR, |(v, _)| *v)
+        self.figures
+            .get(&Key::Detour)
+            .map_or(DEFAULT_DETOUR, |(v, _)| *v)
     }
 
-    fn learn(&mut self, key: String, sample: f64, weight: f64, default: f64) {
+    fn learn(&mut self, key: Key, sample: f64, weight: f64, default: f64) {
         let (v, w) = self.figures.get(&key).copied().unwrap_or((default, 1.0));
         let next = (v * w + sample * weight) / (w + weight);
         self.figures
-            .insert(key.clone(), (next, (w + weight).min(MAX_WEIGHT)));
+            .insert(key, (next, (w + weight).min(MAX_WEIGHT)));
         self.dirty.insert(key);
     }
 
@@ -130,7 +173,7 @@ impl Model {
                 continue;
             }
             let speed = (r.metres / r.secs).clamp(0.3, 40.0);
-            let key = format!("speed:{la}:{lo}:{hour}");
+            let key = Key::Area(la, lo, hour);
             self.learn(key, speed, r.secs / SECS_PER_WEIGHT, DEFAULT_SPEED);
             let h = by_hour.entry(hour).or_default();
             h.metres += r.metres;
@@ -139,7 +182,7 @@ impl Model {
         for (hour, r) in by_hour {
             let speed = (r.metres / r.secs).clamp(0.3, 40.0);
             self.learn(
-                hour_key(hour),
+                Key::Hour(hour),
                 speed,
                 r.secs / SECS_PER_WEIGHT,
                 DEFAULT_SPEED,
@@ -147,7 +190,7 @@ impl Model {
         }
         if lesson.straight_m >= 300.0 && lesson.ridden_m > 0.0 {
             let detour = (lesson.ridden_m / lesson.straight_m).clamp(1.0, 3.0);
-            self.learn(DETOUR.into(), detour, 1.0, DEFAULT_DETOUR);
+            self.learn(Key::Detour, detour, 1.0, DEFAULT_DETOUR);
         }
     }
 
@@ -158,7 +201,7 @@ impl Model {
             .filter_map(|k| {
                 let (value, weight) = *self.figures.get(&k)?;
                 Some(ModelEntry {
-                    key: k,
+                    key: k.text(),
                     value,
                     weight,
                     updated_at: now,
@@ -169,7 +212,8 @@ impl Model {
 
     /// Puts figures back as changed after a save failed.
     pub fn mark_changed(&mut self, keys: impl IntoIterator<Item = String>) {
-        self.dirty.extend(keys);
+        self.dirty
+            .extend(keys.into_iter().filter_map(|k| Key::parse(&k)));
     }
 }
 

@@ -15,6 +15,8 @@ use tracker_domain::{EventBody, Order, Point, Status, Stop};
 const SPEED_TAU_SECS: f64 = 180.0;
 /// A longer gap between two fixes breaks a stall: nobody saw the rider in between.
 const MAX_FIX_GAP_MS: i64 = 60_000;
+/// How many seconds of the rider's own speed a well-learned typical speed is worth.
+const PRIOR_SECS: f64 = 300.0;
 /// Seconds at the pick-up counted in the estimate while it is ahead.
 const PICKUP_DWELL_SECS: f64 = 120.0;
 
@@ -385,11 +387,13 @@ impl Trip {
     /// The speed to count on from here: the rider's recent speed, trusted
     /// more the longer it has been watched, blended with the typical speed.
     fn speed_at(&self, fix: Seen, model: &Model) -> f64 {
-        let typical = model.typical_speed(fix.at, fix.ts);
+        let (typical, trust) = model.typical(fix.at, fix.ts);
         let Some(recent) = self.speed else {
             return typical;
         };
-        let w = (self.observed_secs / (self.observed_secs + 30.0)).min(0.95);
+        // A learned figure counts as up to PRIOR_SECS of watching this rider.
+        let prior = 30.0 + PRIOR_SECS * trust;
+        let w = (self.observed_secs / (self.observed_secs + prior)).min(0.95);
         (w * recent + (1.0 - w) * typical).max(0.5)
     }
 

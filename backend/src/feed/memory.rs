@@ -11,6 +11,8 @@ use tracker_domain::event::kind_of;
 
 /// Most orders in one batch.
 const BATCH: usize = 512;
+/// How long a batch stays open for more after its first item.
+const LINGER: Duration = Duration::from_millis(25);
 
 /// The [`Feed`] over an in-process log's tail.
 pub struct MemoryFeed {
@@ -39,23 +41,14 @@ impl Feed for MemoryFeed {
         let mut batch = FeedBatch::default();
         let mut seen = HashSet::new();
         let deadline = tokio::time::Instant::now() + wait;
+        // Once something came, what follows within LINGER joins it: one
+        // wake-up of the watcher per batch rather than per entry.
+        let mut linger: Option<tokio::time::Instant> = None;
         loop {
-            let item = if batch.orders.is_empty() && !batch.resync {
-                match tokio::time::timeout_at(deadline, rx.recv()).await {
-                    Ok(r) => r,
-                    Err(_) => return Ok(batch),
-                }
-            } else {
-                match rx.try_recv() {
-                    Ok(e) => Ok(e),
-                    Err(broadcast::error::TryRecvError::Empty) => return Ok(batch),
-                    Err(broadcast::error::TryRecvError::Lagged(n)) => {
-                        Err(broadcast::error::RecvError::Lagged(n))
-                    }
-                    Err(broadcast::error::TryRecvError::Closed) => {
-                        Err(broadcast::error::RecvError::Closed)
-                    }
-                }
+            let until = linger.unwrap_or(deadline).min(deadline);
+            let item = match tokio::time::timeout_at(until, rx.recv()).await {
+                Ok(r) => r,
+                Err(_) => return Ok(batch),
             };
             match item {
                 Ok(TailEvent::Entry(e)) => {
@@ -63,11 +56,13 @@ impl Feed for MemoryFeed {
                     if kind.is_some_and(fed) && seen.insert(e.order.clone()) {
                         batch.oldest_ms.get_or_insert_with(now_ms);
                         batch.orders.push(e.order.clone());
+                        linger.get_or_insert_with(|| tokio::time::Instant::now() + LINGER);
                     }
                 }
                 Ok(TailEvent::Gap) | Err(broadcast::error::RecvError::Lagged(_)) => {
                     metrics::counter!("tracker_trips_feed_resyncs_total").increment(1);
                     batch.resync = true;
+                    linger.get_or_insert_with(|| tokio::time::Instant::now() + LINGER);
                 }
                 Err(broadcast::error::RecvError::Closed) => {
                     // The log is gone (shutting down): wait out the call.
