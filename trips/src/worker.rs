@@ -230,9 +230,11 @@ impl TripWorker {
                 Some((frame.seq, frame.body))
             })
             .collect();
+        // Only the newest live fix of what was read gets an estimate (a
+        // backlog re-sent after it must not leave the batch without one).
         let last_fix = bodies
             .iter()
-            .rposition(|(_, b)| matches!(b, EventBody::Pos(_)));
+            .rposition(|(_, b)| matches!(b, EventBody::Pos(p) if !p.backfill));
         let now = self.clock.now_ms();
         for (i, (seq, body)) in bodies.iter().enumerate() {
             let quiet = last_fix != Some(i);

@@ -71,9 +71,10 @@ const unique = (prefix) => `${prefix}-${process.pid}-${++counter}`;
 
 /** An order of `customer`, assigned to `rider` ("Li Wei") and, unless told otherwise, picked up. */
 async function orderFor(customer, rider, { pickUp = true } = {}) {
+  const [pickup, dropoff] = [{ lat: 23.1291, lon: 113.2644 }, { lat: 23.1391, lon: 113.2804 }];
   let o = await api('POST', '/v1/orders', {
-    biz_order_no: unique('S'), biz_type: 'grocery', customer_id: customer,
-    pickup: { lat: 23.1291, lon: 113.2644 }, dropoff: { lat: 23.1391, lon: 113.2804 },
+    biz_order_no: unique('S'), biz_type: 'grocery', customer_id: customer, pickup, dropoff,
+    route: [pickup, { lat: 23.1341, lon: 113.2724 }, dropoff],
   });
   for (const to of ['paid', 'preparing', 'ready']) {
     o = await api('POST', `/v1/orders/${o.id}/status`, { to, version: o.version });
@@ -254,6 +255,8 @@ test('the replay page draws a finished trip and plays it', async () => {
     }
     return true;
   });
+  await eventually('an estimate in the log', async () =>
+    (await api('GET', `/v1/orders/${o.id}/events?since=0&wait=0`)).events.some((e) => e.t === 'eta'));
   await setStatus(o, 'delivered');
 
   const page = await newPage();
@@ -262,6 +265,7 @@ test('the replay page draws a finished trip and plays it', async () => {
     page.evaluate(() => window.trackerPage.points.length));
   assert.equal(await page.evaluate(() => window.trackerPage.points.length), route.length);
   assert.equal(await page.locator('path.trip-full').count(), 1, 'the whole trip is drawn');
+  await eventually('the planned route', async () => (await page.locator('path.planned-route').count()) === 1);
   await page.click('#play');
   await eventually('the replay to run to the end', () =>
     page.evaluate(() => !window.trackerPage.playing && window.trackerPage.trail.getLatLngs().length > 2));
@@ -291,6 +295,7 @@ test('the operator page lists the orders under way, filters them and follows one
   await row.click();
   assert.equal(await page.evaluate(() => window.trackerPage.following), o.id);
   assert.equal(await page.isVisible('#follow'), true);
+  assert.equal(await page.locator('path.planned-route').count(), 1, 'the followed order\'s route');
 
   // The followed order's marker moves with its rider.
   const at = () =>

@@ -24,6 +24,7 @@ window.trackerPage = page;
 
 let map;
 let followTrail;
+let followRoute = null;
 
 function visible(status) {
   const f = $('filter').value;
@@ -54,6 +55,12 @@ function follow(id) {
     x.marker.setRadius(x === o ? 11 : 7);
   }
   followTrail.clear();
+  if (followRoute) followRoute.remove();
+  followRoute = o.row.route
+    ? L.polyline(o.row.route.map((p) => [p.lat, p.lon]), {
+      color: '#7e57c2', weight: 3, dashArray: '6 6', className: 'planned-route',
+    }).addTo(map)
+    : null;
   $('followed').textContent = id;
   $('followed-link').href = '/track/' + encodeURIComponent(id);
   $('replay-link').href = '/replay/' + encodeURIComponent(id);
@@ -229,6 +236,8 @@ async function main() {
   $('unfollow').onclick = () => {
     page.following = null;
     followTrail.clear();
+    if (followRoute) followRoute.remove();
+    followRoute = null;
     $('follow').hidden = true;
     for (const x of orders.values()) {
       x.li.classList.remove('followed');

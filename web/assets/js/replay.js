@@ -77,6 +77,17 @@ async function main() {
     return;
   }
   const all = points.map((p) => [p.lat, p.lon]);
+  // The planned route, when the order had one, dashed in violet under the trip.
+  try {
+    const row = await getJson('/v1/orders/' + encodeURIComponent(order), token);
+    if (row.route) {
+      L.polyline(row.route.map((p) => [p.lat, p.lon]), {
+        color: '#7e57c2', weight: 3, dashArray: '6 6', className: 'planned-route',
+      }).addTo(map);
+    }
+  } catch {
+    // The trip replays without it.
+  }
   L.polyline(all, { color: '#90a4ae', weight: 3, dashArray: '4 6', className: 'trip-full' }).addTo(map);
   const done = L.polyline([], { color: '#1e88e5', weight: 5, className: 'trip-done' }).addTo(map);
   page.trail = done;
