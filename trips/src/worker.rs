@@ -332,3 +332,109 @@ impl TripWorker {
         false
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tracker_backend::background::Background;
+    use tracker_backend::feed::memory::MemoryFeed;
+    use tracker_backend::log::memory::{MemoryLog, MemoryLogConfig};
+    use tracker_backend::store::sqlite::SqliteStore;
+    use tracker_domain::event::kind_of;
+    use tracker_domain::{NewOrder, Point, PosEvent, SystemClock};
+
+    fn fix(lat: f64, lon: f64, ts: i64) -> EventBody {
+        EventBody::Pos(PosEvent {
+            lat,
+            lon,
+            ts,
+            speed: None,
+            heading: None,
+            backfill: false,
+            before_pickup: false,
+        })
+    }
+
+    /// The loop itself, in process: a read that ends with a re-sent backlog
+    /// still estimates on its newest live fix, and the arrival is written to
+    /// the row.
+    #[tokio::test]
+    async fn the_worker_estimates_on_the_newest_live_fix_and_writes_arrivals() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&url).await.unwrap());
+        let log: Arc<dyn EventLog> =
+            MemoryLog::start(MemoryLogConfig::default(), &Background::detached());
+        let (a, b) = (
+            Point {
+                lat: 23.10,
+                lon: 113.20,
+            },
+            Point {
+                lat: 23.10,
+                lon: 113.23,
+            },
+        );
+        let new = NewOrder {
+            biz_order_no: "W-1".into(),
+            biz_type: "food".into(),
+            customer_id: "c".into(),
+            pickup: a,
+            dropoff: b,
+            promised_at: None,
+            route: None,
+        };
+        let now = SystemClock.now_ms();
+        let mut o = Order::new("77".into(), new, now);
+        o.status = Status::PickedUp;
+        o.rider_id = Some("r1".into());
+        store.create_order(&o, &[]).await.unwrap();
+        let worker = TripWorker {
+            store: store.clone(),
+            log: log.clone(),
+            feed: Arc::new(MemoryFeed::new(&*log)),
+            relay: RelayWaker::default(),
+            settings: TripSettings::default(),
+            clock: Arc::new(SystemClock),
+        };
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(worker.run(stop.clone()));
+        let picked = EventBody::Status {
+            status: Status::PickedUp,
+            version: 1,
+            ts: now,
+            reason: None,
+            by: None,
+        };
+        // Live fixes to within 50 m of the drop-off, then the same again.
+        let live: Vec<EventBody> = (0..5)
+            .map(|i| fix(23.10, 113.20 + 0.0074 * i as f64, now + i * 60_000))
+            .collect();
+        let mut events = vec![picked];
+        events.extend(live.iter().cloned());
+        events.extend(live);
+        log.append("77", events, None).await.unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let read = log.read("77", Some(0), 100).await.unwrap();
+            let kinds: Vec<String> = read
+                .missed
+                .unwrap()
+                .iter()
+                .filter_map(|e| kind_of(&e.json).map(|k| String::from_utf8_lossy(k).into_owned()))
+                .collect();
+            if kinds.iter().any(|k| k == "eta") {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no estimate: {kinds:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let row = store.get_order("77").await.unwrap();
+        assert!(row.arrived_pickup_at.is_some(), "the arrival is on the row");
+        stop.cancel();
+        task.await.unwrap();
+    }
+}
