@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use std::collections::HashSet;
 use std::time::Duration;
 use tokio::sync::{Mutex, broadcast};
+use tracker_domain::clock::now_ms;
 use tracker_domain::event::kind_of;
 
 /// Most orders in one batch.
@@ -26,12 +27,6 @@ impl MemoryFeed {
             rx: Mutex::new(log.tail()),
         }
     }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 #[async_trait]

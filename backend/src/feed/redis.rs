@@ -23,6 +23,7 @@ use redis::streams::{
 use redis::{AsyncCommands, Script};
 use std::collections::BTreeSet;
 use std::time::Duration;
+use tracker_domain::clock::now_ms;
 
 const GROUP: &str = "trips";
 /// Most items one read takes.
@@ -41,12 +42,6 @@ fn lease_key(prefix: &str, k: usize) -> String {
     format!("{prefix}:trips:lease:{k}")
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
 /// The consuming side of the Redis feed.
 pub struct RedisFeed {
     /// For the blocking group reads only (a blocked read holds its connection).
@@ -60,7 +55,7 @@ pub struct RedisFeed {
     /// Partitions taken over whose unacknowledged items are still to claim.
     fresh: Mutex<BTreeSet<usize>>,
     renew: Script,
-    give_back: Script,
+    unlease: Script,
 }
 
 impl RedisFeed {
@@ -83,7 +78,7 @@ impl RedisFeed {
                 "if redis.call('GET', KEYS[1]) == ARGV[1] then \
                  return redis.call('PEXPIRE', KEYS[1], ARGV[2]) else return 0 end",
             ),
-            give_back: Script::new(
+            unlease: Script::new(
                 "if redis.call('GET', KEYS[1]) == ARGV[1] then \
                  return redis.call('DEL', KEYS[1]) else return 0 end",
             ),
@@ -93,6 +88,25 @@ impl RedisFeed {
     /// The partitions this process follows now.
     pub fn owned(&self) -> Vec<usize> {
         self.owned.lock().iter().copied().collect()
+    }
+
+    /// Stops following partition `k` here.
+    fn forget(&self, k: usize) {
+        self.owned.lock().remove(&k);
+        self.fresh.lock().remove(&k);
+    }
+
+    /// Deletes partition `k`'s lease if it is still ours, and stops following it.
+    async fn give_back(&self, k: usize) -> Result<(), LogError> {
+        let mut conn = self.ctl.clone();
+        self.unlease
+            .key(lease_key(&self.prefix, k))
+            .arg(&self.me)
+            .invoke_async::<i64>(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        self.forget(k);
+        Ok(())
     }
 
     fn batch_of(&self, k: usize, ids: Vec<redis::streams::StreamId>, batch: &mut FeedBatch) {
@@ -227,8 +241,7 @@ impl Feed for RedisFeed {
                 .map_err(unavailable)?;
             if kept == 0 {
                 tracing::warn!(partition = k, "lost the lease of a trip partition");
-                self.owned.lock().remove(&k);
-                self.fresh.lock().remove(&k);
+                self.forget(k);
                 changed = true;
             }
         }
@@ -271,14 +284,7 @@ impl Feed for RedisFeed {
             }
         } else if owned.len() > share {
             for &k in owned.iter().rev().take(owned.len() - share) {
-                self.give_back
-                    .key(lease_key(&self.prefix, k))
-                    .arg(&self.me)
-                    .invoke_async::<i64>(&mut conn)
-                    .await
-                    .map_err(unavailable)?;
-                self.owned.lock().remove(&k);
-                self.fresh.lock().remove(&k);
+                self.give_back(k).await?;
                 changed = true;
             }
         }
@@ -289,19 +295,15 @@ impl Feed for RedisFeed {
     }
 
     async fn release(&self) {
-        let mut conn = self.ctl.clone();
         for k in self.owned() {
-            let _ = self
-                .give_back
-                .key(lease_key(&self.prefix, k))
-                .arg(&self.me)
-                .invoke_async::<i64>(&mut conn)
-                .await;
+            // Stopping anyway: a lease not given back runs out by itself.
+            let _ = self.give_back(k).await;
+            self.forget(k);
         }
+        let mut conn = self.ctl.clone();
         let _: redis::RedisResult<()> = conn
             .zrem(format!("{}:trips:members", self.prefix), &self.me)
             .await;
-        self.owned.lock().clear();
     }
 }
 
