@@ -130,11 +130,7 @@ impl Model {
     /// Typical speed at `p` at the hour of `ts`: the area's, else the hour's
     /// over all areas, else the default.
     pub fn typical_speed(&self, p: Point, ts: i64) -> f64 {
-        let hour = hour_of(ts);
-        self.figures
-            .get(&cell_key(p, hour))
-            .or_else(|| self.figures.get(&Key::Hour(hour)))
-            .map_or(DEFAULT_SPEED, |(v, _)| *v)
+        self.typical(p, ts).0
     }
 
     /// [`Model::typical_speed`] and how far to trust it, 0 (a default) to 1

@@ -5,7 +5,7 @@
 //! were made on (`basis`), so the order row can tell a new transition from
 //! one already written by another process or before a restart.
 
-use crate::geo::{Polyline, dist};
+use crate::geo::{Polyline, Projection, dist};
 use crate::model::{Lesson, Model};
 use crate::settings::TripSettings;
 use serde_json::json;
@@ -264,11 +264,15 @@ impl Trip {
                 ts: fix.ts,
             });
         }
+        // Where the fix falls on the planned route: once per fix, for the
+        // detector and the estimate alike.
+        let on_route =
+            (picked && self.order.route.is_some()).then(|| self.path.project(fix.at, self.along_m));
         if picked {
             self.stall(seq, fix, near_door, s, out);
-            self.off_route(seq, fix, s, out);
+            self.off_route(seq, fix, on_route, s, out);
         }
-        if !quiet && let Some(eta) = self.estimate(fix, model) {
+        if !quiet && let Some(eta) = self.estimate(fix, on_route, model) {
             let moved = self
                 .last_eta
                 .is_none_or(|prev| (eta.0 - prev).abs() >= s.eta_step.as_millis() as i64);
@@ -331,27 +335,34 @@ impl Trip {
         }
     }
 
-    /// How far a fix is outside where the rider is expected, metres: from
-    /// the planned route; without one, from the rectangle (north–south by
-    /// east–west) that pick-up and drop-off span, which every street-grid
-    /// path between them that never turns back stays in.
-    fn off_by(&self, fix: Seen) -> (f64, f64) {
-        let pr = self.path.project(fix.at, self.along_m);
-        if self.order.route.is_some() {
-            return (pr.off_m, pr.along_m);
-        }
+    /// How far a fix without a planned route is outside the rectangle
+    /// (north–south by east–west) that pick-up and drop-off span, metres:
+    /// every street-grid path between them that never turns back stays in it.
+    fn outside_corridor(&self, fix: Seen) -> f64 {
         let (a, b) = (self.order.pickup, self.order.dropoff);
         let clamp = |v: f64, x: f64, y: f64| v.clamp(x.min(y), x.max(y));
         let inside = Point {
             lat: clamp(fix.at.lat, a.lat, b.lat),
             lon: clamp(fix.at.lon, a.lon, b.lon),
         };
-        (dist(fix.at, inside), pr.along_m)
+        dist(fix.at, inside)
     }
 
-    fn off_route(&mut self, seq: u64, fix: Seen, s: &TripSettings, out: &mut Vec<Decision>) {
-        let (off_m, along_m) = self.off_by(fix);
-        let pr = crate::geo::Projection { along_m, off_m };
+    /// `off_route`: judged on `on_route`, the fix's place on the planned
+    /// route, or without one on the corridor.
+    fn off_route(
+        &mut self,
+        seq: u64,
+        fix: Seen,
+        on_route: Option<Projection>,
+        s: &TripSettings,
+        out: &mut Vec<Decision>,
+    ) {
+        let off_m = on_route.map_or_else(|| self.outside_corridor(fix), |pr| pr.off_m);
+        let pr = Projection {
+            along_m: on_route.map_or(0.0, |pr| pr.along_m),
+            off_m,
+        };
         if pr.off_m > s.off_route_m {
             self.off_streak += 1;
             self.on_streak = 0;
@@ -370,7 +381,9 @@ impl Trip {
                 });
             }
         } else {
-            self.along_m = Some(pr.along_m);
+            if on_route.is_some() {
+                self.along_m = Some(pr.along_m);
+            }
             self.on_streak += 1;
             self.off_streak = 0;
             if self.on_streak >= 2 && self.open("off_route") {
@@ -397,15 +410,20 @@ impl Trip {
         (w * recent + (1.0 - w) * typical).max(0.5)
     }
 
-    /// `(eta, metres left, pickup eta)` from a fix.
-    fn estimate(&self, fix: Seen, model: &Model) -> Option<(i64, f64, Option<i64>)> {
+    /// `(eta, metres left, pickup eta)` from a fix and, after pick-up on a
+    /// planned route, its place on it.
+    fn estimate(
+        &self,
+        fix: Seen,
+        on_route: Option<Projection>,
+        model: &Model,
+    ) -> Option<(i64, f64, Option<i64>)> {
         let v = self.speed_at(fix, model);
         let learned = model.detour();
         let ms = |m: f64, v: f64| (m / v * 1000.0) as i64;
         match self.status {
             Status::PickedUp => {
-                let left = if self.order.route.is_some() {
-                    let pr = self.path.project(fix.at, self.along_m);
+                let left = if let Some(pr) = on_route {
                     (self.path.length_m() - pr.along_m).max(0.0) + pr.off_m
                 } else {
                     dist(fix.at, self.order.dropoff) * self.detour_so_far(fix, learned)
