@@ -127,6 +127,12 @@ fn node_env(redis: &str, prefix: &str, db: &str, node: &str) -> Vec<(&'static st
 async fn assigned_order(base: &str, admin: &str, customer: &str, rider: &str) -> (String, i64) {
     let body = json!({"biz_order_no": unique("S"), "biz_type": "grocery", "customer_id": customer,
         "pickup": {"lat": 23.1, "lon": 113.2}, "dropoff": {"lat": 23.2, "lon": 113.3}});
+    order_to_assigned(base, admin, body, rider).await
+}
+
+/// The order `body` describes, made on `base` and carried to `assigned` to
+/// `rider`; its id and version.
+async fn order_to_assigned(base: &str, admin: &str, body: Value, rider: &str) -> (String, i64) {
     let order = post(base, admin, "/v1/orders", body).await;
     let id = order["id"].as_str().unwrap().to_owned();
     let mut v = 1;
@@ -685,25 +691,7 @@ async fn three_hubs_raise_and_clear_each_episode_exactly_once() {
         let body = json!({"biz_order_no": unique("S"), "biz_type": "food", "customer_id": "c",
             "pickup": {"lat": lat, "lon": origin.1}, "dropoff": {"lat": lat, "lon": east(6000.0)},
             "route": [{"lat": lat, "lon": origin.1}, {"lat": lat, "lon": east(6000.0)}]});
-        let o = post(&first.base, &admin, "/v1/orders", body).await;
-        let id = o["id"].as_str().unwrap().to_owned();
-        let mut v = 1;
-        for to in ["paid", "preparing", "ready"] {
-            let path = format!("/v1/orders/{id}/status");
-            v = post(&first.base, &admin, &path, json!({"to": to, "version": v})).await["version"]
-                .as_i64()
-                .unwrap();
-        }
-        let assign = json!({"rider_id": rider, "version": v});
-        v = post(
-            &first.base,
-            &admin,
-            &format!("/v1/orders/{id}/assign"),
-            assign,
-        )
-        .await["version"]
-            .as_i64()
-            .unwrap();
+        let (id, v) = order_to_assigned(&first.base, &admin, body, &rider).await;
         let path = format!("/v1/orders/{id}/status");
         post(
             &first.base,
