@@ -686,6 +686,36 @@ mod tests {
     }
 
     #[test]
+    fn trip_watcher_settings_name_their_variable_when_bad() {
+        for (k, v) in [
+            ("TRACKER_TRIP_WATCHER", "maybe"),
+            ("TRACKER_STALL_RADIUS_M", "0"),
+            ("TRACKER_STALL_RADIUS_M", "many"),
+            ("TRACKER_OFF_ROUTE_M", "250.5"),
+            ("TRACKER_ARRIVAL_M", "1000000"),
+            ("TRACKER_STALL_SECS", "0"),
+            ("TRACKER_OFFLINE_SECS", "0"),
+        ] {
+            let e = Settings::from_vars(&vars(&[(k, v)]))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(k), "{k}={v}: {e}");
+        }
+        let s = Settings::from_vars(&vars(&[
+            ("TRACKER_TRIP_WATCHER", "off"),
+            ("TRACKER_STALL_SECS", "60"),
+            ("TRACKER_OFF_ROUTE_M", "400"),
+        ]))
+        .unwrap();
+        assert!(!s.trip_watcher);
+        assert_eq!(s.trips.stall, std::time::Duration::from_secs(60));
+        assert_eq!(s.trips.off_route_m, 400.0);
+        let d = Settings::from_vars(&HashMap::new()).unwrap();
+        assert!(d.trip_watcher, "on by default");
+        assert_eq!(d.trips, tracker_trips::TripSettings::default());
+    }
+
+    #[test]
     fn tiles_default_to_openstreetmap_and_can_be_turned_off() {
         let s = Settings::from_vars(&HashMap::new()).unwrap();
         assert_eq!(

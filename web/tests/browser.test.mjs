@@ -243,6 +243,12 @@ test('with WebSocket blocked the page falls back to SSE, and with SSE blocked to
 test('the replay page draws a finished trip and plays it', async () => {
   const rider = unique('r');
   const o = await orderFor('carol', rider);
+  // Statuses reach the log through the outbox, fixes straight: wait for the
+  // pick-up there, or the trip watcher judges the fixes before it (and a
+  // rider not yet holding the order gets no estimate).
+  await eventually('the pick-up in the log', async () =>
+    (await api('GET', `/v1/orders/${o.id}/events?since=0&wait=0`)).events
+      .some((e) => e.t === 'status' && e.status === 'picked_up'));
   const t0 = Date.now();
   const route = [[23.1291, 113.2644], [23.1305, 113.2668], [23.1322, 113.2701], [23.1350, 113.2745], [23.1391, 113.2804]];
   for (const [i, [lat, lon]] of route.entries()) await fix(rider, lat, lon, t0 + i * 1000);
