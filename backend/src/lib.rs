@@ -7,17 +7,19 @@
 //!
 //! - [`background`]: where backends run their own loops (the process's task tracker).
 //! - [`log`]: the per-order event log (allocates `seq`, appends, tails, reads since a `seq`).
-//! - [`store`]: orders, their dedup records and the transactional outbox.
+//! - [`store`]: orders, their goods, history and dedup records, and the transactional outbox.
 //! - [`relay`]: moves committed outbox rows into the event log.
 //! - [`redis_conn`]: how every Redis-backed seam connects.
 //! - [`retry`]: capped exponential backoff for every retrying loop.
 //! - [`track`]: routed fixes queued for batched storage (trip history).
 //! - [`dispatch`]: open orders and riders by distance, and the atomic grab.
 //! - [`timers`]: the delay queue of order timeouts, each claimed once.
+//! - [`ids`]: the order id generator's leased node id and its high-water mark in the store.
 
 pub mod background;
 pub mod dispatch;
 pub mod feed;
+pub mod ids;
 pub mod log;
 pub mod redis_conn;
 pub mod relay;

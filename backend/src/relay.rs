@@ -107,6 +107,7 @@ mod tests {
             dropoff: Point { lat: 1.0, lon: 1.0 },
             promised_at: None,
             route: None,
+            ..Default::default()
         };
         let o = Order::new("42".into(), new, 1);
         store.create_order(&o, &[o.created_event()]).await.unwrap();

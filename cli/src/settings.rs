@@ -53,9 +53,10 @@ pub struct Settings {
     /// TLS for HTTPS / WSS and MQTT over TLS.
     #[serde(default)]
     pub tls: TlsSettings,
-    /// This process's node id in generated order ids (0..=1023).
+    /// This process's node id in generated order ids (0..=1023); `None`
+    /// (`auto`): leased from the store (`backend/src/ids.rs`).
     #[serde(default)]
-    pub node_id: u16,
+    pub node_id: Option<u16>,
     /// How much history the event log keeps.
     #[serde(default)]
     pub log: LogSettings,
@@ -294,6 +295,8 @@ pub enum Kind {
     TextOrOff,
     /// A whole number, or `off` for none.
     NumberOrOff,
+    /// A whole number, or `auto` to have one chosen.
+    NumberOrAuto,
     /// `on` or `off`.
     Switch,
 }
@@ -348,7 +351,7 @@ const fn key(
     }
 }
 
-use Kind::{Number, NumberOrOff, Secs, Switch, Text, TextOrOff};
+use Kind::{Number, NumberOrAuto, NumberOrOff, Secs, Switch, Text, TextOrOff};
 use Shown::{Derived, Unset, Value as Is};
 
 /// Every variable of the binary, in the README's order.
@@ -366,7 +369,7 @@ pub const KEYS: &[Key] = &[
     key("TRACKER_TLS_CERT", "tls.cert", Text, "PEM certificate chain: with `TRACKER_TLS_KEY`, the hub serves HTTPS / WSS and riders may use MQTT over TLS", Unset { example: "/etc/tracker/tls.crt" }),
     key("TRACKER_TLS_KEY", "tls.key", Text, "PEM private key of `TRACKER_TLS_CERT`", Unset { example: "/etc/tracker/tls.key" }),
     key("TRACKER_MQTTS_ADDR", "mqtt.tls_addr", Text, "where riders' MQTT over TLS listens (with TLS configured)", Is("127.0.0.1:8883")),
-    key("TRACKER_NODE_ID", "node_id", Number, "this process's node id inside generated order ids (0–1023)", Is("0")),
+    key("TRACKER_NODE_ID", "node_id", NumberOrAuto, "this process's node id inside generated order ids (0–1023), or `auto`: the lowest one free, leased in the store so two processes never share one", Is("auto")),
     key("TRACKER_MQTT_SHARE_GROUP", "mqtt.share_group", Text, "shared-subscription group of ingest on an external broker", Is("ingest")),
     key("TRACKER_MQTT_AUTH", "mqtt.auth", Text, "how riders log in to the MQTT listener: `jwt` (username = rider id, password = a rider token) or `none` (a trusted network: anyone may publish for any rider)", Is("jwt")),
     key("TRACKER_LOG_HISTORY", "log.history", Number, "events the log keeps per order (how far resume reaches)", Is("1000")),
@@ -412,6 +415,8 @@ fn leaf(k: &Key, text: &str) -> anyhow::Result<Value> {
         Number => Value::from(number()?),
         NumberOrOff if text == "off" => Value::Null,
         NumberOrOff => Value::from(number()?),
+        NumberOrAuto if text == "auto" => Value::Null,
+        NumberOrAuto => Value::from(number()?),
         Switch => match text {
             "on" => Value::Bool(true),
             "off" => Value::Bool(false),
@@ -494,10 +499,9 @@ impl Settings {
 
     /// The checks serde cannot make, each naming its variable.
     fn validate(&self) -> anyhow::Result<()> {
-        if self.node_id > tracker_domain::ids::MAX_NODE {
+        if let Some(node) = self.node_id.filter(|n| *n > tracker_domain::ids::MAX_NODE) {
             bail!(
-                "TRACKER_NODE_ID=`{}`: must be at most {}",
-                self.node_id,
+                "TRACKER_NODE_ID=`{node}`: must be at most {} (or `auto`)",
                 tracker_domain::ids::MAX_NODE
             );
         }

@@ -58,6 +58,7 @@ fn events(c: &mut Criterion) {
     state.apply(
         1,
         &mut EventBody::Status {
+            from: None,
             status: Status::PickedUp,
             version: 6,
             ts: 1,

@@ -195,6 +195,7 @@ mod tests {
             dropoff: p,
             promised_at: None,
             route: None,
+            ..Default::default()
         };
         let mut o = Order::new("1".into(), new, 0);
         o.status = Status::PickedUp;

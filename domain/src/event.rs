@@ -41,6 +41,9 @@ pub enum EventBody {
     Status {
         /// The new status.
         status: Status,
+        /// The status before the change; absent on the order's first one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        from: Option<Status>,
         /// The order's `version` after the change.
         version: i64,
         /// When the change was accepted, Unix ms.
@@ -48,7 +51,28 @@ pub enum EventBody {
         /// Why (cancels, returns, rejections).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
-        /// Who asked (cancels).
+        /// Who made the change (`admin:<sub>`, `rider:<id>`, `system`, or the
+        /// party a cancel names: `customer`, `shop`, …).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<String>,
+    },
+    /// One of the order's packages changed status.
+    Package {
+        /// Its package number.
+        package: String,
+        /// Its new status.
+        status: crate::package::PackageStatus,
+        /// Its status before.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        from: Option<crate::package::PackageStatus>,
+        /// The package's own version after the change.
+        version: i64,
+        /// When, Unix ms.
+        ts: i64,
+        /// Why, when a reason was given.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+        /// Who made the change.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         by: Option<String>,
     },
@@ -118,6 +142,7 @@ impl EventBody {
         match self {
             EventBody::Pos(p) => p.ts,
             EventBody::Status { ts, .. }
+            | EventBody::Package { ts, .. }
             | EventBody::Eta { ts, .. }
             | EventBody::Alert { ts, .. }
             | EventBody::Assignment { ts, .. }
@@ -132,6 +157,7 @@ impl EventBody {
         match self {
             EventBody::Pos(_) => "pos",
             EventBody::Status { .. } => "status",
+            EventBody::Package { .. } => "package",
             EventBody::Eta { .. } => "eta",
             EventBody::Alert { .. } => "alert",
             EventBody::Assignment { .. } => "assignment",
@@ -250,6 +276,7 @@ mod tests {
         for body in [
             EventBody::Status {
                 status: Status::Delivered,
+                from: Some(Status::PickedUp),
                 version: 6,
                 ts: 5,
                 reason: None,
@@ -278,6 +305,15 @@ mod tests {
                 ts: 3,
             },
             EventBody::Route { points: 12, ts: 4 },
+            EventBody::Package {
+                package: "P1".into(),
+                status: crate::package::PackageStatus::InTransit,
+                from: Some(crate::package::PackageStatus::Shipped),
+                version: 3,
+                ts: 5,
+                reason: None,
+                by: Some("admin:ops".into()),
+            },
         ] {
             let text = encode("O1", 1, &body);
             let back: EventFrame = serde_json::from_slice(&text).unwrap();

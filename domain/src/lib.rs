@@ -11,15 +11,21 @@
 //! - [`view`]: what a customer may see of their order's events (views by role).
 //! - [`route`]: what a planned route may be.
 //! - [`episodes`]: alert episodes and arrivals as changes of the order row, each once.
+//! - [`goods`]: recipient, sender, items and packages of an order, and their bounds.
+//! - [`package`]: a package's own state machine, kept consistent with its order's.
+//! - [`history`]: the durable status history, taken from a change's events.
 //! - [`clock`]: wall-clock access behind a trait so tests can move time.
 
 pub mod clock;
 pub mod episodes;
 pub mod event;
 pub mod fix;
+pub mod goods;
+pub mod history;
 pub mod ids;
 pub mod live;
 pub mod order;
+pub mod package;
 pub mod rider;
 pub mod route;
 pub mod status;

@@ -63,7 +63,10 @@ impl LiveState {
             }
             EventBody::Eta { eta, .. } => self.eta = Some(*eta),
             EventBody::Arrival { at, .. } => self.arrival = Some(*at),
-            EventBody::Alert { .. } | EventBody::ShareRevoked { .. } | EventBody::Route { .. } => {}
+            EventBody::Alert { .. }
+            | EventBody::ShareRevoked { .. }
+            | EventBody::Route { .. }
+            | EventBody::Package { .. } => {}
             EventBody::Assignment {
                 rider_id,
                 rider_name,
@@ -193,6 +196,7 @@ mod tests {
 
     fn status(status: Status, ts: i64) -> EventBody {
         EventBody::Status {
+            from: None,
             status,
             version: 1,
             ts,
@@ -254,6 +258,7 @@ mod tests {
         s.apply(
             1,
             &mut EventBody::Status {
+                from: None,
                 status: Status::PickedUp,
                 version: 3,
                 ts: 1,

@@ -7,12 +7,13 @@
 
 use crate::episodes::Episode;
 use crate::event::EventBody;
+use crate::goods::{self, Item, NewPackage, Package, Party};
 use crate::status::Status;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// A WGS-84 point.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct Point {
     /// Latitude, degrees in [-90, 90].
     pub lat: f64,
@@ -31,7 +32,7 @@ impl Point {
 }
 
 /// The body of `POST /v1/orders`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct NewOrder {
     /// The upstream system's order number; with `biz_type` the idempotency key.
     pub biz_order_no: String,
@@ -49,6 +50,24 @@ pub struct NewOrder {
     /// The planned route, pick-up to drop-off (2–5000 points).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub route: Option<Vec<Point>>,
+    /// Who receives the goods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recipient: Option<Party>,
+    /// Who sends them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sender: Option<Party>,
+    /// The goods, one line per SKU.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub items: Vec<Item>,
+    /// The parcels the goods travel in; when given, they hold every item exactly.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub packages: Vec<NewPackage>,
+    /// Free text for the rider and the operators.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notes: Option<String>,
+    /// The upstream system's own fields, kept and returned as given (at most 4 KiB).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 /// The `reason` of a cancel by the payment timeout.
@@ -84,7 +103,14 @@ impl NewOrder {
         if let Some(route) = &self.route {
             crate::route::check_route(route)?;
         }
-        Ok(())
+        if let Some(p) = &self.recipient {
+            goods::check_party("recipient", p)?;
+        }
+        if let Some(p) = &self.sender {
+            goods::check_party("sender", p)?;
+        }
+        goods::check_goods(&self.items, &self.packages)?;
+        goods::check_extras(&self.notes, &self.metadata)
     }
 }
 
@@ -145,10 +171,38 @@ pub struct Order {
     /// When the rider holding the order first came near the drop-off, Unix ms (fix time).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub arrived_dropoff_at: Option<i64>,
+    /// Who receives the goods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recipient: Option<Party>,
+    /// Who sends them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sender: Option<Party>,
+    /// Free text for the rider and the operators.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notes: Option<String>,
+    /// The upstream system's own fields.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<serde_json::Map<String, serde_json::Value>>,
+    /// How many item lines the order holds (read with `include=items`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub item_count: i32,
+    /// How many packages it is split into (read with `include=packages`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub package_count: i32,
+    /// The goods; present only when they were asked for (or just created).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub items: Option<Vec<Item>>,
+    /// The packages as they stand; present only when they were asked for (or just created).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub packages: Option<Vec<Package>>,
     /// Creation time, Unix ms.
     pub created_at: i64,
     /// Last change, Unix ms.
     pub updated_at: i64,
+}
+
+fn is_zero(n: &i32) -> bool {
+    *n == 0
 }
 
 /// The versions a writer read; each one given must still be current.
@@ -223,6 +277,19 @@ impl Order {
             alerts: BTreeMap::new(),
             arrived_pickup_at: None,
             arrived_dropoff_at: None,
+            recipient: new.recipient,
+            sender: new.sender,
+            notes: new.notes,
+            metadata: new.metadata,
+            item_count: new.items.len() as i32,
+            package_count: new.packages.len() as i32,
+            items: (!new.items.is_empty()).then_some(new.items),
+            packages: (!new.packages.is_empty()).then(|| {
+                new.packages
+                    .into_iter()
+                    .map(|p| Package::new(p, now))
+                    .collect()
+            }),
             created_at: now,
             updated_at: now,
         }
@@ -232,6 +299,7 @@ impl Order {
     pub fn created_event(&self) -> EventBody {
         EventBody::Status {
             status: self.status,
+            from: None,
             version: self.version,
             ts: self.created_at,
             reason: None,
@@ -299,6 +367,7 @@ impl Order {
         }
         events.push(EventBody::Status {
             status: target,
+            from: Some(self.status),
             version: next.version,
             ts: now,
             reason,
@@ -395,12 +464,14 @@ impl Order {
         }
     }
 
-    /// `ready → assigned` to `rider_id`, who may be given a display name.
+    /// `ready → assigned` to `rider_id`, who may be given a display name;
+    /// `by` is who gave it (an operator, or the rider who grabbed it).
     pub fn assign(
         &self,
         rider_id: &str,
         rider_name: Option<&str>,
         expected: Expected,
+        by: Option<String>,
         now: i64,
     ) -> Result<Change, ChangeError> {
         check_key("rider_id", rider_id).map_err(ChangeError::Invalid)?;
@@ -427,10 +498,11 @@ impl Order {
         let events = vec![
             EventBody::Status {
                 status: Status::Assigned,
+                from: Some(self.status),
                 version: next.version,
                 ts: now,
                 reason: None,
-                by: None,
+                by,
             },
             EventBody::Assignment {
                 rider_id: next.rider_id.clone(),
@@ -464,6 +536,7 @@ mod tests {
             },
             promised_at: None,
             route: None,
+            ..Default::default()
         };
         Order::new("1".into(), new, 1000)
     }
@@ -551,7 +624,7 @@ mod tests {
         let mut o = order();
         o.status = Status::Ready;
         let (a, ev) = changed(
-            o.assign("r1", Some("Li Wei"), Expected::default(), 5)
+            o.assign("r1", Some("Li Wei"), Expected::default(), None, 5)
                 .unwrap(),
         );
         assert_eq!(a.rider_id.as_deref(), Some("r1"));
@@ -565,6 +638,7 @@ mod tests {
                     version: Some(0),
                     status_version: None
                 },
+                None,
                 6
             )
             .unwrap(),
@@ -687,6 +761,7 @@ mod tests {
             dropoff: Point { lat: 0.0, lon: 0.0 },
             promised_at: None,
             route: None,
+            ..Default::default()
         };
         assert!(n.validate().unwrap_err().contains("biz_order_no"));
         n.biz_order_no = "x".into();

@@ -34,12 +34,21 @@ pub fn customer_frame(json: &[u8]) -> Option<Vec<u8>> {
     // `seq`, whose values cannot hold an unescaped quote), so the first match
     // is the kind, and only the kinds a customer sees differently are parsed.
     match kind_of(json) {
-        Some(b"status" | b"eta") => return None,
+        Some(b"status" | b"package")
+            if !contains(json, br#""by":"admin:"#) && !contains(json, br#""by":"rider:"#) =>
+        {
+            return None;
+        }
+        Some(b"eta") => return None,
         Some(b"pos") if !contains(json, br#""before_pickup":true"#) => return None,
         _ => {}
     }
-    let frame: EventFrame = serde_json::from_slice(json).ok()?;
-    match &frame.body {
+    let mut frame: EventFrame = serde_json::from_slice(json).ok()?;
+    match &mut frame.body {
+        EventBody::Status { by, .. } | EventBody::Package { by, .. } => {
+            *by = by.take().map(|b| account_role(&b));
+            Some(crate::event::encode(&frame.order, frame.seq, &frame.body))
+        }
         EventBody::Pos(p) if p.before_pickup => Some(skip(&frame)),
         EventBody::Alert { .. } => Some(skip(&frame)),
         EventBody::Arrival {
@@ -67,6 +76,29 @@ pub fn customer_frame(json: &[u8]) -> Option<Vec<u8>> {
         }
         _ => None,
     }
+}
+
+/// Who made a change as a customer may see it: an operator's or a rider's
+/// account (`admin:<sub>`, `rider:<id>`) becomes its role; a party a cancel
+/// named (`customer`, `shop`) stays.
+pub fn account_role(by: &str) -> String {
+    match by.split_once(':') {
+        Some((role @ ("admin" | "rider"), _)) => role.to_owned(),
+        _ => by.to_owned(),
+    }
+}
+
+/// The order without the phone numbers of its recipient and sender: what a
+/// share link's holder sees (`docs/protocol.md`: the phone is for admins, the
+/// order's customer and its rider).
+pub fn without_phones(mut order: Order) -> Order {
+    for p in [&mut order.recipient, &mut order.sender]
+        .into_iter()
+        .flatten()
+    {
+        p.phone = None;
+    }
+    order
 }
 
 /// The order as its customer may see it: the rider's first name, not their
@@ -181,6 +213,7 @@ mod tests {
         );
         assert_eq!(v["order"], "O\"t\":\"pos");
         let status = EventBody::Status {
+            from: None,
             status: crate::Status::Paid,
             version: 2,
             ts: 1,

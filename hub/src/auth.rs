@@ -258,6 +258,7 @@ mod tests {
                 dropoff: tracker_domain::order::Point { lat: 1.0, lon: 1.0 },
                 promised_at: None,
                 route: None,
+                ..Default::default()
             },
             0,
         );

@@ -174,6 +174,7 @@ mod tests {
                 "O1",
                 5,
                 &EventBody::Status {
+                    from: None,
                     status,
                     version: 5,
                     ts: 1,

@@ -157,6 +157,7 @@ fn order_of(t: &TrueTrip, routed: bool, id: usize) -> Order {
         dropoff: point(t.dropoff),
         promised_at: None,
         route: routed.then(|| t.planned.iter().copied().map(point).collect()),
+        ..Default::default()
     };
     let mut o = Order::new(id.to_string(), new, t.assigned_at);
     o.status = Status::Assigned;
@@ -166,6 +167,7 @@ fn order_of(t: &TrueTrip, routed: bool, id: usize) -> Order {
 
 fn status(s: Status, ts: i64) -> EventBody {
     EventBody::Status {
+        from: None,
         status: s,
         version: 0,
         ts,

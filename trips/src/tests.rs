@@ -29,6 +29,7 @@ fn order(route: Option<Vec<Point>>) -> Order {
         dropoff: offset(START, 0.0, 4000.0),
         promised_at: None,
         route,
+        ..Default::default()
     };
     let mut o = Order::new("1".into(), new, T0);
     o.status = Status::Assigned;
@@ -57,6 +58,7 @@ impl Drive {
 
     fn picked_up(&mut self, ts: i64) {
         self.event(EventBody::Status {
+            from: None,
             status: Status::PickedUp,
             version: 3,
             ts,

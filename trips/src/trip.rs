@@ -202,7 +202,8 @@ impl Trip {
             }
             EventBody::Alert { .. }
             | EventBody::Arrival { .. }
-            | EventBody::ShareRevoked { .. } => {}
+            | EventBody::ShareRevoked { .. }
+            | EventBody::Package { .. } => {}
         }
         out
     }

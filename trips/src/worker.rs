@@ -383,6 +383,7 @@ mod tests {
             dropoff: b,
             promised_at: None,
             route: None,
+            ..Default::default()
         };
         let now = SystemClock.now_ms();
         let mut o = Order::new("77".into(), new, now);
@@ -400,6 +401,7 @@ mod tests {
         let stop = CancellationToken::new();
         let task = tokio::spawn(worker.run(stop.clone()));
         let picked = EventBody::Status {
+            from: None,
             status: Status::PickedUp,
             version: 1,
             ts: now,

@@ -278,6 +278,18 @@ test('the replay page draws a finished trip and plays it', async () => {
   assert.ok(near(await riderAt(page), route[route.length - 1]), 'the marker ends at the drop-off');
   assert.ok(await page.evaluate(() => window.trackerPage.etas.length > 0), 'the estimates of the log');
   assert.match(await page.textContent('#replay-eta'), /min left/, 'the estimate as it stood then');
+  // The durable status history beside the track, passed up to the slider's time.
+  const timeline = await page.locator('#timeline li').allTextContents();
+  assert.ok(timeline.length >= 7, `every status change: ${timeline}`);
+  assert.match(timeline[0], /pending|payment/i, 'oldest first');
+  assert.match(timeline[timeline.length - 1], /delivered/i, 'the delivery last');
+  const passed = () => page.locator('#timeline li.past').count();
+  await page.evaluate(() => {
+    const s = document.getElementById('slider');
+    s.value = 0;
+    s.dispatchEvent(new Event('input'));
+  });
+  assert.ok((await passed()) >= 5, 'the changes before the first fix are passed at the start');
   await shot(page, 'replay');
   await page.context().close();
 });

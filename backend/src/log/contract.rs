@@ -156,6 +156,7 @@ async fn origin_makes_retries_idempotent(log: &dyn EventLog) {
 async fn live_state_folds_status_and_newest_fix(log: &dyn EventLog) {
     let o = order_id("live");
     let status = EventBody::Status {
+        from: None,
         status: Status::PickedUp,
         version: 4,
         ts: 1,
@@ -176,6 +177,7 @@ async fn live_state_folds_status_and_newest_fix(log: &dyn EventLog) {
 async fn fixes_before_pick_up_are_flagged(log: &dyn EventLog) {
     let o = order_id("pickup");
     let status = |status, ts| EventBody::Status {
+        from: None,
         status,
         version: 1,
         ts,

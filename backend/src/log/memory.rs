@@ -272,6 +272,7 @@ mod tests {
             ..Default::default()
         });
         let done = EventBody::Status {
+            from: None,
             status: tracker_domain::Status::Delivered,
             version: 2,
             ts: 1,

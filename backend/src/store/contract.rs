@@ -22,6 +22,7 @@ fn new_order(key: &str) -> Order {
         },
         promised_at: Some(5),
         route: None,
+        ..Default::default()
     };
     Order::new(id, new, 1000)
 }
@@ -42,6 +43,9 @@ pub async fn run<S: Store>(store: Arc<S>) {
     a_share_revocation_is_kept_with_its_event(&*store).await;
     a_trip_keeps_its_route_episodes_and_arrivals(&*store).await;
     the_eta_model_is_replaced_by_key(&*store).await;
+    goods_packages_and_history_are_kept(&*store).await;
+    lookups_page_newest_first(&*store).await;
+    node_ids_are_leased_once_and_keep_their_mark(&*store).await;
 }
 
 fn applied(c: Change) -> (Order, Vec<EventBody>) {
@@ -304,7 +308,7 @@ async fn held_orders_keep_rider_name_and_pick_up_and_list_as_active(store: &dyn 
     let Change::Changed {
         order: assigned, ..
     } = held
-        .assign(&rider, Some("Li Wei"), Expected::default(), 5)
+        .assign(&rider, Some("Li Wei"), Expected::default(), None, 5)
         .unwrap()
     else {
         panic!("a change")
@@ -394,4 +398,312 @@ async fn sweeps_find_orders_by_status_age_and_promise(store: &dyn Store) {
         Some(7)
     );
     assert!(!ids(store.overdue_orders(9, 10_000).await.unwrap()).contains(&unpaid.id));
+}
+
+fn goods(key: &str, customer: &str) -> Order {
+    use tracker_domain::goods::{Item, NewPackage, PackedItem, Party};
+    let item = |sku: &str, qty| Item {
+        sku: sku.into(),
+        name: Some(format!("{sku} name")),
+        qty,
+        weight_g: Some(250),
+        volume_cm3: None,
+    };
+    let packed = |sku: &str, qty| PackedItem {
+        sku: sku.into(),
+        qty,
+    };
+    let new = NewOrder {
+        biz_order_no: key.into(),
+        biz_type: "parcel".into(),
+        customer_id: customer.into(),
+        recipient: Some(Party {
+            name: "Li Wei".into(),
+            phone: Some("+86 138 0013 8000".into()),
+            address: Some("1 Tianhe Rd".into()),
+            address_code: vec![
+                "44".into(),
+                "4401".into(),
+                "440106".into(),
+                "440106001".into(),
+            ],
+        }),
+        notes: Some("ring twice".into()),
+        metadata: serde_json::json!({"shop": 7}).as_object().cloned(),
+        items: vec![item("A", 2), item("B", 1)],
+        packages: vec![
+            NewPackage {
+                package_no: "P1".into(),
+                items: vec![packed("A", 2)],
+                carrier: Some("SF".into()),
+                waybill: Some("SF123".into()),
+            },
+            NewPackage {
+                package_no: "P2".into(),
+                items: vec![packed("B", 1)],
+                carrier: None,
+                waybill: None,
+            },
+        ],
+        ..Default::default()
+    };
+    new.validate().unwrap();
+    Order::new(format!("{}", rand::random::<u64>() >> 1), new, 1000)
+}
+
+async fn goods_packages_and_history_are_kept(store: &dyn Store) {
+    use tracker_domain::package::{PackageStatus, follow_order};
+    let o = goods(&key(), "c-goods");
+    let (o, created) = store.create_order(&o, &[o.created_event()]).await.unwrap();
+    assert!(created);
+    let read = store.get_order(&o.id).await.unwrap();
+    assert_eq!((read.item_count, read.package_count), (2, 2));
+    assert_eq!(read.items, None, "a plain read leaves the goods out");
+    assert_eq!(read.packages, None);
+    assert_eq!(read.recipient, o.recipient);
+    assert_eq!(read.metadata, o.metadata);
+    assert_eq!(read.notes.as_deref(), Some("ring twice"));
+    assert_eq!(
+        store.items_of(&o.id).await.unwrap(),
+        o.items.clone().unwrap()
+    );
+    let packages = store.packages_of(&o.id).await.unwrap();
+    assert_eq!(packages, o.packages.clone().unwrap());
+
+    // P1 ships once the order is paid; a second writer from the same version loses.
+    let (paid, ev) = applied(
+        read.change_status(
+            Status::Paid,
+            Expected::default(),
+            None,
+            Some("admin:ops".into()),
+            2000,
+        )
+        .unwrap(),
+    );
+    store.update_order(&paid, read.version, &ev).await.unwrap();
+    let (shipped, ev) = packages[0]
+        .change(
+            PackageStatus::Shipped,
+            Some(1),
+            paid.status,
+            None,
+            None,
+            2100,
+        )
+        .unwrap()
+        .unwrap();
+    store
+        .update_package(&o.id, &shipped, std::slice::from_ref(&ev))
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.update_package(&o.id, &shipped, &[ev]).await,
+        Err(StoreError::Conflict)
+    ));
+    let mut ghost = shipped.clone();
+    ghost.package_no = "P9".into();
+    assert!(matches!(
+        store.update_package(&o.id, &ghost, &[]).await,
+        Err(StoreError::NotFound)
+    ));
+
+    // A cancel is refused while P1 is on its way; once P1 is back, it
+    // cancels P2 (still `created`) in the same write.
+    let now = store.packages_of(&o.id).await.unwrap();
+    assert!(follow_order(&now, Status::Cancelled, None, 3000).is_err());
+    let (cancelled, mut ev) = applied(
+        paid.change_status(
+            Status::Cancelled,
+            Expected::default(),
+            Some("shop".into()),
+            Some("shop".into()),
+            3000,
+        )
+        .unwrap(),
+    );
+    let (in_transit, e1) = now[0]
+        .change(
+            PackageStatus::InTransit,
+            None,
+            paid.status,
+            None,
+            None,
+            2900,
+        )
+        .unwrap()
+        .unwrap();
+    let (rejected, e2) = in_transit
+        .change(
+            PackageStatus::Rejected,
+            None,
+            paid.status,
+            Some("refused".into()),
+            None,
+            2950,
+        )
+        .unwrap()
+        .unwrap();
+    store
+        .update_package(&o.id, &in_transit, &[e1])
+        .await
+        .unwrap();
+    store.update_package(&o.id, &rejected, &[e2]).await.unwrap();
+    let now = store.packages_of(&o.id).await.unwrap();
+    let follow = follow_order(&now, Status::Cancelled, Some("shop"), 3000).unwrap();
+    assert_eq!(follow.len(), 1);
+    let (rows, evs): (Vec<_>, Vec<_>) = follow.into_iter().unzip();
+    ev.extend(evs);
+    // A package written from a stale version fails the whole change.
+    let mut stale = rows.clone();
+    stale[0].version += 5;
+    assert!(matches!(
+        store
+            .update_order_and_packages(&cancelled, paid.version, &stale, &ev)
+            .await,
+        Err(StoreError::Conflict)
+    ));
+    assert_eq!(store.get_order(&o.id).await.unwrap().status, Status::Paid);
+    store
+        .update_order_and_packages(&cancelled, paid.version, &rows, &ev)
+        .await
+        .unwrap();
+    let after = store.packages_of(&o.id).await.unwrap();
+    assert_eq!(after[1].status, PackageStatus::Cancelled);
+    assert_eq!(after[1].version, 2);
+
+    let history = store.history_of(&o.id).await.unwrap();
+    let steps: Vec<(Option<&str>, Option<&str>, &str)> = history
+        .iter()
+        .map(|h| (h.package.as_deref(), h.from.as_deref(), h.to.as_str()))
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            (None, None, "pending_payment"),
+            (None, Some("pending_payment"), "paid"),
+            (Some("P1"), Some("created"), "shipped"),
+            (Some("P1"), Some("shipped"), "in_transit"),
+            (Some("P1"), Some("in_transit"), "rejected"),
+            (None, Some("paid"), "cancelled"),
+            (Some("P2"), Some("created"), "cancelled"),
+        ]
+    );
+    assert_eq!(history[1].by.as_deref(), Some("admin:ops"));
+    assert_eq!(history[4].reason.as_deref(), Some("refused"));
+    assert_eq!(history[5].version, cancelled.version);
+    assert!(store.history_of("no-such-order").await.unwrap().is_empty());
+}
+
+async fn lookups_page_newest_first(store: &dyn Store) {
+    use super::{Cursor, Lookup};
+    let customer = format!("c-{:x}", rand::random::<u32>());
+    let biz = key();
+    let mut made = Vec::new();
+    for i in 0..5 {
+        let mut o = new_order(&format!("{biz}-{i}"));
+        o.customer_id = customer.clone();
+        // Two orders share a millisecond: the id breaks the tie.
+        o.created_at = 10_000 + (i / 2) * 10;
+        store.create_order(&o, &[]).await.unwrap();
+        made.push(o);
+    }
+    let mut newest_first: Vec<&Order> = made.iter().collect();
+    newest_first.sort_by(|a, b| (b.created_at, &b.id).cmp(&(a.created_at, &a.id)));
+    let by_customer = Lookup::Customer(customer.clone());
+    let mut seen = Vec::new();
+    let mut after: Option<Cursor> = None;
+    loop {
+        let (page, next) = store.lookup(&by_customer, after.as_ref(), 2).await.unwrap();
+        assert!(page.len() <= 2);
+        seen.extend(page.into_iter().map(|o| o.id));
+        match next {
+            Some(c) => after = Some(c),
+            None => break,
+        }
+    }
+    let want: Vec<String> = newest_first.iter().map(|o| o.id.clone()).collect();
+    assert_eq!(seen, want, "every order once, newest first");
+    let (one, next) = store
+        .lookup(
+            &Lookup::Business {
+                no: format!("{biz}-3"),
+                kind: Some("grocery".into()),
+            },
+            None,
+            50,
+        )
+        .await
+        .unwrap();
+    assert_eq!((one.len(), next), (1, None));
+    assert_eq!(one[0].biz_order_no, format!("{biz}-3"));
+    let (none, _) = store
+        .lookup(
+            &Lookup::Business {
+                no: format!("{biz}-3"),
+                kind: Some("food".into()),
+            },
+            None,
+            50,
+        )
+        .await
+        .unwrap();
+    assert!(none.is_empty());
+}
+
+async fn node_ids_are_leased_once_and_keep_their_mark(store: &dyn Store) {
+    let a = store
+        .claim_node("owner-a", None, 1_000, 16_000)
+        .await
+        .unwrap();
+    let b = store
+        .claim_node("owner-b", None, 1_000, 16_000)
+        .await
+        .unwrap();
+    assert_ne!(a.node, b.node, "a node id is leased to one owner at a time");
+    assert!(
+        store
+            .renew_node(a.node, "owner-a", 21_000, 90_000)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .renew_node(a.node, "owner-b", 21_000, 95_000)
+            .await
+            .unwrap(),
+        "only its owner renews a lease"
+    );
+    // The mark only rises.
+    assert!(
+        store
+            .renew_node(a.node, "owner-a", 21_000, 50_000)
+            .await
+            .unwrap()
+    );
+    let c = store
+        .claim_node("owner-c", None, 2_000, 17_000)
+        .await
+        .unwrap();
+    assert!(c.node != a.node && c.node != b.node);
+    assert_eq!(c.mark, 90_000, "the highest mark of every node");
+    // Past b's lease, its node id goes to the next claimant.
+    let d = store
+        .claim_node("owner-d", None, 17_000, 32_000)
+        .await
+        .unwrap();
+    assert_eq!(d.node, b.node.min(c.node));
+    assert!(
+        !store
+            .renew_node(b.node, "owner-b", 40_000, 1)
+            .await
+            .unwrap(),
+        "b's lease went to d"
+    );
+    // A configured node id is taken whoever holds it.
+    let e = store
+        .claim_node("owner-e", Some(a.node), 17_000, 32_000)
+        .await
+        .unwrap();
+    assert_eq!(e.node, a.node);
 }

@@ -6,11 +6,17 @@
 
 #[cfg(any(test, feature = "contract"))]
 pub mod contract;
+pub mod goods;
+pub mod nodes;
 pub mod postgres;
 mod rows;
 pub mod sqlite;
 
 use async_trait::async_trait;
+pub use goods::{Cursor, Lookup};
+pub use nodes::NodeClaim;
+use tracker_domain::goods::{Item, Package};
+use tracker_domain::history::HistoryEntry;
 use tracker_domain::{EventBody, Order, Status};
 
 /// Why a store call failed.
@@ -106,13 +112,55 @@ pub trait Store: Send + Sync + 'static {
 
     /// Replaces the order with `order` if its stored version is still
     /// `read_version` ([`StoreError::Conflict`] otherwise), and queues `events`
-    /// in the outbox in the same transaction.
+    /// in the outbox (and their status changes in the history) in the same
+    /// transaction.
     async fn update_order(
         &self,
         order: &Order,
         read_version: i64,
         events: &[EventBody],
+    ) -> Result<(), StoreError> {
+        self.update_order_and_packages(order, read_version, &[], events)
+            .await
+    }
+
+    /// [`Store::update_order`] that also writes `packages` of the order, each
+    /// a compare-and-set from its `version - 1`, in the same transaction.
+    async fn update_order_and_packages(
+        &self,
+        order: &Order,
+        read_version: i64,
+        packages: &[Package],
+        events: &[EventBody],
     ) -> Result<(), StoreError>;
+
+    /// Writes one package of `order_id` if it is still at `package.version - 1`
+    /// ([`StoreError::Conflict`] otherwise, [`StoreError::NotFound`] when the
+    /// order has no such package), with `events` and their history.
+    async fn update_package(
+        &self,
+        order_id: &str,
+        package: &Package,
+        events: &[EventBody],
+    ) -> Result<(), StoreError>;
+
+    /// The order's item lines, in the order they were given.
+    async fn items_of(&self, order_id: &str) -> Result<Vec<Item>, StoreError>;
+
+    /// The order's packages as they stand, in the order they were given.
+    async fn packages_of(&self, order_id: &str) -> Result<Vec<Package>, StoreError>;
+
+    /// Every status change of the order and its packages, oldest first.
+    async fn history_of(&self, order_id: &str) -> Result<Vec<HistoryEntry>, StoreError>;
+
+    /// One page of the orders `lookup` finds, newest first, after `after`:
+    /// at most `limit` orders, and the cursor of the next page when there is one.
+    async fn lookup(
+        &self,
+        lookup: &Lookup,
+        after: Option<&Cursor>,
+        limit: usize,
+    ) -> Result<(Vec<Order>, Option<Cursor>), StoreError>;
 
     /// Ids of the orders `rider_id` holds now (status with a rider attached).
     async fn rider_orders(&self, rider_id: &str) -> Result<Vec<String>, StoreError>;
@@ -143,6 +191,27 @@ pub trait Store: Send + Sync + 'static {
 
     /// Stores `entries`, replacing those with the same keys, in one transaction.
     async fn model_save(&self, entries: &[ModelEntry]) -> Result<(), StoreError>;
+
+    /// Leases a node id of the order id generator to `owner` until `until`
+    /// (Unix ms): `wanted` whoever held it, or (`None`) the lowest one free or
+    /// whose lease ended before `now`. Answers the highest mark of all nodes.
+    async fn claim_node(
+        &self,
+        owner: &str,
+        wanted: Option<u16>,
+        now: i64,
+        until: i64,
+    ) -> Result<NodeClaim, StoreError>;
+
+    /// Extends `owner`'s lease of `node` to `until` and raises the node's
+    /// mark to `mark` (Unix ms); false when the lease is no longer theirs.
+    async fn renew_node(
+        &self,
+        node: u16,
+        owner: &str,
+        until: i64,
+        mark: i64,
+    ) -> Result<bool, StoreError>;
 
     /// Up to `limit` outbox items, oldest first.
     async fn outbox_fetch(&self, limit: usize) -> Result<Vec<OutboxItem>, StoreError>;

@@ -4,14 +4,17 @@
 //! business key serialise on the `order_dedup` primary key: the loser's insert
 //! waits for the winner's commit, does nothing, and reads the winner's order.
 
+use super::goods::{HistoryRow, ItemRow, PackageRow, Table, postgres as sql};
 use super::rows::{
     ACTIVE, ALERTING, JsonColumns, OrderRow, attached_statuses, events_json, outbox_item,
 };
-use super::{ModelEntry, OutboxItem, Store, StoreError, TrackPoint};
+use super::{Cursor, Lookup, ModelEntry, NodeClaim, OutboxItem, Store, StoreError, TrackPoint};
 use async_trait::async_trait;
 use sqlx::Row;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use std::time::Duration;
+use tracker_domain::goods::{Item, Package};
+use tracker_domain::history::{HistoryEntry, entries};
 use tracker_domain::{EventBody, Order, Status};
 
 /// PostgreSQL-backed [`Store`].
@@ -53,8 +56,12 @@ async fn queue_events(
         .bind(order_id)
         .bind(events_json(events)?)
         .bind(now)
-        .execute(tx)
+        .execute(&mut *tx)
         .await?;
+    let changes = entries(events);
+    if let Some(mut q) = sql::insert_history(order_id, &changes) {
+        q.build().execute(&mut *tx).await?;
+    }
     Ok(())
 }
 
@@ -95,9 +102,10 @@ impl Store for PostgresStore {
             "INSERT INTO orders (id, biz_order_no, biz_type, customer_id, rider_id, status, version,
                 status_version, pickup_lat, pickup_lon, dropoff_lat, dropoff_lon, promised_at,
                 cancel_reason, cancelled_by, created_at, updated_at, route, alerts, open_alerts,
-                arrived_pickup_at, arrived_dropoff_at)
+                arrived_pickup_at, arrived_dropoff_at, recipient, sender, notes, metadata,
+                item_count, package_count)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
-                $18, $19, $20, $21, $22)",
+                $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28)",
         )
         .bind(&order.id)
         .bind(&order.biz_order_no)
@@ -121,8 +129,26 @@ impl Store for PostgresStore {
         .bind(json.open_alerts)
         .bind(order.arrived_pickup_at)
         .bind(order.arrived_dropoff_at)
+        .bind(&json.recipient)
+        .bind(&json.sender)
+        .bind(&order.notes)
+        .bind(&json.metadata)
+        .bind(i64::from(order.item_count))
+        .bind(i64::from(order.package_count))
         .execute(&mut *tx)
         .await?;
+        if let Some(items) = order.items.as_deref().filter(|i| !i.is_empty()) {
+            sql::insert_items(&order.id, items)
+                .build()
+                .execute(&mut *tx)
+                .await?;
+        }
+        if let Some(packages) = order.packages.as_deref().filter(|p| !p.is_empty()) {
+            sql::insert_packages(&order.id, packages)?
+                .build()
+                .execute(&mut *tx)
+                .await?;
+        }
         queue_events(&mut tx, &order.id, events, order.created_at).await?;
         tx.commit().await?;
         Ok((order.clone(), true))
@@ -136,10 +162,11 @@ impl Store for PostgresStore {
         row.try_into()
     }
 
-    async fn update_order(
+    async fn update_order_and_packages(
         &self,
         order: &Order,
         read_version: i64,
+        packages: &[Package],
         events: &[EventBody],
     ) -> Result<(), StoreError> {
         let json = JsonColumns::of(order)?;
@@ -149,8 +176,9 @@ impl Store for PostgresStore {
                 version = $5, status_version = $6, promised_at = $7, cancel_reason = $8,
                 cancelled_by = $9, updated_at = $10, late_alert_at = $11, shares_revoked_at = $12,
                 route = $13, alerts = $14, open_alerts = $15, arrived_pickup_at = $16,
-                arrived_dropoff_at = $17
-             WHERE id = $18 AND version = $19",
+                arrived_dropoff_at = $17, recipient = $18, sender = $19, notes = $20,
+                metadata = $21
+             WHERE id = $22 AND version = $23",
         )
         .bind(&order.rider_id)
         .bind(&order.rider_name)
@@ -169,6 +197,10 @@ impl Store for PostgresStore {
         .bind(json.open_alerts)
         .bind(order.arrived_pickup_at)
         .bind(order.arrived_dropoff_at)
+        .bind(&json.recipient)
+        .bind(&json.sender)
+        .bind(&order.notes)
+        .bind(&json.metadata)
         .bind(&order.id)
         .bind(read_version)
         .execute(&mut *tx)
@@ -186,9 +218,99 @@ impl Store for PostgresStore {
                 StoreError::NotFound
             });
         }
+        // The order row is locked first, then its packages: the order every
+        // writer of packages keeps too, so two writers never wait on each other.
+        for p in packages {
+            let moved = sql::update_package(&order.id, p)
+                .build()
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            if moved == 0 {
+                return Err(StoreError::Conflict);
+            }
+        }
         queue_events(&mut tx, &order.id, events, order.updated_at).await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    async fn update_package(
+        &self,
+        order_id: &str,
+        package: &Package,
+        events: &[EventBody],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        // Lock the order row before the package and the outbox, as every
+        // change of the order does, so the order's outbox ids rise in commit order.
+        let found = sqlx::query("SELECT 1 FROM orders WHERE id = $1 FOR UPDATE")
+            .bind(order_id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .is_some();
+        if !found {
+            return Err(StoreError::NotFound);
+        }
+        let moved = sql::update_package(order_id, package)
+            .build()
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if moved == 0 {
+            let exists =
+                sqlx::query("SELECT 1 FROM order_packages WHERE order_id = $1 AND package_no = $2")
+                    .bind(order_id)
+                    .bind(&package.package_no)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .is_some();
+            return Err(if exists {
+                StoreError::Conflict
+            } else {
+                StoreError::NotFound
+            });
+        }
+        queue_events(&mut tx, order_id, events, package.updated_at).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn items_of(&self, order_id: &str) -> Result<Vec<Item>, StoreError> {
+        let rows: Vec<ItemRow> = sql::select_of(Table::Items, order_id)
+            .build_query_as()
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.into_iter().map(Item::from).collect())
+    }
+
+    async fn packages_of(&self, order_id: &str) -> Result<Vec<Package>, StoreError> {
+        let rows: Vec<PackageRow> = sql::select_of(Table::Packages, order_id)
+            .build_query_as()
+            .fetch_all(&self.pool)
+            .await?;
+        rows.into_iter().map(Package::try_from).collect()
+    }
+
+    async fn history_of(&self, order_id: &str) -> Result<Vec<HistoryEntry>, StoreError> {
+        let rows: Vec<HistoryRow> = sql::select_of(Table::History, order_id)
+            .build_query_as()
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.into_iter().map(HistoryEntry::from).collect())
+    }
+
+    async fn lookup(
+        &self,
+        lookup: &Lookup,
+        after: Option<&Cursor>,
+        limit: usize,
+    ) -> Result<(Vec<Order>, Option<Cursor>), StoreError> {
+        let rows: Vec<OrderRow> = sql::select_lookup(lookup, after, limit)
+            .build_query_as()
+            .fetch_all(&self.pool)
+            .await?;
+        super::rows::page(rows, limit)
     }
 
     async fn rider_orders(&self, rider_id: &str) -> Result<Vec<String>, StoreError> {
@@ -286,6 +408,26 @@ impl Store for PostgresStore {
         }
         tx.commit().await?;
         Ok(())
+    }
+
+    async fn claim_node(
+        &self,
+        owner: &str,
+        wanted: Option<u16>,
+        now: i64,
+        until: i64,
+    ) -> Result<NodeClaim, StoreError> {
+        super::nodes::postgres::claim(&self.pool, owner, wanted, now, until).await
+    }
+
+    async fn renew_node(
+        &self,
+        node: u16,
+        owner: &str,
+        until: i64,
+        mark: i64,
+    ) -> Result<bool, StoreError> {
+        super::nodes::postgres::renew(&self.pool, node, owner, until, mark).await
     }
 
     async fn outbox_fetch(&self, limit: usize) -> Result<Vec<OutboxItem>, StoreError> {

@@ -33,6 +33,12 @@ pub(crate) struct OrderRow {
     alerts: Option<String>,
     arrived_pickup_at: Option<i64>,
     arrived_dropoff_at: Option<i64>,
+    recipient: Option<String>,
+    sender: Option<String>,
+    notes: Option<String>,
+    metadata: Option<String>,
+    item_count: i64,
+    package_count: i64,
     created_at: i64,
     updated_at: i64,
 }
@@ -51,9 +57,25 @@ impl TryFrom<OrderRow> for Order {
             Some(text) => serde_json::from_str(text).map_err(|e| corrupt("alerts", e))?,
             None => Default::default(),
         };
+        fn json<T: serde::de::DeserializeOwned>(
+            text: &Option<String>,
+        ) -> Result<Option<T>, serde_json::Error> {
+            text.as_deref().map(serde_json::from_str).transpose()
+        }
+        let recipient = json(&r.recipient).map_err(|e| corrupt("recipient", e))?;
+        let sender = json(&r.sender).map_err(|e| corrupt("sender", e))?;
+        let metadata = json(&r.metadata).map_err(|e| corrupt("metadata", e))?;
         Ok(Order {
             route,
             alerts,
+            recipient,
+            sender,
+            metadata,
+            notes: r.notes,
+            item_count: r.item_count as i32,
+            package_count: r.package_count as i32,
+            items: None,
+            packages: None,
             arrived_pickup_at: r.arrived_pickup_at,
             arrived_dropoff_at: r.arrived_dropoff_at,
             status: Status::from_str(&r.status).map_err(|e| StoreError::Corrupt(e.into()))?,
@@ -85,12 +107,16 @@ impl TryFrom<OrderRow> for Order {
     }
 }
 
-/// The JSON-encoded columns of an order row: `route`, `alerts` and the
-/// count of open alerts (what the alerts list's index looks at).
+/// The JSON-encoded columns of an order row: `route`, `alerts`, the count
+/// of open alerts (what the alerts list's index looks at), `recipient`,
+/// `sender` and `metadata`.
 pub(crate) struct JsonColumns {
     pub route: Option<String>,
     pub alerts: Option<String>,
     pub open_alerts: i32,
+    pub recipient: Option<String>,
+    pub sender: Option<String>,
+    pub metadata: Option<String>,
 }
 
 impl JsonColumns {
@@ -104,6 +130,9 @@ impl JsonColumns {
                 .then(|| text(&order.alerts))
                 .transpose()?,
             open_alerts: order.open_alerts().count() as i32,
+            recipient: order.recipient.as_ref().map(text).transpose()?,
+            sender: order.sender.as_ref().map(text).transpose()?,
+            metadata: order.metadata.as_ref().map(text).transpose()?,
         })
     }
 }
@@ -170,4 +199,26 @@ where
     });
     q.push(" ON CONFLICT DO NOTHING");
     q
+}
+
+/// A page of a lookup read with `limit + 1` rows: the first `limit` orders,
+/// and the cursor after the last of them when more follow.
+pub(crate) fn page(
+    rows: Vec<OrderRow>,
+    limit: usize,
+) -> Result<(Vec<Order>, Option<super::Cursor>), StoreError> {
+    let more = rows.len() > limit;
+    let orders = rows
+        .into_iter()
+        .take(limit)
+        .map(Order::try_from)
+        .collect::<Result<Vec<_>, _>>()?;
+    let next = more.then(|| {
+        let last = orders.last().expect("limit is at least 1");
+        super::Cursor {
+            created_at: last.created_at,
+            id: last.id.clone(),
+        }
+    });
+    Ok((orders, next))
 }

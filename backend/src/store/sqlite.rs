@@ -4,10 +4,11 @@
 //! one connection (no `SQLITE_BUSY` races between our own writers) and reads
 //! through a separate pool; WAL mode lets readers run beside the writer.
 
+use super::goods::{HistoryRow, ItemRow, PackageRow, Table, sqlite as sql};
 use super::rows::{
     ACTIVE, ALERTING, JsonColumns, OrderRow, attached_statuses, events_json, outbox_item,
 };
-use super::{ModelEntry, OutboxItem, Store, StoreError, TrackPoint};
+use super::{Cursor, Lookup, ModelEntry, NodeClaim, OutboxItem, Store, StoreError, TrackPoint};
 use async_trait::async_trait;
 use sqlx::Row;
 use sqlx::sqlite::{
@@ -15,6 +16,8 @@ use sqlx::sqlite::{
 };
 use std::str::FromStr;
 use std::time::Duration;
+use tracker_domain::goods::{Item, Package};
+use tracker_domain::history::{HistoryEntry, entries};
 use tracker_domain::{EventBody, Order, Status};
 
 /// SQLite-backed [`Store`].
@@ -61,8 +64,12 @@ async fn queue_events(
         .bind(order_id)
         .bind(events_json(events)?)
         .bind(now)
-        .execute(tx)
+        .execute(&mut *tx)
         .await?;
+    let changes = entries(events);
+    if let Some(mut q) = sql::insert_history(order_id, &changes) {
+        q.build().execute(&mut *tx).await?;
+    }
     Ok(())
 }
 
@@ -107,8 +114,10 @@ impl Store for SqliteStore {
             "INSERT INTO orders (id, biz_order_no, biz_type, customer_id, rider_id, status, version,
                 status_version, pickup_lat, pickup_lon, dropoff_lat, dropoff_lon, promised_at,
                 cancel_reason, cancelled_by, created_at, updated_at, route, alerts, open_alerts,
-                arrived_pickup_at, arrived_dropoff_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                arrived_pickup_at, arrived_dropoff_at, recipient, sender, notes, metadata,
+                item_count, package_count)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,
+                ?, ?)",
         )
         .bind(&order.id)
         .bind(&order.biz_order_no)
@@ -132,8 +141,26 @@ impl Store for SqliteStore {
         .bind(json.open_alerts)
         .bind(order.arrived_pickup_at)
         .bind(order.arrived_dropoff_at)
+        .bind(&json.recipient)
+        .bind(&json.sender)
+        .bind(&order.notes)
+        .bind(&json.metadata)
+        .bind(i64::from(order.item_count))
+        .bind(i64::from(order.package_count))
         .execute(&mut *tx)
         .await?;
+        if let Some(items) = order.items.as_deref().filter(|i| !i.is_empty()) {
+            sql::insert_items(&order.id, items)
+                .build()
+                .execute(&mut *tx)
+                .await?;
+        }
+        if let Some(packages) = order.packages.as_deref().filter(|p| !p.is_empty()) {
+            sql::insert_packages(&order.id, packages)?
+                .build()
+                .execute(&mut *tx)
+                .await?;
+        }
         queue_events(&mut tx, &order.id, events, order.created_at).await?;
         tx.commit().await?;
         Ok((order.clone(), true))
@@ -147,10 +174,11 @@ impl Store for SqliteStore {
         row.try_into()
     }
 
-    async fn update_order(
+    async fn update_order_and_packages(
         &self,
         order: &Order,
         read_version: i64,
+        packages: &[Package],
         events: &[EventBody],
     ) -> Result<(), StoreError> {
         let json = JsonColumns::of(order)?;
@@ -159,7 +187,8 @@ impl Store for SqliteStore {
             "UPDATE orders SET rider_id = ?, rider_name = ?, picked_up_at = ?, status = ?,
                 version = ?, status_version = ?, promised_at = ?, cancel_reason = ?,
                 cancelled_by = ?, updated_at = ?, late_alert_at = ?, shares_revoked_at = ?,
-                route = ?, alerts = ?, open_alerts = ?, arrived_pickup_at = ?, arrived_dropoff_at = ?
+                route = ?, alerts = ?, open_alerts = ?, arrived_pickup_at = ?, arrived_dropoff_at = ?,
+                recipient = ?, sender = ?, notes = ?, metadata = ?
              WHERE id = ? AND version = ?",
         )
         .bind(&order.rider_id)
@@ -179,6 +208,10 @@ impl Store for SqliteStore {
         .bind(json.open_alerts)
         .bind(order.arrived_pickup_at)
         .bind(order.arrived_dropoff_at)
+        .bind(&json.recipient)
+        .bind(&json.sender)
+        .bind(&order.notes)
+        .bind(&json.metadata)
         .bind(&order.id)
         .bind(read_version)
         .execute(&mut *tx)
@@ -196,9 +229,87 @@ impl Store for SqliteStore {
                 StoreError::NotFound
             });
         }
+        for p in packages {
+            let moved = sql::update_package(&order.id, p)
+                .build()
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            if moved == 0 {
+                return Err(StoreError::Conflict);
+            }
+        }
         queue_events(&mut tx, &order.id, events, order.updated_at).await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    async fn update_package(
+        &self,
+        order_id: &str,
+        package: &Package,
+        events: &[EventBody],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.writer.begin().await?;
+        let moved = sql::update_package(order_id, package)
+            .build()
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if moved == 0 {
+            let exists =
+                sqlx::query("SELECT 1 FROM order_packages WHERE order_id = ? AND package_no = ?")
+                    .bind(order_id)
+                    .bind(&package.package_no)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .is_some();
+            return Err(if exists {
+                StoreError::Conflict
+            } else {
+                StoreError::NotFound
+            });
+        }
+        queue_events(&mut tx, order_id, events, package.updated_at).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn items_of(&self, order_id: &str) -> Result<Vec<Item>, StoreError> {
+        let rows: Vec<ItemRow> = sql::select_of(Table::Items, order_id)
+            .build_query_as()
+            .fetch_all(&self.reader)
+            .await?;
+        Ok(rows.into_iter().map(Item::from).collect())
+    }
+
+    async fn packages_of(&self, order_id: &str) -> Result<Vec<Package>, StoreError> {
+        let rows: Vec<PackageRow> = sql::select_of(Table::Packages, order_id)
+            .build_query_as()
+            .fetch_all(&self.reader)
+            .await?;
+        rows.into_iter().map(Package::try_from).collect()
+    }
+
+    async fn history_of(&self, order_id: &str) -> Result<Vec<HistoryEntry>, StoreError> {
+        let rows: Vec<HistoryRow> = sql::select_of(Table::History, order_id)
+            .build_query_as()
+            .fetch_all(&self.reader)
+            .await?;
+        Ok(rows.into_iter().map(HistoryEntry::from).collect())
+    }
+
+    async fn lookup(
+        &self,
+        lookup: &Lookup,
+        after: Option<&Cursor>,
+        limit: usize,
+    ) -> Result<(Vec<Order>, Option<Cursor>), StoreError> {
+        let rows: Vec<OrderRow> = sql::select_lookup(lookup, after, limit)
+            .build_query_as()
+            .fetch_all(&self.reader)
+            .await?;
+        super::rows::page(rows, limit)
     }
 
     async fn rider_orders(&self, rider_id: &str) -> Result<Vec<String>, StoreError> {
@@ -295,6 +406,26 @@ impl Store for SqliteStore {
         }
         tx.commit().await?;
         Ok(())
+    }
+
+    async fn claim_node(
+        &self,
+        owner: &str,
+        wanted: Option<u16>,
+        now: i64,
+        until: i64,
+    ) -> Result<NodeClaim, StoreError> {
+        super::nodes::sqlite::claim(&self.writer, owner, wanted, now, until).await
+    }
+
+    async fn renew_node(
+        &self,
+        node: u16,
+        owner: &str,
+        until: i64,
+        mark: i64,
+    ) -> Result<bool, StoreError> {
+        super::nodes::sqlite::renew(&self.writer, node, owner, until, mark).await
     }
 
     async fn outbox_fetch(&self, limit: usize) -> Result<Vec<OutboxItem>, StoreError> {

@@ -3,11 +3,12 @@
 use super::backends::Backends;
 use super::services::Services;
 use crate::settings::Settings;
+use anyhow::Context;
 use metrics_exporter_prometheus::PrometheusHandle;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
-use tracker_domain::ids::IdGenerator;
+use tracker_backend::ids::NodeIds;
 use tracker_hub::{Auth, HubConfig, HubDeps};
 use tracker_routing::Router;
 
@@ -27,11 +28,20 @@ pub async fn start(
     let listener = super::bind(s.http.addr, "TRACKER_HTTP_ADDR").await?;
     let addr = listener.local_addr()?;
     let tls = super::tls::acceptor(s, &[b"http/1.1"])?;
+    let node_ids = NodeIds::start(b.store.clone(), b.clock.clone(), s.node_id)
+        .await
+        .context("leasing a node id for order ids (TRACKER_NODE_ID)")?;
+    let ids = node_ids.ids.clone();
+    let lease_stop = stop.clone();
+    services.spawn("order id lease", async move {
+        node_ids.run(lease_stop).await;
+        Ok(())
+    });
     let deps = HubDeps {
         store: b.store.clone(),
         log: b.log.clone(),
         auth,
-        ids: Arc::new(IdGenerator::new(s.node_id, b.clock.clone())),
+        ids,
         clock: b.clock.clone(),
         fixes,
         metrics,

@@ -24,7 +24,8 @@ pub(crate) struct App {
     pub(crate) mqtt: (String, u16),
     pub(crate) auth: Arc<Auth>,
     pub(crate) http: reqwest::Client,
-    _dir: tempfile::TempDir,
+    vars: HashMap<String, String>,
+    dir: tempfile::TempDir,
 }
 
 pub(crate) async fn spawn_app() -> App {
@@ -52,6 +53,10 @@ pub(crate) async fn spawn_app_with(extra: &[(&str, &str)]) -> App {
     for (k, v) in extra {
         vars.insert(k.to_string(), v.to_string());
     }
+    start_app(vars, dir).await
+}
+
+async fn start_app(vars: HashMap<String, String>, dir: tempfile::TempDir) -> App {
     let settings = Settings::from_vars(&vars).unwrap();
     let running = system::start(&settings, Mode::Run, Some(recorder()))
         .await
@@ -72,7 +77,8 @@ pub(crate) async fn spawn_app_with(extra: &[(&str, &str)]) -> App {
         mqtt,
         running,
         http: reqwest::Client::new(),
-        _dir: dir,
+        vars,
+        dir,
     }
 }
 
@@ -127,6 +133,16 @@ pub(crate) fn unique(prefix: &str) -> String {
 }
 
 impl App {
+    /// Stops the process and starts it again on the same data directory and
+    /// settings (new ports; the embedded event log starts empty).
+    pub(crate) async fn restart(self) -> App {
+        let App {
+            running, vars, dir, ..
+        } = self;
+        running.shutdown().await.unwrap();
+        start_app(vars, dir).await
+    }
+
     pub(crate) fn token(&self, sub: &str, role: Role) -> String {
         self.auth.mint(sub, role, 3600)
     }

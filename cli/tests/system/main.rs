@@ -11,6 +11,7 @@ mod fallbacks;
 mod helpers;
 mod limits;
 mod live_path;
+mod logistics;
 mod metrics;
 mod nodes;
 mod orders;

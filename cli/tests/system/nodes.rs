@@ -767,3 +767,46 @@ async fn three_hubs_raise_and_clear_each_episode_exactly_once() {
     }
     db.drop_now().await;
 }
+
+/// The node id inside an order id made on `base`.
+async fn node_of_order_made_on(base: &str, admin: &str) -> (u16, u64) {
+    let o = post(
+        base,
+        admin,
+        "/v1/orders",
+        json!({"biz_order_no": unique("N"), "biz_type": "grocery", "customer_id": "c-nodes",
+            "pickup": {"lat": 23.1, "lon": 113.2}, "dropoff": {"lat": 23.2, "lon": 113.3}}),
+    )
+    .await;
+    let id: u64 = o["id"].as_str().unwrap().parse().unwrap();
+    (tracker_domain::ids::node_of(id), id)
+}
+
+#[tokio::test]
+async fn two_hubs_with_auto_node_ids_never_share_one_and_ids_keep_rising() {
+    let Some(redis) = backend_url("TRACKER_TEST_REDIS_URL") else {
+        return;
+    };
+    let Some(admin_db) = backend_url("TRACKER_TEST_DATABASE_URL") else {
+        return;
+    };
+    let db = TestDatabase::create(&admin_db).await;
+    let prefix = unique("ids");
+    let common = || node_env(&redis, &prefix, &db.url, "auto");
+    let hub_a = start("hub", &common()).await;
+    let hub_b = start("hub", &common()).await;
+    let admin = Auth::hs256(SECRET.as_bytes()).mint("ops", Role::Admin, 600);
+    let (node_a, id_a) = node_of_order_made_on(&hub_a.base, &admin).await;
+    let (node_b, id_b) = node_of_order_made_on(&hub_b.base, &admin).await;
+    assert_ne!(node_a, node_b, "two processes, two node ids");
+    // Hub A is killed (its lease is left to run out) and a new hub starts:
+    // it takes a free node id, and its ids are above every earlier one.
+    let mut hub_a = hub_a;
+    hub_a.child.kill().await.unwrap();
+    let hub_c = start("hub", &common()).await;
+    let (node_c, id_c) = node_of_order_made_on(&hub_c.base, &admin).await;
+    assert!(node_c != node_b, "B still holds its node id");
+    assert!(id_c > id_a.max(id_b), "{id_c} after {id_a} and {id_b}");
+    drop((hub_b, hub_c));
+    db.drop_now().await;
+}

@@ -115,6 +115,7 @@ async fn a_wss_watcher_gets_a_fix_published_over_mqtt_over_tls() {
         dropoff: p,
         promised_at: None,
         route: None,
+        ..Default::default()
     };
     let mut order = Order::new(unique("tls-order"), new, now_ms());
     order.status = Status::Assigned;

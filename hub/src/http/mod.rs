@@ -81,9 +81,14 @@ where
             "/v1/orders",
             post(orders::create)
                 .layer(DefaultBodyLimit::max(ROUTE_BODY))
-                .get(orders::list_active),
+                .get(orders::list),
         )
         .route("/v1/orders/{id}", get(orders::get))
+        .route("/v1/orders/{id}/history", get(orders::history))
+        .route(
+            "/v1/orders/{id}/packages/{package_no}/status",
+            post(orders::move_package),
+        )
         .route("/v1/orders/{id}/status", post(orders::change_status))
         .route("/v1/orders/{id}/assign", post(orders::assign))
         .route("/v1/orders/{id}/track", get(orders::track))

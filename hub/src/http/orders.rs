@@ -1,18 +1,20 @@
-//! The orders API (`docs/protocol.md`): create (idempotent), get, list, status
-//! transition, assign, track. Each handler checks who calls, reads the request
+//! The orders API (`docs/protocol.md`): create (idempotent), get, list and
+//! look up, status transition, assign, package transition, history, track. Each handler checks who calls, reads the request
 //! and hands it to the use case in `hub/src/orders/`.
 
 use super::error::ApiError;
 use super::extract::{Admin, ApiJson, Caller};
-use crate::auth::Auth;
+use crate::auth::{Auth, Claims, Role};
 use crate::orders::Orders;
-use crate::orders::commands::{Assignment, StatusChange};
+use crate::orders::commands::{Assignment, PackageChange, StatusChange};
+use crate::orders::queries::{History, Include, LookupQuery};
 use crate::orders::shares::{Share, ShareRequest};
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
 use std::sync::Arc;
+use tracker_domain::goods::Package;
 use tracker_domain::{NewOrder, Order};
 
 type OrderAnswer = Result<(StatusCode, Json<Order>), ApiError>;
@@ -32,52 +34,101 @@ pub async fn create(
     Ok((code, Json(order)))
 }
 
+/// Query of `GET /v1/orders/{id}`.
+#[derive(Debug, Deserialize)]
+pub struct GetQuery {
+    /// `items`, `packages` or both, comma-separated.
+    pub include: Option<String>,
+}
+
 /// `GET /v1/orders/{id}`: admins, the order's customer (who gets the rider's
-/// first name and not their id), its rider.
+/// first name and not their id), its rider, a share link (no phones).
 pub async fn get(
     State(orders): State<Orders>,
     Caller(claims): Caller,
     Path(id): Path<String>,
+    Query(q): Query<GetQuery>,
 ) -> OrderAnswer {
-    Ok((StatusCode::OK, Json(orders.get(&claims, &id).await?)))
+    let include = Include::parse(q.include.as_deref())?;
+    Ok((
+        StatusCode::OK,
+        Json(orders.get(&claims, &id, include).await?),
+    ))
 }
 
-/// Query of `GET /v1/orders`.
-#[derive(Debug, Deserialize)]
-pub struct ListQuery {
-    /// At most this many (default 500, at most 5000).
-    pub limit: Option<usize>,
-}
-
-/// `GET /v1/orders`: the orders still under way, newest first (operators): the
-/// operator page's list, which it then watches one by one.
-pub async fn list_active(
+/// `GET /v1/orders`: with `customer_id` or `biz_order_no`, one page of a
+/// lookup (`{"orders","next"}`); without, the orders still under way, newest
+/// first (operators): the operator page's list, which it then watches one by one.
+pub async fn list(
     State(orders): State<Orders>,
-    _: Admin,
-    Query(q): Query<ListQuery>,
+    Caller(claims): Caller,
+    Query(q): Query<LookupQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    if q.customer_id.is_some() || q.biz_order_no.is_some() {
+        let page = orders.lookup(&claims, q).await?;
+        return Ok(Json(serde_json::json!(page)));
+    }
+    if claims.role != Role::Admin {
+        return Err(ApiError::forbidden("this call needs an admin token"));
+    }
+    if q.cursor.is_some() || q.biz_type.is_some() {
+        return Err(ApiError::bad_request(
+            "`cursor` and `biz_type` go with `customer_id` or `biz_order_no`",
+        ));
+    }
     let orders = orders.active(q.limit).await?;
     Ok(Json(serde_json::json!({ "orders": orders })))
+}
+
+/// `GET /v1/orders/{id}/history`: every status change of the order and its
+/// packages, oldest first; whoever may watch the order may read it.
+pub async fn history(
+    State(orders): State<Orders>,
+    Caller(claims): Caller,
+    Path(id): Path<String>,
+) -> Result<Json<History>, ApiError> {
+    Ok(Json(orders.history(&claims, &id).await?))
+}
+
+/// `POST /v1/orders/{id}/packages/{package_no}/status`: one package
+/// transition (admins); answers the package; 409 stale version, 422 illegal.
+pub async fn move_package(
+    State(orders): State<Orders>,
+    Admin(claims): Admin,
+    Path((id, package_no)): Path<(String, String)>,
+    ApiJson(body): ApiJson<PackageChange>,
+) -> Result<Json<Package>, ApiError> {
+    let actor = actor(&claims);
+    Ok(Json(
+        orders.move_package(&id, &package_no, body, &actor).await?,
+    ))
+}
+
+/// Who an admin's change is recorded as made by in the history.
+fn actor(claims: &Claims) -> String {
+    format!("admin:{}", claims.sub)
 }
 
 /// `POST /v1/orders/{id}/status`: one transition; 409 stale version, 422 illegal.
 pub async fn change_status(
     State(orders): State<Orders>,
-    _: Admin,
+    Admin(claims): Admin,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<StatusChange>,
 ) -> OrderAnswer {
-    Ok((StatusCode::OK, Json(orders.change_status(&id, body).await?)))
+    let order = orders.change_status(&id, body, &actor(&claims)).await?;
+    Ok((StatusCode::OK, Json(order)))
 }
 
 /// `POST /v1/orders/{id}/assign`: `ready → assigned` to a rider (operators).
 pub async fn assign(
     State(orders): State<Orders>,
-    _: Admin,
+    Admin(claims): Admin,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<Assignment>,
 ) -> OrderAnswer {
-    Ok((StatusCode::OK, Json(orders.assign(&id, body).await?)))
+    let order = orders.assign(&id, body, &actor(&claims)).await?;
+    Ok((StatusCode::OK, Json(order)))
 }
 
 /// `PUT /v1/orders/{id}/route`: sets (or with `null` removes) the planned route (admins).

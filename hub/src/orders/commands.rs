@@ -4,6 +4,9 @@
 
 use super::{OrderError, Orders, check_id};
 use serde::Deserialize;
+use tracker_domain::goods::Package;
+use tracker_domain::ids::shard_of_customer;
+use tracker_domain::package::{PackageStatus, UnknownPackageStatus};
 use tracker_domain::rider::{MAX_RIDER_ID, is_valid_rider_id};
 use tracker_domain::{Expected, NewOrder, Order, Status};
 
@@ -21,8 +24,21 @@ pub struct StatusChange {
     pub status_version: Option<i64>,
     /// Why (cancels, returns, rejections).
     pub reason: Option<String>,
-    /// Who asked for a cancel (`customer`, `shop`, `system`, …).
+    /// Who asked for a cancel (`customer`, `shop`, `system`, …); without
+    /// it the history names the caller's account.
     pub by: Option<String>,
+}
+
+/// `POST /v1/orders/{id}/packages/{package_no}/status`: one package transition.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PackageChange {
+    /// The requested package status.
+    pub to: String,
+    /// The package's expected version; left out, the change is made whatever it is.
+    pub version: Option<i64>,
+    /// Why (rejections, cancels).
+    pub reason: Option<String>,
 }
 
 /// `POST /v1/orders/{id}/assign`: `ready → assigned` to a rider.
@@ -64,7 +80,9 @@ impl Orders {
     /// The flag says whether this call created it.
     pub async fn create(&self, new: NewOrder) -> Result<(Order, bool), OrderError> {
         new.validate().map_err(OrderError::BadRequest)?;
-        let order = Order::new(self.ids.next_id().to_string(), new, self.clock.now_ms());
+        let shard = shard_of_customer(&new.customer_id);
+        let id = self.ids.next_id_in(shard).to_string();
+        let order = Order::new(id, new, self.clock.now_ms());
         let (order, created) = self
             .store
             .create_order(&order, &[order.created_event()])
@@ -80,7 +98,14 @@ impl Orders {
     /// refused. A payment that lost the race with its timeout leaves the order
     /// cancelled, notes in its log that the money must go back, and is refused
     /// as `refund_required`.
-    pub async fn change_status(&self, id: &str, req: StatusChange) -> Result<Order, OrderError> {
+    /// `actor` is the caller's account (`admin:<sub>`), kept as who made it
+    /// unless the request names the party (`by`).
+    pub async fn change_status(
+        &self,
+        id: &str,
+        req: StatusChange,
+        actor: &str,
+    ) -> Result<Order, OrderError> {
         check_id(id)?;
         let to: Status = req
             .to
@@ -104,12 +129,18 @@ impl Orders {
                         .into(),
             });
         }
-        let change = order.change_status(to, exp, req.reason, req.by, now)?;
+        let by = req.by.or_else(|| Some(actor.to_owned()));
+        let change = order.change_status(to, exp, req.reason, by, now)?;
         self.commit(order, change).await
     }
 
-    /// Gives a `ready` order to a rider (operators).
-    pub async fn assign(&self, id: &str, req: Assignment) -> Result<Order, OrderError> {
+    /// Gives a `ready` order to a rider (operators; `actor` is the operator's account).
+    pub async fn assign(
+        &self,
+        id: &str,
+        req: Assignment,
+        actor: &str,
+    ) -> Result<Order, OrderError> {
         check_id(id)?;
         if !is_valid_rider_id(&req.rider_id) {
             return Err(OrderError::BadRequest(format!(
@@ -120,7 +151,47 @@ impl Orders {
         let exp = expected(req.version, req.status_version)?;
         let order = self.store.get_order(id).await?;
         let now = self.clock.now_ms();
-        let change = order.assign(&req.rider_id, req.rider_name.as_deref(), exp, now)?;
+        let by = Some(actor.to_owned());
+        let change = order.assign(&req.rider_id, req.rider_name.as_deref(), exp, by, now)?;
         self.commit(order, change).await
+    }
+
+    /// One transition of one of the order's packages (`tracker_domain::package`):
+    /// a stale version is 409, an illegal transition (or one the order does
+    /// not allow) 422. Answers the package as it now stands.
+    pub async fn move_package(
+        &self,
+        id: &str,
+        package_no: &str,
+        req: PackageChange,
+        actor: &str,
+    ) -> Result<Package, OrderError> {
+        check_id(id)?;
+        let to: PackageStatus = req
+            .to
+            .parse()
+            .map_err(|e: UnknownPackageStatus| OrderError::BadRequest(e.to_string()))?;
+        short_text("reason", &req.reason)?;
+        let order = self.store.get_order(id).await?;
+        let packages = if order.package_count == 0 {
+            Vec::new()
+        } else {
+            self.store.packages_of(id).await?
+        };
+        let Some(package) = packages.into_iter().find(|p| p.package_no == package_no) else {
+            return Err(OrderError::NotFound);
+        };
+        let now = self.clock.now_ms();
+        let by = Some(actor.to_owned());
+        match package.change(to, req.version, order.status, req.reason, by, now)? {
+            None => Ok(package),
+            Some((next, event)) => {
+                self.store.update_package(id, &next, &[event]).await?;
+                self.relay.wake();
+                metrics::counter!("tracker_package_changes_total", "to" => to.as_str())
+                    .increment(1);
+                Ok(next)
+            }
+        }
     }
 }

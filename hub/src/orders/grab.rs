@@ -88,7 +88,7 @@ impl Orders {
             let Change::Changed {
                 order: next,
                 events,
-            } = order.assign(rider, name, exp, now)?
+            } = order.assign(rider, name, exp, Some(format!("rider:{rider}")), now)?
             else {
                 return Ok(order);
             };

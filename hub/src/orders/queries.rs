@@ -2,10 +2,12 @@
 //! under way and a trip as the caller's role may see them.
 
 use super::{OrderError, Orders, check_id};
-use crate::auth::{Claims, can_watch};
-use serde::Serialize;
+use crate::auth::{Claims, Role, can_watch};
+use serde::{Deserialize, Serialize};
+use tracker_backend::store::{Cursor, Lookup};
 use tracker_backend::{Store, TrackPoint};
-use tracker_domain::view::{View, customer_order};
+use tracker_domain::history::{HistoryEntry, customer_entry};
+use tracker_domain::view::{View, customer_order, without_phones};
 use tracker_domain::{Order, Status};
 
 /// Orders one list returns when the caller names no limit.
@@ -38,14 +40,185 @@ pub struct Trip {
     pub points: Vec<TrackPoint>,
 }
 
+/// Orders one lookup page holds when the caller names no limit.
+const DEFAULT_PAGE: usize = 50;
+/// Most orders one lookup page holds.
+const MAX_PAGE: usize = 500;
+
+/// What `GET /v1/orders/{id}?include=` asks to be read besides the order row.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Include {
+    /// The item lines (`items`).
+    pub items: bool,
+    /// The packages as they stand (`packages`).
+    pub packages: bool,
+}
+
+impl Include {
+    /// Reads `items`, `packages` or `items,packages`; anything else is refused.
+    pub fn parse(text: Option<&str>) -> Result<Include, OrderError> {
+        let mut inc = Include::default();
+        for part in text.unwrap_or("").split(',').filter(|p| !p.is_empty()) {
+            match part {
+                "items" => inc.items = true,
+                "packages" => inc.packages = true,
+                other => {
+                    return Err(OrderError::BadRequest(format!(
+                        "`include` takes `items` and `packages`, not `{}`",
+                        other.chars().take(32).collect::<String>()
+                    )));
+                }
+            }
+        }
+        Ok(inc)
+    }
+}
+
+/// `GET /v1/orders?customer_id=…` or `?biz_order_no=…&biz_type=…`.
+#[derive(Debug, Default, Deserialize)]
+pub struct LookupQuery {
+    /// One customer's orders (admins, or that customer).
+    pub customer_id: Option<String>,
+    /// The orders with this business number (admins).
+    pub biz_order_no: Option<String>,
+    /// With `biz_order_no`: one business line only.
+    pub biz_type: Option<String>,
+    /// At most this many (default 50, at most 500).
+    pub limit: Option<usize>,
+    /// Where the page starts: the `next` of the page before.
+    pub cursor: Option<String>,
+}
+
+/// One page of a lookup, newest first.
+#[derive(Debug, Serialize)]
+pub struct Page {
+    /// The orders, as the caller may see them.
+    pub orders: Vec<Order>,
+    /// The cursor of the next page; `null` on the last one.
+    pub next: Option<String>,
+}
+
+/// `GET /v1/orders/{id}/history`.
+#[derive(Debug, Serialize)]
+pub struct History {
+    /// The order id.
+    pub order: String,
+    /// Every status change of the order and its packages, oldest first.
+    pub changes: Vec<HistoryEntry>,
+}
+
+/// The order as the holder of `claims` may see it: a customer's view (the
+/// rider's first name, no alerts) for customers and share links, and no
+/// phone numbers for share links.
+fn as_seen(claims: &Claims, order: Order) -> Order {
+    match (claims.view(), claims.role) {
+        (View::Full, _) => order,
+        (View::Customer, Role::Viewer) => without_phones(customer_order(order)),
+        (View::Customer, _) => customer_order(order),
+    }
+}
+
 impl Orders {
     /// The order `id` as the caller may see it: the customer gets the rider's
-    /// first name and not their id.
-    pub async fn get(&self, claims: &Claims, id: &str) -> Result<Order, OrderError> {
-        let order = watchable(&*self.store, claims, id).await?;
-        Ok(match claims.view() {
-            View::Customer => customer_order(order),
-            View::Full => order,
+    /// first name and not their id, a share link no phone numbers. Items and
+    /// packages are read only when `include` asks for them.
+    pub async fn get(
+        &self,
+        claims: &Claims,
+        id: &str,
+        include: Include,
+    ) -> Result<Order, OrderError> {
+        let mut order = watchable(&*self.store, claims, id).await?;
+        if include.items {
+            order.items = Some(if order.item_count == 0 {
+                Vec::new()
+            } else {
+                self.store.items_of(id).await?
+            });
+        }
+        if include.packages {
+            order.packages = Some(if order.package_count == 0 {
+                Vec::new()
+            } else {
+                self.store.packages_of(id).await?
+            });
+        }
+        Ok(as_seen(claims, order))
+    }
+
+    /// Every status change of the order and of its packages, oldest first;
+    /// customers and share links see an operator's or rider's account as its role.
+    pub async fn history(&self, claims: &Claims, id: &str) -> Result<History, OrderError> {
+        watchable(&*self.store, claims, id).await?;
+        let mut changes = self.store.history_of(id).await?;
+        if claims.view() == View::Customer {
+            changes = changes.into_iter().map(customer_entry).collect();
+        }
+        Ok(History {
+            order: id.to_owned(),
+            changes,
+        })
+    }
+
+    /// One page of the orders of a customer (admins, or that customer) or
+    /// with a business number (admins), newest first.
+    pub async fn lookup(&self, claims: &Claims, q: LookupQuery) -> Result<Page, OrderError> {
+        let limit = q.limit.unwrap_or(DEFAULT_PAGE);
+        if !(1..=MAX_PAGE).contains(&limit) {
+            return Err(OrderError::BadRequest(format!(
+                "`limit` must be 1..={MAX_PAGE}"
+            )));
+        }
+        let after = match q.cursor.as_deref() {
+            Some(text) => Some(Cursor::decode(text).ok_or_else(|| {
+                OrderError::BadRequest("`cursor` is not one this API gave".into())
+            })?),
+            None => None,
+        };
+        let key = |name: &str, v: &str| {
+            if v.is_empty() || v.len() > tracker_domain::order::MAX_KEY_LEN {
+                return Err(OrderError::BadRequest(format!(
+                    "`{name}` must be 1..=128 characters"
+                )));
+            }
+            Ok(())
+        };
+        let lookup = match (q.customer_id, q.biz_order_no) {
+            (Some(c), None) => {
+                key("customer_id", &c)?;
+                let own = claims.role == Role::Customer && claims.sub == c;
+                if claims.role != Role::Admin && !own {
+                    return Err(OrderError::Forbidden(
+                        "only admins and the customer may list a customer's orders",
+                    ));
+                }
+                Lookup::Customer(c)
+            }
+            (None, Some(no)) => {
+                key("biz_order_no", &no)?;
+                if let Some(t) = &q.biz_type {
+                    key("biz_type", t)?;
+                }
+                if claims.role != Role::Admin {
+                    return Err(OrderError::Forbidden(
+                        "only admins may look orders up by business number",
+                    ));
+                }
+                Lookup::Business {
+                    no,
+                    kind: q.biz_type,
+                }
+            }
+            _ => {
+                return Err(OrderError::BadRequest(
+                    "give either `customer_id` or `biz_order_no`".into(),
+                ));
+            }
+        };
+        let (orders, next) = self.store.lookup(&lookup, after.as_ref(), limit).await?;
+        Ok(Page {
+            orders: orders.into_iter().map(|o| as_seen(claims, o)).collect(),
+            next: next.map(|c| c.encode()),
         })
     }
 

@@ -60,6 +60,7 @@ fn new_order(key: &str) -> NewOrder {
         dropoff: p,
         promised_at: None,
         route: None,
+        ..Default::default()
     }
 }
 
@@ -80,7 +81,7 @@ impl Fixture {
         for s in ["paid", "preparing", "ready"] {
             o = self
                 .orders
-                .change_status(&o.id, to(s, o.version))
+                .change_status(&o.id, to(s, o.version), "admin:ops")
                 .await
                 .unwrap();
         }
@@ -122,7 +123,7 @@ async fn status_changes_refuse_stale_versions_illegal_edges_and_bad_requests() {
     let (o, _) = f.orders.create(new_order("S-2")).await.unwrap();
     let stale = f
         .orders
-        .change_status(&o.id, to("paid", o.version + 5))
+        .change_status(&o.id, to("paid", o.version + 5), "admin:ops")
         .await;
     assert!(matches!(
         stale,
@@ -130,7 +131,7 @@ async fn status_changes_refuse_stale_versions_illegal_edges_and_bad_requests() {
     ));
     let illegal = f
         .orders
-        .change_status(&o.id, to("delivered", o.version))
+        .change_status(&o.id, to("delivered", o.version), "admin:ops")
         .await;
     assert!(matches!(
         illegal,
@@ -138,7 +139,7 @@ async fn status_changes_refuse_stale_versions_illegal_edges_and_bad_requests() {
     ));
     let unknown = f
         .orders
-        .change_status(&o.id, to("teleported", o.version))
+        .change_status(&o.id, to("teleported", o.version), "admin:ops")
         .await;
     assert!(matches!(unknown, Err(OrderError::BadRequest(_))));
     let no_version = StatusChange {
@@ -146,7 +147,7 @@ async fn status_changes_refuse_stale_versions_illegal_edges_and_bad_requests() {
         ..to("paid", 0)
     };
     assert!(matches!(
-        f.orders.change_status(&o.id, no_version).await,
+        f.orders.change_status(&o.id, no_version, "admin:ops").await,
         Err(OrderError::BadRequest(_))
     ));
     let long = StatusChange {
@@ -154,16 +155,18 @@ async fn status_changes_refuse_stale_versions_illegal_edges_and_bad_requests() {
         ..to("cancelled", o.version)
     };
     assert!(matches!(
-        f.orders.change_status(&o.id, long).await,
+        f.orders.change_status(&o.id, long, "admin:ops").await,
         Err(OrderError::BadRequest(_))
     ));
     assert!(matches!(
-        f.orders.change_status("nope", to("paid", 1)).await,
+        f.orders
+            .change_status("nope", to("paid", 1), "admin:ops")
+            .await,
         Err(OrderError::NotFound)
     ));
     let paid = f
         .orders
-        .change_status(&o.id, to("paid", o.version))
+        .change_status(&o.id, to("paid", o.version), "admin:ops")
         .await
         .unwrap();
     assert_eq!((paid.status, paid.version), (Status::Paid, o.version + 1));
@@ -180,7 +183,7 @@ async fn the_pool_follows_every_write() {
         version: Some(o.version),
         status_version: None,
     };
-    let a = f.orders.assign(&o.id, assign).await.unwrap();
+    let a = f.orders.assign(&o.id, assign, "admin:ops").await.unwrap();
     assert_eq!(a.status, Status::Assigned);
     assert!(f.open_ids().await.is_empty(), "assigned leaves the pool");
 }
@@ -240,7 +243,10 @@ async fn a_payment_that_loses_to_its_timeout_is_a_refund() {
     assert_eq!(timeouts::poll_once(&f.orders).await, 1);
     let now = f.orders.store.get_order(&o.id).await.unwrap();
     assert_eq!(now.status, Status::Cancelled);
-    let late = f.orders.change_status(&o.id, to("paid", now.version)).await;
+    let late = f
+        .orders
+        .change_status(&o.id, to("paid", now.version), "admin:ops")
+        .await;
     assert!(matches!(
         late,
         Err(OrderError::Conflict {
@@ -322,13 +328,13 @@ async fn each_role_reads_what_it_may() {
         .unwrap();
     let admin = f
         .orders
-        .get(&claims("ops", Role::Admin), &o.id)
+        .get(&claims("ops", Role::Admin), &o.id, Default::default())
         .await
         .unwrap();
     assert_eq!(admin.rider_id.as_deref(), Some("r1"));
     let customer = f
         .orders
-        .get(&claims("c1", Role::Customer), &o.id)
+        .get(&claims("c1", Role::Customer), &o.id, Default::default())
         .await
         .unwrap();
     assert_eq!(
@@ -338,12 +344,14 @@ async fn each_role_reads_what_it_may() {
     assert_eq!(customer.rider_name.as_deref(), Some("r1"));
     for stranger in [claims("c2", Role::Customer), claims("r2", Role::Rider)] {
         assert!(matches!(
-            f.orders.get(&stranger, &o.id).await,
+            f.orders.get(&stranger, &o.id, Default::default()).await,
             Err(OrderError::Forbidden(_))
         ));
     }
     assert!(matches!(
-        f.orders.get(&claims("ops", Role::Admin), "").await,
+        f.orders
+            .get(&claims("ops", Role::Admin), "", Default::default())
+            .await,
         Err(OrderError::BadRequest(_))
     ));
     let trip = f

@@ -11,7 +11,7 @@
 //! A periodic sweep over the store fires whatever the queue lost (a restart
 //! between claim and write, a schedule that failed).
 
-use super::{DispatchConfig, Orders};
+use super::{DispatchConfig, OrderError, Orders};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracker_backend::StoreError;
@@ -111,12 +111,22 @@ pub async fn fire(orders: &Orders, t: &Timer) -> Result<Fired, StoreError> {
     };
     let Ok(Change::Changed {
         order: next,
-        events,
+        mut events,
     }) = change
     else {
         return Ok(Fired::Noop);
     };
-    match orders.write(&next, order.version, &events).await {
+    let packages = match orders.follow_packages(&order, &next, &mut events).await {
+        Ok(p) => p,
+        Err(OrderError::Unavailable(e)) => return Err(StoreError::Unavailable(e)),
+        Err(OrderError::Internal(e)) => return Err(StoreError::Corrupt(e)),
+        // The packages refuse it (one is on its way): the order stays as it is.
+        Err(_) => return Ok(Fired::Noop),
+    };
+    match orders
+        .write_with(&next, order.version, &packages, &events)
+        .await
+    {
         Ok(()) => Ok(Fired::Changed),
         Err(StoreError::Conflict) => Ok(Fired::Noop),
         Err(e) => Err(e),
@@ -240,6 +250,7 @@ mod tests {
             dropoff: p,
             promised_at: Some(500_000),
             route: None,
+            ..Default::default()
         };
         let mut o = Order::new("7".into(), new, 1_000);
         let kinds: Vec<(TimerKind, i64)> = timers_for(&o, &cfg)

@@ -9,8 +9,9 @@
 
 use super::{OrderError, Orders, pool, timeouts};
 use tracker_backend::StoreError;
+use tracker_domain::goods::Package;
 use tracker_domain::order::Change;
-use tracker_domain::{EventBody, Order};
+use tracker_domain::{EventBody, Order, package};
 
 impl Orders {
     /// Writes `next` (and its `events` to the outbox) if the order is still at
@@ -22,9 +23,48 @@ impl Orders {
         read_version: i64,
         events: &[EventBody],
     ) -> Result<(), StoreError> {
-        self.store.update_order(next, read_version, events).await?;
+        self.write_with(next, read_version, &[], events).await
+    }
+
+    /// [`Orders::write`] that also writes the order's `packages` that the
+    /// change moved (see [`Orders::follow_packages`]).
+    pub(crate) async fn write_with(
+        &self,
+        next: &Order,
+        read_version: i64,
+        packages: &[Package],
+        events: &[EventBody],
+    ) -> Result<(), StoreError> {
+        self.store
+            .update_order_and_packages(next, read_version, packages, events)
+            .await?;
         self.after_write(next, events).await;
         Ok(())
+    }
+
+    /// What the order's change to `next` (from `read`) does to its packages
+    /// (`tracker_domain::package::follow_order`): nothing unless it ends an
+    /// order that has packages; then they are read, the change is refused
+    /// while one is on its way, and the `created` ones of a cancel or a
+    /// return are cancelled, their events added to `events`.
+    pub(crate) async fn follow_packages(
+        &self,
+        read: &Order,
+        next: &Order,
+        events: &mut Vec<EventBody>,
+    ) -> Result<Vec<Package>, OrderError> {
+        if next.package_count == 0 || next.status == read.status || !next.status.is_terminal() {
+            return Ok(Vec::new());
+        }
+        let packages = self.store.packages_of(&next.id).await?;
+        let by = events.iter().find_map(|e| match e {
+            EventBody::Status { by, .. } => by.clone(),
+            _ => None,
+        });
+        let moved = package::follow_order(&packages, next.status, by.as_deref(), next.updated_at)?;
+        let (rows, evs): (Vec<_>, Vec<_>) = moved.into_iter().unzip();
+        events.extend(evs);
+        Ok(rows)
     }
 
     /// What follows a committed change of `next` with `events`.
@@ -45,8 +85,10 @@ impl Orders {
     pub(crate) async fn commit(&self, read: Order, change: Change) -> Result<Order, OrderError> {
         match change {
             Change::Unchanged => Ok(read),
-            Change::Changed { order, events } => {
-                self.write(&order, read.version, &events).await?;
+            Change::Changed { order, mut events } => {
+                let packages = self.follow_packages(&read, &order, &mut events).await?;
+                self.write_with(&order, read.version, &packages, &events)
+                    .await?;
                 Ok(*order)
             }
         }

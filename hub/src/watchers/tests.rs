@@ -27,6 +27,7 @@ async fn fixture(cfg: WsConfig) -> Fixture {
         dropoff: p,
         promised_at: None,
         route: None,
+        ..Default::default()
     };
     let order = Order::new("41".into(), new, 1_000);
     store

@@ -98,6 +98,7 @@ async fn start_with(cfg: ListenerConfig, auth: Arc<dyn RiderAuth>) -> Fixture {
             dropoff: p,
             promised_at: None,
             route: None,
+            ..Default::default()
         };
         let mut o = Order::new(format!("order-{rider}"), new, 1_000);
         o.status = Status::Assigned;

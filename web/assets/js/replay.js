@@ -2,6 +2,8 @@
 // in full, faintly, and replayed with a time slider, play/pause and speed; the
 // estimates and alerts of the order's log (while the log still holds them)
 // follow the slider: the estimate as it stood, the alerts open at that time.
+// Beside it, the order's durable status history (`GET /v1/orders/{id}/history`,
+// packages included), the changes up to the slider's time marked as passed.
 
 import { Glide, STATUS_WORDS, clock, createMap, dot, leafletReady } from './map.js';
 import { getJson, orderFromPath, requireToken } from './session.js';
@@ -11,7 +13,7 @@ const order = orderFromPath();
 const token = requireToken();
 $('order').textContent = order;
 document.title = 'Replay ' + order + ' · tracker';
-const page = { order, points: [], trail: null, rider: null, playing: false, etas: [], alerts: [] };
+const page = { order, points: [], trail: null, rider: null, playing: false, etas: [], alerts: [], changes: [] };
 window.trackerPage = page;
 
 /** The order's estimates and alert edges, read from its log page by page. */
@@ -30,6 +32,29 @@ async function history() {
     since = r.next;
   }
   return { etas, alerts };
+}
+
+/** The status timeline: one entry per change, oldest first. */
+function drawTimeline(changes) {
+  $('timeline').replaceChildren(
+    ...changes.map((c) => {
+      const li = document.createElement('li');
+      li.dataset.ts = String(c.ts);
+      const what = c.package
+        ? `package ${c.package}: ${c.to.replace(/_/g, ' ')}`
+        : STATUS_WORDS[c.to] || c.to.replace(/_/g, ' ');
+      const who = c.by ? ` · ${c.by}` : '';
+      const why = c.reason ? ` (${c.reason})` : '';
+      li.textContent = `${clock(c.ts)} ${what}${who}${why}`;
+      if (c.package) li.classList.add('package');
+      return li;
+    }),
+  );
+}
+
+/** Marks the timeline's entries at or before `t` as passed. */
+function markTimeline(t) {
+  for (const li of $('timeline').children) li.classList.toggle('past', Number(li.dataset.ts) <= t);
 }
 
 /** The alerts open at `t`: raised at or before it and not cleared by then. */
@@ -70,6 +95,13 @@ async function main() {
     return;
   }
   $('status').textContent = STATUS_WORDS[trip.status] || trip.status || '';
+  try {
+    const h = await getJson('/v1/orders/' + encodeURIComponent(order) + '/history', token);
+    page.changes = h.changes || [];
+    drawTimeline(page.changes);
+  } catch {
+    // The trip replays without it.
+  }
   const points = trip.points;
   page.points = points;
   if (points.length === 0) {
@@ -122,6 +154,7 @@ async function main() {
     glide.jump([lat, lon]);
     done.setLatLngs([...all.slice(0, i), [lat, lon]]);
     $('now').textContent = clock(t);
+    markTimeline(t);
     const eta = page.etas.filter((e) => e.ts <= t).pop();
     $('replay-eta').textContent = eta
       ? `${clock(eta.eta)} (${Math.max(0, Math.round((eta.eta - t) / 60000))} min left)`

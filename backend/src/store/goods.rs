@@ -1,0 +1,332 @@
+//! The SQL of what an order carries (items, packages), its status history
+//! and the lookups by customer and business key, written once for both
+//! dialects: each function builds its statement with `QueryBuilder`, which
+//! spells the placeholders of the engine it runs on.
+
+use super::StoreError;
+use sqlx::{FromRow, QueryBuilder};
+use std::str::FromStr;
+use tracker_domain::goods::{Item, Package, PackedItem};
+use tracker_domain::history::HistoryEntry;
+use tracker_domain::package::PackageStatus;
+
+/// Where a page of a lookup starts: after the order created at `created_at`
+/// with id `id` (newest first), as `GET /v1/orders?cursor=` carries it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cursor {
+    /// The last listed order's creation time, Unix ms.
+    pub created_at: i64,
+    /// The last listed order's id.
+    pub id: String,
+}
+
+impl Cursor {
+    /// The cursor's text: `<created_at>.<id>`.
+    pub fn encode(&self) -> String {
+        format!("{}.{}", self.created_at, self.id)
+    }
+
+    /// Reads a cursor made by [`Cursor::encode`].
+    pub fn decode(text: &str) -> Option<Cursor> {
+        let (at, id) = text.split_once('.')?;
+        let created_at = at.parse().ok()?;
+        (!id.is_empty() && id.len() <= 128).then(|| Cursor {
+            created_at,
+            id: id.to_owned(),
+        })
+    }
+}
+
+/// Which orders a lookup lists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lookup {
+    /// One customer's orders (index `orders_by_customer`).
+    Customer(String),
+    /// The orders with this business order number, of one business line or
+    /// of all of them (index `orders_by_biz`).
+    Business {
+        /// `biz_order_no`.
+        no: String,
+        /// `biz_type`, when given.
+        kind: Option<String>,
+    },
+}
+
+/// The statements, spelled once and made for each dialect's `QueryBuilder`.
+macro_rules! statements {
+    ($db:ty) => {
+        use super::*;
+        type Db = $db;
+
+        /// One INSERT of an order's item lines.
+        pub(crate) fn insert_items<'a>(order_id: &'a str, items: &'a [Item]) -> QueryBuilder<'a, Db>
+        {
+            let mut q = QueryBuilder::new(
+                "INSERT INTO order_items (order_id, line, sku, name, qty, weight_g, volume_cm3) ",
+            );
+            q.push_values(items.iter().enumerate(), |mut row, (i, it)| {
+                row.push_bind(order_id)
+                    .push_bind(i as i64)
+                    .push_bind(it.sku.as_str())
+                    .push_bind(it.name.as_deref())
+                    .push_bind(i64::from(it.qty))
+                    .push_bind(it.weight_g.map(i64::from))
+                    .push_bind(it.volume_cm3.map(i64::from));
+            });
+            q
+        }
+
+        /// One INSERT of an order's packages.
+        pub(crate) fn insert_packages<'a>(
+            order_id: &'a str,
+            packages: &'a [Package],
+        ) -> Result<QueryBuilder<'a, Db>, StoreError>
+        {
+            let contents = packages
+                .iter()
+                .map(|p| serde_json::to_string(&p.items).map_err(|e| StoreError::Corrupt(e.into())))
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut q = QueryBuilder::new(
+                "INSERT INTO order_packages (order_id, package_no, line, items, carrier, waybill,
+                    status, version, updated_at) ",
+            );
+            q.push_values(
+                packages.iter().zip(contents).enumerate(),
+                |mut row, (i, (p, items))| {
+                    row.push_bind(order_id)
+                        .push_bind(p.package_no.as_str())
+                        .push_bind(i as i64)
+                        .push_bind(items)
+                        .push_bind(p.carrier.as_deref())
+                        .push_bind(p.waybill.as_deref())
+                        .push_bind(p.status.as_str())
+                        .push_bind(p.version)
+                        .push_bind(p.updated_at);
+                },
+            );
+            Ok(q)
+        }
+
+        /// The compare-and-set of one package: from `version - 1` to its new row.
+        pub(crate) fn update_package<'a>(order_id: &'a str, p: &'a Package) -> QueryBuilder<'a, Db>
+        {
+            let mut q = QueryBuilder::new("UPDATE order_packages SET status = ");
+            q.push_bind(p.status.as_str())
+                .push(", version = ")
+                .push_bind(p.version)
+                .push(", updated_at = ")
+                .push_bind(p.updated_at)
+                .push(" WHERE order_id = ")
+                .push_bind(order_id)
+                .push(" AND package_no = ")
+                .push_bind(p.package_no.as_str())
+                .push(" AND version = ")
+                .push_bind(p.version - 1);
+            q
+        }
+
+        /// One INSERT of history entries (none: `None`).
+        pub(crate) fn insert_history<'a>(
+            order_id: &'a str,
+            entries: &'a [HistoryEntry],
+        ) -> Option<QueryBuilder<'a, Db>>
+        {
+            if entries.is_empty() {
+                return None;
+            }
+            let mut q = QueryBuilder::new(
+                "INSERT INTO order_history (order_id, package_no, version, from_status, to_status, ts, by, reason) ",
+            );
+            q.push_values(entries, |mut row, e| {
+                row.push_bind(order_id)
+                    .push_bind(e.package.as_deref())
+                    .push_bind(e.version)
+                    .push_bind(e.from.as_deref())
+                    .push_bind(e.to.as_str())
+                    .push_bind(e.ts)
+                    .push_bind(e.by.as_deref())
+                    .push_bind(e.reason.as_deref());
+            });
+            Some(q)
+        }
+
+        /// The SELECT of one table's rows of `order_id`, in their order.
+        pub(crate) fn select_of<'a>(what: Table, order_id: &'a str) -> QueryBuilder<'a, Db>
+        {
+            let (columns, table, order) = match what {
+                Table::Items => (
+                    "sku, name, qty, weight_g, volume_cm3",
+                    "order_items",
+                    "line",
+                ),
+                Table::Packages => (
+                    "package_no, items, carrier, waybill, status, version, updated_at",
+                    "order_packages",
+                    "line",
+                ),
+                Table::History => (
+                    "package_no, version, from_status, to_status, ts, by, reason",
+                    "order_history",
+                    "id",
+                ),
+            };
+            let mut q = QueryBuilder::new(format!("SELECT {columns} FROM {table} WHERE order_id = "));
+            q.push_bind(order_id).push(format!(" ORDER BY {order}"));
+            q
+        }
+
+        /// The SELECT of one page of a lookup, newest first; `limit + 1` rows, so
+        /// the caller knows whether a next page exists.
+        pub(crate) fn select_lookup<'a>(
+            lookup: &'a Lookup,
+            after: Option<&'a Cursor>,
+            limit: usize,
+        ) -> QueryBuilder<'a, Db>
+        {
+            let mut q = QueryBuilder::new("SELECT * FROM orders WHERE ");
+            match lookup {
+                Lookup::Customer(c) => {
+                    q.push("customer_id = ").push_bind(c.as_str());
+                }
+                Lookup::Business { no, kind } => {
+                    q.push("biz_order_no = ").push_bind(no.as_str());
+                    if let Some(kind) = kind {
+                        q.push(" AND biz_type = ").push_bind(kind.as_str());
+                    }
+                }
+            }
+            if let Some(c) = after {
+                // (created_at, id) < (cursor): written out, as both engines use the index for it.
+                q.push(" AND (created_at < ")
+                    .push_bind(c.created_at)
+                    .push(" OR (created_at = ")
+                    .push_bind(c.created_at)
+                    .push(" AND id < ")
+                    .push_bind(c.id.as_str())
+                    .push("))");
+            }
+            q.push(" ORDER BY created_at DESC, id DESC LIMIT ")
+                .push_bind((limit + 1) as i64);
+            q
+        }
+    };
+}
+
+/// The statements for SQLite.
+pub(crate) mod sqlite {
+    statements!(sqlx::Sqlite);
+}
+
+/// The statements for PostgreSQL.
+pub(crate) mod postgres {
+    statements!(sqlx::Postgres);
+}
+
+/// The per-order tables the SELECTs above read.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Table {
+    /// `order_items`.
+    Items,
+    /// `order_packages`.
+    Packages,
+    /// `order_history`.
+    History,
+}
+
+/// One row of `order_items`.
+#[derive(FromRow)]
+pub(crate) struct ItemRow {
+    sku: String,
+    name: Option<String>,
+    qty: i64,
+    weight_g: Option<i64>,
+    volume_cm3: Option<i64>,
+}
+
+impl From<ItemRow> for Item {
+    fn from(r: ItemRow) -> Item {
+        let narrow = |v: i64| u32::try_from(v).unwrap_or(u32::MAX);
+        Item {
+            sku: r.sku,
+            name: r.name,
+            qty: narrow(r.qty),
+            weight_g: r.weight_g.map(narrow),
+            volume_cm3: r.volume_cm3.map(narrow),
+        }
+    }
+}
+
+/// One row of `order_packages`.
+#[derive(FromRow)]
+pub(crate) struct PackageRow {
+    package_no: String,
+    items: String,
+    carrier: Option<String>,
+    waybill: Option<String>,
+    status: String,
+    version: i64,
+    updated_at: i64,
+}
+
+impl TryFrom<PackageRow> for Package {
+    type Error = StoreError;
+    fn try_from(r: PackageRow) -> Result<Package, StoreError> {
+        let corrupt =
+            |e: String| StoreError::Corrupt(format!("package {}: {e}", r.package_no).into());
+        let items: Vec<PackedItem> =
+            serde_json::from_str(&r.items).map_err(|e| corrupt(e.to_string()))?;
+        let status = PackageStatus::from_str(&r.status).map_err(|e| corrupt(e.to_string()))?;
+        Ok(Package {
+            items,
+            status,
+            package_no: r.package_no,
+            carrier: r.carrier,
+            waybill: r.waybill,
+            version: r.version,
+            updated_at: r.updated_at,
+        })
+    }
+}
+
+/// One row of `order_history`.
+#[derive(FromRow)]
+pub(crate) struct HistoryRow {
+    package_no: Option<String>,
+    version: i64,
+    from_status: Option<String>,
+    to_status: String,
+    ts: i64,
+    by: Option<String>,
+    reason: Option<String>,
+}
+
+impl From<HistoryRow> for HistoryEntry {
+    fn from(r: HistoryRow) -> HistoryEntry {
+        HistoryEntry {
+            package: r.package_no,
+            version: r.version,
+            from: r.from_status,
+            to: r.to_status,
+            ts: r.ts,
+            by: r.by,
+            reason: r.reason,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_read_back_and_refuse_nonsense() {
+        let c = Cursor {
+            created_at: 1_763_700_000_000,
+            id: "1234.5".into(),
+        };
+        assert_eq!(Cursor::decode(&c.encode()), Some(c));
+        assert_eq!(Cursor::decode("x.1"), None);
+        assert_eq!(Cursor::decode("12"), None);
+        assert_eq!(Cursor::decode("12."), None);
+    }
+}
