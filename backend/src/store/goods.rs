@@ -209,6 +209,56 @@ macro_rules! statements {
                 .push_bind((limit + 1) as i64);
             q
         }
+
+        /// The order's item lines, in their order.
+        pub(crate) async fn items_of(
+            pool: &sqlx::Pool<Db>,
+            order_id: &str,
+        ) -> Result<Vec<Item>, StoreError> {
+            let rows: Vec<ItemRow> = select_of(Table::Items, order_id)
+                .build_query_as()
+                .fetch_all(pool)
+                .await?;
+            Ok(rows.into_iter().map(Item::from).collect())
+        }
+
+        /// The order's packages, in their order.
+        pub(crate) async fn packages_of(
+            pool: &sqlx::Pool<Db>,
+            order_id: &str,
+        ) -> Result<Vec<Package>, StoreError> {
+            let rows: Vec<PackageRow> = select_of(Table::Packages, order_id)
+                .build_query_as()
+                .fetch_all(pool)
+                .await?;
+            rows.into_iter().map(Package::try_from).collect()
+        }
+
+        /// The order's history, oldest first.
+        pub(crate) async fn history_of(
+            pool: &sqlx::Pool<Db>,
+            order_id: &str,
+        ) -> Result<Vec<HistoryEntry>, StoreError> {
+            let rows: Vec<HistoryRow> = select_of(Table::History, order_id)
+                .build_query_as()
+                .fetch_all(pool)
+                .await?;
+            Ok(rows.into_iter().map(HistoryEntry::from).collect())
+        }
+
+        /// One page of a lookup and the cursor of the next.
+        pub(crate) async fn lookup(
+            pool: &sqlx::Pool<Db>,
+            lookup: &Lookup,
+            after: Option<&Cursor>,
+            limit: usize,
+        ) -> Result<(Vec<tracker_domain::Order>, Option<Cursor>), StoreError> {
+            let rows: Vec<super::super::rows::OrderRow> = select_lookup(lookup, after, limit)
+                .build_query_as()
+                .fetch_all(pool)
+                .await?;
+            super::super::rows::page(rows, limit)
+        }
     };
 }
 

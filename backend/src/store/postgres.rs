@@ -4,7 +4,7 @@
 //! business key serialise on the `order_dedup` primary key: the loser's insert
 //! waits for the winner's commit, does nothing, and reads the winner's order.
 
-use super::goods::{HistoryRow, ItemRow, PackageRow, Table, postgres as sql};
+use super::goods::postgres as sql;
 use super::rows::{
     ACTIVE, ALERTING, JsonColumns, OrderRow, attached_statuses, events_json, outbox_item,
 };
@@ -277,27 +277,15 @@ impl Store for PostgresStore {
     }
 
     async fn items_of(&self, order_id: &str) -> Result<Vec<Item>, StoreError> {
-        let rows: Vec<ItemRow> = sql::select_of(Table::Items, order_id)
-            .build_query_as()
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(rows.into_iter().map(Item::from).collect())
+        sql::items_of(&self.pool, order_id).await
     }
 
     async fn packages_of(&self, order_id: &str) -> Result<Vec<Package>, StoreError> {
-        let rows: Vec<PackageRow> = sql::select_of(Table::Packages, order_id)
-            .build_query_as()
-            .fetch_all(&self.pool)
-            .await?;
-        rows.into_iter().map(Package::try_from).collect()
+        sql::packages_of(&self.pool, order_id).await
     }
 
     async fn history_of(&self, order_id: &str) -> Result<Vec<HistoryEntry>, StoreError> {
-        let rows: Vec<HistoryRow> = sql::select_of(Table::History, order_id)
-            .build_query_as()
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(rows.into_iter().map(HistoryEntry::from).collect())
+        sql::history_of(&self.pool, order_id).await
     }
 
     async fn lookup(
@@ -306,11 +294,7 @@ impl Store for PostgresStore {
         after: Option<&Cursor>,
         limit: usize,
     ) -> Result<(Vec<Order>, Option<Cursor>), StoreError> {
-        let rows: Vec<OrderRow> = sql::select_lookup(lookup, after, limit)
-            .build_query_as()
-            .fetch_all(&self.pool)
-            .await?;
-        super::rows::page(rows, limit)
+        sql::lookup(&self.pool, lookup, after, limit).await
     }
 
     async fn rider_orders(&self, rider_id: &str) -> Result<Vec<String>, StoreError> {

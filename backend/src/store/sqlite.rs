@@ -4,7 +4,7 @@
 //! one connection (no `SQLITE_BUSY` races between our own writers) and reads
 //! through a separate pool; WAL mode lets readers run beside the writer.
 
-use super::goods::{HistoryRow, ItemRow, PackageRow, Table, sqlite as sql};
+use super::goods::sqlite as sql;
 use super::rows::{
     ACTIVE, ALERTING, JsonColumns, OrderRow, attached_statuses, events_json, outbox_item,
 };
@@ -276,27 +276,15 @@ impl Store for SqliteStore {
     }
 
     async fn items_of(&self, order_id: &str) -> Result<Vec<Item>, StoreError> {
-        let rows: Vec<ItemRow> = sql::select_of(Table::Items, order_id)
-            .build_query_as()
-            .fetch_all(&self.reader)
-            .await?;
-        Ok(rows.into_iter().map(Item::from).collect())
+        sql::items_of(&self.reader, order_id).await
     }
 
     async fn packages_of(&self, order_id: &str) -> Result<Vec<Package>, StoreError> {
-        let rows: Vec<PackageRow> = sql::select_of(Table::Packages, order_id)
-            .build_query_as()
-            .fetch_all(&self.reader)
-            .await?;
-        rows.into_iter().map(Package::try_from).collect()
+        sql::packages_of(&self.reader, order_id).await
     }
 
     async fn history_of(&self, order_id: &str) -> Result<Vec<HistoryEntry>, StoreError> {
-        let rows: Vec<HistoryRow> = sql::select_of(Table::History, order_id)
-            .build_query_as()
-            .fetch_all(&self.reader)
-            .await?;
-        Ok(rows.into_iter().map(HistoryEntry::from).collect())
+        sql::history_of(&self.reader, order_id).await
     }
 
     async fn lookup(
@@ -305,11 +293,7 @@ impl Store for SqliteStore {
         after: Option<&Cursor>,
         limit: usize,
     ) -> Result<(Vec<Order>, Option<Cursor>), StoreError> {
-        let rows: Vec<OrderRow> = sql::select_lookup(lookup, after, limit)
-            .build_query_as()
-            .fetch_all(&self.reader)
-            .await?;
-        super::rows::page(rows, limit)
+        sql::lookup(&self.reader, lookup, after, limit).await
     }
 
     async fn rider_orders(&self, rider_id: &str) -> Result<Vec<String>, StoreError> {
