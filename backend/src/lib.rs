@@ -14,8 +14,10 @@
 //! - [`track`]: routed fixes queued for batched storage (trip history).
 //! - [`dispatch`]: open orders and riders by distance, and the atomic grab.
 //! - [`timers`]: the delay queue of order timeouts, each claimed once.
+//! - [`archive`]: the cold store of finished orders, and the mover that fills it.
 //! - [`ids`]: the order id generator's leased node id and its high-water mark in the store.
 
+pub mod archive;
 pub mod background;
 pub mod dispatch;
 pub mod feed;

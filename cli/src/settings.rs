@@ -78,6 +78,9 @@ pub struct Settings {
     /// Whether this process runs the trip watcher (with the hub).
     #[serde(default = "on")]
     pub trip_watcher: bool,
+    /// The archive of finished orders and its mover.
+    #[serde(default)]
+    pub archive: ArchiveSettings,
 }
 
 fn on() -> bool {
@@ -223,6 +226,45 @@ impl Default for DataSettings {
         DataSettings {
             dir: PathBuf::from("./data"),
             database_url: None,
+        }
+    }
+}
+
+/// The archive: the cold store of finished orders, and when they move there.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ArchiveSettings {
+    /// Whether the hub moves finished orders and reads them back.
+    pub enabled: bool,
+    /// `sqlite://…` or `postgres://…`; unset = SQLite in the data folder.
+    pub database_url: Option<Url>,
+    /// An order moves once it has been finished this long.
+    pub after: std::time::Duration,
+    /// Orders per batch.
+    pub batch: usize,
+    /// How often the mover looks for orders due.
+    pub every: std::time::Duration,
+}
+
+impl Default for ArchiveSettings {
+    fn default() -> Self {
+        let mover = tracker_backend::archive::mover::MoverConfig::default();
+        ArchiveSettings {
+            enabled: true,
+            database_url: None,
+            after: mover.after,
+            batch: mover.batch,
+            every: mover.every,
+        }
+    }
+}
+
+impl ArchiveSettings {
+    /// The archive's URL: the configured one, or SQLite in `data`'s folder.
+    pub fn database_url(&self, data: &DataSettings) -> String {
+        match &self.database_url {
+            Some(u) => u.0.clone(),
+            None => format!("sqlite://{}/archive.db", data.dir.display()),
         }
     }
 }
@@ -387,6 +429,11 @@ pub const KEYS: &[Key] = &[
     key("TRACKER_STALL_SECS", "trips.stall", Secs, "…over this many seconds of fix time", Is("300")),
     key("TRACKER_OFF_ROUTE_M", "trips.off_route_m", Number, "`off_route`: farther than this from the planned route (else the rectangle pick-up and drop-off span) for two fixes in a row", Is("250")),
     key("TRACKER_OFFLINE_SECS", "trips.offline", Secs, "`rider_offline`: no fix for this long from the rider holding an order", Is("120")),
+    key("TRACKER_ARCHIVE", "archive.enabled", Switch, "hubs move finished orders to the archive and read them back from it; `off` keeps every order in the store", Is("on")),
+    key("TRACKER_ARCHIVE_DATABASE_URL", "archive.database_url", Text, "the archive of finished orders (`sqlite://…` or `postgres://…`, migrated at start)", Derived { text: "`sqlite://$TRACKER_DATA_DIR/archive.db`", example: "postgres://tracker@127.0.0.1:5432/tracker_archive" }),
+    key("TRACKER_ARCHIVE_AFTER_SECS", "archive.after", Secs, "an order moves to the archive once it has been finished (delivered, cancelled, returned) this long", Is("604800")),
+    key("TRACKER_ARCHIVE_BATCH", "archive.batch", Number, "orders per archive batch (each one transaction in the archive, then one in the store)", Is("100")),
+    key("TRACKER_ARCHIVE_EVERY_SECS", "archive.every", Secs, "how often each hub looks for orders due for the archive", Is("60")),
     key("TRACKER_ARRIVAL_M", "trips.arrival_m", Number, "`arrival`: the rider holding the order came this close to the pick-up or the drop-off", Is("100")),
     key("TRACKER_CONNECT_RATE", "limits.connect_rate", Text, "new connections per second per client IP (WebSocket, SSE, long-poll, MQTT), `RATE` or `RATE/BURST`; `off` for none", Is("100/1000")),
     key("TRACKER_MAX_CONNECTIONS", "limits.max_connections", Number, "open connections per process (WebSocket + SSE + long-poll + MQTT); more get 503 / CONNACK 0x89", Derived { text: "the open-file limit (raised to its maximum at start) less 256 for the backends", example: "50000" }),
@@ -504,6 +551,12 @@ impl Settings {
                 "TRACKER_NODE_ID=`{node}`: must be at most {} (or `auto`)",
                 tracker_domain::ids::MAX_NODE
             );
+        }
+        if !(1..=1000).contains(&self.archive.batch) {
+            bail!("TRACKER_ARCHIVE_BATCH must be 1..=1000");
+        }
+        if self.archive.every.is_zero() {
+            bail!("TRACKER_ARCHIVE_EVERY_SECS must be at least 1");
         }
         if self.log.history == 0 {
             bail!("TRACKER_LOG_HISTORY must be at least 1");

@@ -195,6 +195,10 @@ pub struct Order {
     /// The packages as they stand; present only when they were asked for (or just created).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub packages: Option<Vec<Package>>,
+    /// Set when the order was read from the archive (the cold store of
+    /// finished orders): it can no longer change.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub archived: bool,
     /// Creation time, Unix ms.
     pub created_at: i64,
     /// Last change, Unix ms.
@@ -290,6 +294,7 @@ impl Order {
                     .map(|p| Package::new(p, now))
                     .collect()
             }),
+            archived: false,
             created_at: now,
             updated_at: now,
         }

@@ -105,6 +105,9 @@ pub struct HubDeps {
     /// The feed of orders that moved: with it, the hub runs the trip watcher
     /// (ETA, alerts, arrivals) on its share of the orders.
     pub feed: Option<Arc<dyn tracker_backend::feed::Feed>>,
+    /// The cold store of finished orders, when archiving is on: reads
+    /// answer for archived orders from it (the mover runs beside the hub).
+    pub archive: Option<Arc<dyn tracker_backend::archive::Archive>>,
 }
 
 /// The hub's background jobs; each yields its name when it ends, which
@@ -167,7 +170,8 @@ pub fn start(
         },
         relay,
         cfg.dispatch.clone(),
-    );
+    )
+    .with_archive(deps.archive.clone());
     job(
         jobs,
         "the timeouts job",

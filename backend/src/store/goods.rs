@@ -150,40 +150,51 @@ macro_rules! statements {
             Some(q)
         }
 
-        /// The SELECT of one table's rows of `order_id`, in their order.
-        pub(crate) fn select_of<'a>(what: Table, order_id: &'a str) -> QueryBuilder<'a, Db>
+        /// The SELECT of one table's rows of the orders `ids`, by order and
+        /// in their order within it.
+        pub(crate) fn select_of<'a>(what: Table, ids: &'a [String]) -> QueryBuilder<'a, Db>
         {
             let (columns, table, order) = match what {
                 Table::Items => (
-                    "sku, name, qty, weight_g, volume_cm3",
+                    "order_id, sku, name, qty, weight_g, volume_cm3",
                     "order_items",
                     "line",
                 ),
                 Table::Packages => (
-                    "package_no, items, carrier, waybill, status, version, updated_at",
+                    "order_id, package_no, items, carrier, waybill, status, version, updated_at",
                     "order_packages",
                     "line",
                 ),
                 Table::History => (
-                    "package_no, version, from_status, to_status, ts, by, reason",
+                    "order_id, package_no, version, from_status, to_status, ts, by, reason",
                     "order_history",
                     "id",
                 ),
+                Table::Track => (
+                    "order_id, rider_id, ts, lat, lon, speed, heading",
+                    "track_points",
+                    "ts",
+                ),
             };
-            let mut q = QueryBuilder::new(format!("SELECT {columns} FROM {table} WHERE order_id = "));
-            q.push_bind(order_id).push(format!(" ORDER BY {order}"));
+            let mut q = QueryBuilder::new(format!("SELECT {columns} FROM {table} WHERE order_id IN ("));
+            let mut list = q.separated(", ");
+            for id in ids {
+                list.push_bind(id.as_str());
+            }
+            q.push(format!(") ORDER BY order_id, {order}"));
             q
         }
 
-        /// The SELECT of one page of a lookup, newest first; `limit + 1` rows, so
+        /// `select` (`SELECT … FROM <table>`) of one page of a lookup, newest first; `limit + 1` rows, so
         /// the caller knows whether a next page exists.
         pub(crate) fn select_lookup<'a>(
+            select: &str,
             lookup: &'a Lookup,
             after: Option<&'a Cursor>,
             limit: usize,
         ) -> QueryBuilder<'a, Db>
         {
-            let mut q = QueryBuilder::new("SELECT * FROM orders WHERE ");
+            let mut q = QueryBuilder::new(format!("{select} WHERE "));
             match lookup {
                 Lookup::Customer(c) => {
                     q.push("customer_id = ").push_bind(c.as_str());
@@ -215,7 +226,8 @@ macro_rules! statements {
             pool: &sqlx::Pool<Db>,
             order_id: &str,
         ) -> Result<Vec<Item>, StoreError> {
-            let rows: Vec<ItemRow> = select_of(Table::Items, order_id)
+            let ids = [order_id.to_owned()];
+            let rows: Vec<ItemRow> = select_of(Table::Items, &ids)
                 .build_query_as()
                 .fetch_all(pool)
                 .await?;
@@ -227,7 +239,8 @@ macro_rules! statements {
             pool: &sqlx::Pool<Db>,
             order_id: &str,
         ) -> Result<Vec<Package>, StoreError> {
-            let rows: Vec<PackageRow> = select_of(Table::Packages, order_id)
+            let ids = [order_id.to_owned()];
+            let rows: Vec<PackageRow> = select_of(Table::Packages, &ids)
                 .build_query_as()
                 .fetch_all(pool)
                 .await?;
@@ -239,7 +252,8 @@ macro_rules! statements {
             pool: &sqlx::Pool<Db>,
             order_id: &str,
         ) -> Result<Vec<HistoryEntry>, StoreError> {
-            let rows: Vec<HistoryRow> = select_of(Table::History, order_id)
+            let ids = [order_id.to_owned()];
+            let rows: Vec<HistoryRow> = select_of(Table::History, &ids)
                 .build_query_as()
                 .fetch_all(pool)
                 .await?;
@@ -253,11 +267,118 @@ macro_rules! statements {
             after: Option<&Cursor>,
             limit: usize,
         ) -> Result<(Vec<tracker_domain::Order>, Option<Cursor>), StoreError> {
-            let rows: Vec<super::super::rows::OrderRow> = select_lookup(lookup, after, limit)
+            let rows: Vec<super::super::rows::OrderRow> =
+                select_lookup("SELECT * FROM orders", lookup, after, limit)
                 .build_query_as()
                 .fetch_all(pool)
                 .await?;
             super::super::rows::page(rows, limit)
+        }
+
+        /// Everything kept per order of the orders `ids`, four statements in all.
+        pub(crate) async fn records_of(
+            pool: &sqlx::Pool<Db>,
+            ids: &[String],
+        ) -> Result<std::collections::HashMap<String, super::super::OrderRecords>, StoreError> {
+            let mut out: std::collections::HashMap<String, super::super::OrderRecords> =
+                ids.iter().map(|id| (id.clone(), Default::default())).collect();
+            if ids.is_empty() {
+                return Ok(out);
+            }
+            let items: Vec<ItemRow> = select_of(Table::Items, ids).build_query_as().fetch_all(pool).await?;
+            for r in items {
+                if let Some(rec) = out.get_mut(&r.order_id) {
+                    rec.items.push(Item::from(r));
+                }
+            }
+            let packages: Vec<PackageRow> =
+                select_of(Table::Packages, ids).build_query_as().fetch_all(pool).await?;
+            for r in packages {
+                let id = r.order_id.clone();
+                if let Some(rec) = out.get_mut(&id) {
+                    rec.packages.push(Package::try_from(r)?);
+                }
+            }
+            let history: Vec<HistoryRow> =
+                select_of(Table::History, ids).build_query_as().fetch_all(pool).await?;
+            for r in history {
+                let id = r.order_id.clone();
+                if let Some(rec) = out.get_mut(&id) {
+                    rec.history.push(HistoryEntry::from(r));
+                }
+            }
+            let track: Vec<crate::store::TrackPoint> =
+                select_of(Table::Track, ids).build_query_as().fetch_all(pool).await?;
+            for p in track {
+                if let Some(rec) = out.get_mut(&p.order_id) {
+                    rec.track.push(p);
+                }
+            }
+            Ok(out)
+        }
+
+        /// Finished orders whose last change is older than `before`, oldest first.
+        pub(crate) async fn finished_orders(
+            pool: &sqlx::Pool<Db>,
+            before: i64,
+            limit: usize,
+        ) -> Result<Vec<tracker_domain::Order>, StoreError> {
+            let mut q = QueryBuilder::<Db>::new(format!(
+                "SELECT * FROM orders WHERE {} AND updated_at < ",
+                super::super::rows::FINISHED
+            ));
+            q.push_bind(before)
+                .push(" ORDER BY updated_at, id LIMIT ")
+                .push_bind(limit.min(i64::MAX as usize) as i64);
+            let rows: Vec<super::super::rows::OrderRow> =
+                q.build_query_as().fetch_all(pool).await?;
+            rows.into_iter().map(tracker_domain::Order::try_from).collect()
+        }
+
+        /// Deletes the orders still at the version given, and everything
+        /// kept per order of those, in one transaction; the ids deleted.
+        pub(crate) async fn delete_orders(
+            pool: &sqlx::Pool<Db>,
+            orders: &[(String, i64)],
+        ) -> Result<Vec<String>, StoreError> {
+            use sqlx::Row;
+            if orders.is_empty() {
+                return Ok(Vec::new());
+            }
+            let mut tx = pool.begin().await?;
+            let mut q = QueryBuilder::<Db>::new("DELETE FROM orders WHERE ");
+            for (i, (id, version)) in orders.iter().enumerate() {
+                if i > 0 {
+                    q.push(" OR ");
+                }
+                q.push("(id = ")
+                    .push_bind(id.as_str())
+                    .push(" AND version = ")
+                    .push_bind(*version)
+                    .push(")");
+            }
+            q.push(" RETURNING id");
+            let gone: Vec<String> = q
+                .build()
+                .fetch_all(&mut *tx)
+                .await?
+                .iter()
+                .map(|r| r.try_get(0))
+                .collect::<Result<_, _>>()?;
+            if !gone.is_empty() {
+                for table in ["order_items", "order_packages", "order_history", "track_points"] {
+                    let mut q =
+                        QueryBuilder::<Db>::new(format!("DELETE FROM {table} WHERE order_id IN ("));
+                    let mut list = q.separated(", ");
+                    for id in &gone {
+                        list.push_bind(id.as_str());
+                    }
+                    q.push(")");
+                    q.build().execute(&mut *tx).await?;
+                }
+            }
+            tx.commit().await?;
+            Ok(gone)
         }
     };
 }
@@ -281,11 +402,14 @@ pub(crate) enum Table {
     Packages,
     /// `order_history`.
     History,
+    /// `track_points`.
+    Track,
 }
 
 /// One row of `order_items`.
 #[derive(FromRow)]
 pub(crate) struct ItemRow {
+    order_id: String,
     sku: String,
     name: Option<String>,
     qty: i64,
@@ -309,6 +433,7 @@ impl From<ItemRow> for Item {
 /// One row of `order_packages`.
 #[derive(FromRow)]
 pub(crate) struct PackageRow {
+    order_id: String,
     package_no: String,
     items: String,
     carrier: Option<String>,
@@ -341,6 +466,7 @@ impl TryFrom<PackageRow> for Package {
 /// One row of `order_history`.
 #[derive(FromRow)]
 pub(crate) struct HistoryRow {
+    order_id: String,
     package_no: Option<String>,
     version: i64,
     from_status: Option<String>,

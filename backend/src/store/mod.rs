@@ -95,6 +95,19 @@ pub struct ModelEntry {
     pub updated_at: i64,
 }
 
+/// Everything kept per order besides its row: what the archive moves with it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct OrderRecords {
+    /// Its item lines.
+    pub items: Vec<Item>,
+    /// Its packages.
+    pub packages: Vec<Package>,
+    /// Its status history, oldest first.
+    pub history: Vec<HistoryEntry>,
+    /// Its stored trip, oldest first.
+    pub track: Vec<TrackPoint>,
+}
+
 /// Durable order storage.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -191,6 +204,24 @@ pub trait Store: Send + Sync + 'static {
 
     /// Stores `entries`, replacing those with the same keys, in one transaction.
     async fn model_save(&self, entries: &[ModelEntry]) -> Result<(), StoreError>;
+
+    /// Up to `limit` finished orders (delivered, cancelled, returned) whose
+    /// last change is older than `before` (Unix ms), oldest first: what the
+    /// archive moves next.
+    async fn finished_orders(&self, before: i64, limit: usize) -> Result<Vec<Order>, StoreError>;
+
+    /// The items, packages, history and track of each of the orders `ids`
+    /// (empty records for ids it does not hold), in a few statements.
+    async fn records_of(
+        &self,
+        ids: &[String],
+    ) -> Result<std::collections::HashMap<String, OrderRecords>, StoreError>;
+
+    /// Deletes each of the orders `(id, version)` that is still at that
+    /// version, with its items, packages, history and track, in one
+    /// transaction (business keys stay, so a repeated create still finds the
+    /// order in the archive). The ids deleted.
+    async fn delete_orders(&self, orders: &[(String, i64)]) -> Result<Vec<String>, StoreError>;
 
     /// Leases a node id of the order id generator to `owner` until `until`
     /// (Unix ms): `wanted` whoever held it, or (`None`) the lowest one free or

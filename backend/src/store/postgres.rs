@@ -394,6 +394,21 @@ impl Store for PostgresStore {
         Ok(())
     }
 
+    async fn finished_orders(&self, before: i64, limit: usize) -> Result<Vec<Order>, StoreError> {
+        sql::finished_orders(&self.pool, before, limit).await
+    }
+
+    async fn records_of(
+        &self,
+        ids: &[String],
+    ) -> Result<std::collections::HashMap<String, super::OrderRecords>, StoreError> {
+        sql::records_of(&self.pool, ids).await
+    }
+
+    async fn delete_orders(&self, orders: &[(String, i64)]) -> Result<Vec<String>, StoreError> {
+        sql::delete_orders(&self.pool, orders).await
+    }
+
     async fn claim_node(
         &self,
         owner: &str,

@@ -76,6 +76,7 @@ impl TryFrom<OrderRow> for Order {
             package_count: r.package_count as i32,
             items: None,
             packages: None,
+            archived: false,
             arrived_pickup_at: r.arrived_pickup_at,
             arrived_dropoff_at: r.arrived_dropoff_at,
             status: Status::from_str(&r.status).map_err(|e| StoreError::Corrupt(e.into()))?,
@@ -152,6 +153,10 @@ pub(crate) fn attached_statuses() -> String {
         .collect::<Vec<_>>()
         .join(",")
 }
+
+/// The SQL condition of finished orders; it matches the partial index
+/// `orders_finished` of migration 0008 word for word.
+pub(crate) const FINISHED: &str = "status IN ('delivered', 'cancelled', 'returned')";
 
 /// The SQL condition of orders still under way; it matches the partial index
 /// `orders_active` of migration 0003 word for word, so the planner can use it.

@@ -392,6 +392,21 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    async fn finished_orders(&self, before: i64, limit: usize) -> Result<Vec<Order>, StoreError> {
+        sql::finished_orders(&self.reader, before, limit).await
+    }
+
+    async fn records_of(
+        &self,
+        ids: &[String],
+    ) -> Result<std::collections::HashMap<String, super::OrderRecords>, StoreError> {
+        sql::records_of(&self.reader, ids).await
+    }
+
+    async fn delete_orders(&self, orders: &[(String, i64)]) -> Result<Vec<String>, StoreError> {
+        sql::delete_orders(&self.writer, orders).await
+    }
+
     async fn claim_node(
         &self,
         owner: &str,

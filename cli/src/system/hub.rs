@@ -8,6 +8,9 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
+use tracker_backend::archive::Archive;
+use tracker_backend::archive::mover::{Mover, MoverConfig};
+use tracker_backend::archive::sql::SqlArchive;
 use tracker_backend::ids::NodeIds;
 use tracker_hub::{Auth, HubConfig, HubDeps};
 use tracker_routing::Router;
@@ -37,6 +40,7 @@ pub async fn start(
         node_ids.run(lease_stop).await;
         Ok(())
     });
+    let archive = open_archive(s, b, services, stop).await?;
     let deps = HubDeps {
         store: b.store.clone(),
         log: b.log.clone(),
@@ -48,6 +52,7 @@ pub async fn start(
         dispatch: b.dispatch.clone(),
         timers: b.timers.clone(),
         feed: s.trip_watcher.then(|| b.feed.clone()),
+        archive,
         gate,
     };
     let cfg = HubConfig {
@@ -70,4 +75,45 @@ pub async fn start(
         }
     }
     Ok(addr)
+}
+
+/// Opens the archive (`TRACKER_ARCHIVE_DATABASE_URL`) unless `TRACKER_ARCHIVE=off`,
+/// and runs its mover as the service "archive mover".
+async fn open_archive(
+    s: &Settings,
+    b: &Backends,
+    services: &mut Services,
+    stop: &CancellationToken,
+) -> anyhow::Result<Option<Arc<dyn Archive>>> {
+    if !s.archive.enabled {
+        return Ok(None);
+    }
+    let url = s.archive.database_url(&s.data);
+    if url.starts_with("sqlite:") {
+        std::fs::create_dir_all(&s.data.dir)
+            .with_context(|| format!("creating TRACKER_DATA_DIR `{}`", s.data.dir.display()))?;
+    }
+    let archive: Arc<dyn Archive> = Arc::new(SqlArchive::open(&url).await.with_context(|| {
+        format!(
+            "opening the archive TRACKER_ARCHIVE_DATABASE_URL=`{}`",
+            tracker_backend::select::redact(&url)
+        )
+    })?);
+    let mover = Mover::new(
+        b.store.clone(),
+        archive.clone(),
+        b.clock.clone(),
+        MoverConfig {
+            after: s.archive.after,
+            batch: s.archive.batch,
+            every: s.archive.every,
+            ..MoverConfig::default()
+        },
+    );
+    let stop = stop.clone();
+    services.spawn("archive mover", async move {
+        mover.run(stop).await;
+        Ok(())
+    });
+    Ok(Some(archive))
 }

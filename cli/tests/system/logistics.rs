@@ -389,3 +389,98 @@ async fn bad_goods_are_refused_naming_the_field() {
         assert!(msg.contains(names), "{names} in {msg}");
     }
 }
+
+#[tokio::test]
+async fn archived_orders_answer_every_read_as_before() {
+    let app = spawn_app_with(&[
+        ("TRACKER_ARCHIVE_AFTER_SECS", "1"),
+        ("TRACKER_ARCHIVE_EVERY_SECS", "1"),
+    ])
+    .await;
+    let customer = unique("c-arch");
+    let mut body = parcel_order(&customer);
+    let (status, o) = app.post("/v1/orders", &body).await;
+    assert_eq!(status, 201, "{o}");
+    let id = o["id"].as_str().unwrap().to_owned();
+    let live = app.create_order(&customer).await;
+    let (status, _) = app
+        .post(
+            &format!("/v1/orders/{id}/status"),
+            &json!({"to": "cancelled", "version": 1, "by": "customer"}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let admin = app.admin();
+    let archived = loop {
+        let (status, got) = app
+            .fetch_as(&format!("/v1/orders/{id}?include=items,packages"), &admin)
+            .await;
+        assert_eq!(status, 200, "{got}");
+        if got["archived"] == true {
+            break got;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    assert_eq!(archived["status"], "cancelled");
+    assert_eq!(
+        archived["packages"][1]["status"], "cancelled",
+        "the packages moved with it"
+    );
+    assert_eq!(archived["items"].as_array().map(Vec::len), Some(2));
+    let (_, plain) = app.fetch_as(&format!("/v1/orders/{id}"), &admin).await;
+    assert!(
+        plain.get("items").is_none(),
+        "the switches still apply: {plain}"
+    );
+    let (status, h) = app
+        .fetch_as(&format!("/v1/orders/{id}/history"), &admin)
+        .await;
+    assert_eq!(status, 200);
+    let to: Vec<&str> = h["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["to"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        to,
+        ["pending_payment", "cancelled", "cancelled", "cancelled"],
+        "{h}"
+    );
+    let (status, track) = app
+        .fetch_as(&format!("/v1/orders/{id}/track"), &admin)
+        .await;
+    assert_eq!((status, track["status"].as_str()), (200, Some("cancelled")));
+    // The customer still reads it, and finds it in their list beside the live one.
+    let mine = app.token(&customer, Role::Customer);
+    let (status, seen) = app.fetch_as(&format!("/v1/orders/{id}"), &mine).await;
+    assert_eq!((status, seen["archived"].as_bool()), (200, Some(true)));
+    let (_, page) = app
+        .fetch_as(&format!("/v1/orders?customer_id={customer}"), &mine)
+        .await;
+    let ids: Vec<&str> = page["orders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        [live["id"].as_str().unwrap(), id.as_str()],
+        "newest first, hot and archived"
+    );
+    // The same create again is still the same order.
+    body["notes"] = json!("a retry");
+    let (status, again) = app.post("/v1/orders", &body).await;
+    assert_eq!(
+        (status, again["id"].as_str()),
+        (200, Some(id.as_str())),
+        "{again}"
+    );
+    // The history outlives a restart too.
+    let app = app.restart().await;
+    let (status, h2) = app
+        .fetch_as(&format!("/v1/orders/{id}/history"), &app.admin())
+        .await;
+    assert_eq!((status, &h2["changes"]), (200, &h["changes"]));
+}

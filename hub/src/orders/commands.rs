@@ -4,6 +4,8 @@
 
 use super::{OrderError, Orders, check_id};
 use serde::Deserialize;
+use tracker_backend::StoreError;
+use tracker_backend::store::Lookup;
 use tracker_domain::goods::Package;
 use tracker_domain::ids::shard_of_customer;
 use tracker_domain::package::{PackageStatus, UnknownPackageStatus};
@@ -83,15 +85,31 @@ impl Orders {
         let shard = shard_of_customer(&new.customer_id);
         let id = self.ids.next_id_in(shard).to_string();
         let order = Order::new(id, new, self.clock.now_ms());
-        let (order, created) = self
+        let (order, created) = match self
             .store
             .create_order(&order, &[order.created_event()])
-            .await?;
+            .await
+        {
+            // The business key is taken by an order that moved to the archive.
+            Err(StoreError::NotFound) => (self.archived_by_key(&order).await?, false),
+            other => other?,
+        };
         if created {
             self.after_create(&order).await;
             metrics::counter!("tracker_orders_created_total").increment(1);
         }
         Ok((order, created))
+    }
+
+    /// The archived order with `order`'s business key.
+    async fn archived_by_key(&self, order: &Order) -> Result<Order, OrderError> {
+        let archive = self.archive.as_ref().ok_or(OrderError::NotFound)?;
+        let key = Lookup::Business {
+            no: order.biz_order_no.clone(),
+            kind: Some(order.biz_type.clone()),
+        };
+        let (found, _) = archive.lookup(&key, None, 1).await?;
+        found.into_iter().next().ok_or(OrderError::NotFound)
     }
 
     /// One status transition: stale versions and illegal transitions are

@@ -37,6 +37,7 @@ pub use error::OrderError;
 use std::sync::Arc;
 use std::time::Duration;
 use tracker_backend::Store;
+use tracker_backend::archive::Archive;
 use tracker_backend::dispatch::Dispatch;
 use tracker_backend::relay::RelayWaker;
 use tracker_backend::timers::DelayQueue;
@@ -84,6 +85,8 @@ pub struct Orders {
     pub(crate) timers: Arc<dyn DelayQueue>,
     pub(crate) relay: RelayWaker,
     pub(crate) cfg: Arc<DispatchConfig>,
+    /// Where finished orders go after a while; reads fall back to it.
+    pub(crate) archive: Option<Arc<dyn Archive>>,
 }
 
 /// The seams the order use cases run on.
@@ -112,7 +115,15 @@ impl Orders {
             timers: deps.timers,
             relay,
             cfg: Arc::new(cfg),
+            archive: None,
         }
+    }
+
+    /// The same use cases, reading orders the hot store no longer holds
+    /// from `archive`.
+    pub fn with_archive(mut self, archive: Option<Arc<dyn Archive>>) -> Self {
+        self.archive = archive;
+        self
     }
 }
 

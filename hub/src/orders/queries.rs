@@ -4,8 +4,9 @@
 use super::{OrderError, Orders, check_id};
 use crate::auth::{Claims, Role, can_watch};
 use serde::{Deserialize, Serialize};
+use tracker_backend::archive::ArchivedOrder;
 use tracker_backend::store::{Cursor, Lookup};
-use tracker_backend::{Store, TrackPoint};
+use tracker_backend::{Store, StoreError, TrackPoint};
 use tracker_domain::history::{HistoryEntry, customer_entry};
 use tracker_domain::view::{View, customer_order, without_phones};
 use tracker_domain::{Order, Status};
@@ -107,6 +108,31 @@ pub struct History {
     pub changes: Vec<HistoryEntry>,
 }
 
+/// One page of two sorted pages (the hot store's and the archive's, read
+/// after the same cursor): the newest `limit` of both, an order in both
+/// (moved as the pages were read) once, and the cursor after the last.
+fn merge_pages(
+    hot: (Vec<Order>, Option<Cursor>),
+    cold: (Vec<Order>, Option<Cursor>),
+    limit: usize,
+) -> (Vec<Order>, Option<Cursor>) {
+    let more = hot.1.is_some() || cold.1.is_some();
+    let mut all = hot.0;
+    for o in cold.0 {
+        if !all.iter().any(|h| h.id == o.id) {
+            all.push(o);
+        }
+    }
+    all.sort_by(|a, b| (b.created_at, &b.id).cmp(&(a.created_at, &a.id)));
+    let cut = all.len() > limit;
+    all.truncate(limit);
+    let next = (more || cut).then(|| all.last()).flatten().map(|o| Cursor {
+        created_at: o.created_at,
+        id: o.id.clone(),
+    });
+    (all, next)
+}
+
 /// The order as the holder of `claims` may see it: a customer's view (the
 /// rider's first name, no alerts) for customers and share links, and no
 /// phone numbers for share links.
@@ -119,16 +145,48 @@ fn as_seen(claims: &Claims, order: Order) -> Order {
 }
 
 impl Orders {
+    /// The order `id` from the hot store or, once it moved there, from the
+    /// archive (with its goods, history and track), if `claims` may watch it.
+    async fn readable(
+        &self,
+        claims: &Claims,
+        id: &str,
+    ) -> Result<(Order, Option<ArchivedOrder>), OrderError> {
+        check_id(id)?;
+        let (order, archived) = match (self.store.get_order(id).await, &self.archive) {
+            (Ok(o), _) => (o, None),
+            (Err(StoreError::NotFound), Some(archive)) => match archive.get(id).await? {
+                Some(a) => (a.order.clone(), Some(a)),
+                None => return Err(OrderError::NotFound),
+            },
+            (Err(e), _) => return Err(e.into()),
+        };
+        if !can_watch(claims, &order) {
+            return Err(OrderError::Forbidden("you may not watch this order"));
+        }
+        Ok((order, archived))
+    }
+
     /// The order `id` as the caller may see it: the customer gets the rider's
     /// first name and not their id, a share link no phone numbers. Items and
-    /// packages are read only when `include` asks for them.
+    /// packages are read only when `include` asks for them. An archived
+    /// order answers the same, with `archived: true`.
     pub async fn get(
         &self,
         claims: &Claims,
         id: &str,
         include: Include,
     ) -> Result<Order, OrderError> {
-        let mut order = watchable(&*self.store, claims, id).await?;
+        let (mut order, archived) = self.readable(claims, id).await?;
+        if archived.is_some() {
+            if !include.items {
+                order.items = None;
+            }
+            if !include.packages {
+                order.packages = None;
+            }
+            return Ok(as_seen(claims, order));
+        }
         if include.items {
             order.items = Some(if order.item_count == 0 {
                 Vec::new()
@@ -149,8 +207,10 @@ impl Orders {
     /// Every status change of the order and of its packages, oldest first;
     /// customers and share links see an operator's or rider's account as its role.
     pub async fn history(&self, claims: &Claims, id: &str) -> Result<History, OrderError> {
-        watchable(&*self.store, claims, id).await?;
-        let mut changes = self.store.history_of(id).await?;
+        let mut changes = match self.readable(claims, id).await? {
+            (_, Some(archived)) => archived.history,
+            (_, None) => self.store.history_of(id).await?,
+        };
         if claims.view() == View::Customer {
             changes = changes.into_iter().map(customer_entry).collect();
         }
@@ -216,6 +276,13 @@ impl Orders {
             }
         };
         let (orders, next) = self.store.lookup(&lookup, after.as_ref(), limit).await?;
+        let (orders, next) = match &self.archive {
+            None => (orders, next),
+            Some(archive) => {
+                let cold = archive.lookup(&lookup, after.as_ref(), limit).await?;
+                merge_pages((orders, next), cold, limit)
+            }
+        };
         Ok(Page {
             orders: orders.into_iter().map(|o| as_seen(claims, o)).collect(),
             next: next.map(|c| c.encode()),
@@ -238,8 +305,11 @@ impl Orders {
     /// The stored trip of the order's rider, oldest first; its customer gets
     /// the part from pick-up on only, without the rider's id.
     pub async fn trip(&self, claims: &Claims, id: &str) -> Result<Trip, OrderError> {
-        let order = watchable(&*self.store, claims, id).await?;
-        let mut points = self.store.track_of(id).await?;
+        let (order, archived) = self.readable(claims, id).await?;
+        let mut points = match archived {
+            Some(a) => a.track,
+            None => self.store.track_of(id).await?,
+        };
         if claims.view() == View::Customer {
             let from = order.picked_up_at.unwrap_or(i64::MAX);
             points.retain(|p| p.ts >= from);
