@@ -28,9 +28,7 @@ pub async fn start(
     services: &mut Services,
     stop: &CancellationToken,
 ) -> anyhow::Result<SocketAddr> {
-    let listener = super::bind(s.http.addr, "TRACKER_HTTP_ADDR").await?;
-    let addr = listener.local_addr()?;
-    let tls = super::tls::acceptor(s, &[b"http/1.1"])?;
+    // What the hub needs before it answers anyone: a node id and the archive.
     let node_ids = NodeIds::start(b.store.clone(), b.clock.clone(), s.node_id)
         .await
         .context("leasing a node id for order ids (TRACKER_NODE_ID)")?;
@@ -41,6 +39,9 @@ pub async fn start(
         Ok(())
     });
     let archive = open_archive(s, b, services, stop).await?;
+    let listener = super::bind(s.http.addr, "TRACKER_HTTP_ADDR").await?;
+    let addr = listener.local_addr()?;
+    let tls = super::tls::acceptor(s, &[b"http/1.1"])?;
     let deps = HubDeps {
         store: b.store.clone(),
         log: b.log.clone(),

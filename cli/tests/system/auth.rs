@@ -159,15 +159,25 @@ async fn output_of_run(env: &[(&str, &str)], poke: impl AsyncFnOnce(&str)) -> St
     let base = format!("http://127.0.0.1:{port}");
     wait_for_port(port, "tracker run").await;
     poke(&base).await;
+    // The banner comes once every service is up, a little after the port
+    // opens: read until its last part (the tokens, or why there are none).
+    let mut stdout = tokio::io::BufReader::new(child.stdout.take().unwrap());
+    let mut out = String::new();
+    let banner = async {
+        use tokio::io::AsyncBufReadExt;
+        let mut line = String::new();
+        while stdout.read_line(&mut line).await.unwrap_or(0) > 0 {
+            out.push_str(&line);
+            if line.starts_with("tokens:") || line.starts_with("ready tokens") {
+                break;
+            }
+            line.clear();
+        }
+    };
+    let _ = tokio::time::timeout(PATIENCE, banner).await;
     child.start_kill().unwrap();
-    let (mut out, mut err) = (String::new(), String::new());
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut out)
-        .await
-        .unwrap();
+    let mut err = String::new();
+    stdout.read_to_string(&mut out).await.unwrap();
     child
         .stderr
         .take()

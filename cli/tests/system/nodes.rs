@@ -39,6 +39,9 @@ async fn start(mode: &str, env: &[(&str, String)]) -> Proc {
             },
         )
         .env("TRACKER_HTTP_ADDR", format!("127.0.0.1:{port}"))
+        // No data folder here: the archive (a SQLite file in it by default)
+        // is off, rather than left in the tests' working directory.
+        .env("TRACKER_ARCHIVE", "off")
         .stdin(Stdio::null())
         .kill_on_drop(true);
     if std::env::var("TEST_LOG").is_err() {
