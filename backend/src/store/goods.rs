@@ -125,6 +125,47 @@ macro_rules! statements {
             q
         }
 
+        /// The compare-and-set of one package inside `conn`'s transaction:
+        /// [`StoreError::Conflict`] when it moved on, [`StoreError::NotFound`]
+        /// when the order has no such package.
+        pub(crate) async fn write_package(
+            conn: &mut <Db as sqlx::Database>::Connection,
+            order_id: &str,
+            p: &Package,
+        ) -> Result<(), StoreError> {
+            let moved = update_package(order_id, p)
+                .build()
+                .execute(&mut *conn)
+                .await?
+                .rows_affected();
+            if moved == 1 {
+                return Ok(());
+            }
+            let mut q = QueryBuilder::<Db>::new("SELECT 1 FROM order_packages WHERE order_id = ");
+            q.push_bind(order_id)
+                .push(" AND package_no = ")
+                .push_bind(p.package_no.as_str());
+            let exists = q.build().fetch_optional(&mut *conn).await?.is_some();
+            Err(if exists {
+                StoreError::Conflict
+            } else {
+                StoreError::NotFound
+            })
+        }
+
+        /// The history entries of `events`, inside `conn`'s transaction.
+        pub(crate) async fn write_history(
+            conn: &mut <Db as sqlx::Database>::Connection,
+            order_id: &str,
+            events: &[tracker_domain::EventBody],
+        ) -> Result<(), StoreError> {
+            let changes = tracker_domain::history::entries(events);
+            if let Some(mut q) = insert_history(order_id, &changes) {
+                q.build().execute(&mut *conn).await?;
+            }
+            Ok(())
+        }
+
         /// One INSERT of history entries (none: `None`).
         pub(crate) fn insert_history<'a>(
             order_id: &'a str,

@@ -14,7 +14,7 @@ use sqlx::Row;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use std::time::Duration;
 use tracker_domain::goods::{Item, Package};
-use tracker_domain::history::{HistoryEntry, entries};
+use tracker_domain::history::HistoryEntry;
 use tracker_domain::{EventBody, Order, Status};
 
 /// PostgreSQL-backed [`Store`].
@@ -58,11 +58,7 @@ async fn queue_events(
         .bind(now)
         .execute(&mut *tx)
         .await?;
-    let changes = entries(events);
-    if let Some(mut q) = sql::insert_history(order_id, &changes) {
-        q.build().execute(&mut *tx).await?;
-    }
-    Ok(())
+    sql::write_history(tx, order_id, events).await
 }
 
 #[async_trait]
@@ -221,14 +217,7 @@ impl Store for PostgresStore {
         // The order row is locked first, then its packages: the order every
         // writer of packages keeps too, so two writers never wait on each other.
         for p in packages {
-            let moved = sql::update_package(&order.id, p)
-                .build()
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-            if moved == 0 {
-                return Err(StoreError::Conflict);
-            }
+            sql::write_package(&mut tx, &order.id, p).await?;
         }
         queue_events(&mut tx, &order.id, events, order.updated_at).await?;
         tx.commit().await?;
@@ -252,25 +241,7 @@ impl Store for PostgresStore {
         if !found {
             return Err(StoreError::NotFound);
         }
-        let moved = sql::update_package(order_id, package)
-            .build()
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        if moved == 0 {
-            let exists =
-                sqlx::query("SELECT 1 FROM order_packages WHERE order_id = $1 AND package_no = $2")
-                    .bind(order_id)
-                    .bind(&package.package_no)
-                    .fetch_optional(&mut *tx)
-                    .await?
-                    .is_some();
-            return Err(if exists {
-                StoreError::Conflict
-            } else {
-                StoreError::NotFound
-            });
-        }
+        sql::write_package(&mut tx, order_id, package).await?;
         queue_events(&mut tx, order_id, events, package.updated_at).await?;
         tx.commit().await?;
         Ok(())

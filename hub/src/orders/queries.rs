@@ -6,7 +6,7 @@ use crate::auth::{Claims, Role, can_watch};
 use serde::{Deserialize, Serialize};
 use tracker_backend::archive::ArchivedOrder;
 use tracker_backend::store::{Cursor, Lookup};
-use tracker_backend::{Store, StoreError, TrackPoint};
+use tracker_backend::{Store, TrackPoint};
 use tracker_domain::history::{HistoryEntry, customer_entry};
 use tracker_domain::view::{View, customer_order, without_phones};
 use tracker_domain::{Order, Status};
@@ -22,10 +22,22 @@ const MAX_LIST: usize = 5000;
 pub async fn watchable(store: &dyn Store, claims: &Claims, id: &str) -> Result<Order, OrderError> {
     check_id(id)?;
     let order = store.get_order(id).await?;
-    if !can_watch(claims, &order) {
+    may_watch(claims, &order)?;
+    Ok(order)
+}
+
+/// Refuses the holder of `claims` an order they may not watch.
+fn may_watch(claims: &Claims, order: &Order) -> Result<(), OrderError> {
+    if !can_watch(claims, order) {
         return Err(OrderError::Forbidden("you may not watch this order"));
     }
-    Ok(order)
+    Ok(())
+}
+
+/// What the archive keeps of an order besides its row.
+struct ArchivedRecords {
+    history: Vec<HistoryEntry>,
+    track: Vec<TrackPoint>,
 }
 
 /// The stored trip of an order, as `GET /v1/orders/{id}/track` answers it.
@@ -151,20 +163,19 @@ impl Orders {
         &self,
         claims: &Claims,
         id: &str,
-    ) -> Result<(Order, Option<ArchivedOrder>), OrderError> {
-        check_id(id)?;
-        let (order, archived) = match (self.store.get_order(id).await, &self.archive) {
-            (Ok(o), _) => (o, None),
-            (Err(StoreError::NotFound), Some(archive)) => match archive.get(id).await? {
-                Some(a) => (a.order.clone(), Some(a)),
-                None => return Err(OrderError::NotFound),
-            },
-            (Err(e), _) => return Err(e.into()),
-        };
-        if !can_watch(claims, &order) {
-            return Err(OrderError::Forbidden("you may not watch this order"));
+    ) -> Result<(Order, Option<ArchivedRecords>), OrderError> {
+        match (watchable(&*self.store, claims, id).await, &self.archive) {
+            (Err(OrderError::NotFound), Some(archive)) => {
+                let ArchivedOrder {
+                    order,
+                    history,
+                    track,
+                } = archive.get(id).await?.ok_or(OrderError::NotFound)?;
+                may_watch(claims, &order)?;
+                Ok((order, Some(ArchivedRecords { history, track })))
+            }
+            (found, _) => Ok((found?, None)),
         }
-        Ok((order, archived))
     }
 
     /// The order `id` as the caller may see it: the customer gets the rider's
