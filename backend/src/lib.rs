@@ -14,6 +14,7 @@
 //! - [`track`]: routed fixes queued for batched storage (trip history).
 //! - [`dispatch`]: open orders and riders by distance, and the atomic grab.
 //! - [`timers`]: the delay queue of order timeouts, each claimed once.
+//! - [`stock`]: stock per SKU and each order's reservation, all or nothing, settled once.
 //! - [`archive`]: the cold store of finished orders, and the mover that fills it.
 //! - [`ids`]: the order id generator's leased node id and its high-water mark in the store.
 
@@ -27,6 +28,7 @@ pub mod redis_conn;
 pub mod relay;
 pub mod retry;
 pub mod select;
+pub mod stock;
 pub mod store;
 pub mod timers;
 pub mod track;

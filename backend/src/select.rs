@@ -2,6 +2,7 @@
 //!
 //! Event log: unset or `memory://` → in process; `redis://…` → Redis streams.
 //! Store: `sqlite://path` → SQLite file; `postgres://…` → PostgreSQL.
+//! Stock: in the store's database beside the in-process log, in Redis beside Redis.
 //! An unknown scheme, or a backend that cannot be reached, is a clear error at start-up.
 
 use crate::background::Background;
@@ -13,6 +14,9 @@ use crate::feed::redis::RedisFeed;
 use crate::feed::{FEED_PARTITIONS, Feed};
 use crate::log::memory::{MemoryLog, MemoryLogConfig};
 use crate::log::redis::{RedisLog, RedisLogConfig};
+use crate::stock::Stock;
+use crate::stock::redis::RedisStock;
+use crate::stock::sql::SqlStock;
 use crate::store::postgres::PostgresStore;
 use crate::store::sqlite::SqliteStore;
 use crate::timers::DelayQueue;
@@ -222,22 +226,48 @@ pub async fn open_dispatch(
 
 /// Opens the store that `url` names.
 pub async fn open_store(url: &str) -> Result<Arc<dyn Store>, BackendError> {
+    Ok(open_store_with_stock(url).await?.0)
+}
+
+/// Opens the store that `url` names, and the stock kept in its database.
+pub async fn open_store_with_stock(url: &str) -> Result<(Arc<dyn Store>, SqlStock), BackendError> {
     if url.starts_with("sqlite:") {
         let store = SqliteStore::open(url)
             .await
             .map_err(open_error("store", url))?;
-        Ok(Arc::new(store))
+        let stock = store.stock();
+        Ok((Arc::new(store), stock))
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         let store = PostgresStore::open(url)
             .await
             .map_err(open_error("store", url))?;
-        Ok(Arc::new(store))
+        let stock = store.stock();
+        Ok((Arc::new(store), stock))
     } else {
         Err(BackendError::UnknownScheme {
             what: "store",
             url: redact(url),
             expected: "sqlite:// or postgres://",
         })
+    }
+}
+
+/// The stock that goes with the log at `url`: in the store's database
+/// (`in_store`) beside the in-process log, in Redis beside the Redis log.
+pub async fn open_stock(
+    url: Option<&str>,
+    redis_prefix: &str,
+    in_store: SqlStock,
+) -> Result<Arc<dyn Stock>, BackendError> {
+    match url {
+        u if log_is_in_process(u) => Ok(Arc::new(in_store)),
+        Some(u) => {
+            let stock = RedisStock::connect(u, redis_prefix)
+                .await
+                .map_err(open_error("stock", u))?;
+            Ok(Arc::new(stock))
+        }
+        None => unreachable!("None is in-process"),
     }
 }
 

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use tracker_backend::Store;
 use tracker_backend::dispatch::memory::MemoryDispatch;
 use tracker_backend::relay::RelayWaker;
+use tracker_backend::stock::Stock;
 use tracker_backend::store::postgres::{PostgresStore, testing};
 use tracker_backend::store::sqlite::SqliteStore;
 use tracker_backend::timers::memory::MemoryDelayQueue;
@@ -25,7 +26,7 @@ use tracker_hub::{Claims, Role};
 
 const N: usize = 2000;
 
-fn orders_over(store: Arc<dyn Store>) -> Orders {
+fn orders_over(store: Arc<dyn Store>, stock: Arc<dyn Stock>) -> Orders {
     Orders::new(
         OrdersDeps {
             store,
@@ -33,6 +34,7 @@ fn orders_over(store: Arc<dyn Store>) -> Orders {
             clock: Arc::new(SystemClock),
             dispatch: Arc::new(MemoryDispatch::new(Duration::from_secs(60))),
             timers: Arc::new(MemoryDelayQueue::default()),
+            stock,
         },
         RelayWaker::default(),
         DispatchConfig::default(),
@@ -67,8 +69,8 @@ fn line(store: &str, call: &str, h: &Histogram<u64>) {
     );
 }
 
-async fn run(name: &str, store: Arc<dyn Store>) {
-    let orders = orders_over(store);
+async fn run(name: &str, store: Arc<dyn Store>, stock: Arc<dyn Stock>) {
+    let orders = orders_over(store, stock);
     let admin = Claims::new("ops", Role::Admin, u64::MAX);
     for goods in [false, true] {
         let mut create = Histogram::<u64>::new(3).unwrap();
@@ -120,12 +122,14 @@ fn main() {
     rt.block_on(async {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}/bench.db", dir.path().display());
-        run("sqlite", Arc::new(SqliteStore::open(&url).await.unwrap())).await;
+        let sqlite = SqliteStore::open(&url).await.unwrap();
+        let stock = Arc::new(sqlite.stock());
+        run("sqlite", Arc::new(sqlite), stock).await;
         match std::env::var("TRACKER_BENCH_DATABASE_URL") {
             Ok(url) if !url.is_empty() => {
                 let db = testing::TestDatabase::create(&url).await;
                 let pg = Arc::new(PostgresStore::open(&db.url).await.unwrap());
-                run("postgres", pg.clone()).await;
+                run("postgres", pg.clone(), Arc::new(pg.stock())).await;
                 pg.close().await;
                 db.drop_now().await;
             }

@@ -108,6 +108,8 @@ pub struct HubDeps {
     /// The cold store of finished orders, when archiving is on: reads
     /// answer for archived orders from it (the mover runs beside the hub).
     pub archive: Option<Arc<dyn tracker_backend::archive::Archive>>,
+    /// Stock levels and the orders' reservations.
+    pub stock: Arc<dyn tracker_backend::stock::Stock>,
 }
 
 /// The hub's background jobs; each yields its name when it ends, which
@@ -167,6 +169,7 @@ pub fn start(
             clock: deps.clock.clone(),
             dispatch: deps.dispatch.clone(),
             timers: deps.timers,
+            stock: deps.stock,
         },
         relay,
         cfg.dispatch.clone(),

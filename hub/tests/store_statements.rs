@@ -15,6 +15,7 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracker_backend::Store;
 use tracker_backend::dispatch::memory::MemoryDispatch;
 use tracker_backend::relay::RelayWaker;
+use tracker_backend::stock::Stock;
 use tracker_backend::store::postgres::{PostgresStore, testing};
 use tracker_backend::store::sqlite::SqliteStore;
 use tracker_backend::timers::memory::MemoryDelayQueue;
@@ -60,7 +61,7 @@ async fn ran<T>(call: impl std::future::Future<Output = T>) -> (T, Vec<String>) 
     (out, std::mem::take(&mut *STATEMENTS.lock()))
 }
 
-fn orders_over(store: Arc<dyn Store>) -> Orders {
+fn orders_over(store: Arc<dyn Store>, stock: Arc<dyn Stock>) -> Orders {
     Orders::new(
         OrdersDeps {
             store,
@@ -68,6 +69,7 @@ fn orders_over(store: Arc<dyn Store>) -> Orders {
             clock: Arc::new(SystemClock),
             dispatch: Arc::new(MemoryDispatch::new(Duration::from_secs(60))),
             timers: Arc::new(MemoryDelayQueue::default()),
+            stock,
         },
         RelayWaker::default(),
         DispatchConfig::default(),
@@ -95,8 +97,12 @@ fn touching<'a>(stmts: &'a [String], table: &str) -> Vec<&'a String> {
     stmts.iter().filter(|s| s.contains(table)).collect()
 }
 
-async fn reads_leave_goods_alone_unless_asked(name: &str, store: Arc<dyn Store>) {
-    let orders = orders_over(store);
+async fn reads_leave_goods_alone_unless_asked(
+    name: &str,
+    store: Arc<dyn Store>,
+    stock: Arc<dyn Stock>,
+) {
+    let orders = orders_over(store, stock);
     let admin = Claims::new("ops", Role::Admin, u64::MAX);
     let (created, plain_create) = ran(orders.create(parcel(false))).await;
     created.unwrap();
@@ -173,13 +179,14 @@ async fn a_read_touches_the_goods_tables_only_when_asked() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}/st.db", dir.path().display());
     let sqlite = Arc::new(SqliteStore::open(&url).await.unwrap());
-    reads_leave_goods_alone_unless_asked("sqlite", sqlite).await;
+    let stock = Arc::new(sqlite.stock());
+    reads_leave_goods_alone_unless_asked("sqlite", sqlite, stock).await;
     // A database of its own on the server of TRACKER_TEST_DATABASE_URL
     // (skipped without it, unless TRACKER_TEST_REQUIRE_BACKENDS=1).
     if let Some(admin) = testing::admin_url() {
         let db = testing::TestDatabase::create(&admin).await;
         let pg = Arc::new(PostgresStore::open(&db.url).await.unwrap());
-        reads_leave_goods_alone_unless_asked("postgres", pg.clone()).await;
+        reads_leave_goods_alone_unless_asked("postgres", pg.clone(), Arc::new(pg.stock())).await;
         pg.close().await;
         db.drop_now().await;
     }

@@ -41,6 +41,11 @@ impl PostgresStore {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+
+    /// Stock kept in this database, on the store's pool.
+    pub fn stock(&self) -> crate::stock::sql::SqlStock {
+        crate::stock::sql::SqlStock::Postgres(self.pool.clone())
+    }
 }
 
 async fn queue_events(

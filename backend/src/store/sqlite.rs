@@ -49,6 +49,11 @@ impl SqliteStore {
             .await?;
         Ok(SqliteStore { writer, reader })
     }
+
+    /// Stock kept in this database, written through the store's one writer.
+    pub fn stock(&self) -> crate::stock::sql::SqlStock {
+        crate::stock::sql::SqlStock::Sqlite(self.writer.clone())
+    }
 }
 
 async fn queue_events(

@@ -8,7 +8,10 @@ use tokio_util::sync::CancellationToken;
 use tracker_backend::background::Background;
 use tracker_backend::dispatch::Dispatch;
 use tracker_backend::feed::Feed;
-use tracker_backend::select::{open_dispatch, open_feed, open_log, open_store, open_track};
+use tracker_backend::select::{
+    open_dispatch, open_feed, open_log, open_stock, open_store_with_stock, open_track,
+};
+use tracker_backend::stock::Stock;
 use tracker_backend::timers::DelayQueue;
 use tracker_backend::track::TrackQueue;
 use tracker_backend::{EventLog, Store};
@@ -29,6 +32,8 @@ pub struct Backends {
     pub timers: Arc<dyn DelayQueue>,
     /// Which orders moved, for the trip watcher.
     pub feed: Arc<dyn Feed>,
+    /// Stock levels and the orders' reservations.
+    pub stock: Arc<dyn Stock>,
     /// Wall-clock time.
     pub clock: Arc<dyn Clock>,
 }
@@ -47,7 +52,7 @@ pub async fn open(
         std::fs::create_dir_all(&s.data.dir)
             .with_context(|| format!("creating TRACKER_DATA_DIR `{}`", s.data.dir.display()))?;
     }
-    let store = open_store(&database_url).await?;
+    let (store, in_store) = open_store_with_stock(&database_url).await?;
     let log = open_log(redis, &s.redis.prefix, s.log.clone(), bg).await?;
     let (track, writer) = open_track(redis, &s.redis.prefix, store.clone(), stop.clone()).await?;
     services.spawn("track writer", async move {
@@ -55,7 +60,9 @@ pub async fn open(
     });
     let (dispatch, timers) = open_dispatch(redis, &s.redis.prefix).await?;
     let feed = open_feed(redis, &s.redis.prefix, &*log).await?;
+    let stock = open_stock(redis, &s.redis.prefix, in_store).await?;
     Ok(Backends {
+        stock,
         feed,
         store,
         log,

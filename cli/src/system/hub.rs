@@ -54,6 +54,7 @@ pub async fn start(
         timers: b.timers.clone(),
         feed: s.trip_watcher.then(|| b.feed.clone()),
         archive,
+        stock: b.stock.clone(),
         gate,
     };
     let cfg = HubConfig {

@@ -18,6 +18,7 @@ mod orders;
 mod resume;
 mod rider_logins;
 mod simulator;
+mod stock;
 mod tls;
 mod trips;
 mod views;

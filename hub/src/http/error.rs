@@ -30,6 +30,8 @@ pub struct ApiError {
     pub message: String,
     /// Seconds for a `Retry-After` header (rate limits, overload).
     pub retry_after: Option<u64>,
+    /// The SKU an `out_of_stock` refusal names.
+    pub sku: Option<String>,
 }
 
 /// `e` and its causes, `: `-separated, for the log.
@@ -53,6 +55,7 @@ impl ApiError {
             code,
             message: message.into(),
             retry_after: None,
+            sku: None,
         }
     }
     /// 429 `rate_limited`, retry in a second.
@@ -81,6 +84,10 @@ impl ApiError {
     pub fn not_found() -> Self {
         Self::new(StatusCode::NOT_FOUND, "not_found", "no such order")
     }
+    /// 404 of something other than an order.
+    pub fn not_found_named(message: &'static str) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
     /// 409 with a code of its own (`already_taken`, `not_open`, `refund_required`).
     pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
         Self::new(StatusCode::CONFLICT, code, message)
@@ -107,7 +114,10 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({ "error": self.code, "message": self.message });
+        let mut body = serde_json::json!({ "error": self.code, "message": self.message });
+        if let Some(sku) = self.sku {
+            body["sku"] = sku.into();
+        }
         let mut r = (self.status, Json(body)).into_response();
         if let Some(secs) = self.retry_after {
             r.headers_mut()
@@ -147,6 +157,10 @@ impl From<OrderError> for ApiError {
             }
             OrderError::Change(e) => e.into(),
             OrderError::Conflict { code, message } => ApiError::conflict(code, message),
+            OrderError::OutOfStock { sku } => ApiError {
+                sku: Some(sku.clone()),
+                ..ApiError::conflict("out_of_stock", format!("`{sku}` is out of stock"))
+            },
             OrderError::Unavailable(_) => ApiError::unavailable(&e),
             OrderError::Internal(_) => ApiError::internal(&e),
         }

@@ -3,7 +3,7 @@
 //!
 //! - [`extract`]: who is calling (the token extractors) and JSON bodies.
 //! - [`error`]: the one HTTP error type and every conversion into it.
-//! - [`orders`], [`dispatch`], [`riders`]: the API's handlers, thin over
+//! - [`orders`], [`dispatch`], [`riders`], [`stock`]: the API's handlers, thin over
 //!   the use cases of `hub/src/orders/`.
 //! - [`web`]: the pages.
 //!
@@ -16,6 +16,7 @@ pub mod error;
 pub mod extract;
 pub mod orders;
 pub mod riders;
+pub mod stock;
 pub mod web;
 
 use crate::auth::Auth;
@@ -97,6 +98,7 @@ where
             put(orders::set_route).layer(DefaultBodyLimit::max(ROUTE_BODY)),
         )
         .route("/v1/alerts", get(orders::alerts))
+        .route("/v1/stock/{sku}", get(stock::get).put(stock::put))
         .route(
             "/v1/orders/{id}/share",
             post(orders::share).delete(orders::revoke_shares),

@@ -79,9 +79,11 @@ fn short_text(name: &str, v: &Option<String>) -> Result<(), OrderError> {
 
 impl Orders {
     /// Creates an order; a repeated business key returns the existing one.
-    /// The flag says whether this call created it.
+    /// The flag says whether this call created it. Its stock-controlled
+    /// items are reserved first, all or nothing (`out_of_stock`).
     pub async fn create(&self, new: NewOrder) -> Result<(Order, bool), OrderError> {
         new.validate().map_err(OrderError::BadRequest)?;
+        self.reserve_for(&new).await?;
         let shard = shard_of_customer(&new.customer_id);
         let id = self.ids.next_id_in(shard).to_string();
         let order = Order::new(id, new, self.clock.now_ms());

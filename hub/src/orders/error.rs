@@ -2,6 +2,7 @@
 //! turns each into a status and an error code; jobs log it.
 
 use tracker_backend::dispatch::DispatchError;
+use tracker_backend::stock::StockError;
 use tracker_backend::{BoxError, StoreError};
 use tracker_domain::order::ChangeError;
 
@@ -31,6 +32,12 @@ pub enum OrderError {
         /// A sentence for people.
         message: String,
     },
+    /// A stock-controlled SKU of the order is short; nothing was reserved.
+    #[error("`{sku}` is out of stock")]
+    OutOfStock {
+        /// The SKU found short.
+        sku: String,
+    },
     /// A backend (store, dispatch index) could not be reached; try again.
     #[error("a backend is unavailable")]
     Unavailable(#[source] BoxError),
@@ -56,6 +63,16 @@ impl From<StoreError> for OrderError {
             StoreError::Conflict => OrderError::VersionConflict,
             e @ StoreError::Unavailable(_) => OrderError::Unavailable(e.into()),
             e @ StoreError::Corrupt(_) => OrderError::Internal(e.into()),
+        }
+    }
+}
+
+impl From<StockError> for OrderError {
+    fn from(e: StockError) -> Self {
+        match e {
+            StockError::OutOfStock { sku } => OrderError::OutOfStock { sku },
+            StockError::Invalid(m) => OrderError::BadRequest(m),
+            e @ StockError::Unavailable(_) => OrderError::Unavailable(e.into()),
         }
     }
 }

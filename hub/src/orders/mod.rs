@@ -14,6 +14,7 @@
 //! - [`timeouts`]: payment, pick-up and late timers: schedule, fire, sweep, the job.
 //! - [`queries`]: who may watch an order; get, list and track as each role may see them.
 //! - [`nearby`]: open orders and riders near a point.
+//! - [`stock`]: an order's reservation of stock, made at create, settled once when it ends.
 //! - [`shares`]: share links (viewer tokens) and their revocation.
 //! - [`trips`]: planned routes, and the open alerts of all orders.
 //! - [`error`]: why a use case refused or failed.
@@ -25,10 +26,13 @@ pub mod nearby;
 pub mod pool;
 pub mod queries;
 pub mod shares;
+pub mod stock;
 pub mod timeouts;
 pub mod trips;
 pub mod write;
 
+#[cfg(test)]
+mod stock_tests;
 #[cfg(test)]
 mod tests;
 
@@ -40,6 +44,7 @@ use tracker_backend::Store;
 use tracker_backend::archive::Archive;
 use tracker_backend::dispatch::Dispatch;
 use tracker_backend::relay::RelayWaker;
+use tracker_backend::stock::Stock;
 use tracker_backend::timers::DelayQueue;
 use tracker_domain::Clock;
 use tracker_domain::ids::IdGenerator;
@@ -83,6 +88,7 @@ pub struct Orders {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) dispatch: Arc<dyn Dispatch>,
     pub(crate) timers: Arc<dyn DelayQueue>,
+    pub(crate) stock: Arc<dyn Stock>,
     pub(crate) relay: RelayWaker,
     pub(crate) cfg: Arc<DispatchConfig>,
     /// Where finished orders go after a while; reads fall back to it.
@@ -102,6 +108,8 @@ pub struct OrdersDeps {
     pub dispatch: Arc<dyn Dispatch>,
     /// The delay queue of order timeouts.
     pub timers: Arc<dyn DelayQueue>,
+    /// Stock levels and the orders' reservations.
+    pub stock: Arc<dyn Stock>,
 }
 
 impl Orders {
@@ -113,6 +121,7 @@ impl Orders {
             clock: deps.clock,
             dispatch: deps.dispatch,
             timers: deps.timers,
+            stock: deps.stock,
             relay,
             cfg: Arc::new(cfg),
             archive: None,

@@ -23,6 +23,7 @@ struct Fixture {
 
 async fn fixture() -> Fixture {
     let (store, dir) = sqlite_store().await;
+    let stock = Arc::new(store.stock());
     let clock = ManualClock::new(T0);
     let cfg = DispatchConfig {
         payment_timeout: Duration::from_secs(60),
@@ -36,6 +37,7 @@ async fn fixture() -> Fixture {
             clock: Arc::new(clock.clone()),
             dispatch: Arc::new(MemoryDispatch::new(Duration::from_secs(60))),
             timers: Arc::new(MemoryDelayQueue::default()),
+            stock,
         },
         RelayWaker::default(),
         cfg,

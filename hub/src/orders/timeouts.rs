@@ -163,7 +163,8 @@ pub async fn poll_once(orders: &Orders) -> usize {
 }
 
 /// Looks in the store for timeouts that are due but were not fired (the
-/// queue lost them), fires them, repairs the pool, and forgets long-silent riders.
+/// queue lost them), fires them, repairs the pool and the stock, and forgets
+/// long-silent riders.
 pub async fn sweep(orders: &Orders) {
     let cfg = &orders.cfg;
     let now = orders.clock.now_ms();
@@ -201,6 +202,7 @@ pub async fn sweep(orders: &Orders) {
         fire_counted(orders, t, "sweep").await;
     }
     super::pool::repair(orders).await;
+    orders.repair_stock().await;
     let forget_before = now - 10 * ms(cfg.rider_stale);
     if let Err(e) = orders.dispatch.forget_riders(forget_before).await {
         tracing::warn!(error = %e, "sweep: forgetting silent riders");

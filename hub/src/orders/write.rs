@@ -4,8 +4,8 @@
 //! it with a compare-and-set on the version it read; the change's events go to
 //! the outbox in the same transaction. After the write the relay is woken to
 //! move them on, the dispatch pool follows the new status, and the order's
-//! timers are scheduled. The API's commands, the grab and the timeouts all
-//! write through [`Orders::write`].
+//! timers are scheduled, and an order that ended settles its stock. The
+//! API's commands, the grab and the timeouts all write through [`Orders::write`].
 
 use super::{OrderError, Orders, pool, timeouts};
 use tracker_backend::StoreError;
@@ -70,6 +70,9 @@ impl Orders {
     /// What follows a committed change of `next` with `events`.
     async fn after_write(&self, next: &Order, events: &[EventBody]) {
         self.relay.wake();
+        if events.iter().any(|e| matches!(e, EventBody::Status { .. })) {
+            self.settle_stock(next).await;
+        }
         pool::after_write(self, next, events).await;
         timeouts::schedule(self, next).await;
     }
