@@ -83,7 +83,16 @@ impl Orders {
     /// items are reserved first, all or nothing (`out_of_stock`).
     pub async fn create(&self, new: NewOrder) -> Result<(Order, bool), OrderError> {
         new.validate().map_err(OrderError::BadRequest)?;
-        self.reserve_for(&new).await?;
+        if let Err(e) = self.reserve_for(&new).await {
+            // A repeated create of an order that exists is answered with it,
+            // even when its stock has run out since.
+            if matches!(e, OrderError::OutOfStock { .. })
+                && let Some(existing) = self.order_by_key(&new.biz_type, &new.biz_order_no).await?
+            {
+                return Ok((existing, false));
+            }
+            return Err(e);
+        }
         let shard = shard_of_customer(&new.customer_id);
         let id = self.ids.next_id_in(shard).to_string();
         let order = Order::new(id, new, self.clock.now_ms());

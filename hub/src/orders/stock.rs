@@ -124,7 +124,16 @@ impl Orders {
         }
     }
 
-    /// The order of a business key, in the store or the archive.
+    /// The order with a business key, in the store or the archive.
+    pub(crate) async fn order_by_key(
+        &self,
+        biz_type: &str,
+        biz_order_no: &str,
+    ) -> Result<Option<Order>, OrderError> {
+        self.order_of(&key_of(biz_type, biz_order_no)).await
+    }
+
+    /// The order of a reservation, in the store or the archive.
     async fn order_of(&self, key: &ReservationKey) -> Result<Option<Order>, OrderError> {
         let lookup = Lookup::Business {
             no: key.biz_order_no.clone(),

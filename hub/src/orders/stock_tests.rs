@@ -333,3 +333,28 @@ async fn the_sweep_repairs_what_a_crash_left() {
         .unwrap();
     assert_eq!(level(&orders, "crash").await, (6, 4, 0));
 }
+
+#[tokio::test]
+async fn a_repeated_create_answers_its_order_after_the_stock_ran_out() {
+    let (store, _dir) = sqlite_store().await;
+    let stock: Arc<dyn Stock> = Arc::new(store.stock());
+    let clock = ManualClock::new(T0);
+    let orders = orders_on(store, stock, &clock);
+    // Made before the SKU was stock-controlled: it holds no reservation.
+    let (first, _) = orders
+        .create(order_of("late-set", &[("late", 2)]))
+        .await
+        .unwrap();
+    set(&orders, "late", 1).await;
+    let (again, created) = orders
+        .create(order_of("late-set", &[("late", 2)]))
+        .await
+        .unwrap();
+    assert!(
+        !created && again.id == first.id,
+        "the same order, not out_of_stock"
+    );
+    assert_eq!(level(&orders, "late").await, (1, 0, 0));
+    let other = orders.create(order_of("late-other", &[("late", 2)])).await;
+    assert!(matches!(other, Err(OrderError::OutOfStock { .. })));
+}
