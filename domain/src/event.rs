@@ -128,6 +128,15 @@ pub enum EventBody {
         /// When, Unix ms.
         ts: i64,
     },
+    /// The order's refund was applied (`done`) or could not be (`refused`).
+    Refund {
+        /// Where the refund now stands.
+        state: crate::refund::RefundState,
+        /// The payment system's refund key.
+        biz_refund_no: String,
+        /// When, Unix ms.
+        ts: i64,
+    },
     /// Every share link of the order made up to `ts` was revoked: their
     /// watchers are closed (`docs/protocol.md`).
     ShareRevoked {
@@ -143,6 +152,7 @@ impl EventBody {
             EventBody::Pos(p) => p.ts,
             EventBody::Status { ts, .. }
             | EventBody::Package { ts, .. }
+            | EventBody::Refund { ts, .. }
             | EventBody::Eta { ts, .. }
             | EventBody::Alert { ts, .. }
             | EventBody::Assignment { ts, .. }
@@ -158,6 +168,7 @@ impl EventBody {
             EventBody::Pos(_) => "pos",
             EventBody::Status { .. } => "status",
             EventBody::Package { .. } => "package",
+            EventBody::Refund { .. } => "refund",
             EventBody::Eta { .. } => "eta",
             EventBody::Alert { .. } => "alert",
             EventBody::Assignment { .. } => "assignment",

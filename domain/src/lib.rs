@@ -13,6 +13,7 @@
 //! - [`episodes`]: alert episodes and arrivals as changes of the order row, each once.
 //! - [`goods`]: recipient, sender, items and packages of an order, and their bounds.
 //! - [`package`]: a package's own state machine, kept consistent with its order's.
+//! - [`refund`]: an order's one refund: pending until its earlier changes are logged, then applied.
 //! - [`history`]: the durable status history, taken from a change's events.
 //! - [`clock`]: wall-clock access behind a trait so tests can move time.
 
@@ -26,6 +27,7 @@ pub mod ids;
 pub mod live;
 pub mod order;
 pub mod package;
+pub mod refund;
 pub mod rider;
 pub mod route;
 pub mod status;

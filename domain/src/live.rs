@@ -66,7 +66,8 @@ impl LiveState {
             EventBody::Alert { .. }
             | EventBody::ShareRevoked { .. }
             | EventBody::Route { .. }
-            | EventBody::Package { .. } => {}
+            | EventBody::Package { .. }
+            | EventBody::Refund { .. } => {}
             EventBody::Assignment {
                 rider_id,
                 rider_name,

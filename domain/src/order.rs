@@ -195,6 +195,9 @@ pub struct Order {
     /// The packages as they stand; present only when they were asked for (or just created).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub packages: Option<Vec<Package>>,
+    /// Its refund, once the payment system asked for one (`domain/src/refund.rs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refund: Option<crate::refund::Refund>,
     /// Set when the order was read from the archive (the cold store of
     /// finished orders): it can no longer change.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -294,6 +297,7 @@ impl Order {
                     .map(|p| Package::new(p, now))
                     .collect()
             }),
+            refund: None,
             archived: false,
             created_at: now,
             updated_at: now,

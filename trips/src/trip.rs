@@ -203,7 +203,8 @@ impl Trip {
             EventBody::Alert { .. }
             | EventBody::Arrival { .. }
             | EventBody::ShareRevoked { .. }
-            | EventBody::Package { .. } => {}
+            | EventBody::Package { .. }
+            | EventBody::Refund { .. } => {}
         }
         out
     }

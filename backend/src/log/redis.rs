@@ -230,6 +230,14 @@ fn script_args(body: &EventBody) -> Result<[String; 6], LogError> {
         EventBody::Alert { ts, .. } => {
             ["alert".into(), ts.to_string(), frag, none(), none(), none()]
         }
+        EventBody::Refund { ts, .. } => [
+            "refund".into(),
+            ts.to_string(),
+            frag,
+            none(),
+            none(),
+            none(),
+        ],
         EventBody::Package { ts, .. } => [
             "package".into(),
             ts.to_string(),

@@ -358,15 +358,16 @@ macro_rules! statements {
             Ok(out)
         }
 
-        /// Finished orders whose last change is older than `before`, oldest first.
-        pub(crate) async fn finished_orders(
+        /// Orders matching `condition` whose last change is older than
+        /// `before`, oldest change first.
+        async fn orders_changed_before(
             pool: &sqlx::Pool<Db>,
+            condition: &str,
             before: i64,
             limit: usize,
         ) -> Result<Vec<tracker_domain::Order>, StoreError> {
             let mut q = QueryBuilder::<Db>::new(format!(
-                "SELECT * FROM orders WHERE {} AND updated_at < ",
-                super::super::rows::FINISHED
+                "SELECT * FROM orders WHERE {condition} AND updated_at < "
             ));
             q.push_bind(before)
                 .push(" ORDER BY updated_at, id LIMIT ")
@@ -374,6 +375,34 @@ macro_rules! statements {
             let rows: Vec<super::super::rows::OrderRow> =
                 q.build_query_as().fetch_all(pool).await?;
             rows.into_iter().map(tracker_domain::Order::try_from).collect()
+        }
+
+        /// Finished orders whose last change is older than `before`, oldest first.
+        pub(crate) async fn finished_orders(
+            pool: &sqlx::Pool<Db>,
+            before: i64,
+            limit: usize,
+        ) -> Result<Vec<tracker_domain::Order>, StoreError> {
+            orders_changed_before(pool, super::super::rows::FINISHED, before, limit).await
+        }
+
+        /// Orders whose refund waits, last changed before `before`, oldest first.
+        pub(crate) async fn pending_refunds(
+            pool: &sqlx::Pool<Db>,
+            before: i64,
+            limit: usize,
+        ) -> Result<Vec<tracker_domain::Order>, StoreError> {
+            orders_changed_before(pool, super::super::rows::REFUND_PENDING, before, limit).await
+        }
+
+        /// Whether events of the order still wait in the outbox.
+        pub(crate) async fn outbox_holds(
+            pool: &sqlx::Pool<Db>,
+            order_id: &str,
+        ) -> Result<bool, StoreError> {
+            let mut q = QueryBuilder::<Db>::new("SELECT 1 FROM outbox WHERE order_id = ");
+            q.push_bind(order_id).push(" LIMIT 1");
+            Ok(q.build().fetch_optional(pool).await?.is_some())
         }
 
         /// Deletes the orders still at the version given, and everything

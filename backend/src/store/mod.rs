@@ -210,6 +210,14 @@ pub trait Store: Send + Sync + 'static {
     /// archive moves next.
     async fn finished_orders(&self, before: i64, limit: usize) -> Result<Vec<Order>, StoreError>;
 
+    /// Up to `limit` orders whose refund is still pending, last changed
+    /// before `before` (Unix ms), oldest first: the refund retries' backstop.
+    async fn pending_refunds(&self, before: i64, limit: usize) -> Result<Vec<Order>, StoreError>;
+
+    /// Whether events of `order_id` still wait in the outbox for the relay
+    /// (a refund waits until they are through).
+    async fn outbox_holds(&self, order_id: &str) -> Result<bool, StoreError>;
+
     /// The items, packages, history and track of each of the orders `ids`
     /// (empty records for ids it does not hold), in a few statements.
     async fn records_of(

@@ -178,8 +178,8 @@ impl Store for PostgresStore {
                 cancelled_by = $9, updated_at = $10, late_alert_at = $11, shares_revoked_at = $12,
                 route = $13, alerts = $14, open_alerts = $15, arrived_pickup_at = $16,
                 arrived_dropoff_at = $17, recipient = $18, sender = $19, notes = $20,
-                metadata = $21
-             WHERE id = $22 AND version = $23",
+                metadata = $21, refund = $22, refund_pending = $23
+             WHERE id = $24 AND version = $25",
         )
         .bind(&order.rider_id)
         .bind(&order.rider_name)
@@ -202,6 +202,8 @@ impl Store for PostgresStore {
         .bind(&json.sender)
         .bind(&order.notes)
         .bind(&json.metadata)
+        .bind(&json.refund)
+        .bind(json.refund_pending)
         .bind(&order.id)
         .bind(read_version)
         .execute(&mut *tx)
@@ -368,6 +370,14 @@ impl Store for PostgresStore {
         }
         tx.commit().await?;
         Ok(())
+    }
+
+    async fn pending_refunds(&self, before: i64, limit: usize) -> Result<Vec<Order>, StoreError> {
+        sql::pending_refunds(&self.pool, before, limit).await
+    }
+
+    async fn outbox_holds(&self, order_id: &str) -> Result<bool, StoreError> {
+        sql::outbox_holds(&self.pool, order_id).await
     }
 
     async fn finished_orders(&self, before: i64, limit: usize) -> Result<Vec<Order>, StoreError> {

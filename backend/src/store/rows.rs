@@ -4,6 +4,7 @@
 use super::{OutboxItem, StoreError, TrackPoint};
 use sqlx::FromRow;
 use std::str::FromStr;
+use tracker_domain::refund::RefundState;
 use tracker_domain::status::ALL;
 use tracker_domain::{EventBody, Order, Point, Status};
 
@@ -37,6 +38,7 @@ pub(crate) struct OrderRow {
     sender: Option<String>,
     notes: Option<String>,
     metadata: Option<String>,
+    refund: Option<String>,
     item_count: i64,
     package_count: i64,
     created_at: i64,
@@ -65,7 +67,9 @@ impl TryFrom<OrderRow> for Order {
         let recipient = json(&r.recipient).map_err(|e| corrupt("recipient", e))?;
         let sender = json(&r.sender).map_err(|e| corrupt("sender", e))?;
         let metadata = json(&r.metadata).map_err(|e| corrupt("metadata", e))?;
+        let refund = json(&r.refund).map_err(|e| corrupt("refund", e))?;
         Ok(Order {
+            refund,
             route,
             alerts,
             recipient,
@@ -110,7 +114,8 @@ impl TryFrom<OrderRow> for Order {
 
 /// The JSON-encoded columns of an order row: `route`, `alerts`, the count
 /// of open alerts (what the alerts list's index looks at), `recipient`,
-/// `sender` and `metadata`.
+/// `sender`, `metadata` and `refund` (with whether it is pending, what the
+/// sweep's index looks at).
 pub(crate) struct JsonColumns {
     pub route: Option<String>,
     pub alerts: Option<String>,
@@ -118,6 +123,8 @@ pub(crate) struct JsonColumns {
     pub recipient: Option<String>,
     pub sender: Option<String>,
     pub metadata: Option<String>,
+    pub refund: Option<String>,
+    pub refund_pending: i32,
 }
 
 impl JsonColumns {
@@ -134,9 +141,20 @@ impl JsonColumns {
             recipient: order.recipient.as_ref().map(text).transpose()?,
             sender: order.sender.as_ref().map(text).transpose()?,
             metadata: order.metadata.as_ref().map(text).transpose()?,
+            refund: order.refund.as_ref().map(text).transpose()?,
+            refund_pending: i32::from(
+                order
+                    .refund
+                    .as_ref()
+                    .is_some_and(|r| r.state == RefundState::Pending),
+            ),
         })
     }
 }
+
+/// Orders whose refund waits; it matches the partial index
+/// `orders_refund_pending` of migration 0010 word for word.
+pub(crate) const REFUND_PENDING: &str = "refund_pending = 1";
 
 /// Orders with open alerts, most recently changed first (`orders_alerting` of migration 0006).
 pub(crate) const ALERTING: &str = "open_alerts > 0";

@@ -189,7 +189,7 @@ impl Store for SqliteStore {
                 version = ?, status_version = ?, promised_at = ?, cancel_reason = ?,
                 cancelled_by = ?, updated_at = ?, late_alert_at = ?, shares_revoked_at = ?,
                 route = ?, alerts = ?, open_alerts = ?, arrived_pickup_at = ?, arrived_dropoff_at = ?,
-                recipient = ?, sender = ?, notes = ?, metadata = ?
+                recipient = ?, sender = ?, notes = ?, metadata = ?, refund = ?, refund_pending = ?
              WHERE id = ? AND version = ?",
         )
         .bind(&order.rider_id)
@@ -213,6 +213,8 @@ impl Store for SqliteStore {
         .bind(&json.sender)
         .bind(&order.notes)
         .bind(&json.metadata)
+        .bind(&json.refund)
+        .bind(json.refund_pending)
         .bind(&order.id)
         .bind(read_version)
         .execute(&mut *tx)
@@ -366,6 +368,14 @@ impl Store for SqliteStore {
         }
         tx.commit().await?;
         Ok(())
+    }
+
+    async fn pending_refunds(&self, before: i64, limit: usize) -> Result<Vec<Order>, StoreError> {
+        sql::pending_refunds(&self.reader, before, limit).await
+    }
+
+    async fn outbox_holds(&self, order_id: &str) -> Result<bool, StoreError> {
+        sql::outbox_holds(&self.reader, order_id).await
     }
 
     async fn finished_orders(&self, before: i64, limit: usize) -> Result<Vec<Order>, StoreError> {

@@ -24,6 +24,9 @@ pub enum TimerKind {
     Pickup,
     /// Past `promised_at` and not delivered: raise a `late` alert.
     Late,
+    /// A refund waiting for the order's earlier changes to reach the log:
+    /// look again (the timer's `status_version` counts the attempts).
+    Refund,
 }
 
 impl TimerKind {
@@ -33,6 +36,7 @@ impl TimerKind {
             TimerKind::Payment => "payment",
             TimerKind::Pickup => "pickup",
             TimerKind::Late => "late",
+            TimerKind::Refund => "refund",
         }
     }
 }
@@ -89,6 +93,7 @@ impl FromStr for TimerKind {
             "payment" => Ok(TimerKind::Payment),
             "pickup" => Ok(TimerKind::Pickup),
             "late" => Ok(TimerKind::Late),
+            "refund" => Ok(TimerKind::Refund),
             other => Err(UnknownKind(other.to_owned())),
         }
     }

@@ -813,3 +813,139 @@ async fn two_hubs_with_auto_node_ids_never_share_one_and_ids_keep_rising() {
     drop((hub_b, hub_c));
     db.drop_now().await;
 }
+
+async fn get_json(base: &str, token: &str, path: &str) -> Value {
+    let r = reqwest::Client::new()
+        .get(format!("{base}{path}"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{path}: {}", r.status());
+    r.json().await.unwrap()
+}
+
+#[tokio::test]
+async fn a_refund_waits_while_the_relay_is_frozen_and_completes_once_it_runs() {
+    let Some(admin_db) = backend_url("TRACKER_TEST_DATABASE_URL") else {
+        return;
+    };
+    let Some(_) = backend_url("TRACKER_TEST_REDIS_URL") else {
+        return;
+    };
+    let redis = PrivateRedis::start().await;
+    let db = TestDatabase::create(&admin_db).await;
+    let env = vec![
+        ("TRACKER_REDIS_URL", redis.url.clone()),
+        ("TRACKER_DATABASE_URL", db.url.clone()),
+        ("TRACKER_JWT_SECRET", SECRET.to_owned()),
+        ("TRACKER_NODE_ID", "1".to_owned()),
+        ("TRACKER_TIMEOUT_SWEEP_SECS", "1".to_owned()),
+    ];
+    let hub = start("hub", &env).await;
+    let admin = Auth::hs256(SECRET.as_bytes()).mint("ops", Role::Admin, 600);
+    let r = reqwest::Client::new()
+        .put(format!("{}/v1/stock/RF-SKU", hub.base))
+        .bearer_auth(&admin)
+        .json(&json!({"available": 3}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body = json!({"biz_order_no": unique("RF"), "biz_type": "shop", "customer_id": "c1",
+        "pickup": {"lat": 23.1, "lon": 113.2}, "dropoff": {"lat": 23.2, "lon": 113.3},
+        "items": [{"sku": "RF-SKU", "qty": 2}]});
+    let id = post(&hub.base, &admin, "/v1/orders", body).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let stock = get_json(&hub.base, &admin, "/v1/stock/RF-SKU").await;
+    assert_eq!(
+        (stock["available"].as_i64(), stock["reserved"].as_i64()),
+        (Some(1), Some(2))
+    );
+
+    // Redis freezes: the order's payment commits, and its event cannot reach
+    // the log. The refund that follows must wait for it.
+    redis.signal("-STOP");
+    post(
+        &hub.base,
+        &admin,
+        &format!("/v1/orders/{id}/status"),
+        json!({"to": "paid", "version": 1}),
+    )
+    .await;
+    let refund = json!({"biz_refund_no": "RF-1", "reason": "changed mind", "amount": 1990});
+    let answer = post(
+        &hub.base,
+        &admin,
+        &format!("/v1/orders/{id}/refund"),
+        refund.clone(),
+    )
+    .await;
+    assert_eq!(answer["refund"]["state"], "pending", "{answer}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let held = get_json(&hub.base, &admin, &format!("/v1/orders/{id}")).await;
+    assert_eq!(
+        (held["refund"]["state"].as_str(), held["status"].as_str()),
+        (Some("pending"), Some("paid")),
+        "two sweeps later, still waiting: {held}"
+    );
+
+    redis.signal("-CONT");
+    let deadline = tokio::time::Instant::now() + 3 * PATIENCE;
+    let done = loop {
+        let o = get_json(&hub.base, &admin, &format!("/v1/orders/{id}")).await;
+        if o["refund"]["state"] == "done" {
+            break o;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never applied: {o}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(
+        (done["status"].as_str(), done["cancel_reason"].as_str()),
+        (Some("cancelled"), Some("refunded"))
+    );
+    let again = post(
+        &hub.base,
+        &admin,
+        &format!("/v1/orders/{id}/refund"),
+        refund,
+    )
+    .await;
+    assert_eq!(again["refund"]["state"], "done", "the same refund: {again}");
+    // Two more sweeps: the stock came back, once.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let stock = get_json(&hub.base, &admin, "/v1/stock/RF-SKU").await;
+    assert_eq!(
+        (stock["available"].as_i64(), stock["reserved"].as_i64()),
+        (Some(3), Some(0)),
+        "{stock}"
+    );
+    // The log has the payment, the cancel and the refund, in that order.
+    let log = RedisLog::connect(&redis.url, RedisLogConfig::default())
+        .await
+        .unwrap();
+    let read = log.read(&id, Some(0), 100).await.unwrap();
+    let kinds: Vec<String> = read
+        .missed
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let v: Value = serde_json::from_slice(&e.json).unwrap();
+            let what = v["status"].as_str().or(v["state"].as_str()).unwrap_or("");
+            format!("{}:{what}", v["t"].as_str().unwrap_or(""))
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "status:pending_payment",
+            "status:paid",
+            "status:cancelled",
+            "refund:done"
+        ]
+    );
+    hub.kill().await;
+    db.drop_now().await;
+}

@@ -129,3 +129,79 @@ async fn bad_stock_requests_are_refused() {
     assert_eq!(status, 400, "a quantity of zero: {e}");
     assert_eq!(app.stock("TEA-2").await.1["available"], 5, "nothing moved");
 }
+
+#[tokio::test]
+async fn a_refund_cancels_the_order_gives_the_stock_back_and_is_one_per_order() {
+    let app = spawn_app().await;
+    let admin = app.admin();
+    app.put_stock("TEA-3", &json!({"available": 2}), &admin)
+        .await;
+    let (_, o) = app
+        .post("/v1/orders", &order_with(&unique("K"), "TEA-3", 2))
+        .await;
+    let id = o["id"].as_str().unwrap();
+    let path = format!("/v1/orders/{id}/refund");
+    let (status, r) = app
+        .post(
+            &path,
+            &json!({"biz_refund_no": "RF-9", "reason": "sold out", "amount": 500}),
+        )
+        .await;
+    assert_eq!(status, 202, "{r}");
+    assert!(
+        ["pending", "done"].contains(&r["refund"]["state"].as_str().unwrap()),
+        "{r}"
+    );
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let (_, _, now) = app.read_as(&format!("/v1/orders/{id}"), &admin).await;
+        if now["refund"]["state"] == "done" {
+            assert_eq!(
+                (now["status"].as_str(), now["refund"]["amount"].as_i64()),
+                (Some("cancelled"), Some(500))
+            );
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{now}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        app.stock("TEA-3").await.1["available"],
+        2,
+        "the stock is back"
+    );
+    let (status, again) = app.post(&path, &json!({"biz_refund_no": "RF-9"})).await;
+    assert_eq!(
+        (status, again["refund"]["state"].as_str()),
+        (202, Some("done"))
+    );
+    let (status, other) = app.post(&path, &json!({"biz_refund_no": "RF-10"})).await;
+    assert_eq!(
+        (status, other["error"].as_str()),
+        (409, Some("refund_exists")),
+        "{other}"
+    );
+    for bad in [
+        json!({}),
+        json!({"biz_refund_no": ""}),
+        json!({"biz_refund_no": "x", "amount": -1}),
+        json!({"biz_refund_no": "x", "extra": 1}),
+    ] {
+        let (status, e) = app.post(&path, &bad).await;
+        assert_eq!(status, 400, "{bad} → {e}");
+    }
+    let (status, _) = app
+        .post("/v1/orders/404404/refund", &json!({"biz_refund_no": "x"}))
+        .await;
+    assert_eq!(status, 404);
+    let customer = app.token("c-stock", Role::Customer);
+    let r = app
+        .http
+        .post(format!("{}{path}", app.base))
+        .bearer_auth(customer)
+        .json(&json!({"biz_refund_no": "RF-9"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 403, "admins (the payment system) only");
+}

@@ -92,6 +92,7 @@ where
         )
         .route("/v1/orders/{id}/status", post(orders::change_status))
         .route("/v1/orders/{id}/assign", post(orders::assign))
+        .route("/v1/orders/{id}/refund", post(orders::refund))
         .route("/v1/orders/{id}/track", get(orders::track))
         .route(
             "/v1/orders/{id}/route",

@@ -1,5 +1,5 @@
 //! The orders API (`docs/protocol.md`): create (idempotent), get, list and
-//! look up, status transition, assign, package transition, history, track. Each handler checks who calls, reads the request
+//! look up, status transition, assign, package transition, refund, history, track. Each handler checks who calls, reads the request
 //! and hands it to the use case in `hub/src/orders/`.
 
 use super::error::ApiError;
@@ -15,6 +15,7 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 use std::sync::Arc;
 use tracker_domain::goods::Package;
+use tracker_domain::refund::RefundRequest;
 use tracker_domain::{NewOrder, Order};
 
 type OrderAnswer = Result<(StatusCode, Json<Order>), ApiError>;
@@ -101,6 +102,26 @@ pub async fn move_package(
     let actor = actor(&claims);
     Ok(Json(
         orders.move_package(&id, &package_no, body, &actor).await?,
+    ))
+}
+
+/// `POST /v1/orders/{id}/refund` (admins, the payment system): 202
+/// `{"refund":{…},"order":id,"status"}`, the refund `pending` or `done`
+/// (or `refused`); the same `biz_refund_no` again is the same refund.
+pub async fn refund(
+    State(orders): State<Orders>,
+    _: Admin,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<RefundRequest>,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    let order = orders.refund(&id, body).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(serde_json::json!({
+            "refund": order.refund,
+            "order": order.id,
+            "status": order.status,
+        })),
     ))
 }
 

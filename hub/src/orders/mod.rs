@@ -14,6 +14,7 @@
 //! - [`timeouts`]: payment, pick-up and late timers: schedule, fire, sweep, the job.
 //! - [`queries`]: who may watch an order; get, list and track as each role may see them.
 //! - [`nearby`]: open orders and riders near a point.
+//! - [`refunds`]: a refund taken as pending, applied once the order's earlier changes are logged.
 //! - [`stock`]: an order's reservation of stock, made at create, settled once when it ends.
 //! - [`shares`]: share links (viewer tokens) and their revocation.
 //! - [`trips`]: planned routes, and the open alerts of all orders.
@@ -25,12 +26,15 @@ pub mod grab;
 pub mod nearby;
 pub mod pool;
 pub mod queries;
+pub mod refunds;
 pub mod shares;
 pub mod stock;
 pub mod timeouts;
 pub mod trips;
 pub mod write;
 
+#[cfg(test)]
+mod refund_tests;
 #[cfg(test)]
 mod stock_tests;
 #[cfg(test)]

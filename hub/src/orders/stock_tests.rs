@@ -16,9 +16,13 @@ use tracker_backend::timers::{Timer, TimerKind};
 use tracker_domain::clock::ManualClock;
 use tracker_domain::{Expected, NewOrder, Order, Status};
 
-const T0: i64 = 1_700_000_000_000;
+pub(super) const T0: i64 = 1_700_000_000_000;
 
-fn orders_on(store: Arc<dyn Store>, stock: Arc<dyn Stock>, clock: &ManualClock) -> Orders {
+pub(super) fn orders_on(
+    store: Arc<dyn Store>,
+    stock: Arc<dyn Stock>,
+    clock: &ManualClock,
+) -> Orders {
     Orders::new(
         OrdersDeps {
             store,
@@ -36,7 +40,7 @@ fn orders_on(store: Arc<dyn Store>, stock: Arc<dyn Stock>, clock: &ManualClock) 
     )
 }
 
-fn order_of(no: &str, items: &[(&str, u32)]) -> NewOrder {
+pub(super) fn order_of(no: &str, items: &[(&str, u32)]) -> NewOrder {
     let items: Vec<_> = items
         .iter()
         .map(|(sku, qty)| serde_json::json!({"sku": sku, "qty": qty}))
@@ -49,7 +53,7 @@ fn order_of(no: &str, items: &[(&str, u32)]) -> NewOrder {
     .unwrap()
 }
 
-fn to(status: &str, version: i64) -> StatusChange {
+pub(super) fn to(status: &str, version: i64) -> StatusChange {
     StatusChange {
         to: status.into(),
         version: Some(version),
@@ -59,7 +63,7 @@ fn to(status: &str, version: i64) -> StatusChange {
     }
 }
 
-async fn level(orders: &Orders, sku: &str) -> (i64, i64, i64) {
+pub(super) async fn level(orders: &Orders, sku: &str) -> (i64, i64, i64) {
     let StockLevel {
         available,
         reserved,
@@ -69,11 +73,11 @@ async fn level(orders: &Orders, sku: &str) -> (i64, i64, i64) {
     (available, reserved, sold)
 }
 
-async fn set(orders: &Orders, sku: &str, available: i64) {
+pub(super) async fn set(orders: &Orders, sku: &str, available: i64) {
     orders.set_stock(sku, SetStock { available }).await.unwrap();
 }
 
-async fn walk(orders: &Orders, mut o: Order, steps: &[&str]) -> Order {
+pub(super) async fn walk(orders: &Orders, mut o: Order, steps: &[&str]) -> Order {
     for s in steps {
         o = if *s == "assigned" {
             let a = Assignment {

@@ -1,5 +1,6 @@
 //! Order timeouts: unpaid orders cancelled, grabbed orders not picked up put
-//! back in the pool, late deliveries alerted, each exactly once.
+//! back in the pool, late deliveries alerted, each exactly once; and the
+//! retries of refunds that wait (`hub/src/orders/refunds.rs`).
 //!
 //! Every write that leaves an order in a waiting state schedules a timer in
 //! the shared delay queue ([`schedule`]); each process polls the queue, and
@@ -87,6 +88,10 @@ pub enum Fired {
 /// Fires one timer: re-reads the order and writes the timeout's change with a
 /// version check.
 pub async fn fire(orders: &Orders, t: &Timer) -> Result<Fired, StoreError> {
+    if t.kind == TimerKind::Refund {
+        let applied = orders.retry_refund(&t.order, t.status_version).await?;
+        return Ok(if applied { Fired::Changed } else { Fired::Noop });
+    }
     let now = orders.clock.now_ms();
     let order = match orders.store.get_order(&t.order).await {
         Ok(o) => o,
@@ -203,6 +208,7 @@ pub async fn sweep(orders: &Orders) {
     }
     super::pool::repair(orders).await;
     orders.repair_stock().await;
+    orders.sweep_refunds(BATCH).await;
     let forget_before = now - 10 * ms(cfg.rider_stale);
     if let Err(e) = orders.dispatch.forget_riders(forget_before).await {
         tracing::warn!(error = %e, "sweep: forgetting silent riders");
