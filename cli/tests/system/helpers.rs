@@ -180,10 +180,22 @@ impl App {
     }
 
     pub(crate) async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        self.send(reqwest::Method::POST, path, body, &self.admin())
+            .await
+    }
+
+    /// A `method` request of `path` with a JSON `body` and `token`: the status and the body.
+    pub(crate) async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: &Value,
+        token: &str,
+    ) -> (u16, Value) {
         let r = self
             .http
-            .post(format!("{}{path}", self.base))
-            .bearer_auth(self.admin())
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(token)
             .json(body)
             .send()
             .await

@@ -437,24 +437,23 @@ impl Drop for PrivateRedis {
     }
 }
 
+/// A Redis of the test's own (to freeze with SIGSTOP) and a database of its
+/// own, when the suite has backends (`None`: skipped).
+async fn private_redis_and_database() -> Option<(PrivateRedis, TestDatabase)> {
+    let admin_db = backend_url("TRACKER_TEST_DATABASE_URL")?;
+    backend_url("TRACKER_TEST_REDIS_URL")?;
+    Some((
+        PrivateRedis::start().await,
+        TestDatabase::create(&admin_db).await,
+    ))
+}
+
 #[tokio::test]
 async fn a_relay_killed_between_commit_and_publish_loses_and_duplicates_nothing() {
-    let Some(admin_db) = backend_url("TRACKER_TEST_DATABASE_URL") else {
+    let Some((redis, db)) = private_redis_and_database().await else {
         return;
     };
-    let Some(_) = backend_url("TRACKER_TEST_REDIS_URL") else {
-        return;
-    };
-    let redis = PrivateRedis::start().await;
-    let db = TestDatabase::create(&admin_db).await;
-    let env = |node: &str| {
-        vec![
-            ("TRACKER_REDIS_URL", redis.url.clone()),
-            ("TRACKER_DATABASE_URL", db.url.clone()),
-            ("TRACKER_JWT_SECRET", SECRET.to_owned()),
-            ("TRACKER_NODE_ID", node.to_owned()),
-        ]
-    };
+    let env = |node: &str| node_env(&redis.url, "tracker", &db.url, node);
     let hub_a = start("hub", &env("1")).await;
     let auth = Auth::hs256(SECRET.as_bytes());
     let admin = auth.mint("ops", Role::Admin, 600);
@@ -827,21 +826,11 @@ async fn get_json(base: &str, token: &str, path: &str) -> Value {
 
 #[tokio::test]
 async fn a_refund_waits_while_the_relay_is_frozen_and_completes_once_it_runs() {
-    let Some(admin_db) = backend_url("TRACKER_TEST_DATABASE_URL") else {
+    let Some((redis, db)) = private_redis_and_database().await else {
         return;
     };
-    let Some(_) = backend_url("TRACKER_TEST_REDIS_URL") else {
-        return;
-    };
-    let redis = PrivateRedis::start().await;
-    let db = TestDatabase::create(&admin_db).await;
-    let env = vec![
-        ("TRACKER_REDIS_URL", redis.url.clone()),
-        ("TRACKER_DATABASE_URL", db.url.clone()),
-        ("TRACKER_JWT_SECRET", SECRET.to_owned()),
-        ("TRACKER_NODE_ID", "1".to_owned()),
-        ("TRACKER_TIMEOUT_SWEEP_SECS", "1".to_owned()),
-    ];
+    let mut env = node_env(&redis.url, "tracker", &db.url, "1");
+    env.push(("TRACKER_TIMEOUT_SWEEP_SECS", "1".to_owned()));
     let hub = start("hub", &env).await;
     let admin = Auth::hs256(SECRET.as_bytes()).mint("ops", Role::Admin, 600);
     let r = reqwest::Client::new()

@@ -8,16 +8,8 @@ use tracker_hub::Role;
 
 impl App {
     async fn put_stock(&self, sku: &str, body: &Value, token: &str) -> (u16, Value) {
-        let r = self
-            .http
-            .put(format!("{}/v1/stock/{sku}", self.base))
-            .bearer_auth(token)
-            .json(body)
-            .send()
-            .await
-            .unwrap();
-        let status = r.status().as_u16();
-        (status, r.json().await.unwrap_or(Value::Null))
+        let path = format!("/v1/stock/{sku}");
+        self.send(reqwest::Method::PUT, &path, body, token).await
     }
 
     async fn stock(&self, sku: &str) -> (u16, Value) {
@@ -195,13 +187,9 @@ async fn a_refund_cancels_the_order_gives_the_stock_back_and_is_one_per_order() 
         .await;
     assert_eq!(status, 404);
     let customer = app.token("c-stock", Role::Customer);
-    let r = app
-        .http
-        .post(format!("{}{path}", app.base))
-        .bearer_auth(customer)
-        .json(&json!({"biz_refund_no": "RF-9"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 403, "admins (the payment system) only");
+    let body = json!({"biz_refund_no": "RF-9"});
+    let (status, _) = app
+        .send(reqwest::Method::POST, &path, &body, &customer)
+        .await;
+    assert_eq!(status, 403, "admins (the payment system) only");
 }

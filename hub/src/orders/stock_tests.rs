@@ -2,43 +2,19 @@
 //! creates, given back or sold exactly once whoever ends the order, and
 //! repaired by the sweep. In process (SQLite) and on Redis + PostgreSQL.
 
-use super::commands::{Assignment, StatusChange};
+use super::commands::Assignment;
 use super::stock::{RESERVATION_GRACE, SetStock, key_of};
 use super::timeouts::{self, Fired};
 use super::*;
 use crate::test_support::sqlite_store;
-use tracker_backend::dispatch::memory::MemoryDispatch;
 use tracker_backend::stock::{StockLevel, StockLine};
 use tracker_backend::store::postgres::PostgresStore;
 use tracker_backend::store::postgres::testing::{TestDatabase, admin_url};
-use tracker_backend::timers::memory::MemoryDelayQueue;
 use tracker_backend::timers::{Timer, TimerKind};
 use tracker_domain::clock::ManualClock;
 use tracker_domain::{Expected, NewOrder, Order, Status};
 
-pub(super) const T0: i64 = 1_700_000_000_000;
-
-pub(super) fn orders_on(
-    store: Arc<dyn Store>,
-    stock: Arc<dyn Stock>,
-    clock: &ManualClock,
-) -> Orders {
-    Orders::new(
-        OrdersDeps {
-            store,
-            ids: Arc::new(IdGenerator::new(1, Arc::new(clock.clone()))),
-            clock: Arc::new(clock.clone()),
-            dispatch: Arc::new(MemoryDispatch::new(Duration::from_secs(60))),
-            timers: Arc::new(MemoryDelayQueue::default()),
-            stock,
-        },
-        RelayWaker::default(),
-        DispatchConfig {
-            payment_timeout: Duration::from_secs(60),
-            ..Default::default()
-        },
-    )
-}
+pub(super) use crate::test_support::{T0, orders_on, to};
 
 pub(super) fn order_of(no: &str, items: &[(&str, u32)]) -> NewOrder {
     let items: Vec<_> = items
@@ -51,16 +27,6 @@ pub(super) fn order_of(no: &str, items: &[(&str, u32)]) -> NewOrder {
         "items": items,
     }))
     .unwrap()
-}
-
-pub(super) fn to(status: &str, version: i64) -> StatusChange {
-    StatusChange {
-        to: status.into(),
-        version: Some(version),
-        status_version: None,
-        reason: None,
-        by: None,
-    }
 }
 
 pub(super) async fn level(orders: &Orders, sku: &str) -> (i64, i64, i64) {

@@ -5,15 +5,11 @@ use super::timeouts::{self, Fired};
 use super::*;
 use crate::auth::Role;
 use crate::orders::commands::{Assignment, StatusChange};
-use crate::test_support::{claims, sqlite_store};
-use tracker_backend::dispatch::memory::MemoryDispatch;
-use tracker_backend::timers::memory::MemoryDelayQueue;
+use crate::test_support::{T0, claims, orders_on, sqlite_store, to};
 use tracker_backend::timers::{Timer, TimerKind};
 use tracker_domain::clock::ManualClock;
 use tracker_domain::order::ChangeError;
 use tracker_domain::{EventBody, NewOrder, Order, Point, Status};
-
-const T0: i64 = 1_700_000_000_000;
 
 struct Fixture {
     orders: Orders,
@@ -25,25 +21,8 @@ async fn fixture() -> Fixture {
     let (store, dir) = sqlite_store().await;
     let stock = Arc::new(store.stock());
     let clock = ManualClock::new(T0);
-    let cfg = DispatchConfig {
-        payment_timeout: Duration::from_secs(60),
-        pickup_timeout: Duration::from_secs(30),
-        ..Default::default()
-    };
-    let orders = Orders::new(
-        OrdersDeps {
-            store,
-            ids: Arc::new(IdGenerator::new(1, Arc::new(clock.clone()))),
-            clock: Arc::new(clock.clone()),
-            dispatch: Arc::new(MemoryDispatch::new(Duration::from_secs(60))),
-            timers: Arc::new(MemoryDelayQueue::default()),
-            stock,
-        },
-        RelayWaker::default(),
-        cfg,
-    );
     Fixture {
-        orders,
+        orders: orders_on(store, stock, &clock),
         clock,
         _dir: dir,
     }
@@ -63,16 +42,6 @@ fn new_order(key: &str) -> NewOrder {
         promised_at: None,
         route: None,
         ..Default::default()
-    }
-}
-
-fn to(status: &str, version: i64) -> StatusChange {
-    StatusChange {
-        to: status.into(),
-        version: Some(version),
-        status_version: None,
-        reason: None,
-        by: None,
     }
 }
 
