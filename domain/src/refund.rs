@@ -165,22 +165,62 @@ impl Order {
                 (next, Vec::new(), RefundState::Refused, why)
             }
         };
-        next.refund = Some(Refund {
-            state,
-            outcome: Some(outcome),
-            settled_at: Some(now),
-            ..refund.clone()
-        });
-        events.push(EventBody::Refund {
-            state,
-            biz_refund_no: refund.biz_refund_no.clone(),
-            ts: now,
-        });
+        settle(refund, &mut next, &mut events, state, outcome, now);
         Change::Changed {
             order: Box::new(next),
             events,
         }
     }
+
+    /// Refuses a pending refund whose cancel the order would not take (a
+    /// package on its way): `why` says so; the order stays as it is.
+    pub fn refuse_refund(&self, why: String, now: i64) -> Change {
+        let Some(refund) = self
+            .refund
+            .as_ref()
+            .filter(|r| r.state == RefundState::Pending)
+        else {
+            return Change::Unchanged;
+        };
+        let mut next = self.clone();
+        next.version += 1;
+        next.updated_at = now;
+        let mut events = Vec::new();
+        settle(
+            refund,
+            &mut next,
+            &mut events,
+            RefundState::Refused,
+            why,
+            now,
+        );
+        Change::Changed {
+            order: Box::new(next),
+            events,
+        }
+    }
+}
+
+/// Ends `refund` on `next` as `state` and adds its `refund` event.
+fn settle(
+    refund: &Refund,
+    next: &mut Order,
+    events: &mut Vec<EventBody>,
+    state: RefundState,
+    outcome: String,
+    now: i64,
+) {
+    next.refund = Some(Refund {
+        state,
+        outcome: Some(outcome),
+        settled_at: Some(now),
+        ..refund.clone()
+    });
+    events.push(EventBody::Refund {
+        state,
+        biz_refund_no: refund.biz_refund_no.clone(),
+        ts: now,
+    });
 }
 
 #[cfg(test)]

@@ -213,3 +213,43 @@ async fn the_sweep_applies_a_refund_whose_retry_was_lost() {
     assert_eq!(state(&done), Some(RefundState::Done));
     assert_eq!(done.status, Status::Cancelled);
 }
+
+#[tokio::test]
+async fn a_refund_the_packages_will_not_let_cancel_is_refused_not_retried() {
+    let (store, _dir) = sqlite_store().await;
+    let stock = Arc::new(store.stock());
+    let clock = ManualClock::new(T0);
+    let orders = orders_on(store.clone(), stock, &clock);
+    let log = MemoryLog::new(MemoryLogConfig::default());
+    let new = serde_json::from_value(serde_json::json!({
+        "biz_order_no": "pk-1", "biz_type": "shop", "customer_id": "c1",
+        "pickup": {"lat": 23.13, "lon": 113.26}, "dropoff": {"lat": 23.14, "lon": 113.27},
+        "items": [{"sku": "pk", "qty": 1}],
+        "packages": [{"package_no": "P1", "items": [{"sku": "pk", "qty": 1}]}],
+    }))
+    .unwrap();
+    let (o, _) = orders.create(new).await.unwrap();
+    let o = walk(&orders, o, &["paid"]).await;
+    let shipped = super::commands::PackageChange {
+        to: "shipped".into(),
+        version: None,
+        reason: None,
+    };
+    orders
+        .move_package(&o.id, "P1", shipped, "admin:ops")
+        .await
+        .unwrap();
+    while relay_once(&*store, &*log).await.unwrap() > 0 {}
+    let r = orders.refund(&o.id, refund("RF-P")).await.unwrap();
+    let refund = r.refund.as_ref().unwrap();
+    assert_eq!(refund.state, RefundState::Refused, "{refund:?}");
+    assert!(
+        refund.outcome.as_deref().unwrap().contains("P1"),
+        "{refund:?}"
+    );
+    assert_eq!(r.status, Status::Paid, "the order stays as it was");
+    clock.set(T0 + 10_000);
+    timeouts::sweep(&orders).await;
+    let after = orders.store.get_order(&o.id).await.unwrap();
+    assert_eq!(after.version, r.version, "the sweep leaves it alone");
+}

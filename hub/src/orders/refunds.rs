@@ -86,6 +86,15 @@ impl Orders {
                 self.retry_refund_later(&id, attempt);
                 Ok(self.store.get_order(&id).await?)
             }
+            Err(OrderError::Change(why)) => {
+                // The order will not take the cancel (a package is on its
+                // way): the refund is refused rather than retried for ever.
+                let fresh = self.store.get_order(&id).await?;
+                let change = fresh.refuse_refund(why.to_string(), self.clock.now_ms());
+                let refused = self.commit(fresh, change).await?;
+                metrics::counter!("tracker_refunds_total", "step" => "refused").increment(1);
+                Ok(refused)
+            }
             Err(e) => Err(e),
         }
     }
