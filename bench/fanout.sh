@@ -12,6 +12,11 @@
 # store on a fresh PostgreSQL database (PG_ADMIN names the server).
 # LIMITS=on keeps the connection and fix limits on, at levels that refuse
 # nothing, to measure what checking them costs (they are off by default here).
+# CHURN=N also creates N orders a second through the API and cancels each at
+# once, and moves them to the archive a second or two later
+# (TRACKER_ARCHIVE_AFTER_SECS=1, TRACKER_ARCHIVE_EVERY_SECS=1); ARCHIVE=off
+# runs the same churn with the archive off, so the two runs' hub CPU per
+# delivery shows what the mover costs beside the fan-out.
 # PERF=1 also samples the hub with `perf record -g` over the window and writes
 # the flat profile to target/bench/fanout-RATE.perf.txt.
 # Loopback only; bounded by SECONDS (+ set-up and a 2 s drain).
@@ -44,6 +49,9 @@ fi
 if [ "${LIMITS:-off}" = on ]; then
   extra+=(TRACKER_CONNECT_RATE=100000/100000 TRACKER_FIX_RATE=100000/100000 TRACKER_MAX_CONNECTIONS_PER_USER=100000)
 fi
+if [ "${CHURN:-0}" != 0 ]; then
+  extra+=(TRACKER_ARCHIVE="${ARCHIVE:-on}" TRACKER_ARCHIVE_AFTER_SECS=1 TRACKER_ARCHIVE_EVERY_SECS=1)
+fi
 start_tracker $HTTP_PORT $MQTT_PORT "${extra[@]}"
 cpu() { cpu_seconds "$pid"; }
 delivered() { metric $HTTP_PORT '^tracker_events_delivered_total'; }
@@ -53,6 +61,22 @@ delivered() { metric $HTTP_PORT '^tracker_events_delivered_total'; }
   --watch-as operator --sse-share 0 --poll-share 0 --offline-share 0 --mqtt-connections 8 \
   --duration-secs "$SECS" --warmup-secs "$WARMUP" --quiet >"$dir/sim" 2>"$dir/sim.err" &
 sim=$!
+# churn: one order created and cancelled every 1/CHURN s until the run ends.
+churn() {
+  local tok pause i=0 id
+  tok=$(admin_token)
+  pause=$(awk -v r="$CHURN" 'BEGIN { print 1 / r }')
+  while kill -0 "$sim" 2>/dev/null; do
+    i=$((i + 1))
+    id=$(curl -s -H "authorization: Bearer $tok" -H 'content-type: application/json' \
+      -d "{\"biz_order_no\":\"churn-$$-$i\",\"biz_type\":\"bench\",\"customer_id\":\"c$((i % 100))\",\"pickup\":{\"lat\":23.1,\"lon\":113.2},\"dropoff\":{\"lat\":23.2,\"lon\":113.3}}" \
+      "localhost:$HTTP_PORT/v1/orders" | sed -n 's/^{"id":"\([0-9]*\)".*/\1/p')
+    [ -n "$id" ] && curl -s -o /dev/null -H "authorization: Bearer $tok" -H 'content-type: application/json' \
+      -d '{"to":"cancelled","version":1}' "localhost:$HTTP_PORT/v1/orders/$id/status"
+    sleep "$pause"
+  done
+}
+[ "${CHURN:-0}" != 0 ] && { churn & }
 sleep "$WARMUP"
 # On the real backends the broker's, Redis's and PostgreSQL's CPU is not the
 # hub's: it is reported beside it.
@@ -78,6 +102,7 @@ awk -v c0="$c0" -v c1="$c1" -v d0="$d0" -v d1="$d1" -v t0="$t0" -v t1="$t1" -v r
   printf "fanout backends=%s rate=%d/s orders=%d watchers=%d window_s=%.1f deliveries_per_s=%.0f hub_cpu_us_per_delivery=%.2f hub_cpu_share=%.2f hub_rss_mib=%.1f hub_p99_ms_le=%s\n",
     backends, rate, orders, orders * per, dt, dd / dt, (c1 - c0) * 1e6 / dd, (c1 - c0) / dt, rss / 1024, hub_p99 }'
 echo "$json"
+[ "${CHURN:-0}" != 0 ] && echo "churn=${CHURN}/s archive=${ARCHIVE:-on} archived=$(metric $HTTP_PORT '^tracker_archive_orders_total' || true) created=$(metric $HTTP_PORT '^tracker_orders_created_total')"
 [ "${REAL:-0}" = 1 ] && awk -v o0="$o0" -v o1="$o1" -v d0="$d0" -v d1="$d1" 'BEGIN {
   printf "backends (mosquitto, redis-server, postgres backends of the run) cpu_us_per_delivery=%.2f\n", (o1 - o0) * 1e6 / (d1 - d0) }'
 perf_report "fanout-$RATE"
