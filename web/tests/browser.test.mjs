@@ -270,7 +270,8 @@ test('the replay page draws a finished trip and plays it', async () => {
   await eventually('the trip on the page', () =>
     page.evaluate(() => window.trackerPage.points.length));
   assert.equal(await page.evaluate(() => window.trackerPage.points.length), route.length);
-  assert.equal(await page.locator('path.trip-full').count(), 1, 'the whole trip is drawn');
+  // The page reads the order (its planned route) before it draws the trip.
+  await eventually('the whole trip drawn', async () => (await page.locator('path.trip-full').count()) === 1);
   await eventually('the planned route', async () => (await page.locator('path.planned-route').count()) === 1);
   await page.click('#play');
   await eventually('the replay to run to the end', () =>
