@@ -180,6 +180,17 @@ pub fn start(
         "the timeouts job",
         orders::timeouts::run(orders.clone(), stop.clone()),
     );
+    job(
+        jobs,
+        "the filter of known order ids",
+        orders::known::run(
+            orders.known().clone(),
+            deps.store.clone(),
+            deps.archive.clone(),
+            stop.clone(),
+        ),
+    );
+    let reads = orders.reads();
     app::AppState {
         auth: deps.auth.clone(),
         nearby: orders::nearby::Nearby::new(deps.dispatch, deps.clock, cfg.dispatch.rider_stale),
@@ -189,7 +200,7 @@ pub fn start(
             fanout,
             deps.auth,
             deps.gate,
-            deps.store,
+            reads,
             deps.log,
             cfg.ws.clone(),
             stop,

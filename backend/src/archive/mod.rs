@@ -71,4 +71,8 @@ pub trait Archive: Send + Sync + 'static {
 
     /// How many orders it holds.
     async fn count(&self) -> Result<u64, StoreError>;
+
+    /// Up to `limit` ids of archived orders after `after`, in id order (the
+    /// known-ids filter loads them at start).
+    async fn ids(&self, after: Option<&str>, limit: usize) -> Result<Vec<String>, StoreError>;
 }

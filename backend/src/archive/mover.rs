@@ -289,6 +289,15 @@ mod tests {
         assert_eq!(moved, 6);
         assert_eq!(t.hot_ids().await, vec![fresh.id.clone()]);
         assert_eq!(t.archive.count().await.unwrap(), 6);
+        let mut want: Vec<String> = old.iter().map(|o| o.id.clone()).collect();
+        want.sort();
+        let first = t.archive.ids(None, 4).await.unwrap();
+        let rest = t
+            .archive
+            .ids(first.last().map(|s| s.as_str()), 4)
+            .await
+            .unwrap();
+        assert_eq!([first, rest].concat(), want, "ids page in id order");
         let a = t.archive.get(&old[0].id).await.unwrap().unwrap();
         assert!(a.order.archived);
         assert_eq!(a.order.status, Status::Cancelled);

@@ -216,6 +216,25 @@ macro_rules! statements {
             Ok((orders, next))
         }
 
+        pub(crate) async fn ids(
+            pool: &sqlx::Pool<Db>,
+            after: Option<&str>,
+            limit: usize,
+        ) -> Result<Vec<String>, StoreError> {
+            let mut q = QueryBuilder::<Db>::new("SELECT id FROM archived_orders");
+            if let Some(after) = after {
+                q.push(" WHERE id > ").push_bind(after);
+            }
+            q.push(" ORDER BY id LIMIT ")
+                .push_bind(limit.min(i64::MAX as usize) as i64);
+            q.build()
+                .fetch_all(pool)
+                .await?
+                .iter()
+                .map(|r| Ok(r.try_get(0)?))
+                .collect()
+        }
+
         pub(crate) async fn count(pool: &sqlx::Pool<Db>) -> Result<u64, StoreError> {
             let n: i64 = sqlx::query("SELECT COUNT(*) FROM archived_orders")
                 .fetch_one(pool)
@@ -271,5 +290,9 @@ impl Archive for SqlArchive {
 
     async fn count(&self) -> Result<u64, StoreError> {
         on_pool!(self, count())
+    }
+
+    async fn ids(&self, after: Option<&str>, limit: usize) -> Result<Vec<String>, StoreError> {
+        on_pool!(self, ids(after, limit))
     }
 }

@@ -45,6 +45,7 @@ pub async fn run<S: Store>(store: Arc<S>) {
     the_eta_model_is_replaced_by_key(&*store).await;
     goods_packages_and_history_are_kept(&*store).await;
     lookups_page_newest_first(&*store).await;
+    order_keys_page_in_creation_order(&*store).await;
     node_ids_are_leased_once_and_keep_their_mark(&*store).await;
 }
 
@@ -593,6 +594,46 @@ async fn goods_packages_and_history_are_kept(store: &dyn Store) {
     assert_eq!(history[4].reason.as_deref(), Some("refused"));
     assert_eq!(history[5].version, cancelled.version);
     assert!(store.history_of("no-such-order").await.unwrap().is_empty());
+}
+
+async fn order_keys_page_in_creation_order(store: &dyn Store) {
+    use super::Cursor;
+    // Far ahead of every other clause's orders, so only these come after `from`.
+    let base = 4_000_000_000_000 + i64::from(rand::random::<u16>()) * 100;
+    let biz = key();
+    let mut made = Vec::new();
+    for i in 0..5 {
+        let mut o = new_order(&format!("{biz}-{i}"));
+        o.id = format!("k{}-{:x}", 4 - i, rand::random::<u32>());
+        // Two orders share a millisecond: the id breaks the tie.
+        o.created_at = base + (i / 2) * 10;
+        store.create_order(&o, &[]).await.unwrap();
+        made.push(Cursor {
+            created_at: o.created_at,
+            id: o.id,
+        });
+    }
+    made.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+    let mut after = Cursor {
+        created_at: base,
+        id: String::new(),
+    };
+    let mut seen = Vec::new();
+    loop {
+        let page = store.order_keys(Some(&after), 2).await.unwrap();
+        assert!(page.len() <= 2);
+        let Some(last) = page.last().cloned() else {
+            break;
+        };
+        seen.extend(page);
+        after = last;
+    }
+    assert_eq!(seen, made, "every order once, oldest first");
+    let all = store.order_keys(None, 100_000).await.unwrap();
+    assert!(
+        all.len() >= 5 && all.ends_with(&made),
+        "from the first without a cursor"
+    );
 }
 
 async fn lookups_page_newest_first(store: &dyn Store) {

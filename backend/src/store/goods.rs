@@ -395,6 +395,36 @@ macro_rules! statements {
             orders_changed_before(pool, super::super::rows::REFUND_PENDING, before, limit).await
         }
 
+        /// Order keys `(created_at, id)` after `after`, in that order.
+        pub(crate) async fn order_keys(
+            pool: &sqlx::Pool<Db>,
+            after: Option<&Cursor>,
+            limit: usize,
+        ) -> Result<Vec<Cursor>, StoreError> {
+            use sqlx::Row;
+            let mut q = QueryBuilder::<Db>::new("SELECT created_at, id FROM orders");
+            if let Some(c) = after {
+                q.push(" WHERE (created_at, id) > (")
+                    .push_bind(c.created_at)
+                    .push(", ")
+                    .push_bind(c.id.as_str())
+                    .push(")");
+            }
+            q.push(" ORDER BY created_at, id LIMIT ")
+                .push_bind(limit.min(i64::MAX as usize) as i64);
+            q.build()
+                .fetch_all(pool)
+                .await?
+                .iter()
+                .map(|r| {
+                    Ok(Cursor {
+                        created_at: r.try_get(0)?,
+                        id: r.try_get(1)?,
+                    })
+                })
+                .collect()
+        }
+
         /// Whether events of the order still wait in the outbox.
         pub(crate) async fn outbox_holds(
             pool: &sqlx::Pool<Db>,

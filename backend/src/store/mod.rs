@@ -214,6 +214,15 @@ pub trait Store: Send + Sync + 'static {
     /// before `before` (Unix ms), oldest first: the refund retries' backstop.
     async fn pending_refunds(&self, before: i64, limit: usize) -> Result<Vec<Order>, StoreError>;
 
+    /// Up to `limit` keys `(created_at, id)` of orders, in that order,
+    /// strictly after `after` (from the first without it): the known-ids
+    /// filter loads and refreshes itself from here.
+    async fn order_keys(
+        &self,
+        after: Option<&Cursor>,
+        limit: usize,
+    ) -> Result<Vec<Cursor>, StoreError>;
+
     /// Whether events of `order_id` still wait in the outbox for the relay
     /// (a refund waits until they are through).
     async fn outbox_holds(&self, order_id: &str) -> Result<bool, StoreError>;

@@ -376,6 +376,14 @@ impl Store for PostgresStore {
         sql::pending_refunds(&self.pool, before, limit).await
     }
 
+    async fn order_keys(
+        &self,
+        after: Option<&super::Cursor>,
+        limit: usize,
+    ) -> Result<Vec<super::Cursor>, StoreError> {
+        sql::order_keys(&self.pool, after, limit).await
+    }
+
     async fn outbox_holds(&self, order_id: &str) -> Result<bool, StoreError> {
         sql::outbox_holds(&self.pool, order_id).await
     }

@@ -374,6 +374,14 @@ impl Store for SqliteStore {
         sql::pending_refunds(&self.reader, before, limit).await
     }
 
+    async fn order_keys(
+        &self,
+        after: Option<&super::Cursor>,
+        limit: usize,
+    ) -> Result<Vec<super::Cursor>, StoreError> {
+        sql::order_keys(&self.reader, after, limit).await
+    }
+
     async fn outbox_holds(&self, order_id: &str) -> Result<bool, StoreError> {
         sql::outbox_holds(&self.reader, order_id).await
     }

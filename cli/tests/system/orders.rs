@@ -208,3 +208,73 @@ async fn health_answers_once_serving() {
         .unwrap();
     assert_eq!(r.status().as_u16(), 200);
 }
+
+/// The sum of a counter's lines in the `/metrics` text.
+fn counter(text: &str, line_start: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(line_start))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test]
+async fn unknown_order_ids_are_refused_on_every_door_without_the_store() {
+    const REFUSED: &str = "tracker_known_ids_total{outcome=\"refused\"}";
+    let app = spawn_app().await;
+    let o = app.create_order("c1").await;
+    let id = o["id"].as_str().unwrap().to_owned();
+    let admin = app.admin();
+    // The filter loads as the process starts; until then ids go to the store.
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let before = counter(&app.metrics_text().await, REFUSED);
+        assert_eq!(app.read_as("/v1/orders/no-such-order", &admin).await.0, 404);
+        if counter(&app.metrics_text().await, REFUSED) > before {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the filter never loaded"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let before = counter(&app.metrics_text().await, REFUSED);
+    // Ids of the hub's own kind from a day ago, and anything at all.
+    let day_ago = tracker_domain::ids::IdGenerator::new(
+        900,
+        std::sync::Arc::new(tracker_domain::clock::ManualClock::new(
+            now_ms() - 86_400_000,
+        )),
+    );
+    for i in 0..100 {
+        let unknown = match i % 2 {
+            0 => day_ago.next_id().to_string(),
+            _ => unique("guess"),
+        };
+        for path in [
+            format!("/v1/orders/{unknown}"),
+            format!("/v1/orders/{unknown}/track"),
+            format!("/v1/orders/{unknown}/events?wait=0"),
+        ] {
+            let (status, _, body) = app.read_as(&path, &admin).await;
+            assert_eq!(
+                (status, body["error"].as_str()),
+                (404, Some("not_found")),
+                "{path}"
+            );
+        }
+    }
+    let mut ws = app.ws(&admin).await;
+    ws.sub(&day_ago.next_id().to_string(), None).await;
+    let refused = ws.next().await;
+    assert_eq!(refused["t"], "error", "{refused}");
+    let after = counter(&app.metrics_text().await, REFUSED);
+    assert!(after - before >= 301.0, "refused {} of 301", after - before);
+    // The order that exists is read as before, on every door.
+    assert_eq!(
+        app.read_as(&format!("/v1/orders/{id}"), &admin).await.0,
+        200
+    );
+    ws.sub(&id, None).await;
+    assert_eq!(ws.next().await["t"], "snapshot");
+}

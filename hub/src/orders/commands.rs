@@ -106,6 +106,7 @@ impl Orders {
             other => other?,
         };
         if created {
+            self.known.insert(&order.id);
             self.after_create(&order).await;
             metrics::counter!("tracker_orders_created_total").increment(1);
         }
@@ -145,7 +146,7 @@ impl Orders {
         let exp = expected(req.version, req.status_version)?;
         short_text("reason", &req.reason)?;
         short_text("by", &req.by)?;
-        let order = self.store.get_order(id).await?;
+        let order = self.order(id).await?;
         let now = self.clock.now_ms();
         if to == Status::Paid && order.cancelled_for_payment_timeout() {
             let change = order.refund_required(now);
@@ -178,7 +179,7 @@ impl Orders {
         }
         short_text("rider_name", &req.rider_name)?;
         let exp = expected(req.version, req.status_version)?;
-        let order = self.store.get_order(id).await?;
+        let order = self.order(id).await?;
         let now = self.clock.now_ms();
         let by = Some(actor.to_owned());
         let change = order.assign(&req.rider_id, req.rider_name.as_deref(), exp, by, now)?;
@@ -201,7 +202,7 @@ impl Orders {
             .parse()
             .map_err(|e: UnknownPackageStatus| OrderError::BadRequest(e.to_string()))?;
         short_text("reason", &req.reason)?;
-        let order = self.store.get_order(id).await?;
+        let order = self.order(id).await?;
         let packages = if order.package_count == 0 {
             Vec::new()
         } else {

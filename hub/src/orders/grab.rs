@@ -35,7 +35,7 @@ impl Orders {
         }
         check_id(id)?;
         let rider = claims.sub.as_str();
-        let order = self.store.get_order(id).await?;
+        let order = self.order(id).await?;
         if order.status == Status::Assigned && order.rider_id.as_deref() == Some(rider) {
             return Ok(order); // a retry of our own grab
         }

@@ -13,6 +13,7 @@
 //! - [`pool`]: keeps the pool of open orders in step with the store.
 //! - [`timeouts`]: payment, pick-up and late timers: schedule, fire, sweep, the job.
 //! - [`queries`]: who may watch an order; get, list and track as each role may see them.
+//! - [`known`]: the filter of order ids that may exist, so unknown ids never reach the store.
 //! - [`nearby`]: open orders and riders near a point.
 //! - [`refunds`]: a refund taken as pending, applied once the order's earlier changes are logged.
 //! - [`stock`]: an order's reservation of stock, made at create, settled once when it ends.
@@ -23,6 +24,7 @@
 pub mod commands;
 pub mod error;
 pub mod grab;
+pub mod known;
 pub mod nearby;
 pub mod pool;
 pub mod queries;
@@ -42,6 +44,7 @@ mod tests;
 
 pub use error::OrderError;
 
+use known::{KnownIds, OrderReads};
 use std::sync::Arc;
 use std::time::Duration;
 use tracker_backend::Store;
@@ -97,6 +100,8 @@ pub struct Orders {
     pub(crate) cfg: Arc<DispatchConfig>,
     /// Where finished orders go after a while; reads fall back to it.
     pub(crate) archive: Option<Arc<dyn Archive>>,
+    /// The ids that may exist; loaded and refreshed by [`known::run`].
+    pub(crate) known: Arc<KnownIds>,
 }
 
 /// The seams the order use cases run on.
@@ -122,10 +127,11 @@ impl Orders {
         Orders {
             store: deps.store,
             ids: deps.ids,
-            clock: deps.clock,
             dispatch: deps.dispatch,
             timers: deps.timers,
             stock: deps.stock,
+            known: Arc::new(KnownIds::new(deps.clock.clone(), known::REFRESH_EVERY)),
+            clock: deps.clock,
             relay,
             cfg: Arc::new(cfg),
             archive: None,
@@ -137,6 +143,25 @@ impl Orders {
     pub fn with_archive(mut self, archive: Option<Arc<dyn Archive>>) -> Self {
         self.archive = archive;
         self
+    }
+
+    /// The order reads behind the filter of known ids, for the watcher side.
+    pub fn reads(&self) -> OrderReads {
+        OrderReads {
+            store: self.store.clone(),
+            known: self.known.clone(),
+        }
+    }
+
+    /// The filter of known order ids.
+    pub fn known(&self) -> &Arc<KnownIds> {
+        &self.known
+    }
+
+    /// The order `id` a caller named; an id the filter knows is unused is
+    /// `NotFound` without a read.
+    pub(crate) async fn order(&self, id: &str) -> Result<tracker_domain::Order, OrderError> {
+        self.reads().get(id).await
     }
 }
 

@@ -1,12 +1,13 @@
 //! The read side of orders: who may watch an order, and an order, the orders
 //! under way and a trip as the caller's role may see them.
 
+use super::known::{OrderReads, Verdict};
 use super::{OrderError, Orders, check_id};
 use crate::auth::{Claims, Role, can_watch};
 use serde::{Deserialize, Serialize};
+use tracker_backend::TrackPoint;
 use tracker_backend::archive::ArchivedOrder;
 use tracker_backend::store::{Cursor, Lookup};
-use tracker_backend::{Store, TrackPoint};
 use tracker_domain::history::{HistoryEntry, customer_entry};
 use tracker_domain::view::{View, customer_order, without_phones};
 use tracker_domain::{Order, Status};
@@ -19,9 +20,8 @@ const MAX_LIST: usize = 5000;
 /// The order `id` if the holder of `claims` may watch it: a bad id, a missing
 /// order and somebody else's order are refused. Every read-side door (the API,
 /// WebSocket, SSE, long-poll) checks through here.
-pub async fn watchable(store: &dyn Store, claims: &Claims, id: &str) -> Result<Order, OrderError> {
-    check_id(id)?;
-    let order = store.get_order(id).await?;
+pub async fn watchable(reads: &OrderReads, claims: &Claims, id: &str) -> Result<Order, OrderError> {
+    let order = reads.get(id).await?;
     may_watch(claims, &order)?;
     Ok(order)
 }
@@ -164,7 +164,13 @@ impl Orders {
         claims: &Claims,
         id: &str,
     ) -> Result<(Order, Option<ArchivedRecords>), OrderError> {
-        match (watchable(&*self.store, claims, id).await, &self.archive) {
+        // An id the filter knows is unused is in neither the store nor the archive.
+        check_id(id)?;
+        if self.known.check(id).await == Verdict::Absent {
+            return Err(OrderError::NotFound);
+        }
+        let found = self.store.get_order(id).await.map_err(OrderError::from);
+        match (found, &self.archive) {
             (Err(OrderError::NotFound), Some(archive)) => {
                 let ArchivedOrder {
                     order,
@@ -174,7 +180,11 @@ impl Orders {
                 may_watch(claims, &order)?;
                 Ok((order, Some(ArchivedRecords { history, track })))
             }
-            (found, _) => Ok((found?, None)),
+            (found, _) => {
+                let order = found?;
+                may_watch(claims, &order)?;
+                Ok((order, None))
+            }
         }
     }
 

@@ -47,7 +47,7 @@ impl Orders {
     pub async fn refund(&self, id: &str, req: RefundRequest) -> Result<Order, OrderError> {
         check_id(id)?;
         req.validate().map_err(OrderError::BadRequest)?;
-        let order = self.store.get_order(id).await?;
+        let order = self.order(id).await?;
         let change = order
             .request_refund(&req, self.clock.now_ms())
             .map_err(refused)?;

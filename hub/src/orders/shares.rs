@@ -63,7 +63,7 @@ impl Orders {
                 "`ttl_secs` must be 1..={MAX_TTL} seconds"
             )));
         }
-        let order = self.store.get_order(id).await?;
+        let order = self.order(id).await?;
         may_share(claims, &order)?;
         let now = self.clock.now_ms();
         // Made after the last revocation, even within its millisecond.
@@ -89,7 +89,7 @@ impl Orders {
     /// Revokes every share link of order `id` made so far.
     pub async fn revoke_shares(&self, claims: &Claims, id: &str) -> Result<(), OrderError> {
         check_id(id)?;
-        let order = self.store.get_order(id).await?;
+        let order = self.order(id).await?;
         may_share(claims, &order)?;
         let change = order.revoke_shares(self.clock.now_ms());
         self.commit(order, change).await?;

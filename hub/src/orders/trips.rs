@@ -37,7 +37,7 @@ impl Orders {
         if let Some(r) = &body.route {
             tracker_domain::route::check_route(r).map_err(OrderError::BadRequest)?;
         }
-        let order = self.store.get_order(id).await?;
+        let order = self.order(id).await?;
         let change = order.set_route(body.route, self.clock.now_ms())?;
         self.commit(order, change).await
     }

@@ -75,7 +75,7 @@ pub async fn poll(
 ) -> Result<Response, ApiError> {
     // Every request is a connection of its own: admitted, and its token checked, anew.
     let (claims, _admission) = hub.admit(ip, caller)?;
-    let row = watchable(&*hub.store, &claims, &id).await?;
+    let row = watchable(&hub.reads, &claims, &id).await?;
     let wait = Duration::from_secs(q.wait.unwrap_or(DEFAULT_WAIT).min(MAX_WAIT));
     // Registered before the first read, so an event appended meanwhile still wakes us.
     let (tx, mut rx) = mpsc::channel(8);

@@ -31,13 +31,14 @@ pub use ws::WsConfig;
 use crate::auth::{Auth, Claims, Role};
 use crate::http::error::ApiError;
 use crate::http::extract::Caller;
+use crate::orders::known::OrderReads;
 use axum::Router;
 use axum::extract::FromRef;
 use axum::routing::get;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracker_backend::{EventLog, Store};
+use tracker_backend::EventLog;
 use tracker_gate::{Gate, Permit, UserPermit};
 
 /// What every transport of the watcher side needs: the subscriber lists, the
@@ -48,7 +49,7 @@ pub struct Watchers {
     pub(crate) fanout: Arc<Fanout>,
     pub(crate) auth: Arc<Auth>,
     pub(crate) gate: Gate,
-    pub(crate) store: Arc<dyn Store>,
+    pub(crate) reads: OrderReads,
     pub(crate) log: Arc<dyn EventLog>,
     pub(crate) cfg: Arc<WsConfig>,
     pub(crate) stop: CancellationToken,
@@ -62,7 +63,7 @@ impl Watchers {
         fanout: Arc<Fanout>,
         auth: Arc<Auth>,
         gate: Gate,
-        store: Arc<dyn Store>,
+        reads: OrderReads,
         log: Arc<dyn EventLog>,
         cfg: WsConfig,
         stop: CancellationToken,
@@ -72,7 +73,7 @@ impl Watchers {
             fanout,
             auth,
             gate,
-            store,
+            reads,
             log,
             cfg: Arc::new(cfg),
             stop,

@@ -7,6 +7,7 @@ use crate::auth::{Claims, Role};
 use crate::test_support::{claims, sqlite_store};
 use serde_json::Value;
 use tokio::sync::mpsc;
+use tracker_backend::Store;
 use tracker_backend::log::memory::{MemoryLog, MemoryLogConfig};
 use tracker_domain::{EventBody, NewOrder, Order, Point};
 
@@ -38,7 +39,13 @@ async fn fixture(cfg: WsConfig) -> Fixture {
         Arc::new(Fanout::default()),
         Arc::new(Auth::hs256(b"watcher-tests")),
         tracker_gate::Gate::open(),
-        store,
+        crate::orders::known::OrderReads {
+            store,
+            known: Arc::new(crate::orders::known::KnownIds::new(
+                Arc::new(tracker_domain::SystemClock),
+                crate::orders::known::REFRESH_EVERY,
+            )),
+        },
         MemoryLog::new(MemoryLogConfig::default()),
         cfg,
         CancellationToken::new(),
@@ -205,11 +212,16 @@ async fn refusals_are_error_frames_and_register_nothing() {
 impl Fixture {
     /// Gives the order to `rider` in the store (as an assignment would).
     async fn hand_to(&self, rider: &str) {
-        let mut o = self.hub.store.get_order(&self.order).await.unwrap();
+        let mut o = self.hub.reads.store.get_order(&self.order).await.unwrap();
         let read = o.version;
         o.rider_id = Some(rider.into());
         o.version += 1;
-        self.hub.store.update_order(&o, read, &[]).await.unwrap();
+        self.hub
+            .reads
+            .store
+            .update_order(&o, read, &[])
+            .await
+            .unwrap();
     }
 
     /// Appends `body` to the order's log; its delivery.

@@ -333,7 +333,7 @@ impl Watcher {
         if !self.subs.contains_key(order) && self.subs.len() >= self.hub.cfg.max_subs {
             return Err(SubError::TooMany);
         }
-        let row = match watchable(&*self.hub.store, &self.claims, order).await {
+        let row = match watchable(&self.hub.reads, &self.claims, order).await {
             Ok(row) => row,
             Err(OrderError::BadRequest(_)) => return Err(SubError::BadRequest),
             Err(OrderError::NotFound) => return Err(SubError::NotFound),
@@ -496,7 +496,7 @@ impl Watcher {
             None => {
                 let row = match read.state.status {
                     Some(_) => None,
-                    None => self.hub.store.get_order(order).await.ok(),
+                    None => self.hub.reads.store.get_order(order).await.ok(),
                 };
                 self.push_snapshot(order, read.state, &read.epoch, Some(false), row.as_ref())
             }
