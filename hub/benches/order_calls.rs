@@ -119,7 +119,11 @@ async fn run(name: &str, store: Arc<dyn Store>, stock: Arc<dyn Stock>) {
     let unknown: Vec<String> = (0..N).map(|i| format!("nobody-{i}")).collect();
     for loaded in [false, true] {
         if loaded {
-            orders.known().load(&*store, None).await.unwrap();
+            let source = tracker_hub::orders::known::Source::Orders {
+                store: store.clone(),
+                archive: None,
+            };
+            orders.known().load(&source).await.unwrap();
         }
         let state = if loaded {
             "filter loaded"

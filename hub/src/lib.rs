@@ -185,8 +185,19 @@ pub fn start(
         "the filter of known order ids",
         orders::known::run(
             orders.known().clone(),
-            deps.store.clone(),
-            deps.archive.clone(),
+            orders::known::Source::Orders {
+                store: deps.store.clone(),
+                archive: deps.archive.clone(),
+            },
+            stop.clone(),
+        ),
+    );
+    job(
+        jobs,
+        "the filter of known SKUs",
+        orders::known::run(
+            orders.known_skus().clone(),
+            orders::known::Source::Skus(orders.stock.clone()),
             stop.clone(),
         ),
     );

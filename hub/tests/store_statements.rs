@@ -238,8 +238,10 @@ async fn unknown_ids_cost_the_store_nothing(
     let stop = tokio_util::sync::CancellationToken::new();
     let job = tokio::spawn(tracker_hub::orders::known::run(
         orders.known().clone(),
-        store,
-        None,
+        tracker_hub::orders::known::Source::Orders {
+            store,
+            archive: None,
+        },
         stop.clone(),
     ));
     while !orders.known().loaded() {

@@ -22,6 +22,7 @@ fn key(no: &str) -> ReservationKey {
 pub async fn run<S: Stock>(make: impl Fn() -> Arc<S>) {
     let tag = format!("{:x}", rand::random::<u32>());
     levels_are_set_and_read(&*make(), &tag).await;
+    skus_list_in_the_order_first_set(&*make(), &tag).await;
     reservations_are_all_or_nothing_and_once(&*make(), &tag).await;
     settling_happens_once(&*make(), &tag).await;
     concurrent_reservations_never_oversell(make(), &tag).await;
@@ -55,6 +56,35 @@ async fn levels_are_set_and_read(s: &dyn Stock, tag: &str) {
         "setting the level keeps what is reserved"
     );
     assert_eq!(s.get(&sku).await.unwrap(), Some(l));
+}
+
+async fn skus_list_in_the_order_first_set(s: &dyn Stock, tag: &str) {
+    // Far ahead of every other clause's SKUs.
+    let base = 5_000_000_000_000 + i64::from(rand::random::<u16>()) * 100;
+    let [a, b, c] = ["a", "b", "c"].map(|x| format!("{tag}-listed-{x}"));
+    s.set(&a, 1, base).await.unwrap();
+    s.set(&c, 1, base + 1).await.unwrap();
+    s.set(&b, 1, base + 1).await.unwrap();
+    assert_eq!(
+        s.skus(base, 0, 10).await.unwrap(),
+        [a.as_str(), b.as_str(), c.as_str()]
+    );
+    assert_eq!(
+        s.skus(base, 1, 1).await.unwrap(),
+        [b.as_str()],
+        "the first skipped"
+    );
+    s.set(&a, 3, base + 50).await.unwrap();
+    assert_eq!(
+        s.skus(base, 0, 10).await.unwrap(),
+        [a.as_str(), b.as_str(), c.as_str()],
+        "set again, same place"
+    );
+    assert_eq!(
+        s.skus(base + 1, 0, 10).await.unwrap(),
+        [b.as_str(), c.as_str()]
+    );
+    assert!(s.skus(base + 2, 0, 10).await.unwrap().is_empty());
 }
 
 async fn reservations_are_all_or_nothing_and_once(s: &dyn Stock, tag: &str) {

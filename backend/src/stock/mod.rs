@@ -217,4 +217,9 @@ pub trait Stock: Send + Sync + 'static {
         before: i64,
         limit: usize,
     ) -> Result<Vec<OpenReservation>, StockError>;
+    /// Up to `limit` stock-controlled SKUs first set at or after `since`
+    /// (Unix ms), in the order they were first set, the first `skip` of
+    /// them left out: the hub's filter of known SKUs loads from here. A SKU
+    /// set again keeps its place.
+    async fn skus(&self, since: i64, skip: usize, limit: usize) -> Result<Vec<String>, StockError>;
 }

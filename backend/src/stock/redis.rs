@@ -69,6 +69,7 @@ impl RedisStock {
                 redis.call('HSET', KEYS[1], 'available', ARGV[1])
                 redis.call('HSETNX', KEYS[1], 'reserved', 0)
                 redis.call('HSETNX', KEYS[1], 'sold', 0)
+                redis.call('ZADD', KEYS[2], 'NX', ARGV[2], ARGV[3])
                 return redis.call('HMGET', KEYS[1], 'available', 'reserved', 'sold')",
             ),
             // KEYS: the reservation, the open set, the SKUs (sorted).
@@ -135,6 +136,11 @@ impl RedisStock {
         format!("{}:{{stock}}:res:{member}", self.prefix)
     }
 
+    /// Every SKU ever set, scored by when it was first set.
+    fn skus_key(&self) -> String {
+        format!("{}:{{stock}}:skus", self.prefix)
+    }
+
     fn open_key(&self) -> String {
         format!("{}:{{stock}}:open", self.prefix)
     }
@@ -151,14 +157,17 @@ fn level(sku: &str, v: [Option<i64>; 3]) -> Option<StockLevel> {
 
 #[async_trait]
 impl Stock for RedisStock {
-    async fn set(&self, sku: &str, available: i64, _now: i64) -> Result<StockLevel, StockError> {
+    async fn set(&self, sku: &str, available: i64, now: i64) -> Result<StockLevel, StockError> {
         check_sku(sku)?;
         check_level(available)?;
         let mut c = self.conn.clone();
         let v: [Option<i64>; 3] = self
             .set
             .key(self.sku_key(sku))
+            .key(self.skus_key())
             .arg(available)
+            .arg(now)
+            .arg(sku)
             .invoke_async(&mut c)
             .await
             .map_err(unavailable)?;
@@ -288,6 +297,20 @@ impl Stock for RedisStock {
             }
         }
         Ok(out)
+    }
+
+    async fn skus(&self, since: i64, skip: usize, limit: usize) -> Result<Vec<String>, StockError> {
+        let mut c = self.conn.clone();
+        redis::cmd("ZRANGEBYSCORE")
+            .arg(self.skus_key())
+            .arg(since)
+            .arg("+inf")
+            .arg("LIMIT")
+            .arg(skip)
+            .arg(limit)
+            .query_async(&mut c)
+            .await
+            .map_err(unavailable)
     }
 }
 

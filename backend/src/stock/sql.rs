@@ -47,12 +47,14 @@ macro_rules! statements {
             now: i64,
         ) -> Result<StockLevel, StockError> {
             let mut q = QueryBuilder::<Db>::new(
-                "INSERT INTO stock (sku, available, reserved, sold, updated_at) VALUES (",
+                "INSERT INTO stock (sku, available, reserved, sold, updated_at, added_at) VALUES (",
             );
             q.push_bind(sku)
                 .push(", ")
                 .push_bind(available)
                 .push(", 0, 0, ")
+                .push_bind(now)
+                .push(", ")
                 .push_bind(now)
                 .push(
                     ") ON CONFLICT (sku) DO UPDATE SET available = excluded.available,
@@ -66,6 +68,22 @@ macro_rules! statements {
                 reserved: row.try_get(1)?,
                 sold: row.try_get(2)?,
             })
+        }
+
+        pub(crate) async fn skus(
+            pool: &sqlx::Pool<Db>,
+            since: i64,
+            skip: usize,
+            limit: usize,
+        ) -> Result<Vec<String>, StockError> {
+            let mut q = QueryBuilder::<Db>::new("SELECT sku FROM stock WHERE added_at >= ");
+            q.push_bind(since)
+                .push(" ORDER BY added_at, sku LIMIT ")
+                .push_bind(limit.min(i64::MAX as usize) as i64)
+                .push(" OFFSET ")
+                .push_bind(skip.min(i64::MAX as usize) as i64);
+            let rows = q.build().fetch_all(pool).await?;
+            rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
         }
 
         pub(crate) async fn get(
@@ -296,6 +314,9 @@ impl Stock for SqlStock {
         limit: usize,
     ) -> Result<Vec<OpenReservation>, StockError> {
         on_pool!(self, open_reservations(before, limit))
+    }
+    async fn skus(&self, since: i64, skip: usize, limit: usize) -> Result<Vec<String>, StockError> {
+        on_pool!(self, skus(since, skip, limit))
     }
 }
 

@@ -209,17 +209,19 @@ async fn health_answers_once_serving() {
     assert_eq!(r.status().as_u16(), 200);
 }
 
-/// The sum of a counter's lines in the `/metrics` text.
-fn counter(text: &str, line_start: &str) -> f64 {
+/// The sum of the lines of the filter's counter with these labels.
+fn counter(text: &str, labels: &[&str]) -> f64 {
     text.lines()
-        .filter(|l| l.starts_with(line_start))
+        .filter(|l| {
+            l.starts_with("tracker_known_ids_total{") && labels.iter().all(|x| l.contains(x))
+        })
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
 }
 
 #[tokio::test]
 async fn unknown_order_ids_are_refused_on_every_door_without_the_store() {
-    const REFUSED: &str = "tracker_known_ids_total{outcome=\"refused\"}";
+    const REFUSED: &[&str] = &["what=\"order\"", "outcome=\"refused\""];
     let app = spawn_app().await;
     let o = app.create_order("c1").await;
     let id = o["id"].as_str().unwrap().to_owned();
@@ -277,4 +279,26 @@ async fn unknown_order_ids_are_refused_on_every_door_without_the_store() {
     );
     ws.sub(&id, None).await;
     assert_eq!(ws.next().await["t"], "snapshot");
+
+    // A SKU never set: 404 once the next refresh of the SKUs' filter has
+    // run, without a read of the stock; one just set is found at once.
+    let sku = unique("SKU");
+    let labels = &["what=\"sku\"", "outcome=\"refused_after_refresh\""];
+    let before = counter(&app.metrics_text().await, labels);
+    assert_eq!(
+        app.read_as(&format!("/v1/stock/{sku}"), &admin).await.0,
+        404
+    );
+    assert!(counter(&app.metrics_text().await, labels) - before >= 1.0);
+    let (status, _) = app
+        .send(
+            reqwest::Method::PUT,
+            &format!("/v1/stock/{sku}"),
+            &json!({"available": 4}),
+            &admin,
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, _, level) = app.read_as(&format!("/v1/stock/{sku}"), &admin).await;
+    assert_eq!((status, level["available"].as_i64()), (200, Some(4)));
 }

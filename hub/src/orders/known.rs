@@ -20,6 +20,13 @@
 //!   deleted since (the filter keeps what it was told).
 //! - Rows written into the store behind the hub's back are seen after the
 //!   next refresh if their `created_at` is recent, and after a restart if not.
+//!
+//! The same filter keeps the stock-controlled SKUs (`Stock::skus`, by when
+//! each was first set). A SKU carries no time, so every SKU the filter does
+//! not hold waits for the next refresh before it is answered 404. It serves
+//! `GET /v1/stock/{sku}`. A create's reservation still asks the stock: an
+//! order must reserve a SKU set on another hub a moment ago, and it cannot
+//! wait a second for a refresh.
 
 use super::OrderError;
 use fastbloom::AtomicBloomFilter;
@@ -32,6 +39,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracker_backend::Store;
 use tracker_backend::archive::Archive;
+use tracker_backend::stock::Stock;
 use tracker_backend::store::Cursor;
 use tracker_domain::ids::time_of;
 use tracker_domain::{Clock, Order};
@@ -77,6 +85,24 @@ pub struct KnownIds {
     refreshed: watch::Sender<Option<Instant>>,
     clock: Arc<dyn Clock>,
     every: Duration,
+    /// Order ids, whose embedded time says whether they may be new (SKUs have none).
+    dated: bool,
+    /// What it holds, for the metrics: `order` or `sku`.
+    what: &'static str,
+}
+
+/// Where a filter reads its keys.
+#[derive(Clone)]
+pub enum Source {
+    /// Order ids: the store's order keys, and the archive's ids at the first load.
+    Orders {
+        /// The hot store.
+        store: Arc<dyn Store>,
+        /// The archive, when archiving is on.
+        archive: Option<Arc<dyn Archive>>,
+    },
+    /// The stock-controlled SKUs.
+    Skus(Arc<dyn Stock>),
 }
 
 /// What the filter says of an id.
@@ -95,6 +121,15 @@ impl KnownIds {
         Self::with_first_layer(clock, every, FIRST_LAYER)
     }
 
+    /// An empty filter of SKUs, not loaded.
+    pub fn skus(clock: Arc<dyn Clock>, every: Duration) -> KnownIds {
+        KnownIds {
+            dated: false,
+            what: "sku",
+            ..Self::with_first_layer(clock, every, FIRST_LAYER)
+        }
+    }
+
     fn with_first_layer(clock: Arc<dyn Clock>, every: Duration, first: usize) -> KnownIds {
         KnownIds {
             layers: RwLock::new(vec![Layer::new(first)]),
@@ -102,7 +137,14 @@ impl KnownIds {
             refreshed: watch::Sender::new(None),
             clock,
             every,
+            dated: true,
+            what: "order",
         }
+    }
+
+    fn count(&self, outcome: &'static str) {
+        metrics::counter!("tracker_known_ids_total", "what" => self.what, "outcome" => outcome)
+            .increment(1);
     }
 
     /// Whether the first load has ended (before it, every id may exist).
@@ -150,18 +192,19 @@ impl KnownIds {
     /// does not hold waits for the next refresh first.
     pub async fn check(&self, id: &str) -> Verdict {
         if !self.loaded() {
-            metrics::counter!("tracker_known_ids_total", "outcome" => "not_loaded").increment(1);
+            self.count("not_loaded");
             return Verdict::MayExist;
         }
         if self.holds(id) {
-            metrics::counter!("tracker_known_ids_total", "outcome" => "passed").increment(1);
+            self.count("passed");
             return Verdict::MayExist;
         }
-        let recent = id
-            .parse::<u64>()
-            .is_ok_and(|n| time_of(n) >= self.covered.load(Ordering::Acquire));
+        let recent = !self.dated
+            || id
+                .parse::<u64>()
+                .is_ok_and(|n| time_of(n) >= self.covered.load(Ordering::Acquire));
         if !recent {
-            metrics::counter!("tracker_known_ids_total", "outcome" => "refused").increment(1);
+            self.count("refused");
             return Verdict::Absent;
         }
         let asked = Instant::now();
@@ -169,18 +212,16 @@ impl KnownIds {
         let after = rx.wait_for(|started| started.is_some_and(|s| s >= asked));
         match tokio::time::timeout(self.every * 3, after).await {
             Ok(Ok(_)) if !self.holds(id) => {
-                metrics::counter!("tracker_known_ids_total", "outcome" => "refused_after_refresh")
-                    .increment(1);
+                self.count("refused_after_refresh");
                 Verdict::Absent
             }
             Ok(Ok(_)) => {
-                metrics::counter!("tracker_known_ids_total", "outcome" => "passed").increment(1);
+                self.count("passed");
                 Verdict::MayExist
             }
             // The refreshes are failing or late: the store answers.
             _ => {
-                metrics::counter!("tracker_known_ids_total", "outcome" => "refresh_late")
-                    .increment(1);
+                self.count("refresh_late");
                 Verdict::MayExist
             }
         }
@@ -203,52 +244,74 @@ impl KnownIds {
         }
     }
 
-    /// The first load: every order of the store, then every archived one
-    /// (the mover writes the archive before it deletes from the store, so
-    /// an order moving meanwhile is read in one of the two).
-    pub async fn load(
-        &self,
-        store: &dyn Store,
-        archive: Option<&dyn Archive>,
-    ) -> Result<(), String> {
-        let started = Instant::now();
-        let wall = self.clock.now_ms();
-        self.read_keys(store, None).await?;
-        if let Some(archive) = archive {
-            let mut after: Option<String> = None;
-            loop {
-                let page = archive
-                    .ids(after.as_deref(), PAGE)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                for id in &page {
-                    self.insert(id);
+    /// Adds the keys `source` has from `since` on (all of them without it);
+    /// at the first load, the archive's too (the mover writes the archive
+    /// before it deletes from the store, so an order moving meanwhile is
+    /// read in one of the two).
+    async fn read_since(&self, source: &Source, since: Option<i64>) -> Result<(), String> {
+        match source {
+            Source::Orders { store, archive } => {
+                let from = since.map(|created_at| Cursor {
+                    created_at,
+                    id: String::new(),
+                });
+                self.read_keys(&**store, from).await?;
+                if let (None, Some(archive)) = (since, archive) {
+                    let mut after: Option<String> = None;
+                    loop {
+                        let page = archive
+                            .ids(after.as_deref(), PAGE)
+                            .await
+                            .map_err(|e| e.to_string())?;
+                        page.iter().for_each(|id| self.insert(id));
+                        if page.len() < PAGE {
+                            break;
+                        }
+                        after = page.last().cloned();
+                    }
                 }
-                if page.len() < PAGE {
-                    break;
+            }
+            Source::Skus(stock) => {
+                // SKUs are never removed, so a page that shifts as SKUs are
+                // added reads one twice but never skips one.
+                let mut skip = 0;
+                loop {
+                    let page = stock
+                        .skus(since.unwrap_or(i64::MIN), skip, PAGE)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    page.iter().for_each(|sku| self.insert(sku));
+                    if page.len() < PAGE {
+                        break;
+                    }
+                    skip += page.len();
                 }
-                after = page.last().cloned();
             }
         }
-        self.covered.store(wall - WINDOW_MS, Ordering::Release);
-        self.refreshed.send_replace(Some(started));
-        metrics::gauge!("tracker_known_ids").set(self.len() as f64);
         Ok(())
     }
 
-    /// One refresh: the orders created since the last one started, less the window.
-    pub async fn refresh(&self, store: &dyn Store) -> Result<(), String> {
+    /// The first load (`first`), or one refresh: the keys added since the
+    /// last one started, less the window.
+    async fn read(&self, source: &Source, first: bool) -> Result<(), String> {
         let started = Instant::now();
         let wall = self.clock.now_ms();
-        let from = Cursor {
-            created_at: self.covered.load(Ordering::Acquire),
-            id: String::new(),
-        };
-        self.read_keys(store, Some(from)).await?;
+        let since = (!first).then(|| self.covered.load(Ordering::Acquire));
+        self.read_since(source, since).await?;
         self.covered.store(wall - WINDOW_MS, Ordering::Release);
         self.refreshed.send_replace(Some(started));
-        metrics::gauge!("tracker_known_ids").set(self.len() as f64);
+        metrics::gauge!("tracker_known_ids", "what" => self.what).set(self.len() as f64);
         Ok(())
+    }
+
+    /// The first load: every key `source` has.
+    pub async fn load(&self, source: &Source) -> Result<(), String> {
+        self.read(source, true).await
+    }
+
+    /// One refresh.
+    pub async fn refresh(&self, source: &Source) -> Result<(), String> {
+        self.read(source, false).await
     }
 }
 
@@ -274,31 +337,31 @@ impl OrderReads {
     }
 }
 
-/// Loads the filter (retrying until it can), then refreshes it every
-/// period until `stop`.
-pub async fn run(
-    known: Arc<KnownIds>,
-    store: Arc<dyn Store>,
-    archive: Option<Arc<dyn Archive>>,
-    stop: CancellationToken,
-) {
-    while let Err(e) = known.load(&*store, archive.as_deref()).await {
-        tracing::warn!(error = %e, "loading the known order ids; ids go to the store until it works");
+/// Loads the filter from `source` (retrying until it can), then refreshes
+/// it every period until `stop`.
+pub async fn run(known: Arc<KnownIds>, source: Source, stop: CancellationToken) {
+    while let Err(e) = known.load(&source).await {
+        tracing::warn!(error = %e, what = known.what, "loading a filter of known keys; they go to the store until it works");
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep(known.every) => {}
         }
     }
-    tracing::info!(ids = known.len(), "known order ids loaded");
+    tracing::info!(
+        keys = known.len(),
+        what = known.what,
+        "filter of known keys loaded"
+    );
     let mut tick = tokio::time::interval(known.every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tick.tick() => {
-                if let Err(e) = known.refresh(&*store).await {
-                    metrics::counter!("tracker_known_ids_refresh_failures_total").increment(1);
-                    tracing::debug!(error = %e, "refreshing the known order ids");
+                if let Err(e) = known.refresh(&source).await {
+                    metrics::counter!("tracker_known_ids_refresh_failures_total", "what" => known.what)
+                        .increment(1);
+                    tracing::debug!(error = %e, what = known.what, "refreshing a filter of known keys");
                 }
             }
         }
@@ -331,6 +394,13 @@ mod tests {
 
     const EVERY: Duration = Duration::from_millis(50);
 
+    fn orders_of(store: &Arc<tracker_backend::store::sqlite::SqliteStore>) -> Source {
+        Source::Orders {
+            store: store.clone(),
+            archive: None,
+        }
+    }
+
     #[tokio::test]
     async fn unknown_ids_are_absent_once_loaded_and_recent_ones_wait_for_a_refresh() {
         let (store, _dir) = sqlite_store().await;
@@ -348,7 +418,7 @@ mod tests {
             Verdict::MayExist,
             "not loaded yet"
         );
-        known.load(&*store, None).await.unwrap();
+        known.load(&orders_of(&store)).await.unwrap();
         assert!(known.loaded());
         assert_eq!(known.check(&old.id).await, Verdict::MayExist);
         assert_eq!(known.check(&never).await, Verdict::Absent);
@@ -360,7 +430,7 @@ mod tests {
         store.create_order(&fresh, &[]).await.unwrap();
         let made_up = ids.next_id().to_string();
         let stop = CancellationToken::new();
-        let job = tokio::spawn(run(known.clone(), store.clone(), None, stop.clone()));
+        let job = tokio::spawn(run(known.clone(), orders_of(&store), stop.clone()));
         let (a, b) = tokio::join!(known.check(&fresh.id), known.check(&made_up));
         assert_eq!(a, Verdict::MayExist, "found by the refresh it waited for");
         assert_eq!(b, Verdict::Absent, "a recent id no order has");
@@ -391,7 +461,13 @@ mod tests {
         }];
         archive.put_batch(&batch, T0).await.unwrap();
         let known = KnownIds::new(Arc::new(clock), EVERY);
-        known.load(&*store, Some(&archive)).await.unwrap();
+        known
+            .load(&Source::Orders {
+                store: store.clone(),
+                archive: Some(Arc::new(archive)),
+            })
+            .await
+            .unwrap();
         assert_eq!(known.check(&moved.id).await, Verdict::MayExist);
         assert_eq!(known.check(&never).await, Verdict::Absent);
     }
@@ -401,10 +477,35 @@ mod tests {
         let (store, _dir) = sqlite_store().await;
         let clock = ManualClock::new(T0);
         let known = KnownIds::new(Arc::new(clock.clone()), EVERY);
-        known.load(&*store, None).await.unwrap();
+        known.load(&orders_of(&store)).await.unwrap();
         let recent = IdGenerator::new(9, Arc::new(clock)).next_id().to_string();
         // No refresh job: the wait ends and the store is asked.
         assert_eq!(known.check(&recent).await, Verdict::MayExist);
+    }
+
+    #[tokio::test]
+    async fn every_sku_it_does_not_hold_waits_for_a_refresh() {
+        let (store, _dir) = sqlite_store().await;
+        let stock: Arc<dyn Stock> = Arc::new(store.stock());
+        stock.set("BEFORE", 3, T0 - 86_400_000).await.unwrap();
+        let clock = ManualClock::new(T0);
+        let known = Arc::new(KnownIds::skus(Arc::new(clock), EVERY));
+        let stop = CancellationToken::new();
+        let job = tokio::spawn(run(
+            known.clone(),
+            Source::Skus(stock.clone()),
+            stop.clone(),
+        ));
+        while !known.loaded() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(known.check("BEFORE").await, Verdict::MayExist);
+        assert_eq!(known.check("NEVER-SET").await, Verdict::Absent);
+        // Set by another hub just now: found by the refresh the check waits for.
+        stock.set("JUST-SET", 1, T0).await.unwrap();
+        assert_eq!(known.check("JUST-SET").await, Verdict::MayExist);
+        stop.cancel();
+        job.await.unwrap();
     }
 
     #[test]

@@ -102,6 +102,8 @@ pub struct Orders {
     pub(crate) archive: Option<Arc<dyn Archive>>,
     /// The ids that may exist; loaded and refreshed by [`known::run`].
     pub(crate) known: Arc<KnownIds>,
+    /// The SKUs that may be stock-controlled, likewise.
+    pub(crate) known_skus: Arc<KnownIds>,
 }
 
 /// The seams the order use cases run on.
@@ -131,6 +133,7 @@ impl Orders {
             timers: deps.timers,
             stock: deps.stock,
             known: Arc::new(KnownIds::new(deps.clock.clone(), known::REFRESH_EVERY)),
+            known_skus: Arc::new(KnownIds::skus(deps.clock.clone(), known::REFRESH_EVERY)),
             clock: deps.clock,
             relay,
             cfg: Arc::new(cfg),
@@ -156,6 +159,11 @@ impl Orders {
     /// The filter of known order ids.
     pub fn known(&self) -> &Arc<KnownIds> {
         &self.known
+    }
+
+    /// The filter of known SKUs.
+    pub fn known_skus(&self) -> &Arc<KnownIds> {
+        &self.known_skus
     }
 
     /// The order `id` a caller named; an id the filter knows is unused is

@@ -50,9 +50,12 @@ fn settlement(status: Status) -> Option<Settle> {
 
 impl Orders {
     /// `GET /v1/stock/{sku}` (admins): the level, or 404 when the SKU is not
-    /// stock-controlled.
+    /// stock-controlled (without a read when the filter of known SKUs says so).
     pub async fn stock_level(&self, sku: &str) -> Result<StockLevel, OrderError> {
         check_sku(sku)?;
+        if self.known_skus.check(sku).await == super::known::Verdict::Absent {
+            return Err(OrderError::NotFound);
+        }
         self.stock.get(sku).await?.ok_or(OrderError::NotFound)
     }
 
@@ -64,6 +67,7 @@ impl Orders {
             .stock
             .set(sku, req.available, self.clock.now_ms())
             .await?;
+        self.known_skus.insert(sku);
         Ok(level)
     }
 
