@@ -163,10 +163,21 @@ pub struct MqttSettings {
     pub url: Option<Url>,
     /// MQTT shared-subscription group of ingest.
     pub share_group: String,
+    /// Ingest's MQTT client id on an external broker: its persistent session,
+    /// so it must stay the same across restarts and differ between instances.
+    /// Unset: `tracker-ingest-<host name>`.
+    pub client_id: Option<String>,
     /// How riders log in to the process's own MQTT listener.
     pub auth: MqttAuth,
     /// Where the listener also takes MQTT over TLS (when TLS is configured).
     pub tls_addr: SocketAddr,
+}
+
+impl MqttSettings {
+    /// The shared-subscription group, `None` for `off` (a plain subscription).
+    pub fn share_group(&self) -> Option<String> {
+        (self.share_group != "off").then(|| self.share_group.clone())
+    }
 }
 
 impl Default for MqttSettings {
@@ -175,6 +186,7 @@ impl Default for MqttSettings {
             addr: SocketAddr::from(([127, 0, 0, 1], 1884)),
             url: None,
             share_group: "ingest".into(),
+            client_id: None,
             auth: MqttAuth::Jwt,
             tls_addr: SocketAddr::from(([127, 0, 0, 1], 8883)),
         }
@@ -412,7 +424,8 @@ pub const KEYS: &[Key] = &[
     key("TRACKER_TLS_KEY", "tls.key", Text, "PEM private key of `TRACKER_TLS_CERT`", Unset { example: "/etc/tracker/tls.key" }),
     key("TRACKER_MQTTS_ADDR", "mqtt.tls_addr", Text, "where riders' MQTT over TLS listens (with TLS configured)", Is("127.0.0.1:8883")),
     key("TRACKER_NODE_ID", "node_id", NumberOrAuto, "this process's node id inside generated order ids (0–1023), or `auto`: the lowest one free, leased in the store so two processes never share one", Is("auto")),
-    key("TRACKER_MQTT_SHARE_GROUP", "mqtt.share_group", Text, "shared-subscription group of ingest on an external broker", Is("ingest")),
+    key("TRACKER_MQTT_SHARE_GROUP", "mqtt.share_group", Text, "shared-subscription group of ingest on an external broker; `off`: a plain subscription, for one ingest per broker (on Mosquitto the only kind its persistence restores after a broker restart)", Is("ingest")),
+    key("TRACKER_MQTT_CLIENT_ID", "mqtt.client_id", Text, "ingest's MQTT client id on an external broker, the name of its persistent session: the same across restarts (so unacknowledged fixes are redelivered to it), different for every instance", Derived { text: "`tracker-ingest-<host name>`", example: "tracker-ingest-0" }),
     key("TRACKER_MQTT_AUTH", "mqtt.auth", Text, "how riders log in to the MQTT listener: `jwt` (username = rider id, password = a rider token) or `none` (a trusted network: anyone may publish for any rider)", Is("jwt")),
     key("TRACKER_LOG_HISTORY", "log.history", Number, "events the log keeps per order (how far resume reaches)", Is("1000")),
     key("TRACKER_LOG_MAX_AGE_SECS", "log.max_age", Secs, "the oldest event the log keeps for a live order", Is("86400")),
@@ -574,6 +587,11 @@ impl Settings {
         if group.is_empty() || group.contains(['/', '+', '#']) {
             bail!("TRACKER_MQTT_SHARE_GROUP=`{group}`: no '/', '+' or '#'");
         }
+        if let Some(id) = &self.mqtt.client_id
+            && (id.is_empty() || id.len() > 128 || id.contains(['/', '+', '#']))
+        {
+            bail!("TRACKER_MQTT_CLIENT_ID=`{id}`: 1..=128 characters, no '/', '+' or '#'");
+        }
         if self.auth.secret().is_some_and(|s| s.len() < 16) {
             bail!("TRACKER_JWT_SECRET is too short: use at least 16 characters");
         }
@@ -702,6 +720,10 @@ mod tests {
         assert!(Settings::from_vars(&vars(&[("TRACKER_NODE_ID", "5000")])).is_err());
         assert!(Settings::from_vars(&vars(&[("TRACKER_JWT_SECRET", "short")])).is_err());
         assert!(Settings::from_vars(&vars(&[("TRACKER_MQTT_SHARE_GROUP", "a/b")])).is_err());
+        assert!(
+            Settings::from_vars(&vars(&[("TRACKER_MQTT_CLIENT_ID", &"x".repeat(200))])).is_err()
+        );
+        assert!(Settings::from_vars(&vars(&[("TRACKER_MQTT_CLIENT_ID", "a#b")])).is_err());
         let e = Settings::from_vars(&vars(&[("TRACKER_MQTT_AUTH", "maybe")]))
             .unwrap_err()
             .to_string();

@@ -18,6 +18,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracker_backend::retry::Backoff;
+use tracker_backend::track::Stored;
 use tracker_routing::Router;
 
 /// Where the broker is, and how ingest logs in to it.
@@ -95,7 +96,8 @@ impl MqttTarget {
 pub struct IngestConfig {
     /// The broker.
     pub target: MqttTarget,
-    /// MQTT client id; unique per instance.
+    /// MQTT client id: the name of ingest's persistent session on the broker,
+    /// so the same across restarts of one instance and unique between them.
     pub client_id: String,
     /// Shared-subscription group: instances in one group split the riders.
     /// `None` subscribes without a group, for a broker with one consumer.
@@ -107,11 +109,11 @@ pub struct IngestConfig {
 }
 
 impl IngestConfig {
-    /// Defaults for `target`, with a random client id.
+    /// Defaults for `target`, with the client id of this host ([`default_client_id`]).
     pub fn new(target: MqttTarget) -> Self {
         IngestConfig {
             target,
-            client_id: format!("tracker-ingest-{:08x}", rand::random::<u32>()),
+            client_id: default_client_id(),
             share_group: Some("ingest".into()),
             queue: 1024,
             keep_alive: Duration::from_secs(30),
@@ -119,7 +121,32 @@ impl IngestConfig {
     }
 }
 
+/// `tracker-ingest-<host name>`: stable across restarts on one host (a pod of
+/// a StatefulSet keeps its name); a host without a readable name gets a
+/// random id, whose session a restart cannot take back (warned).
+pub fn default_client_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty() && !h.contains(['/', '+', '#']));
+    match host {
+        Some(h) => format!("tracker-ingest-{h}"),
+        None => {
+            tracing::warn!(
+                "no host name: ingest's MQTT client id is random, so a restart cannot resume its session; set TRACKER_MQTT_CLIENT_ID"
+            );
+            format!("tracker-ingest-{:08x}", rand::random::<u32>())
+        }
+    }
+}
+
 /// Consumes rider fixes until `stop` is cancelled.
+///
+/// The session is persistent (clean session off) under a stable client id:
+/// the broker keeps the subscription and every QoS 1 fix not yet acked while
+/// ingest is down or reconnecting, and redelivers them when it is back.
 pub async fn run(cfg: IngestConfig, router: Arc<Router>, stop: CancellationToken) {
     let mut opts = MqttOptions::new(
         cfg.client_id.clone(),
@@ -128,7 +155,8 @@ pub async fn run(cfg: IngestConfig, router: Arc<Router>, stop: CancellationToken
     );
     opts.set_keep_alive(cfg.keep_alive)
         .set_manual_acks(true)
-        .set_clean_session(true)
+        // Persistent: what the broker holds for us outlives this connection and process.
+        .set_clean_session(false)
         .set_max_packet_size(crate::topic::MAX_PAYLOAD + 1024, 64 * 1024)
         // Acks and subscribes go through this channel; it must never fill while
         // the event loop waits for the router (unacked publishes are capped by
@@ -159,7 +187,7 @@ pub async fn run(cfg: IngestConfig, router: Arc<Router>, stop: CancellationToken
         match event {
             Ok(Event::Incoming(Incoming::ConnAck(_))) => {
                 backoff.reset();
-                tracing::info!(broker = %format!("{}:{}", cfg.target.host, cfg.target.port), group = cfg.share_group.as_deref().unwrap_or("-"), "ingest connected");
+                tracing::info!(broker = %format!("{}:{}", cfg.target.host, cfg.target.port), group = cfg.share_group.as_deref().unwrap_or("-"), client_id = %cfg.client_id, "ingest connected");
                 if let Err(e) = client.try_subscribe_many(filters.clone()) {
                     tracing::error!(error = %e, "could not queue the subscription");
                 }
@@ -198,7 +226,7 @@ async fn route_loop(
     stop: CancellationToken,
 ) {
     let lanes = Lanes::start(router.clone(), stop.clone());
-    let (ack_tx, ack_rx) = mpsc::channel::<(oneshot::Receiver<()>, Publish)>(4096);
+    let (ack_tx, ack_rx) = mpsc::channel::<(oneshot::Receiver<Stored>, Publish)>(4096);
     let acker = tokio::spawn(ack_in_order(ack_rx, client));
     while let Some(p) = rx.recv().await {
         let (done_tx, done_rx) = oneshot::channel();
@@ -214,14 +242,16 @@ async fn route_loop(
     let _ = acker.await;
 }
 
-/// Acks publishes in arrival order as each is routed; stops at the first that
-/// never will be (stopping: it stays unacked so the broker redelivers it).
+/// Acks publishes in arrival order as each is routed and durable; stops at
+/// the first that never will be (stopping: it stays unacked so the broker
+/// redelivers it).
 async fn ack_in_order(
-    mut rx: mpsc::Receiver<(oneshot::Receiver<()>, Publish)>,
+    mut rx: mpsc::Receiver<(oneshot::Receiver<Stored>, Publish)>,
     client: AsyncClient,
 ) {
     while let Some((done, p)) = rx.recv().await {
-        if done.await.is_err() {
+        let Ok(stored) = done.await else { return };
+        if !stored.wait().await {
             return;
         }
         if p.qos != QoS::AtMostOnce

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tracker_backend::track::Stored;
 use tracker_domain::RejectReason;
 use tracker_routing::{Kind, Router};
 
@@ -28,7 +29,7 @@ struct Job {
     rider: String,
     kind: Kind,
     payload: Bytes,
-    done: Option<oneshot::Sender<()>>,
+    done: Option<oneshot::Sender<Stored>>,
 }
 
 /// The lanes of one consumer and their worker tasks.
@@ -63,12 +64,12 @@ impl Lanes {
         &self,
         topic: &str,
         payload: Bytes,
-        done: Option<oneshot::Sender<()>>,
+        done: Option<oneshot::Sender<Stored>>,
     ) -> bool {
         let Some((rider, kind)) = topic::parse(topic) else {
             self.router.stats().reject(RejectReason::BadTopic);
             if let Some(done) = done {
-                let _ = done.send(());
+                let _ = done.send(Stored::now());
             }
             return true;
         };
@@ -81,7 +82,7 @@ impl Lanes {
         rider: &str,
         kind: Kind,
         payload: Bytes,
-        done: Option<oneshot::Sender<()>>,
+        done: Option<oneshot::Sender<Stored>>,
     ) -> bool {
         let lane = lane_of(rider);
         let job = Job {
@@ -116,13 +117,13 @@ async fn lane(mut rx: mpsc::Receiver<Job>, router: Arc<Router>, stop: Cancellati
             .iter()
             .map(|j| (j.rider.as_str(), j.kind, &j.payload[..]))
             .collect();
-        if !router.handle_until_done(&payloads, &stop).await {
+        let Some(stored) = router.handle_until_done(&payloads, &stop).await else {
             return; // stopping: `done` never fires, so nothing is acked
-        }
+        };
         metrics::histogram!("tracker_ingest_burst_publishes").record(burst.len() as f64);
         for job in burst.drain(..) {
             if let Some(done) = job.done {
-                let _ = done.send(());
+                let _ = done.send(stored.clone());
             }
         }
     }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracker_backend::log::OrderKey;
 use tracker_backend::retry::Backoff;
-use tracker_backend::track::TrackQueue;
+use tracker_backend::track::{Stored, TrackQueue};
 use tracker_backend::{EventLog, LogError, Store, StoreError, TrackPoint};
 use tracker_domain::fix::{parse_batch, parse_fix};
 use tracker_domain::{Clock, EventBody, Fix, FixLimits, PosEvent, RejectReason};
@@ -25,6 +25,10 @@ pub enum RouteError {
     /// The log refused the append.
     #[error("log: {0}")]
     Log(#[from] LogError),
+    /// The fixes are in the log but their track points were never stored (the
+    /// writer stopped): not acknowledged, so the sender tries again.
+    #[error("the track writer stopped before storing the fixes")]
+    NotStored,
 }
 
 /// What a rider sent: one fix, or a batch.
@@ -147,7 +151,10 @@ impl Router {
     /// Handles a burst of payloads (`(rider, kind, payload)`, oldest first) as
     /// one: each payload is parsed, refusals are counted, and the valid fixes
     /// are routed together by [`Router::route_many`].
-    pub async fn handle_many(&self, payloads: &[(&str, Kind, &[u8])]) -> Result<(), RouteError> {
+    pub async fn handle_many(
+        &self,
+        payloads: &[(&str, Kind, &[u8])],
+    ) -> Result<Stored, RouteError> {
         let riders = payloads
             .iter()
             .filter(|&&(rider, _, _)| self.within_rate(rider))
@@ -157,7 +164,8 @@ impl Router {
     }
 
     /// Validates one payload of `rider` (one fix, or a batch), counts each
-    /// refusal, routes the valid fixes, and says what happened to each.
+    /// refusal, routes the valid fixes, and says what happened to each once
+    /// the accepted ones are durable.
     pub async fn handle_payload(
         &self,
         rider: &str,
@@ -172,7 +180,9 @@ impl Router {
         }
         let (fixes, rejected) = self.parse(kind, payload);
         let accepted = fixes.len();
-        self.route(rider, fixes).await?;
+        if !self.route(rider, fixes).await?.wait().await {
+            return Err(RouteError::NotStored);
+        }
         Ok(Outcome { accepted, rejected })
     }
 
@@ -198,14 +208,16 @@ impl Router {
     ///
     /// A batch is kept whole in each log; the log's fold moves the live position
     /// only for a fix newer than the current one and marks the rest `backfill`.
-    pub async fn route(&self, rider: &str, fixes: Vec<Fix>) -> Result<(), RouteError> {
+    pub async fn route(&self, rider: &str, fixes: Vec<Fix>) -> Result<Stored, RouteError> {
         self.route_many(vec![(rider, fixes)]).await
     }
 
     /// [`Router::route`] for several riders' fixes at once: one
     /// [`EventLog::append_many`] for every order they hold (a rider's fixes
     /// keep their order within each order's log) and one push of track points.
-    pub async fn route_many(&self, riders: Vec<(&str, Vec<Fix>)>) -> Result<(), RouteError> {
+    /// Returns when the fixes are in the logs; the answer resolves once their
+    /// track points are durable too (what an ack waits for).
+    pub async fn route_many(&self, riders: Vec<(&str, Vec<Fix>)>) -> Result<Stored, RouteError> {
         let mut batch: Vec<(OrderKey, Vec<EventBody>)> = Vec::new();
         let mut points = Vec::new();
         for (rider, mut fixes) in riders {
@@ -248,35 +260,34 @@ impl Router {
             }
         }
         if batch.is_empty() {
-            return Ok(());
+            return Ok(Stored::now());
         }
         let appended = self.log.append_many(batch).await?;
         self.stats.appended(appended as u64);
         // Queued before the caller acks the publish: a crash here redelivers it,
         // and storing is idempotent.
-        self.track.push(points).await?;
-        Ok(())
+        Ok(self.track.push(points).await?)
     }
 
     /// [`Router::handle_many`], retried with capped exponential backoff until it
-    /// succeeds or `stop` is cancelled (false then). A retry routes the whole
+    /// succeeds or `stop` is cancelled (`None` then). A retry routes the whole
     /// burst again: delivery is at least once.
     pub async fn handle_until_done(
         &self,
         payloads: &[(&str, Kind, &[u8])],
         stop: &CancellationToken,
-    ) -> bool {
+    ) -> Option<Stored> {
         let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(5));
         loop {
             match self.handle_many(payloads).await {
-                Ok(()) => return true,
+                Ok(stored) => return Some(stored),
                 Err(e) => {
                     tracing::warn!(error = %e, payloads = payloads.len(), "routing fixes failed; retrying");
                     metrics::counter!("tracker_ingest_retries_total").increment(1);
                 }
             }
             if !backoff.wait(stop).await {
-                return false;
+                return None;
             }
         }
     }

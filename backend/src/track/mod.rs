@@ -15,11 +15,40 @@ pub mod redis;
 
 use crate::{LogError, TrackPoint};
 use async_trait::async_trait;
+use tokio::sync::watch;
 
 /// Where routed fixes wait for storage.
 #[async_trait]
 pub trait TrackQueue: Send + Sync + 'static {
-    /// Queues `points`. Once this returns, the points are stored eventually:
-    /// even if this process dies (Redis), or while it lives (in-process).
-    async fn push(&self, points: Vec<TrackPoint>) -> Result<(), LogError>;
+    /// Queues `points`; the answer resolves once they would outlive a crash of
+    /// this process: at once on Redis (the stream holds them for any
+    /// worker), after the batch's transaction in process.
+    async fn push(&self, points: Vec<TrackPoint>) -> Result<Stored, LogError>;
+}
+
+/// Resolves once the points of a push are durable; what a fix's ack or
+/// `accepted` answer waits for. Cheap to clone (one wait per publish of a burst).
+#[derive(Debug, Clone, Default)]
+pub struct Stored(Option<watch::Receiver<bool>>);
+
+impl Stored {
+    /// Already durable.
+    pub fn now() -> Self {
+        Stored(None)
+    }
+
+    /// Durable once `tx` sends `true`; never, if it is dropped first.
+    pub fn pending() -> (watch::Sender<bool>, Self) {
+        let (tx, rx) = watch::channel(false);
+        (tx, Stored(Some(rx)))
+    }
+
+    /// Waits until the points are durable: false if they never will be (the
+    /// writer stopped before storing them), so the caller must not ack.
+    pub async fn wait(self) -> bool {
+        match self.0 {
+            None => true,
+            Some(mut rx) => rx.wait_for(|stored| *stored).await.is_ok(),
+        }
+    }
 }

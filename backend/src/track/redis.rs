@@ -7,7 +7,7 @@
 //! than `min_idle` (it died mid-batch), so no point is lost; storing is
 //! idempotent, so a point claimed twice is stored once.
 
-use super::TrackQueue;
+use super::{Stored, TrackQueue};
 use crate::retry::Backoff;
 use crate::{LogError, Store, TrackPoint};
 use async_trait::async_trait;
@@ -55,7 +55,7 @@ impl RedisTrackQueue {
 
 #[async_trait]
 impl TrackQueue for RedisTrackQueue {
-    async fn push(&self, points: Vec<TrackPoint>) -> Result<(), LogError> {
+    async fn push(&self, points: Vec<TrackPoint>) -> Result<Stored, LogError> {
         let mut pipe = redis::pipe();
         for p in &points {
             let json = serde_json::to_string(p).map_err(unavailable)?;
@@ -70,7 +70,11 @@ impl TrackQueue for RedisTrackQueue {
                 .ignore();
         }
         let mut conn = self.conn.clone();
-        pipe.query_async::<()>(&mut conn).await.map_err(unavailable)
+        pipe.query_async::<()>(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        // In the stream: any worker stores them, whatever happens to this process.
+        Ok(Stored::now())
     }
 }
 
@@ -115,20 +119,47 @@ impl TrackWorker {
         store: Arc<dyn Store>,
         cfg: TrackWorkerConfig,
     ) -> Result<Self, LogError> {
-        let mut conn = connect(url).await?;
+        let conn = connect(url).await?;
         let key = stream_key(prefix);
-        let made: redis::RedisResult<()> = conn.xgroup_create_mkstream(&key, GROUP, "0").await;
-        if let Err(e) = made
-            && e.code() != Some("BUSYGROUP")
-        {
-            return Err(unavailable(e));
-        }
-        Ok(TrackWorker {
+        let worker = TrackWorker {
             conn,
             key,
             store,
             cfg,
-        })
+        };
+        worker.make_group().await?;
+        Ok(worker)
+    }
+
+    /// Creates the consumer group (and the stream) unless it exists, reading
+    /// from the stream's start so nothing queued before it is skipped.
+    async fn make_group(&self) -> Result<(), LogError> {
+        let mut conn = self.conn.clone();
+        let made: redis::RedisResult<()> = conn.xgroup_create_mkstream(&self.key, GROUP, "0").await;
+        match made {
+            Err(e) if e.code() != Some("BUSYGROUP") => Err(unavailable(e)),
+            _ => Ok(()),
+        }
+    }
+
+    /// [`TrackWorker::step`], and the group made again when Redis lost it (it
+    /// restarted empty or failed over without the stream): the points queued
+    /// since are read from the new stream's start, none skipped.
+    async fn step_or_regroup(&self) -> Result<usize, LogError> {
+        match self.step().await {
+            Err(LogError::Unavailable(e))
+                if e.downcast_ref::<redis::RedisError>()
+                    .is_some_and(|r| r.code() == Some("NOGROUP")) =>
+            {
+                tracing::warn!(
+                    "the track queue's consumer group is gone (Redis lost its data); making it again"
+                );
+                metrics::counter!("tracker_track_group_recreated_total").increment(1);
+                self.make_group().await?;
+                self.step().await
+            }
+            r => r,
+        }
     }
 
     /// One round: claim entries abandoned by dead workers, read new ones, store
@@ -209,7 +240,7 @@ impl TrackWorker {
         let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
         loop {
             let round = tokio::select! {
-                r = self.step() => r,
+                r = self.step_or_regroup() => r,
                 _ = stop.cancelled() => return,
             };
             match round {

@@ -32,7 +32,10 @@ pub async fn start(
         Some(url) => {
             let mut cfg =
                 IngestConfig::new(MqttTarget::parse(url.as_str()).context("TRACKER_MQTT_URL")?);
-            cfg.share_group = Some(s.mqtt.share_group.clone());
+            cfg.share_group = s.mqtt.share_group();
+            if let Some(id) = &s.mqtt.client_id {
+                cfg.client_id = id.clone();
+            }
             let ingest = tracker_ingest::consumer::run(cfg, router, stop.clone());
             services.spawn("ingest", async move {
                 ingest.await;

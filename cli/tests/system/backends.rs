@@ -5,6 +5,7 @@
 //! `TRACKER_TEST_REQUIRE_BACKENDS=1` (CI), where a missing service fails the run.
 
 use crate::helpers::*;
+use crate::processes::PrivateBroker;
 use serde_json::json;
 use tracker_hub::Role;
 
@@ -58,11 +59,13 @@ async fn fixes_through_an_external_mosquitto_reach_watchers() {
     let Some(url) = backend_url("TRACKER_TEST_MQTT_URL") else {
         return;
     };
-    // Its own share group, so parallel runs on the shared broker do not split each other's fixes.
-    let group = unique("ingest-test");
+    // Its own share group, so parallel runs on the shared broker do not split
+    // each other's fixes, and its own session, ended when the test is done.
+    let (group, client) = (unique("ingest-test"), unique("ingest-test"));
     let app = spawn_app_with(&[
         ("TRACKER_MQTT_URL", url.as_str()),
         ("TRACKER_MQTT_SHARE_GROUP", group.as_str()),
+        ("TRACKER_MQTT_CLIENT_ID", client.as_str()),
     ])
     .await;
     assert!(
@@ -115,6 +118,7 @@ async fn fixes_through_an_external_mosquitto_reach_watchers() {
         }
     }
     assert!(app.running.ingest_stats.as_ref().unwrap().rejected_total() >= 1);
+    app.stop_and_forget_mqtt_session().await;
 }
 
 #[tokio::test]
@@ -125,15 +129,21 @@ async fn a_burst_through_mosquitto_onto_redis_keeps_each_riders_order() {
     let Some(redis) = backend_url("TRACKER_TEST_REDIS_URL") else {
         return;
     };
-    let (group, prefix) = (unique("ingest-test"), unique("systest"));
+    let (group, prefix, client) = (
+        unique("ingest-test"),
+        unique("systest"),
+        unique("ingest-test"),
+    );
     let app = spawn_app_with(&[
         ("TRACKER_MQTT_URL", url.as_str()),
         ("TRACKER_MQTT_SHARE_GROUP", group.as_str()),
+        ("TRACKER_MQTT_CLIENT_ID", client.as_str()),
         ("TRACKER_REDIS_URL", redis.as_str()),
         ("TRACKER_REDIS_PREFIX", prefix.as_str()),
     ])
     .await;
     app.burst_keeps_each_riders_order(12, 40).await;
+    app.stop_and_forget_mqtt_session().await;
 }
 
 #[tokio::test]
@@ -210,60 +220,6 @@ async fn the_live_path_runs_on_redis_and_postgres_together() {
     assert_eq!(row.version, version + 1);
     app.running.shutdown().await.unwrap();
     real.db.drop_now().await;
-}
-
-/// A private Mosquitto on a free port, for tests that stop and restart it (the
-/// machine's shared broker must stay up for everyone else). Killed on drop.
-struct PrivateBroker {
-    child: std::process::Child,
-    port: u16,
-    conf: tempfile::NamedTempFile,
-}
-
-impl PrivateBroker {
-    fn spawn(conf: &tempfile::NamedTempFile) -> std::process::Child {
-        std::process::Command::new("mosquitto")
-            .arg("-c")
-            .arg(conf.path())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("mosquitto is installed (CI installs it)")
-    }
-
-    fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut conf = tempfile::NamedTempFile::new().unwrap();
-        use std::io::Write;
-        writeln!(
-            conf,
-            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false"
-        )
-        .unwrap();
-        PrivateBroker {
-            child: Self::spawn(&conf),
-            port,
-            conf,
-        }
-    }
-
-    /// Kills the broker and starts it again on the same port.
-    fn restart(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        self.child = Self::spawn(&self.conf);
-    }
-}
-
-impl Drop for PrivateBroker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// Publishes fresh fixes (bounded) until one reaches `ws` as a `pos` event.

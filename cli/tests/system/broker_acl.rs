@@ -29,6 +29,9 @@ async fn mosquitto(users: &[(&str, &str)]) -> Option<Mosquitto> {
     // The machine's Mosquitto is what CI requires; this test needs its binaries.
     backend_url("TRACKER_TEST_MQTT_URL")?;
     let dir = tempfile::tempdir().unwrap();
+    // Mosquitto started as root writes its persistence file as the user `mosquitto`.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
     let passwd = dir.path().join("tracker.passwd");
     for (i, (user, password)) in users.iter().enumerate() {
         let mut cmd = Command::new("mosquitto_passwd");
@@ -55,7 +58,8 @@ async fn mosquitto(users: &[(&str, &str)]) -> Option<Mosquitto> {
             "/etc/mosquitto/tracker.passwd",
             &passwd.display().to_string(),
         )
-        .replace("/etc/mosquitto/tracker.acl", &acl.display().to_string());
+        .replace("/etc/mosquitto/tracker.acl", &acl.display().to_string())
+        .replace("/var/lib/mosquitto/", &format!("{}/", dir.path().display()));
     let conf_path = dir.path().join("mosquitto.conf");
     std::fs::write(&conf_path, conf).unwrap();
     let child = Command::new("mosquitto")

@@ -1,66 +1,8 @@
 //! SSE and long-poll: the same events, auth and resume as the WebSocket.
 
 use crate::helpers::*;
-use futures_util::StreamExt;
 use serde_json::{Value, json};
 use tracker_hub::Role;
-
-/// An open SSE stream, parsed into (id, data) events.
-struct Sse {
-    body: std::pin::Pin<Box<dyn futures_util::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>,
-    buf: String,
-}
-
-impl Sse {
-    async fn open(
-        app: &App,
-        order: &str,
-        token: &str,
-        last_event_id: Option<u64>,
-    ) -> Result<Sse, u16> {
-        let mut req = app
-            .http
-            .get(format!("{}/v1/orders/{order}/sse?token={token}", app.base));
-        if let Some(id) = last_event_id {
-            req = req.header("Last-Event-ID", id.to_string());
-        }
-        let r = req.send().await.unwrap();
-        if !r.status().is_success() {
-            return Err(r.status().as_u16());
-        }
-        assert_eq!(r.headers()["content-type"], "text/event-stream");
-        Ok(Sse {
-            body: Box::pin(r.bytes_stream()),
-            buf: String::new(),
-        })
-    }
-
-    /// The next event: its `id` and its JSON `data` (keep-alive comments skipped).
-    async fn next(&mut self) -> (Option<u64>, Value) {
-        loop {
-            if let Some(end) = self.buf.find("\n\n") {
-                let block: String = self.buf.drain(..end + 2).collect();
-                let (mut id, mut data) = (None, None);
-                for line in block.lines() {
-                    if let Some(v) = line.strip_prefix("id:") {
-                        id = v.trim().parse().ok();
-                    } else if let Some(v) = line.strip_prefix("data:") {
-                        data = Some(serde_json::from_str(v.trim()).unwrap());
-                    }
-                }
-                if let Some(data) = data {
-                    return (id, data);
-                }
-                continue;
-            }
-            let chunk = tokio::time::timeout(PATIENCE, self.body.next())
-                .await
-                .expect("an event in time");
-            self.buf
-                .push_str(std::str::from_utf8(&chunk.unwrap().unwrap()).unwrap());
-        }
-    }
-}
 
 #[tokio::test]
 async fn sse_streams_snapshot_and_events_with_seq_ids_and_resumes_by_last_event_id() {

@@ -478,3 +478,98 @@ impl Ws {
         }
     }
 }
+
+/// An open SSE stream, parsed into (id, data) events.
+pub(crate) struct Sse {
+    body: std::pin::Pin<Box<dyn futures_util::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>,
+    buf: String,
+}
+
+impl Sse {
+    pub(crate) async fn open(
+        app: &App,
+        order: &str,
+        token: &str,
+        last_event_id: Option<u64>,
+    ) -> Result<Sse, u16> {
+        let url = format!("{}/v1/orders/{order}/sse?token={token}", app.base);
+        Sse::open_url(&url, last_event_id).await
+    }
+
+    /// Opens the stream at `url` (its query carries the token).
+    pub(crate) async fn open_url(url: &str, last_event_id: Option<u64>) -> Result<Sse, u16> {
+        let mut req = reqwest::Client::new().get(url);
+        if let Some(id) = last_event_id {
+            req = req.header("Last-Event-ID", id.to_string());
+        }
+        let r = req.send().await.unwrap();
+        if !r.status().is_success() {
+            return Err(r.status().as_u16());
+        }
+        assert_eq!(r.headers()["content-type"], "text/event-stream");
+        Ok(Sse {
+            body: Box::pin(r.bytes_stream()),
+            buf: String::new(),
+        })
+    }
+
+    /// The next event: its `id` and its JSON `data` (keep-alive comments skipped).
+    pub(crate) async fn next(&mut self) -> (Option<u64>, Value) {
+        loop {
+            if let Some(end) = self.buf.find("\n\n") {
+                let block: String = self.buf.drain(..end + 2).collect();
+                let (mut id, mut data) = (None, None);
+                for line in block.lines() {
+                    if let Some(v) = line.strip_prefix("id:") {
+                        id = v.trim().parse().ok();
+                    } else if let Some(v) = line.strip_prefix("data:") {
+                        data = Some(serde_json::from_str(v.trim()).unwrap());
+                    }
+                }
+                if let Some(data) = data {
+                    return (id, data);
+                }
+                continue;
+            }
+            let chunk = tokio::time::timeout(PATIENCE, self.body.next())
+                .await
+                .expect("an event in time");
+            self.buf
+                .push_str(std::str::from_utf8(&chunk.unwrap().unwrap()).unwrap());
+        }
+    }
+}
+
+/// Ends the persistent session `client_id` left on the broker at
+/// `host:port` (ingest keeps one across restarts): a connect with a clean
+/// session discards it, so a test leaves nothing queued on a shared broker.
+pub(crate) async fn forget_mqtt_session(host: &str, port: u16, client_id: &str) {
+    let mut opts = MqttOptions::new(client_id, host.to_owned(), port);
+    opts.set_clean_session(true);
+    let (client, mut ev) = AsyncClient::new(opts, 10);
+    let done = async {
+        loop {
+            match ev.poll().await {
+                Ok(Event::Incoming(Incoming::ConnAck(_))) => {
+                    let _ = client.disconnect().await;
+                }
+                Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    };
+    let _ = tokio::time::timeout(PATIENCE, done).await;
+}
+
+impl App {
+    /// Stops the process, then ends its ingest's session on the external
+    /// broker (set by `TRACKER_MQTT_URL` and `TRACKER_MQTT_CLIENT_ID`).
+    pub(crate) async fn stop_and_forget_mqtt_session(self) {
+        let (host, port) = self.mqtt.clone();
+        let id = self.vars.get("TRACKER_MQTT_CLIENT_ID").cloned();
+        self.running.shutdown().await.unwrap();
+        if let Some(id) = id {
+            forget_mqtt_session(&host, port, &id).await;
+        }
+    }
+}

@@ -2,169 +2,16 @@
 //! `tracker ingest` against one Redis, PostgreSQL and Mosquitto.
 
 use crate::backends::backend_url;
-use crate::helpers::{
-    PATIENCE, free_port, mqtt_client_at, now_ms, publish, redis_server, unique, wait_for_port,
-};
+use crate::helpers::{PATIENCE, forget_mqtt_session, mqtt_client_at, now_ms, publish, unique};
+use crate::processes::*;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use std::process::Stdio;
 use std::time::Duration;
-use tokio::process::{Child, Command};
 use tokio_tungstenite::tungstenite::Message;
 use tracker_backend::EventLog;
 use tracker_backend::log::redis::{RedisLog, RedisLogConfig};
 use tracker_backend::store::postgres::testing::TestDatabase;
 use tracker_hub::{Auth, Role};
-
-const SECRET: &str = "nodes-test-secret-0123456789";
-
-struct Proc {
-    child: Child,
-    base: String,
-}
-
-/// Starts `tracker <mode>` with exactly `env` (plus PATH), and waits for /healthz.
-async fn start(mode: &str, env: &[(&str, String)]) -> Proc {
-    let port = free_port();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tracker"));
-    cmd.arg(mode)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env(
-            "RUST_LOG",
-            if std::env::var("TEST_LOG").is_ok() {
-                "info"
-            } else {
-                "warn"
-            },
-        )
-        .env("TRACKER_HTTP_ADDR", format!("127.0.0.1:{port}"))
-        // No data folder here: the archive (a SQLite file in it by default)
-        // is off, rather than left in the tests' working directory.
-        .env("TRACKER_ARCHIVE", "off")
-        .stdin(Stdio::null())
-        .kill_on_drop(true);
-    if std::env::var("TEST_LOG").is_err() {
-        cmd.stdout(Stdio::null()).stderr(Stdio::null());
-    }
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let child = cmd.spawn().expect("the tracker binary starts");
-    let base = format!("http://127.0.0.1:{port}");
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
-        if let Ok(r) = reqwest::get(format!("{base}/healthz")).await
-            && r.status().is_success()
-        {
-            return Proc { child, base };
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "tracker {mode} did not become healthy"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-impl Proc {
-    /// SIGTERM, as an orchestrator stops a node, then wait for the exit.
-    async fn terminate(mut self) {
-        let pid = self.child.id().expect("running").to_string();
-        std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap();
-        tokio::time::timeout(PATIENCE, self.child.wait())
-            .await
-            .expect("exits on SIGTERM")
-            .unwrap();
-    }
-
-    /// SIGKILL: the process dies wherever it is, as in a crash.
-    async fn kill(mut self) {
-        self.child.start_kill().unwrap();
-        self.child.wait().await.unwrap();
-    }
-
-    async fn metric(&self, name: &str) -> f64 {
-        let text = reqwest::get(format!("{}/metrics", self.base))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        text.lines()
-            .filter(|l| l.starts_with(name) && !l.starts_with('#'))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
-    }
-}
-
-async fn post(base: &str, token: &str, path: &str, body: Value) -> Value {
-    let r = reqwest::Client::new()
-        .post(format!("{base}{path}"))
-        .bearer_auth(token)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert!(r.status().is_success(), "{path}: {}", r.status());
-    r.json().await.unwrap()
-}
-
-/// What every node of one test shares (Redis under the test's own prefix,
-/// the database, the secret), and this node's id.
-fn node_env(redis: &str, prefix: &str, db: &str, node: &str) -> Vec<(&'static str, String)> {
-    vec![
-        ("TRACKER_REDIS_URL", redis.to_owned()),
-        ("TRACKER_REDIS_PREFIX", prefix.to_owned()),
-        ("TRACKER_DATABASE_URL", db.to_owned()),
-        ("TRACKER_JWT_SECRET", SECRET.to_owned()),
-        ("TRACKER_NODE_ID", node.to_owned()),
-    ]
-}
-
-/// An order of `customer` made on `base` and carried to `assigned` to
-/// `rider`; its id and version.
-async fn assigned_order(base: &str, admin: &str, customer: &str, rider: &str) -> (String, i64) {
-    let body = json!({"biz_order_no": unique("S"), "biz_type": "grocery", "customer_id": customer,
-        "pickup": {"lat": 23.1, "lon": 113.2}, "dropoff": {"lat": 23.2, "lon": 113.3}});
-    order_to_assigned(base, admin, body, rider).await
-}
-
-/// The order `body` describes, made on `base` and carried to `assigned` to
-/// `rider`; its id and version.
-async fn order_to_assigned(base: &str, admin: &str, body: Value, rider: &str) -> (String, i64) {
-    let order = post(base, admin, "/v1/orders", body).await;
-    let id = order["id"].as_str().unwrap().to_owned();
-    let mut v = 1;
-    for to in ["paid", "preparing", "ready"] {
-        let path = format!("/v1/orders/{id}/status");
-        v = post(base, admin, &path, json!({"to": to, "version": v})).await["version"]
-            .as_i64()
-            .unwrap();
-    }
-    let path = format!("/v1/orders/{id}/assign");
-    let assigned = post(base, admin, &path, json!({"rider_id": rider, "version": v})).await;
-    (id, assigned["version"].as_i64().unwrap())
-}
-
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-async fn next_frame(ws: &mut Ws) -> Option<Value> {
-    loop {
-        match tokio::time::timeout(PATIENCE, ws.next())
-            .await
-            .expect("a frame in time")?
-        {
-            Ok(Message::Text(t)) => return Some(serde_json::from_str(&t).unwrap()),
-            Ok(Message::Close(_)) | Err(_) => return None,
-            Ok(_) => continue,
-        }
-    }
-}
 
 #[tokio::test]
 async fn two_hubs_and_two_ingests_share_the_work_and_lose_nothing() {
@@ -180,11 +27,18 @@ async fn two_hubs_and_two_ingests_share_the_work_and_lose_nothing() {
     let db = TestDatabase::create(&admin_db).await;
     let prefix = unique("nodes");
     let group = unique("ingest");
+    // Each ingest's session has a name of its own, ended when the test is done.
+    let client_id = |node: &str| format!("{group}-{node}");
     let common = |node: &str| {
         let mut env = node_env(&redis, &prefix, &db.url, node);
         env.extend([
             ("TRACKER_MQTT_URL", mqtt.clone()),
             ("TRACKER_MQTT_SHARE_GROUP", group.clone()),
+            ("TRACKER_MQTT_CLIENT_ID", client_id(node)),
+            // This test counts every event of the order: no estimates or
+            // alerts of the trip watcher among them (the fixes are far off
+            // the straight line to the drop-off and would raise `off_route`).
+            ("TRACKER_TRIP_WATCHER", "off".into()),
         ]);
         env
     };
@@ -401,51 +255,14 @@ async fn two_hubs_and_two_ingests_share_the_work_and_lose_nothing() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
-    drop((hub_b, ingest_1, ingest_2));
+    ingest_1.terminate().await;
+    ingest_2.terminate().await;
+    let broker = tracker_ingest::MqttTarget::parse(&mqtt).unwrap();
+    for node in ["3", "4"] {
+        forget_mqtt_session(&broker.host, broker.port, &client_id(node)).await;
+    }
+    drop(hub_b);
     db.drop_now().await;
-}
-
-/// A private redis-server on a free port, for tests that freeze or kill it.
-struct PrivateRedis {
-    child: std::process::Child,
-    url: String,
-}
-
-impl PrivateRedis {
-    async fn start() -> Self {
-        let port = free_port();
-        let child = redis_server(["--port", &port.to_string()]);
-        let url = format!("redis://127.0.0.1:{port}");
-        wait_for_port(port, "private redis").await;
-        PrivateRedis { child, url }
-    }
-
-    fn signal(&self, sig: &str) {
-        let pid = self.child.id().to_string();
-        std::process::Command::new("kill")
-            .args([sig, &pid])
-            .status()
-            .unwrap();
-    }
-}
-
-impl Drop for PrivateRedis {
-    fn drop(&mut self) {
-        self.signal("-CONT");
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A Redis of the test's own (to freeze with SIGSTOP) and a database of its
-/// own, when the suite has backends (`None`: skipped).
-async fn private_redis_and_database() -> Option<(PrivateRedis, TestDatabase)> {
-    let admin_db = backend_url("TRACKER_TEST_DATABASE_URL")?;
-    backend_url("TRACKER_TEST_REDIS_URL")?;
-    Some((
-        PrivateRedis::start().await,
-        TestDatabase::create(&admin_db).await,
-    ))
 }
 
 #[tokio::test]
@@ -545,17 +362,6 @@ async fn a_relay_killed_between_commit_and_publish_loses_and_duplicates_nothing(
 
     drop(hub_b);
     db.drop_now().await;
-}
-
-/// Opens a watcher on `base` for `order` with `token`; returns it after its snapshot.
-async fn watch_on(base: &str, token: &str, order: &str) -> Ws {
-    let url = format!("{}/v1/ws?token={token}", base.replace("http://", "ws://"));
-    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
-    let sub = json!({"op": "sub", "order": order}).to_string();
-    ws.send(Message::Text(sub.into())).await.unwrap();
-    let snap = next_frame(&mut ws).await.unwrap();
-    assert_eq!(snap["t"], "snapshot", "{snap}");
-    ws
 }
 
 #[tokio::test]
@@ -811,17 +617,6 @@ async fn two_hubs_with_auto_node_ids_never_share_one_and_ids_keep_rising() {
     assert!(id_c > id_a.max(id_b), "{id_c} after {id_a} and {id_b}");
     drop((hub_b, hub_c));
     db.drop_now().await;
-}
-
-async fn get_json(base: &str, token: &str, path: &str) -> Value {
-    let r = reqwest::Client::new()
-        .get(format!("{base}{path}"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap();
-    assert!(r.status().is_success(), "{path}: {}", r.status());
-    r.json().await.unwrap()
 }
 
 #[tokio::test]

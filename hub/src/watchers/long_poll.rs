@@ -5,7 +5,7 @@
 //! answers with what the log then holds, possibly nothing. Where history no
 //! longer reaches back (or `epoch` differs, or `since` is absent) the answer is
 //! one snapshot, with `"recovered":false` when a `since` was given. `next` is the
-//! seq to send as `since` next time. The fan-out registration is only a wake-up:
+//! seq to send as `since` next time, `epoch` the one to send beside it. The fan-out registration is only a wake-up:
 //! what is returned always comes from the log, so it is complete and in order.
 
 use super::Watchers;
@@ -53,14 +53,15 @@ impl Drop for Registration {
     }
 }
 
-fn answer(events: &[Utf8Bytes], next: u64) -> Response {
+fn answer(events: &[Utf8Bytes], next: u64, epoch: &str) -> Response {
     let body = format!(
-        "{{\"events\":[{}],\"next\":{next}}}",
+        "{{\"events\":[{}],\"next\":{next},\"epoch\":{}}}",
         events
             .iter()
             .map(|e| e.as_str())
             .collect::<Vec<_>>()
-            .join(",")
+            .join(","),
+        serde_json::Value::from(epoch)
     );
     ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
@@ -98,7 +99,8 @@ pub async fn poll(
     let limit = hub.cfg.resume_limit;
     loop {
         let read = hub.log.read(&id, q.since, limit).await?;
-        let same_epoch = q.epoch.as_deref().is_none_or(|e| *e == *read.epoch);
+        // At since 0 the client holds nothing another history could contradict.
+        let same_epoch = q.since == Some(0) || q.epoch.as_deref().is_none_or(|e| *e == *read.epoch);
         match (q.since, read.missed) {
             (Some(since), Some(missed)) if same_epoch => {
                 if let Some(last) = missed.last() {
@@ -106,7 +108,7 @@ pub async fn poll(
                         .iter()
                         .filter_map(|e| event_text(claims.view(), &e.json))
                         .collect();
-                    return Ok(answer(&texts, last.seq));
+                    return Ok(answer(&texts, last.seq, &read.epoch));
                 }
                 let woken = tokio::select! {
                     _ = rx.recv() => true,
@@ -115,7 +117,7 @@ pub async fn poll(
                     _ = hub.stop.cancelled() => false,
                 };
                 if !woken {
-                    return Ok(answer(&[], since));
+                    return Ok(answer(&[], since, &read.epoch));
                 }
             }
             (since, _) => {
@@ -128,7 +130,7 @@ pub async fn poll(
                     Some(&row),
                     claims.view(),
                 );
-                return Ok(answer(&[text], seq));
+                return Ok(answer(&[text], seq, &read.epoch));
             }
         }
     }

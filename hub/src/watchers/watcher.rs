@@ -9,6 +9,13 @@
 //! are duplicates and dropped. So a client sees each event of an order once, in
 //! order, or an honest snapshot.
 //!
+//! Seqs count within one epoch of the log. A Redis that restarted empty (or
+//! failed over without its data) begins a new epoch at seq 1, so a catch-up
+//! that finds another epoch than the one last sent emits a `recovered:false`
+//! snapshot, never the new history's tail as if it followed the old. While a
+//! catch-up is owed and could not be read (the backend still down), the order
+//! is marked stale: its next delivery, whatever its seq, catches up first.
+//!
 //! Resume (`since`): the missed events are replayed in order, then a snapshot
 //! with `"recovered":true` and the same `seq` as the last event marks the
 //! catch-up as complete; live events follow.
@@ -146,6 +153,26 @@ impl RefreshError {
     }
 }
 
+/// Where the client stands on one order.
+struct Sent {
+    /// The last seq sent.
+    seq: u64,
+    /// The epoch of the log that seq belongs to.
+    epoch: Arc<str>,
+    /// A catch-up is owed and could not be read yet.
+    stale: bool,
+}
+
+impl Sent {
+    fn new(seq: u64, epoch: Arc<str>) -> Self {
+        Sent {
+            seq,
+            epoch,
+            stale: false,
+        }
+    }
+}
+
 /// The subscriptions of one client and the frames they produce.
 pub struct Watcher {
     conn: u64,
@@ -155,8 +182,8 @@ pub struct Watcher {
     hub: Watchers,
     tx: mpsc::Sender<Arc<Delivery>>,
     signal: Arc<ConnSignal>,
-    /// Watched orders → the last seq sent for each.
-    subs: HashMap<OrderKey, u64>,
+    /// Watched orders → where each stands.
+    subs: HashMap<OrderKey, Sent>,
     /// Frames waiting to be sent, in order.
     out: Vec<Outgoing>,
 }
@@ -370,7 +397,7 @@ impl Watcher {
                 return Err(SubError::Unavailable);
             }
         };
-        let same_epoch = epoch.is_none_or(|e| *e == *read.epoch);
+        let same_epoch = since == Some(0) || epoch.is_none_or(|e| *e == *read.epoch);
         let recovered = match (since, read.missed) {
             (Some(_), Some(missed)) if same_epoch => {
                 metrics::counter!("tracker_ws_resumes_total", "recovered" => "true").increment(1);
@@ -393,7 +420,7 @@ impl Watcher {
             (None, _) => None,
         };
         let seq = self.push_snapshot(&key, read.state, &read.epoch, recovered, Some(&row));
-        self.subs.insert(key, seq);
+        self.subs.insert(key, Sent::new(seq, read.epoch));
         Ok(())
     }
 
@@ -423,29 +450,32 @@ impl Watcher {
         seq
     }
 
-    /// A live event: queued if it is the next one, dropped if already sent, a gap otherwise.
+    /// A live event: queued if it is the next one, dropped if already sent, a
+    /// catch-up otherwise (and always while the order is stale).
     pub async fn on_delivery(&mut self, d: Arc<Delivery>) {
-        let Some(&last) = self.subs.get(&d.order) else {
+        let Some(sent) = self.subs.get(&d.order) else {
             return; // unsubscribed meanwhile
         };
-        if d.seq <= last {
+        if sent.stale || d.seq > sent.seq + 1 {
+            self.catch_up(&d.order).await;
             return;
         }
-        if d.seq == last + 1 {
-            if let Some(change) = &d.access
-                && !self.keeps_access(&d.order, change)
-            {
-                return;
-            }
-            self.out.push(Outgoing {
-                text: d.text_for(self.claims.view()).clone(),
-                seq: Some(d.seq),
-                ts: Some(d.ts),
-            });
-            self.subs.insert(d.order.clone(), d.seq);
+        if d.seq <= sent.seq {
             return;
         }
-        self.catch_up(&d.order).await;
+        if let Some(change) = &d.access
+            && !self.keeps_access(&d.order, change)
+        {
+            return;
+        }
+        self.out.push(Outgoing {
+            text: d.text_for(self.claims.view()).clone(),
+            seq: Some(d.seq),
+            ts: Some(d.ts),
+        });
+        if let Some(sent) = self.subs.get_mut(&d.order) {
+            sent.seq = d.seq;
+        }
     }
 
     /// After a lag signal: every watched order catches up from the log.
@@ -457,23 +487,27 @@ impl Watcher {
     }
 
     /// Queues whatever `order`'s log holds past the last seq sent, or a fresh
-    /// snapshot when history no longer reaches back.
+    /// snapshot when history no longer reaches back or belongs to another epoch.
     async fn catch_up(&mut self, order: &OrderKey) {
-        let Some(&last) = self.subs.get(order) else {
+        let Some(sent) = self.subs.get_mut(order) else {
             return;
         };
+        let last = sent.seq;
         let limit = self.hub.cfg.resume_limit;
         let read = match self.hub.log.read(order, Some(last), limit).await {
             Ok(r) => r,
             Err(e) => {
-                // Left as is: the next delivery or lag signal tries again.
+                // Stale until read: the next delivery or lag signal tries again.
+                sent.stale = true;
                 tracing::warn!(error = %e, "log read failed on catch-up");
                 return;
             }
         };
+        // At seq 0 nothing was sent that another history could contradict.
+        let same_epoch = last == 0 || *sent.epoch == *read.epoch;
         metrics::counter!("tracker_ws_catch_ups_total").increment(1);
         let top = match read.missed {
-            Some(missed) => {
+            Some(missed) if same_epoch => {
                 let mut top = last;
                 for e in missed.iter().filter(|e| e.seq > last) {
                     if let Some(change) = access_change(&e.json)
@@ -493,7 +527,10 @@ impl Watcher {
                 }
                 top
             }
-            None => {
+            _ => {
+                if !same_epoch {
+                    metrics::counter!("tracker_ws_epoch_changes_total").increment(1);
+                }
                 let row = match read.state.status {
                     Some(_) => None,
                     None => self.hub.reads.store.get_order(order).await.ok(),
@@ -501,7 +538,7 @@ impl Watcher {
                 self.push_snapshot(order, read.state, &read.epoch, Some(false), row.as_ref())
             }
         };
-        self.subs.insert(order.clone(), top);
+        self.subs.insert(order.clone(), Sent::new(top, read.epoch));
     }
 }
 

@@ -24,10 +24,11 @@ fn refused(reason: &'static str) {
     metrics::counter!("tracker_mqtt_refused_total", "reason" => reason).increment(1);
 }
 
-/// An answer that waits for its publish to be routed (a PUBREC also opens
-/// the wait for its PUBREL).
+/// An answer that waits for its publish to be routed and its track points
+/// durable (a PUBREC also opens the wait for its PUBREL).
 struct Pending {
-    done: oneshot::Receiver<()>,
+    /// True once routed and durable; false if it never will be (stopping).
+    done: std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send>>,
     ack: Out,
 }
 
@@ -241,11 +242,12 @@ async fn serve<S: Stream>(mut stream: S, mut buf: BytesMut, mut s: Session, shar
                 Ok(0) | Err(_) => break None,
                 Ok(_) => {}
             },
-            done = async { (&mut s.pending.front_mut().expect("guarded").done).await },
+            // Lazy: select! builds every branch's future, even a disabled one.
+            done = async { s.pending.front_mut().expect("guarded").done.as_mut().await },
                 if !s.pending.is_empty() =>
             {
                 let p = s.pending.pop_front().expect("guarded");
-                if done.is_err() {
+                if !done {
                     break Some(Farewell::ShuttingDown); // not routed: never acked
                 }
                 if let Out::PubRec { pkid, .. } = &p.ack {
@@ -363,6 +365,12 @@ async fn handle(p: In, s: &mut Session, shared: &Shared, out: &mut BytesMut) -> 
                 return Step::End(Some(Farewell::ShuttingDown));
             }
             if let Some(ack) = ack {
+                let done = Box::pin(async move {
+                    match done.await {
+                        Ok(stored) => stored.wait().await,
+                        Err(_) => false,
+                    }
+                });
                 s.pending.push_back(Pending { done, ack });
             }
             Step::Go
