@@ -430,7 +430,7 @@ pub const KEYS: &[Key] = &[
     key("TRACKER_LOG_HISTORY", "log.history", Number, "events the log keeps per order (how far resume reaches)", Is("1000")),
     key("TRACKER_LOG_MAX_AGE_SECS", "log.max_age", Secs, "the oldest event the log keeps for a live order", Is("86400")),
     key("TRACKER_LOG_RETENTION_SECS", "log.retention", Secs, "how long the log keeps an order after it ended", Is("3600")),
-    key("TRACKER_WS_QUEUE", "ws.queue", Number, "events queued per WebSocket before the connection catches up from the log", Is("256")),
+    key("TRACKER_WS_QUEUE", "ws.queue", Number, "appends (one event, or a whole batch of fixes) queued per WebSocket or SSE stream before the connection catches up from the log", Is("256")),
     key("TRACKER_WEB_DIR", "web.dir", Text, "the folder of the pages (`pages/`, `assets/`, Leaflet in `node_modules/`)", Is("web")),
     key("TRACKER_TILE_URL", "web.tile_url", TextOrOff, "base-map tiles for the pages, a `{z}/{x}/{y}` URL template, or `off`", Is(tracker_hub::http::web::OSM_TILES)),
     key("TRACKER_PAYMENT_TIMEOUT_SECS", "dispatch.payment_timeout", Secs, "an unpaid order is cancelled (`payment_timeout`) this long after creation", Is("900")),

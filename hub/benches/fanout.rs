@@ -59,7 +59,7 @@ fn fanout(c: &mut Criterion) {
         for (label, customers) in [("operators", false), ("half_customers", true)] {
             let f = Fanout::default();
             let mut rxs = watchers(&f, n, customers);
-            let e = entry(7, customers);
+            let e = [Arc::new(entry(7, customers))];
             g.throughput(Throughput::Elements(n as u64));
             g.bench_with_input(BenchmarkId::new(label, n), &n, |b, _| {
                 b.iter(|| {

@@ -113,7 +113,11 @@ impl Holders {
                 _ = stop.cancelled() => break,
             };
             match e {
-                Ok(TailEvent::Entry(entry)) => self.observe(&entry.order, &entry.json),
+                Ok(TailEvent::Entries(run)) => {
+                    for entry in run.iter() {
+                        self.observe(&entry.order, &entry.json);
+                    }
+                }
                 Ok(TailEvent::Gap) | Err(broadcast::error::RecvError::Lagged(_)) => self.clear(),
                 Err(broadcast::error::RecvError::Closed) => break,
             }

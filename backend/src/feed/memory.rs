@@ -46,12 +46,14 @@ impl Feed for MemoryFeed {
                 Err(_) => return Ok(batch),
             };
             match item {
-                Ok(TailEvent::Entry(e)) => {
-                    let kind = kind_of(&e.json).and_then(|k| std::str::from_utf8(k).ok());
-                    if kind.is_some_and(fed) && seen.insert(e.order.clone()) {
-                        batch.oldest_ms.get_or_insert_with(now_ms);
-                        batch.orders.push(e.order.clone());
-                        linger.get_or_insert_with(|| tokio::time::Instant::now() + LINGER);
+                Ok(TailEvent::Entries(run)) => {
+                    for e in run.iter() {
+                        let kind = kind_of(&e.json).and_then(|k| std::str::from_utf8(k).ok());
+                        if kind.is_some_and(fed) && seen.insert(e.order.clone()) {
+                            batch.oldest_ms.get_or_insert_with(now_ms);
+                            batch.orders.push(e.order.clone());
+                            linger.get_or_insert_with(|| tokio::time::Instant::now() + LINGER);
+                        }
                     }
                 }
                 Ok(TailEvent::Gap) | Err(broadcast::error::RecvError::Lagged(_)) => {

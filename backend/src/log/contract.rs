@@ -279,10 +279,8 @@ async fn next_entries(
             .await
             .expect("tail delivers within 5 s")
             .unwrap();
-        if let super::TailEvent::Entry(e) = event
-            && wanted(&e)
-        {
-            seen.push(e);
+        if let super::TailEvent::Entries(run) = event {
+            seen.extend(run.iter().filter(|e| wanted(e)).cloned());
         }
     }
     seen

@@ -165,9 +165,11 @@ impl EventLog for MemoryLog {
             if self.cfg.history > 0 {
                 log.history.push_back((Instant::now(), entry.clone()));
             }
-            // No receiver is fine: nobody is watching yet.
-            let _ = self.tail.send(TailEvent::Entry(entry.clone()));
             out.push(entry);
+        }
+        if !out.is_empty() {
+            // No receiver is fine: nobody is watching yet.
+            let _ = self.tail.send(TailEvent::Entries(out.clone().into()));
         }
         Ok(out)
     }

@@ -34,8 +34,9 @@ pub struct Entry {
 /// What a tail of the log delivers.
 #[derive(Debug, Clone)]
 pub enum TailEvent {
-    /// An entry appended by any process.
-    Entry(Arc<Entry>),
+    /// The entries of one append by any process: one order's, consecutive, in
+    /// `seq` order (a batch of fixes arrives as one, so it can be handed on as one).
+    Entries(Arc<[Arc<Entry>]>),
     /// Entries may have been missed (the tail's connection dropped and came back):
     /// every watcher must catch up from [`EventLog::read`].
     Gap,

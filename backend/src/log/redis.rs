@@ -7,8 +7,10 @@
 //! `retention` after the order ended). Appends run one Lua script, so seq allocation, the fold, the stream
 //! add and the publication are one atomic step however many processes append.
 //!
-//! Tails: every append is also `PUBLISH`ed on `{prefix}:events`; each process
-//! holds one subscription and gets every entry without polling any order.
+//! Tails: every append is also `PUBLISH`ed on `{prefix}:events`, as one
+//! message of its entries' texts joined by newlines (JSON texts hold none);
+//! each process holds one subscription and gets every entry without polling
+//! any order.
 //! Pub/sub is at-most-once, so a dropped subscription is reported to the tail as
 //! [`TailEvent::Gap`] once it is back, and watchers catch up from the streams.
 
@@ -486,11 +488,15 @@ async fn tail_loop(
                 _ = stop.cancelled() => return,
             };
             let Some(msg) = msg else { break };
-            match msg.get_payload::<String>().ok().and_then(entry_of) {
-                Some(e) => {
-                    let _ = tx.send(TailEvent::Entry(e));
+            let entries: Option<Vec<Arc<Entry>>> = msg
+                .get_payload::<String>()
+                .ok()
+                .and_then(|text| text.split('\n').map(|t| entry_of(t.to_owned())).collect());
+            match entries {
+                Some(e) if !e.is_empty() => {
+                    let _ = tx.send(TailEvent::Entries(e.into()));
                 }
-                None => metrics::counter!("tracker_tail_malformed_total").increment(1),
+                _ => metrics::counter!("tracker_tail_malformed_total").increment(1),
             }
         }
         tracing::warn!("Redis tail subscription lost; reconnecting");
@@ -587,7 +593,7 @@ mod tests {
             .unwrap()
             .unwrap();
         assert!(
-            matches!(first, TailEvent::Entry(e) if e.seq == 1),
+            matches!(first, TailEvent::Entries(e) if e[0].seq == 1),
             "b's tail sees a's append"
         );
         let r = a.read("O1", Some(0), 10).await.unwrap();

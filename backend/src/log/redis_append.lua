@@ -1,6 +1,6 @@
 -- Appends events to one order's log atomically: allocates seq, folds the live
 -- state, adds each entry to the order's stream under id "<seq>-0", and
--- publishes it for hub tails. The fold mirrors tracker_domain::LiveState::apply.
+-- publishes them for hub tails: one message, the entries joined by newlines. The fold mirrors tracker_domain::LiveState::apply.
 --
 -- KEYS[1] state hash, KEYS[2] stream (same hash tag: one Redis Cluster slot)
 -- ARGV[1] origin (0 = none)  ARGV[2] epoch for a new log  ARGV[3] max entries kept
@@ -72,8 +72,10 @@ for i = 0, n - 1 do
   end
   json = json .. '}'
   redis.call('XADD', stream, 'MAXLEN', ARGV[3], string.format('%d', seq) .. '-0', 'j', json, 'at', now_ms)
-  redis.call('PUBLISH', ARGV[6], json)
   out[#out + 1] = json
+end
+if #out > 0 then
+  redis.call('PUBLISH', ARGV[6], table.concat(out, '\n'))
 end
 redis.call('HSET', state, 'seq', string.format('%d', seq))
 -- Age cap: drop head entries added more than max_age ago (a bounded amount per call).

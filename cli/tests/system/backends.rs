@@ -292,3 +292,18 @@ async fn ingest_reconnects_after_the_broker_restarts_and_resumes() {
     );
     drop(broker);
 }
+
+#[tokio::test]
+async fn a_full_offline_batch_reaches_prompt_watchers_whole_on_redis() {
+    let Some(redis) = backend_url("TRACKER_TEST_REDIS_URL") else {
+        return;
+    };
+    let prefix = unique("systest");
+    let app = spawn_app_with(&[
+        ("TRACKER_REDIS_URL", redis.as_str()),
+        ("TRACKER_REDIS_PREFIX", prefix.as_str()),
+        ("TRACKER_WS_QUEUE", "8"),
+    ])
+    .await;
+    crate::live_path::a_full_offline_batch_reaches_prompt_watchers_whole(&app).await;
+}

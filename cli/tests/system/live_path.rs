@@ -1,7 +1,7 @@
 //! The spine: a fix over MQTT and a status change over the API reach the watching customer.
 
 use crate::helpers::*;
-use serde_json::json;
+use serde_json::{Value, json};
 use tracker_hub::Role;
 
 #[tokio::test]
@@ -260,4 +260,85 @@ async fn routed_fixes_are_stored_as_the_orders_trip() {
         .await
         .unwrap();
     assert_eq!(missing.status().as_u16(), 404);
+}
+
+/// A rider's longest legal offline batch (2000 fixes) reaches prompt watchers
+/// on every transport whole and in order, with no `recovered:false`: it is
+/// one item in each socket queue, though it is far more than the queue
+/// (`app` runs with a queue of 8, so that a queue of single events overflows
+/// whatever the machine's speed) and twice the history the log keeps.
+pub(crate) async fn a_full_offline_batch_reaches_prompt_watchers_whole(app: &App) {
+    let rider = unique("r");
+    let (order, _) = app.picked_up_order("c1", &rider).await;
+    let admin = app.admin();
+    let mut ws = app.watch(&admin, &order).await;
+    let mut sse = Sse::open(app, &order, &admin, None).await.unwrap();
+    let (_, snap) = sse.next().await;
+    let start = snap["seq"].as_u64().unwrap();
+    // The long-poll client waits for news from where the snapshot stands.
+    let poll = {
+        let (http, base, order, admin) = (
+            app.http.clone(),
+            app.base.clone(),
+            order.clone(),
+            admin.clone(),
+        );
+        let epoch = snap["epoch"].as_str().unwrap().to_owned();
+        tokio::spawn(async move {
+            let url =
+                format!("{base}/v1/orders/{order}/events?since={start}&epoch={epoch}&wait=20");
+            let r = http.get(url).bearer_auth(&admin).send().await.unwrap();
+            assert_eq!(r.status(), 200);
+            r.json::<Value>().await.unwrap()
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+
+    let now = now_ms();
+    let batch: Vec<Value> = (0..2000)
+        .map(|i| json!({"lat": 23.1 + i as f64 * 1e-5, "lon": 113.2, "ts": now - 2_000_000 + i * 1000}))
+        .collect();
+    let r = app
+        .http
+        .post(format!("{}/v1/riders/me/pos", app.base))
+        .bearer_auth(app.token(&rider, Role::Rider))
+        .json(&batch)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let top = start + 2000;
+
+    let check = |name: &str, frames: &[Value]| {
+        let seqs: Vec<u64> = frames.iter().filter_map(|f| f["seq"].as_u64()).collect();
+        assert!(
+            frames.iter().all(|f| f["t"] == "pos"),
+            "{name}: only the batch's events, no snapshot: {:?}",
+            frames.iter().find(|f| f["t"] != "pos")
+        );
+        assert_eq!(
+            seqs,
+            (start + 1..=top).collect::<Vec<_>>(),
+            "{name}: every event once, in order"
+        );
+    };
+    let mut got = Vec::new();
+    while got.len() < 2000 {
+        got.push(ws.next().await);
+    }
+    check("websocket", &got);
+    let mut got = Vec::new();
+    while got.len() < 2000 {
+        got.push(sse.next().await.1);
+    }
+    check("sse", &got);
+    let answer = poll.await.unwrap();
+    check("long-poll", answer["events"].as_array().unwrap());
+    assert_eq!(answer["next"].as_u64(), Some(top));
+}
+
+#[tokio::test]
+async fn a_full_offline_batch_reaches_prompt_watchers_whole_in_process() {
+    let app = spawn_app_with(&[("TRACKER_WS_QUEUE", "8")]).await;
+    a_full_offline_batch_reaches_prompt_watchers_whole(&app).await;
 }

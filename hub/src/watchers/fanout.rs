@@ -1,7 +1,8 @@
 //! Per-order fan-out: who watches which order, fed by one tail of the event log.
 //!
 //! Each entry is turned into a WebSocket text frame once and the same bytes are
-//! handed to every watcher's bounded queue with `try_send`: a slow watcher never
+//! handed to every watcher's bounded queue with `try_send`, the entries of one
+//! append (a batch of fixes) as one item: a slow watcher never
 //! blocks the tail or other watchers. A full queue drops the delivery and flags
 //! the connection as lagged; its task then catches up from the log by `seq`
 //! (see [`super::watcher`]), so nothing is lost and memory stays bounded.
@@ -17,12 +18,21 @@ use tracker_backend::log::OrderKey;
 use tracker_backend::{Entry, TailEvent};
 use tracker_domain::view::{View, customer_frame};
 
-/// One event on its way to watchers: the frame text plus what the session needs to order it.
+/// The events of one append of one order on their way to watchers: what a
+/// watcher's queue holds, so a batch of 2000 fixes takes one place in it,
+/// not 2000 (it would overflow the queue and force a catch-up).
 #[derive(Debug)]
 pub struct Delivery {
-    /// The order it belongs to.
+    /// The order they belong to.
     pub order: OrderKey,
-    /// Its `seq` in that order's log.
+    /// Consecutive events, in `seq` order.
+    pub events: Box<[LiveEvent]>,
+}
+
+/// One event of a [`Delivery`]: the frame text plus what the session needs to order it.
+#[derive(Debug)]
+pub struct LiveEvent {
+    /// Its `seq` in the order's log.
     pub seq: u64,
     /// The event's own time (a fix's phone time), for the delivery-latency histogram.
     pub ts: i64,
@@ -34,7 +44,7 @@ pub struct Delivery {
     pub access: Option<AccessChange>,
 }
 
-impl Delivery {
+impl LiveEvent {
     /// The frame a watcher with `view` gets.
     pub fn text_for(&self, view: View) -> &Utf8Bytes {
         match (view, &self.customer) {
@@ -116,27 +126,39 @@ impl Fanout {
         self.subs.get(order).map_or(0, |l| l.len())
     }
 
-    /// Hands `entry` to every watcher of its order without waiting.
-    pub fn deliver(&self, entry: &Entry) {
-        let Some(list) = self.subs.get(&*entry.order) else {
+    /// Hands `run` (consecutive entries of one order, as one append made
+    /// them) to every watcher of that order as one delivery, without waiting.
+    pub fn deliver(&self, run: &[Arc<Entry>]) {
+        let Some(first) = run.first() else { return };
+        let Some(list) = self.subs.get(&*first.order) else {
             return;
         };
-        let Ok(text) = Utf8Bytes::try_from(entry.json.clone()) else {
-            tracing::error!(order = %entry.order, seq = entry.seq, "event is not UTF-8; dropped");
-            return;
-        };
-        let customer = list
+        let customers = list.iter().any(|s| s.view == View::Customer);
+        let events: Box<[LiveEvent]> = run
             .iter()
-            .any(|s| s.view == View::Customer)
-            .then(|| customer_frame(&entry.json).map(super::frames::text))
-            .flatten();
+            .filter_map(|entry| {
+                let Ok(text) = Utf8Bytes::try_from(entry.json.clone()) else {
+                    tracing::error!(order = %entry.order, seq = entry.seq, "event is not UTF-8; dropped");
+                    return None;
+                };
+                let customer = customers
+                    .then(|| customer_frame(&entry.json).map(super::frames::text))
+                    .flatten();
+                Some(LiveEvent {
+                    seq: entry.seq,
+                    ts: entry.ts,
+                    text,
+                    customer,
+                    access: access_change(&entry.json),
+                })
+            })
+            .collect();
+        if events.is_empty() {
+            return;
+        }
         let d = Arc::new(Delivery {
-            order: entry.order.clone(),
-            seq: entry.seq,
-            ts: entry.ts,
-            text,
-            customer,
-            access: access_change(&entry.json),
+            order: first.order.clone(),
+            events,
         });
         let (mut queued, mut full) = (0u64, 0u64);
         for s in list.iter() {
@@ -184,11 +206,14 @@ pub async fn run_tail(
                 metrics::counter!("tracker_tail_gaps_total").increment(1);
                 fanout.lag_everyone();
             }
-            Ok(TailEvent::Entry(entry)) => {
+            Ok(TailEvent::Entries(run)) => {
                 metrics::gauge!("tracker_tail_backlog").set(tail.len() as f64);
-                metrics::histogram!("tracker_event_age_at_fanout_ms")
-                    .record((now_ms() - entry.ts).max(0) as f64);
-                fanout.deliver(&entry);
+                let ages = metrics::histogram!("tracker_event_age_at_fanout_ms");
+                let now = now_ms();
+                for entry in run.iter() {
+                    ages.record((now - entry.ts).max(0) as f64);
+                }
+                fanout.deliver(&run);
             }
             Err(broadcast::error::RecvError::Lagged(n)) => {
                 tracing::warn!(missed = n, "log tail lagged; resynchronising every watcher");
@@ -204,13 +229,13 @@ pub async fn run_tail(
 mod tests {
     use super::*;
 
-    fn entry(order: &str, seq: u64) -> Entry {
-        Entry {
+    fn entry(order: &str, seq: u64) -> [Arc<Entry>; 1] {
+        [Arc::new(Entry {
             order: order.into(),
             seq,
             ts: 0,
             json: format!("{{\"seq\":{seq}}}").into(),
-        }
+        })]
     }
 
     #[tokio::test]
@@ -244,7 +269,7 @@ mod tests {
         assert!(slow.take_lagged());
         assert!(!fast.take_lagged());
         for seq in 1..=3 {
-            assert_eq!(fast_rx.recv().await.unwrap().seq, seq);
+            assert_eq!(fast_rx.recv().await.unwrap().events[0].seq, seq);
         }
         f.remove("O1", 1);
         f.remove("O1", 2);

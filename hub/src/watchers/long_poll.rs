@@ -5,11 +5,15 @@
 //! answers with what the log then holds, possibly nothing. Where history no
 //! longer reaches back (or `epoch` differs, or `since` is absent) the answer is
 //! one snapshot, with `"recovered":false` when a `since` was given. `next` is the
-//! seq to send as `since` next time, `epoch` the one to send beside it. The fan-out registration is only a wake-up:
-//! what is returned always comes from the log, so it is complete and in order.
+//! seq to send as `since` next time, `epoch` the one to send beside it. The
+//! fan-out registration wakes the request; what is returned comes from the log,
+//! so it is complete and in order, except when one append held more events
+//! than the log keeps (a rider's 2000-fix offline batch against a history of
+//! 1000): then the deliveries that woke the request, when they continue
+//! `since` without a hole up to the log's top, are the answer.
 
 use super::Watchers;
-use super::fanout::{ConnSignal, Subscriber};
+use super::fanout::{ConnSignal, Delivery, Subscriber};
 use super::watcher::{event_text, next_conn_id, snapshot_text};
 use crate::http::error::ApiError;
 use crate::http::extract::{Caller, ClientIp};
@@ -97,21 +101,30 @@ pub async fn poll(
     );
     let deadline = tokio::time::Instant::now() + wait;
     let limit = hub.cfg.resume_limit;
+    // What the fan-out handed over while we waited: the answer when the log
+    // no longer holds it all (one append of more events than the history keeps).
+    let mut woken_by: Vec<Arc<Delivery>> = Vec::new();
     loop {
         let read = hub.log.read(&id, q.since, limit).await?;
         // At since 0 the client holds nothing another history could contradict.
         let same_epoch = q.since == Some(0) || q.epoch.as_deref().is_none_or(|e| *e == *read.epoch);
-        match (q.since, read.missed) {
+        let missed = match (q.since, read.missed) {
+            (Some(since), None) if same_epoch => following(&woken_by, since, read.state.seq),
+            (_, missed) => missed.map(Missed::Logged),
+        };
+        match (q.since, missed) {
             (Some(since), Some(missed)) if same_epoch => {
-                if let Some(last) = missed.last() {
-                    let texts: Vec<_> = missed
-                        .iter()
-                        .filter_map(|e| event_text(claims.view(), &e.json))
-                        .collect();
-                    return Ok(answer(&texts, last.seq, &read.epoch));
+                if let Some((texts, last)) = missed.texts(claims.view()) {
+                    return Ok(answer(&texts, last, &read.epoch));
                 }
                 let woken = tokio::select! {
-                    _ = rx.recv() => true,
+                    d = rx.recv() => {
+                        woken_by.extend(d);
+                        while let Ok(d) = rx.try_recv() {
+                            woken_by.push(d);
+                        }
+                        true
+                    }
                     _ = signal.woken() => true,
                     _ = tokio::time::sleep_until(deadline) => false,
                     _ = hub.stop.cancelled() => false,
@@ -134,4 +147,57 @@ pub async fn poll(
             }
         }
     }
+}
+
+/// The events after the client's `since`, from the log or from the fan-out.
+enum Missed {
+    Logged(Vec<Arc<tracker_backend::Entry>>),
+    /// Runs of the fan-out, and the `since` before them.
+    Delivered(u64, Vec<Arc<Delivery>>),
+}
+
+impl Missed {
+    /// Their frames as `view` sees them and the last seq; `None` when there are none.
+    fn texts(&self, view: tracker_domain::view::View) -> Option<(Vec<Utf8Bytes>, u64)> {
+        match self {
+            Missed::Logged(entries) => {
+                let last = entries.last()?.seq;
+                let texts = entries
+                    .iter()
+                    .filter_map(|e| event_text(view, &e.json))
+                    .collect();
+                Some((texts, last))
+            }
+            Missed::Delivered(since, runs) => {
+                let since = *since;
+                let events = runs
+                    .iter()
+                    .flat_map(|d| d.events.iter())
+                    .filter(move |e| e.seq > since);
+                let last = events.clone().last()?.seq;
+                Some((events.map(|e| e.text_for(view).clone()).collect(), last))
+            }
+        }
+    }
+}
+
+/// The fan-out's deliveries that continue `since` without a hole up to the
+/// log's `top`, when the log itself no longer reaches back.
+fn following(woken_by: &[Arc<Delivery>], since: u64, top: u64) -> Option<Missed> {
+    let mut next = since + 1;
+    let mut runs = Vec::new();
+    for d in woken_by {
+        let (Some(first), Some(last)) = (d.events.first(), d.events.last()) else {
+            continue;
+        };
+        if last.seq < next {
+            continue; // already answered
+        }
+        if first.seq > next {
+            return None; // a hole
+        }
+        next = last.seq + 1;
+        runs.push(d.clone());
+    }
+    (next > top && !runs.is_empty()).then_some(Missed::Delivered(since, runs))
 }

@@ -58,15 +58,17 @@ async fn fixture(cfg: WsConfig) -> Fixture {
     }
 }
 
-/// The delivery the tail would make of a logged entry.
+/// The delivery the tail would make of a logged entry alone.
 fn delivery(e: &tracker_backend::Entry) -> Arc<Delivery> {
     Arc::new(Delivery {
         order: e.order.clone(),
-        seq: e.seq,
-        ts: e.ts,
-        text: String::from_utf8(e.json.to_vec()).unwrap().into(),
-        customer: None,
-        access: super::access::access_change(&e.json),
+        events: Box::new([super::fanout::LiveEvent {
+            seq: e.seq,
+            ts: e.ts,
+            text: String::from_utf8(e.json.to_vec()).unwrap().into(),
+            customer: None,
+            access: super::access::access_change(&e.json),
+        }]),
     })
 }
 

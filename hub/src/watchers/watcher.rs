@@ -22,7 +22,7 @@
 
 use super::Watchers;
 use super::access::{AccessChange, Verdict, access_change, verdict};
-use super::fanout::{ConnSignal, Delivery, Subscriber};
+use super::fanout::{ConnSignal, Delivery, LiveEvent, Subscriber};
 use super::frames;
 use crate::auth::{AuthError, Claims};
 use crate::orders::OrderError;
@@ -450,31 +450,37 @@ impl Watcher {
         seq
     }
 
-    /// A live event: queued if it is the next one, dropped if already sent, a
-    /// catch-up otherwise (and always while the order is stale).
+    /// Live events of one order, each queued if it is the next one, dropped
+    /// if already sent, a catch-up otherwise (and always while the order is stale).
     pub async fn on_delivery(&mut self, d: Arc<Delivery>) {
-        let Some(sent) = self.subs.get(&d.order) else {
+        for e in d.events.iter() {
+            self.on_event(&d.order, e).await;
+        }
+    }
+
+    async fn on_event(&mut self, order: &OrderKey, e: &LiveEvent) {
+        let Some(sent) = self.subs.get(order) else {
             return; // unsubscribed meanwhile
         };
-        if sent.stale || d.seq > sent.seq + 1 {
-            self.catch_up(&d.order).await;
+        if sent.stale || e.seq > sent.seq + 1 {
+            self.catch_up(order).await;
             return;
         }
-        if d.seq <= sent.seq {
+        if e.seq <= sent.seq {
             return;
         }
-        if let Some(change) = &d.access
-            && !self.keeps_access(&d.order, change)
+        if let Some(change) = &e.access
+            && !self.keeps_access(order, change)
         {
             return;
         }
         self.out.push(Outgoing {
-            text: d.text_for(self.claims.view()).clone(),
-            seq: Some(d.seq),
-            ts: Some(d.ts),
+            text: e.text_for(self.claims.view()).clone(),
+            seq: Some(e.seq),
+            ts: Some(e.ts),
         });
-        if let Some(sent) = self.subs.get_mut(&d.order) {
-            sent.seq = d.seq;
+        if let Some(sent) = self.subs.get_mut(order) {
+            sent.seq = e.seq;
         }
     }
 
