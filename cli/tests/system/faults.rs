@@ -135,15 +135,7 @@ async fn redis_restarted_empty_tells_every_watcher_on_every_transport_recovered_
     let auth = Auth::hs256(SECRET.as_bytes());
     let admin = auth.mint("ops", Role::Admin, 600);
     let rider = unique("r");
-    let (id, v) = assigned_order(&hub.base, &admin, "c1", &rider).await;
-    let path = format!("/v1/orders/{id}/status");
-    post(
-        &hub.base,
-        &admin,
-        &path,
-        json!({"to": "picked_up", "version": v}),
-    )
-    .await;
+    let (id, _) = picked_up_order(&hub.base, &admin, "c1", &rider).await;
     let customer = auth.mint("c1", Role::Customer, 600);
     let rider_token = auth.mint(&rider, Role::Rider, 600);
 
@@ -323,15 +315,7 @@ async fn fixes_survive(fault: Fault) {
     let auth = Auth::hs256(SECRET.as_bytes());
     let admin = auth.mint("ops", Role::Admin, 600);
     let rider = unique("r");
-    let (id, v) = assigned_order(&hub.base, &admin, "c1", &rider).await;
-    let path = format!("/v1/orders/{id}/status");
-    post(
-        &hub.base,
-        &admin,
-        &path,
-        json!({"to": "picked_up", "version": v}),
-    )
-    .await;
+    let (id, _) = picked_up_order(&hub.base, &admin, "c1", &rider).await;
     let log_cfg = RedisLogConfig {
         prefix: prefix.clone(),
         ..Default::default()
@@ -409,15 +393,7 @@ async fn every_fix_answered_accepted_outlives_a_kill_of_tracker_run() {
     let auth = Auth::hs256(SECRET.as_bytes());
     let admin = auth.mint("ops", Role::Admin, 600);
     let rider = unique("r");
-    let (id, v) = assigned_order(&run.base, &admin, "c1", &rider).await;
-    let path = format!("/v1/orders/{id}/status");
-    post(
-        &run.base,
-        &admin,
-        &path,
-        json!({"to": "picked_up", "version": v}),
-    )
-    .await;
+    let (id, _) = picked_up_order(&run.base, &admin, "c1", &rider).await;
 
     // Four phones post fixes as fast as they are answered; the process is
     // killed in the middle of it.

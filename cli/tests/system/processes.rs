@@ -141,6 +141,20 @@ pub(crate) async fn assigned_order(
     order_to_assigned(base, admin, body, rider).await
 }
 
+/// An order of `customer` made on `base` and carried to `picked_up` by
+/// `rider`; its id and version.
+pub(crate) async fn picked_up_order(
+    base: &str,
+    admin: &str,
+    customer: &str,
+    rider: &str,
+) -> (String, i64) {
+    let (id, v) = assigned_order(base, admin, customer, rider).await;
+    let path = format!("/v1/orders/{id}/status");
+    let o = post(base, admin, &path, json!({"to": "picked_up", "version": v})).await;
+    (id, o["version"].as_i64().unwrap_or(v + 1))
+}
+
 /// The order `body` describes, made on `base` and carried to `assigned` to
 /// `rider`; its id and version.
 pub(crate) async fn order_to_assigned(
