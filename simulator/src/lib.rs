@@ -64,6 +64,9 @@ pub struct SimConfig {
     pub offline_share: f64,
     /// WebSocket watchers drop their connection about this often (resume exercise).
     pub drop_every: Option<Duration>,
+    /// Hubs the watchers connect to, spread over them, each moving on to the
+    /// next after a drop (empty: `url` alone).
+    pub watch_urls: Vec<String>,
     /// Watchers watch as operators (every fix) instead of as the order's customer.
     pub watch_as_operator: bool,
     /// Every order belongs to this customer (the demo's `demo-customer`); else one each.
@@ -107,6 +110,7 @@ impl SimConfig {
             poll_share: 0.05,
             offline_share: 0.1,
             drop_every: None,
+            watch_urls: Vec::new(),
             watch_as_operator: false,
             customer: None,
             duration: Some(Duration::from_secs(60)),

@@ -49,6 +49,10 @@ struct Args {
     /// Share of riders who go offline on the way and upload a batch later.
     #[arg(long, default_value_t = 0.1)]
     offline_share: f64,
+    /// Hubs the watchers connect to, comma-separated (default: `--url`): spread
+    /// over them, each watcher moves on to the next after a drop.
+    #[arg(long, value_delimiter = ',')]
+    watch_url: Vec<String>,
     /// WebSocket watchers drop their connection about every N seconds (0 = never).
     #[arg(long, default_value_t = 0)]
     drop_every_secs: u64,
@@ -166,6 +170,11 @@ fn config(a: &Args) -> anyhow::Result<SimConfig> {
     cfg.sse_share = a.sse_share;
     cfg.poll_share = a.poll_share;
     cfg.offline_share = a.offline_share;
+    cfg.watch_urls = a
+        .watch_url
+        .iter()
+        .map(|u| u.trim_end_matches('/').to_owned())
+        .collect();
     cfg.drop_every = (a.drop_every_secs > 0).then(|| Duration::from_secs(a.drop_every_secs));
     cfg.duration = Some(Duration::from_secs(a.duration_secs));
     cfg.max_orders = a.max_orders;

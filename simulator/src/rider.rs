@@ -175,6 +175,11 @@ fn spawn_watchers(ctx: &Ctx, order: &str, customer: &str) {
         crate::api::mint(&cfg.jwt_secret, customer, "customer")
     };
     let mut rng = rand::rng();
+    let bases: std::sync::Arc<[String]> = if cfg.watch_urls.is_empty() {
+        vec![cfg.url.clone()].into()
+    } else {
+        cfg.watch_urls.clone().into()
+    };
     for _ in 0..cfg.watchers_per_order {
         let r: f64 = rng.random();
         let transport = if r < cfg.sse_share {
@@ -185,7 +190,8 @@ fn spawn_watchers(ctx: &Ctx, order: &str, customer: &str) {
             Transport::Ws
         };
         let target = WatchTarget {
-            base: cfg.url.clone(),
+            bases: bases.clone(),
+            first: rng.random_range(0..bases.len()),
             token: token.clone(),
             order: order.to_owned(),
             drop_every: cfg.drop_every,

@@ -76,6 +76,9 @@ pub struct Tally {
     pub first: Option<u64>,
     /// The last seq seen, once the first snapshot came.
     pub last: Option<u64>,
+    /// The epoch of that seq (from snapshots and long-poll answers), sent on resume
+    /// so that a hub whose log lost its history answers `recovered:false`.
+    pub epoch: Option<String>,
 }
 
 impl Default for Tally {
@@ -89,6 +92,7 @@ impl Default for Tally {
             resumed: 0,
             first: None,
             last: None,
+            epoch: None,
         }
     }
 }

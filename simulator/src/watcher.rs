@@ -28,14 +28,23 @@ pub enum Transport {
 /// Where and how to watch.
 #[derive(Clone)]
 pub struct WatchTarget {
-    /// `http://host:port` of a hub.
-    pub base: String,
+    /// `http://host:port` of the hubs it may watch on.
+    pub bases: std::sync::Arc<[String]>,
+    /// The one it starts on; it moves on to the next after each drop.
+    pub first: usize,
     /// The watcher's token.
     pub token: String,
     /// The order.
     pub order: String,
     /// When set, a WebSocket watcher drops its connection about this often, to exercise resume.
     pub drop_every: Option<Duration>,
+}
+
+impl WatchTarget {
+    /// The hub of connection attempt `n` (0 the first): the next one after each drop.
+    pub fn base(&self, n: u64) -> &str {
+        &self.bases[(self.first + n as usize) % self.bases.len().max(1)]
+    }
 }
 
 #[derive(Deserialize)]
@@ -47,6 +56,7 @@ struct Head<'a> {
     backfill: bool,
     status: Option<&'a str>,
     recovered: Option<bool>,
+    epoch: Option<&'a str>,
 }
 
 /// Takes one frame's text; true when the order reached its end.
@@ -55,6 +65,9 @@ fn take(text: &str, tally: &mut Tally, live: &Live) -> bool {
         return false;
     };
     let new = tally.frame(live, h.t, h.seq, h.recovered);
+    if let Some(epoch) = h.epoch {
+        tally.epoch = Some(epoch.to_owned());
+    }
     if new
         && h.t == "pos"
         && !h.backfill
@@ -122,13 +135,16 @@ async fn once(
 async fn ws(target: &WatchTarget, tally: &mut Tally, live: &Live) -> anyhow::Result<bool> {
     let url = format!(
         "{}/v1/ws?token={}",
-        target.base.replacen("http", "ws", 1),
+        target.base(tally.reconnects).replacen("http", "ws", 1),
         target.token
     );
     let (mut stream, _) = tokio_tungstenite::connect_async(url).await?;
     let mut sub = serde_json::json!({"op": "sub", "order": target.order});
     if let Some(last) = tally.last {
         sub["since"] = last.into();
+        if let Some(epoch) = &tally.epoch {
+            sub["epoch"] = epoch.as_str().into();
+        }
     }
     stream.send(Message::text(sub.to_string())).await?;
     let drop_at = target.drop_every.map(|every| {
@@ -157,14 +173,19 @@ async fn ws(target: &WatchTarget, tally: &mut Tally, live: &Live) -> anyhow::Res
     }
 }
 
+/// `&since=` (and the `&epoch=` of that seq) for SSE and long-poll.
 fn resume_query(tally: &Tally) -> String {
-    tally.last.map_or(String::new(), |s| format!("&since={s}"))
+    match (tally.last, &tally.epoch) {
+        (Some(s), Some(e)) => format!("&since={s}&epoch={e}"),
+        (Some(s), None) => format!("&since={s}"),
+        (None, _) => String::new(),
+    }
 }
 
 async fn sse(target: &WatchTarget, tally: &mut Tally, live: &Live) -> anyhow::Result<bool> {
     let url = format!(
         "{}/v1/orders/{}/sse?token={}{}",
-        target.base,
+        target.base(tally.reconnects),
         target.order,
         target.token,
         resume_query(tally)
@@ -193,7 +214,7 @@ async fn long_poll(target: &WatchTarget, tally: &mut Tally, live: &Live) -> anyh
     loop {
         let url = format!(
             "{}/v1/orders/{}/events?wait=25{}",
-            target.base,
+            target.base(tally.reconnects),
             target.order,
             resume_query(tally)
         );
@@ -210,5 +231,39 @@ async fn long_poll(target: &WatchTarget, tally: &mut Tally, live: &Live) -> anyh
                 return Ok(true);
             }
         }
+        if let Some(epoch) = v["epoch"].as_str() {
+            tally.epoch = Some(epoch.to_owned());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_watcher_moves_to_the_next_hub_after_each_drop() {
+        let t = WatchTarget {
+            bases: vec!["http://a".to_owned(), "http://b".to_owned()].into(),
+            first: 1,
+            token: "t".into(),
+            order: "O1".into(),
+            drop_every: None,
+        };
+        let seen: Vec<&str> = (0..4).map(|n| t.base(n)).collect();
+        assert_eq!(seen, ["http://b", "http://a", "http://b", "http://a"]);
+    }
+
+    #[test]
+    fn resume_sends_the_epoch_of_the_last_snapshot() {
+        let live = Live::default();
+        let mut tally = Tally::default();
+        assert_eq!(resume_query(&tally), "");
+        take(
+            r#"{"t":"snapshot","order":"O1","seq":7,"epoch":"redis-1"}"#,
+            &mut tally,
+            &live,
+        );
+        assert_eq!(resume_query(&tally), "&since=7&epoch=redis-1");
     }
 }
