@@ -14,6 +14,7 @@ use rumqttc::{
     AsyncClient, Event, Incoming, MqttOptions, NetworkOptions, Publish, QoS, SubscribeFilter,
 };
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -171,8 +172,16 @@ pub async fn run(cfg: IngestConfig, router: Arc<Router>, stop: CancellationToken
     net.set_connection_timeout(5);
     eventloop.set_network_options(net);
 
-    let (tx, rx) = mpsc::channel::<Publish>(cfg.queue.max(1));
-    let worker = tokio::spawn(route_loop(rx, client.clone(), router, stop.clone()));
+    let (tx, rx) = mpsc::channel::<Received>(cfg.queue.max(1));
+    // Which connection a publish came on: its ack is only sent on that one.
+    let connection = Arc::new(AtomicU64::new(0));
+    let worker = tokio::spawn(route_loop(
+        rx,
+        client.clone(),
+        connection.clone(),
+        router,
+        stop.clone(),
+    ));
     let filters: Vec<SubscribeFilter> = topic::filters(cfg.share_group.as_deref())
         .into_iter()
         .map(|f| SubscribeFilter::new(f, QoS::AtLeastOnce))
@@ -186,6 +195,7 @@ pub async fn run(cfg: IngestConfig, router: Arc<Router>, stop: CancellationToken
         };
         match event {
             Ok(Event::Incoming(Incoming::ConnAck(_))) => {
+                connection.fetch_add(1, Ordering::AcqRel);
                 backoff.reset();
                 tracing::info!(broker = %format!("{}:{}", cfg.target.host, cfg.target.port), group = cfg.share_group.as_deref().unwrap_or("-"), client_id = %cfg.client_id, "ingest connected");
                 if let Err(e) = client.try_subscribe_many(filters.clone()) {
@@ -197,7 +207,7 @@ pub async fn run(cfg: IngestConfig, router: Arc<Router>, stop: CancellationToken
                 // Waiting here is the back-pressure: the broker stops sending once
                 // its inflight window to us is full of unacked publishes.
                 tokio::select! {
-                    r = tx.send(p) => if r.is_err() { break },
+                    r = tx.send((p, connection.load(Ordering::Acquire))) => if r.is_err() { break },
                     _ = stop.cancelled() => break,
                 }
             }
@@ -216,24 +226,31 @@ pub async fn run(cfg: IngestConfig, router: Arc<Router>, stop: CancellationToken
     let _ = worker.await;
 }
 
+/// A publish and the number of the connection it came on.
+type Received = (Publish, u64);
+
 /// Routes publishes on [`Lanes`] and acks each once routed, in the order they
 /// arrived (MQTT 3.1.1 wants PUBACKs in order): a publish whose lane is still
 /// busy holds back the acks of later ones, never their routing.
 async fn route_loop(
-    mut rx: mpsc::Receiver<Publish>,
+    mut rx: mpsc::Receiver<Received>,
     client: AsyncClient,
+    connection: Arc<AtomicU64>,
     router: Arc<Router>,
     stop: CancellationToken,
 ) {
     let lanes = Lanes::start(router.clone(), stop.clone());
-    let (ack_tx, ack_rx) = mpsc::channel::<(oneshot::Receiver<Stored>, Publish)>(4096);
-    let acker = tokio::spawn(ack_in_order(ack_rx, client));
-    while let Some(p) = rx.recv().await {
+    let (ack_tx, ack_rx) = mpsc::channel::<(oneshot::Receiver<Stored>, Received)>(4096);
+    let acker = tokio::spawn(ack_in_order(ack_rx, client, connection));
+    while let Some(r) = rx.recv().await {
         let (done_tx, done_rx) = oneshot::channel();
-        if !lanes.send(&p.topic, p.payload.clone(), Some(done_tx)).await {
+        if !lanes
+            .send(&r.0.topic, r.0.payload.clone(), Some(done_tx))
+            .await
+        {
             break;
         }
-        if ack_tx.send((done_rx, p)).await.is_err() {
+        if ack_tx.send((done_rx, r)).await.is_err() {
             break;
         }
     }
@@ -245,14 +262,23 @@ async fn route_loop(
 /// Acks publishes in arrival order as each is routed and durable; stops at
 /// the first that never will be (stopping: it stays unacked so the broker
 /// redelivers it).
+///
+/// A publish that came on an earlier connection is not acked: the session
+/// redelivers it on the new one, where that copy is acked, and its packet id
+/// may meanwhile name another message, which an old ack would ack unstored.
 async fn ack_in_order(
-    mut rx: mpsc::Receiver<(oneshot::Receiver<Stored>, Publish)>,
+    mut rx: mpsc::Receiver<(oneshot::Receiver<Stored>, Received)>,
     client: AsyncClient,
+    connection: Arc<AtomicU64>,
 ) {
-    while let Some((done, p)) = rx.recv().await {
+    while let Some((done, (p, came_on))) = rx.recv().await {
         let Ok(stored) = done.await else { return };
         if !stored.wait().await {
             return;
+        }
+        if came_on != connection.load(Ordering::Acquire) {
+            metrics::counter!("tracker_mqtt_acks_skipped_total").increment(1);
+            continue;
         }
         if p.qos != QoS::AtMostOnce
             && let Err(e) = client.ack(&p).await

@@ -25,6 +25,9 @@ pub const BATCH: usize = 1000;
 /// enough that at 1k fixes/s a transaction holds tens of them.
 pub const LINGER: Duration = Duration::from_millis(20);
 
+/// Tries at storing a batch once stopping, before its receipts are dropped.
+const STOPPING_TRIES: u32 = 5;
+
 type Job = (Vec<TrackPoint>, tokio::sync::watch::Sender<bool>);
 
 /// The in-process [`TrackQueue`].
@@ -92,12 +95,28 @@ async fn write_loop(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Job>, stop: Ca
                 _ = stop.cancelled() => {}
             }
         }
-        // Retried even while stopping: these points are already acked upstream.
+        // Retried while the store fails. Stopping, a few tries only: nothing
+        // of this batch has been acked yet (acks wait for `waiting`), so
+        // giving up drops the receipts and the senders send again.
         let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(5));
+        let mut tries = 0;
+        let mut stored = true;
         while let Err(e) = store.insert_track_points(&batch).await {
             tracing::warn!(error = %e, points = batch.len(), "storing track points failed; retrying");
             metrics::counter!("tracker_track_write_errors_total").increment(1);
+            tries += 1;
+            if stop.is_cancelled() && tries >= STOPPING_TRIES {
+                tracing::error!(
+                    points = batch.len(),
+                    "stopping with the store down: these track points stay unacknowledged"
+                );
+                stored = false;
+                break;
+            }
             tokio::time::sleep(backoff.next_delay()).await;
+        }
+        if !stored {
+            continue; // `waiting` dropped: the receipts resolve false
         }
         metrics::counter!("tracker_track_points_stored_total").increment(batch.len() as u64);
         for done in waiting {

@@ -169,35 +169,103 @@ impl Missed {
                 Some((texts, last))
             }
             Missed::Delivered(since, runs) => {
-                let since = *since;
-                let events = runs
-                    .iter()
-                    .flat_map(|d| d.events.iter())
-                    .filter(move |e| e.seq > since);
-                let last = events.clone().last()?.seq;
-                Some((events.map(|e| e.text_for(view).clone()).collect(), last))
+                // Each seq once, in order, however the runs overlap.
+                let mut next = since + 1;
+                let mut texts = Vec::new();
+                for e in runs.iter().flat_map(|d| d.events.iter()) {
+                    if e.seq == next {
+                        texts.push(e.text_for(view).clone());
+                        next += 1;
+                    }
+                }
+                (!texts.is_empty()).then(|| (texts, next - 1))
             }
         }
     }
 }
 
-/// The fan-out's deliveries that continue `since` without a hole up to the
-/// log's `top`, when the log itself no longer reaches back.
+/// The fan-out's deliveries that continue `since` without a hole exactly up
+/// to the log's `top`, when the log itself no longer reaches back.
 fn following(woken_by: &[Arc<Delivery>], since: u64, top: u64) -> Option<Missed> {
-    let mut next = since + 1;
+    if since >= top {
+        return None;
+    }
+    let mut next = since.checked_add(1)?;
     let mut runs = Vec::new();
     for d in woken_by {
         let (Some(first), Some(last)) = (d.events.first(), d.events.last()) else {
             continue;
         };
         if last.seq < next {
-            continue; // already answered
+            continue; // already covered
         }
         if first.seq > next {
             return None; // a hole
         }
-        next = last.seq + 1;
+        next = last.seq.checked_add(1)?;
         runs.push(d.clone());
     }
-    (next > top && !runs.is_empty()).then_some(Missed::Delivered(since, runs))
+    // Ending past the log's top would be another history's events.
+    (next == top + 1).then_some(Missed::Delivered(since, runs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::watchers::fanout::LiveEvent;
+    use tracker_domain::view::View;
+
+    fn run(seqs: std::ops::RangeInclusive<u64>) -> Arc<Delivery> {
+        Arc::new(Delivery {
+            order: "O1".into(),
+            events: seqs
+                .map(|seq| LiveEvent {
+                    seq,
+                    ts: 0,
+                    text: format!("{{\"seq\":{seq}}}").into(),
+                    customer: None,
+                    access: None,
+                })
+                .collect(),
+        })
+    }
+
+    fn answer_of(woken_by: &[Arc<Delivery>], since: u64, top: u64) -> Option<(Vec<String>, u64)> {
+        let (texts, last) = following(woken_by, since, top)?.texts(View::Full)?;
+        Some((texts.iter().map(|t| t.as_str().to_owned()).collect(), last))
+    }
+
+    #[test]
+    fn deliveries_answer_only_when_they_continue_since_to_the_top() {
+        let (texts, last) = answer_of(&[run(5..=7), run(8..=10)], 4, 10).unwrap();
+        assert_eq!((texts.len(), last), (6, 10));
+        assert!(
+            answer_of(&[run(5..=7), run(9..=10)], 4, 10).is_none(),
+            "a hole"
+        );
+        assert!(
+            answer_of(&[run(5..=7)], 4, 10).is_none(),
+            "short of the top"
+        );
+        assert!(
+            answer_of(&[run(5..=12)], 4, 10).is_none(),
+            "past the top: another history"
+        );
+        assert!(
+            answer_of(&[run(1..=3)], 10, 0).is_none(),
+            "since above the top"
+        );
+        assert!(
+            answer_of(&[run(1..=3)], u64::MAX, 3).is_none(),
+            "no overflow"
+        );
+    }
+
+    #[test]
+    fn overlapping_runs_give_each_event_once_in_order() {
+        let (texts, last) = answer_of(&[run(3..=6), run(5..=8), run(2..=4)], 4, 8).unwrap();
+        assert_eq!(last, 8);
+        let want: Vec<String> = (5..=8).map(|s| format!("{{\"seq\":{s}}}")).collect();
+        assert_eq!(texts, want);
+    }
 }

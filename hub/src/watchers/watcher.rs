@@ -452,27 +452,40 @@ impl Watcher {
 
     /// Live events of one order, each queued if it is the next one, dropped
     /// if already sent, a catch-up otherwise (and always while the order is stale).
+    ///
+    /// A pending lag signal is taken first: the tail raises it (a gap, Redis
+    /// back from a restart) before it hands on anything that came after, so
+    /// an event of a new history is never taken for the next of the old.
     pub async fn on_delivery(&mut self, d: Arc<Delivery>) {
+        if self.signal.take_lagged() {
+            self.catch_up_all().await;
+        }
         for e in d.events.iter() {
-            self.on_event(&d.order, e).await;
+            if !self.on_event(&d.order, e).await {
+                // Caught up from the log, which was read after this append:
+                // it covers the rest of the run (or the order is stale or gone).
+                break;
+            }
         }
     }
 
-    async fn on_event(&mut self, order: &OrderKey, e: &LiveEvent) {
+    /// One live event; false when it ended the run's handling (a catch-up,
+    /// or the subscription ended).
+    async fn on_event(&mut self, order: &OrderKey, e: &LiveEvent) -> bool {
         let Some(sent) = self.subs.get(order) else {
-            return; // unsubscribed meanwhile
+            return false; // unsubscribed meanwhile
         };
         if sent.stale || e.seq > sent.seq + 1 {
             self.catch_up(order).await;
-            return;
+            return false;
         }
         if e.seq <= sent.seq {
-            return;
+            return true;
         }
         if let Some(change) = &e.access
             && !self.keeps_access(order, change)
         {
-            return;
+            return false;
         }
         self.out.push(Outgoing {
             text: e.text_for(self.claims.view()).clone(),
@@ -482,6 +495,7 @@ impl Watcher {
         if let Some(sent) = self.subs.get_mut(order) {
             sent.seq = e.seq;
         }
+        true
     }
 
     /// After a lag signal: every watched order catches up from the log.
