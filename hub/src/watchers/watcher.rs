@@ -39,6 +39,9 @@ use tracker_domain::{LiveState, Order};
 
 static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
 
+/// How soon a catch-up whose log read failed is tried again.
+const CATCH_UP_RETRY: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// A new client id, unique in the process (fan-out registrations are keyed by it).
 pub fn next_conn_id() -> u64 {
     NEXT_CONN.fetch_add(1, Ordering::Relaxed)
@@ -186,6 +189,8 @@ pub struct Watcher {
     subs: HashMap<OrderKey, Sent>,
     /// Frames waiting to be sent, in order.
     out: Vec<Outgoing>,
+    /// A lag signal is due soon, to retry a catch-up whose read failed.
+    retry_armed: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Watcher {
@@ -202,6 +207,7 @@ impl Watcher {
             signal: Arc::new(ConnSignal::default()),
             subs: HashMap::new(),
             out: Vec::new(),
+            retry_armed: Arc::default(),
         };
         (w, rx)
     }
@@ -517,8 +523,18 @@ impl Watcher {
         let read = match self.hub.log.read(order, Some(last), limit).await {
             Ok(r) => r,
             Err(e) => {
-                // Stale until read: the next delivery or lag signal tries again.
+                // Stale until read: the next delivery tries again, and so does
+                // a lag signal raised a moment from now (the order's last
+                // event may have been this one: nothing else would come).
                 sent.stale = true;
+                if !self.retry_armed.swap(true, Ordering::AcqRel) {
+                    let (signal, armed) = (self.signal.clone(), self.retry_armed.clone());
+                    tokio::spawn(async move {
+                        tokio::time::sleep(CATCH_UP_RETRY).await;
+                        armed.store(false, Ordering::Release);
+                        signal.lag();
+                    });
+                }
                 tracing::warn!(error = %e, "log read failed on catch-up");
                 return;
             }
