@@ -272,8 +272,7 @@ async fn ack_in_order(
     connection: Arc<AtomicU64>,
 ) {
     while let Some((done, (p, came_on))) = rx.recv().await {
-        let Ok(stored) = done.await else { return };
-        if !stored.wait().await {
+        if !crate::lanes::routed_and_stored(done).await {
             return;
         }
         if came_on != connection.load(Ordering::Acquire) {

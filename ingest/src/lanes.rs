@@ -129,6 +129,16 @@ async fn lane(mut rx: mpsc::Receiver<Job>, router: Arc<Router>, stop: Cancellati
     }
 }
 
+/// Waits on the `done` of a [`Lanes::send`]: true once the publish is routed
+/// and its track points are durable (what its ack waits for), false if that
+/// never happens (stopping).
+pub async fn routed_and_stored(done: oneshot::Receiver<Stored>) -> bool {
+    match done.await {
+        Ok(stored) => stored.wait().await,
+        Err(_) => false,
+    }
+}
+
 /// The lane of a publish of `rider`.
 fn lane_of(rider: &str) -> usize {
     use std::hash::{Hash, Hasher};

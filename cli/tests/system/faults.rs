@@ -27,21 +27,10 @@ async fn ws_watcher(
     let sub = json!({"op": "sub", "order": order}).to_string();
     ws.send(Message::Text(sub.into())).await.unwrap();
     tokio::spawn(async move {
-        while let Some(f) = next_frame_or_none(&mut ws).await {
+        while let Some(f) = frame(&mut ws).await {
             seen.lock().unwrap().push(f);
         }
     })
-}
-
-async fn next_frame_or_none(ws: &mut Ws) -> Option<Value> {
-    use futures_util::StreamExt;
-    loop {
-        match ws.next().await? {
-            Ok(Message::Text(t)) => return Some(serde_json::from_str(&t).unwrap()),
-            Ok(Message::Close(_)) | Err(_) => return None,
-            Ok(_) => continue,
-        }
-    }
 }
 
 /// Collects an SSE stream's frames.

@@ -180,12 +180,17 @@ pub(crate) async fn order_to_assigned(
 pub(crate) type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
+/// The next text frame as JSON, within [`PATIENCE`]; `None` once the socket closed.
 pub(crate) async fn next_frame(ws: &mut Ws) -> Option<Value> {
+    tokio::time::timeout(PATIENCE, frame(ws))
+        .await
+        .expect("a frame in time")
+}
+
+/// The next text frame as JSON, however long it takes; `None` once the socket closed.
+pub(crate) async fn frame(ws: &mut Ws) -> Option<Value> {
     loop {
-        match tokio::time::timeout(PATIENCE, ws.next())
-            .await
-            .expect("a frame in time")?
-        {
+        match ws.next().await? {
             Ok(Message::Text(t)) => return Some(serde_json::from_str(&t).unwrap()),
             Ok(Message::Close(_)) | Err(_) => return None,
             Ok(_) => continue,

@@ -14,7 +14,7 @@
 
 use super::Watchers;
 use super::fanout::{ConnSignal, Delivery, Subscriber};
-use super::watcher::{event_text, next_conn_id, snapshot_text};
+use super::watcher::{event_text, next_conn_id, same_history, snapshot_text};
 use crate::http::error::ApiError;
 use crate::http::extract::{Caller, ClientIp};
 use crate::orders::queries::watchable;
@@ -106,8 +106,7 @@ pub async fn poll(
     let mut woken_by: Vec<Arc<Delivery>> = Vec::new();
     loop {
         let read = hub.log.read(&id, q.since, limit).await?;
-        // At since 0 the client holds nothing another history could contradict.
-        let same_epoch = q.since == Some(0) || q.epoch.as_deref().is_none_or(|e| *e == *read.epoch);
+        let same_epoch = same_history(q.since, q.epoch.as_deref(), &read.epoch);
         let missed = match (q.since, read.missed) {
             (Some(since), None) if same_epoch => following(&woken_by, since, read.state.seq),
             (_, missed) => missed.map(Missed::Logged),

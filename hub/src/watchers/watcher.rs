@@ -47,6 +47,13 @@ pub fn next_conn_id() -> u64 {
     NEXT_CONN.fetch_add(1, Ordering::Relaxed)
 }
 
+/// Whether a client's `since` (of `epoch`, when it named one) belongs to the
+/// history the log now holds (`current`). At since 0 the client holds nothing
+/// another history could contradict; without an epoch it is taken at its word.
+pub fn same_history(since: Option<u64>, epoch: Option<&str>, current: &str) -> bool {
+    since == Some(0) || epoch.is_none_or(|e| e == current)
+}
+
 /// The snapshot frame of `order` as `view` may see it, and its seq; a log that
 /// lost its history (new epoch) knows nothing of the status, so the store's
 /// `row` fills it in.
@@ -403,7 +410,7 @@ impl Watcher {
                 return Err(SubError::Unavailable);
             }
         };
-        let same_epoch = since == Some(0) || epoch.is_none_or(|e| *e == *read.epoch);
+        let same_epoch = same_history(since, epoch, &read.epoch);
         let recovered = match (since, read.missed) {
             (Some(_), Some(missed)) if same_epoch => {
                 metrics::counter!("tracker_ws_resumes_total", "recovered" => "true").increment(1);

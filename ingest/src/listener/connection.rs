@@ -365,12 +365,7 @@ async fn handle(p: In, s: &mut Session, shared: &Shared, out: &mut BytesMut) -> 
                 return Step::End(Some(Farewell::ShuttingDown));
             }
             if let Some(ack) = ack {
-                let done = Box::pin(async move {
-                    match done.await {
-                        Ok(stored) => stored.wait().await,
-                        Err(_) => false,
-                    }
-                });
+                let done = Box::pin(crate::lanes::routed_and_stored(done));
                 s.pending.push_back(Pending { done, ack });
             }
             Step::Go
