@@ -574,6 +574,38 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn malformed_tail_messages_are_dropped_and_the_tail_goes_on() {
+        let Some(url) = test_url() else { return };
+        let c = cfg();
+        let channel = format!("{}:events", c.prefix);
+        let log = RedisLog::connect(&url, c).await.unwrap();
+        let mut tail = log.tail();
+        let mut conn = crate::redis_conn::manager(&Client::open(url.as_str()).unwrap())
+            .await
+            .unwrap();
+        let good = r#"{"order":"O9","seq":1,"t":"eta","eta":1,"ts":1}"#;
+        for garbage in ["not json", &format!("{good}\nnot json"), "", "\n\n"] {
+            let _: () = redis::cmd("PUBLISH")
+                .arg(&channel)
+                .arg(garbage)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+        }
+        log.append("O1", vec![EventBody::eta(5, 1)], None)
+            .await
+            .unwrap();
+        let first = tokio::time::timeout(Duration::from_secs(5), tail.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            matches!(&first, TailEvent::Entries(e) if e.len() == 1 && &*e[0].order == "O1"),
+            "a message with any bad line is dropped whole; the next append comes through: {first:?}"
+        );
+    }
+
+    #[tokio::test]
     async fn two_processes_share_one_log() {
         let Some(url) = test_url() else { return };
         let c = cfg();
