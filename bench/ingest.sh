@@ -8,6 +8,10 @@
 #
 # PERF=1 also profiles the process over the window (target/bench/ingest-RATE.perf.txt).
 #
+# REDIS_URL may be a Redis Cluster's comma-separated seed list
+# (scripts/redis-cluster start DIR prints one). The CPU of the redis-server
+# processes on this machine that serve it (found by port) is reported too.
+#
 # usage: [REDIS_URL=redis://127.0.0.1:6379] bench/ingest.sh [RATE=20000] [RIDERS=2000] [SECONDS=40]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,11 +25,22 @@ MQTT_PORT=18483
 . bench/lib.sh
 extra=()
 [ -n "${REDIS_URL:-}" ] && extra=(TRACKER_REDIS_URL="$REDIS_URL" TRACKER_REDIS_PREFIX="bench-$$")
+seeds=()
+[ -n "${REDIS_URL:-}" ] && IFS=, read -r -a seeds <<<"$REDIS_URL"
 on_exit() { # the run's orders never end, so their Redis keys never expire
-  if [ -n "${REDIS_URL:-}" ]; then
-    redis-cli -u "$REDIS_URL" --scan --pattern "bench-$$:*" | xargs -r -n 500 redis-cli -u "$REDIS_URL" del >/dev/null
-  fi
+  local s
+  for s in "${seeds[@]}"; do # on a cluster each node scans and deletes its own keys
+    redis-cli -u "$s" --scan --pattern "bench-$$:*" | xargs -r -n 500 redis-cli -u "$s" del >/dev/null
+  done
 }
+# The redis-server processes behind the seeds, by their port.
+redis_pids=()
+for s in "${seeds[@]}"; do
+  port=${s##*:}; port=${port%%/*}
+  p=$(pgrep -f "^redis-server [^ ]*:$port( |$)" | head -1 || true)
+  [ -n "$p" ] && redis_pids+=("$p")
+done
+redis_cpu() { local t=0 p; for p in "${redis_pids[@]}"; do t=$(awk -v a="$t" -v b="$(cpu_seconds "$p")" 'BEGIN{printf "%.6f", a+b}'); done; echo "$t"; }
 start_tracker $HTTP_PORT $MQTT_PORT "${extra[@]}"
 cpu() { cpu_seconds "$pid"; }
 appended() { metric $HTTP_PORT '^tracker_events_appended_total\\{source="ingest"\\}'; }
@@ -35,14 +50,16 @@ appended() { metric $HTTP_PORT '^tracker_events_appended_total\\{source="ingest"
   --offline-share 0 --mqtt-connections 8 --duration-secs "$SECS" --quiet >"$dir/sim" 2>"$dir/sim.err" &
 sim=$!
 sleep "$WARMUP"
-c0=$(cpu); a0=$(appended); t0=$(date +%s.%N)
+c0=$(cpu); r0=$(redis_cpu); a0=$(appended); t0=$(date +%s.%N)
 measure_window $(( SECS - WARMUP - 2 ))
-c1=$(cpu); a1=$(appended); t1=$(date +%s.%N)
+c1=$(cpu); r1=$(redis_cpu); a1=$(appended); t1=$(date +%s.%N)
 wait $sim || { cat "$dir/sim.err"; exit 1; }
 published=$(tail -1 "$dir/sim" | sed -E 's/.*"fixes_per_s":([0-9.]+).*/\1/')
-awk -v c0="$c0" -v c1="$c1" -v a0="${a0:-0}" -v a1="${a1:-0}" -v t0="$t0" -v t1="$t1" -v pub="$published" \
-  -v backend="${REDIS_URL:+redis}" 'BEGIN {
-  dt = t1 - t0; da = a1 - a0;
-  printf "ingest log=%s published_per_s=%.0f appended_per_s=%.0f cpu_us_per_fix=%.2f cpu_share=%.2f\n",
-    (backend == "" ? "in-process" : backend), pub, da / dt, (c1 - c0) * 1e6 / (da > 0 ? da : 1), (c1 - c0) / dt }'
+backend=in-process
+[ -n "${REDIS_URL:-}" ] && backend="redis(${#seeds[@]} seeds, ${#redis_pids[@]} servers here)"
+awk -v c0="$c0" -v c1="$c1" -v r0="$r0" -v r1="$r1" -v a0="${a0:-0}" -v a1="${a1:-0}" -v t0="$t0" -v t1="$t1" \
+  -v pub="$published" -v backend="$backend" 'BEGIN {
+  dt = t1 - t0; da = a1 - a0; n = (da > 0 ? da : 1);
+  printf "ingest log=%s published_per_s=%.0f appended_per_s=%.0f cpu_us_per_fix=%.2f cpu_share=%.2f redis_cpu_us_per_fix=%.2f\n",
+    backend, pub, da / dt, (c1 - c0) * 1e6 / n, (c1 - c0) / dt, (r1 - r0) * 1e6 / n }'
 perf_report "ingest-$RATE${REDIS_URL:+-redis}"

@@ -9,7 +9,8 @@
 //! - [`log`]: the per-order event log (allocates `seq`, appends, tails, reads since a `seq`).
 //! - [`store`]: orders, their goods, history and dedup records, and the transactional outbox.
 //! - [`relay`]: moves committed outbox rows into the event log.
-//! - [`redis_conn`]: how every Redis-backed seam connects.
+//! - [`redis_conn`]: how every Redis-backed seam connects, to one server or a cluster.
+//! - [`shard`]: which part of a partitioned structure an id belongs to.
 //! - [`retry`]: capped exponential backoff for every retrying loop.
 //! - [`track`]: routed fixes queued for batched storage (trip history).
 //! - [`dispatch`]: open orders and riders by distance, and the atomic grab.
@@ -28,6 +29,7 @@ pub mod redis_conn;
 pub mod relay;
 pub mod retry;
 pub mod select;
+pub mod shard;
 pub mod stock;
 pub mod store;
 pub mod timers;

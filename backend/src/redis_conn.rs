@@ -1,20 +1,356 @@
-//! The one way every Redis-backed seam opens its connection.
+//! The one way every Redis-backed seam connects: to one server, or to a
+//! Redis Cluster found from its seed nodes.
+//!
+//! A Redis URL (`TRACKER_REDIS_URL`) is one URL or a comma-separated list of
+//! seed nodes. The first seed that answers says whether it runs in cluster
+//! mode (`INFO cluster`); several seeds of a server that is not a cluster are
+//! a start-up error, not a silent pick of the first.
+//!
+//! On a cluster every command and script must keep to one hash slot, and so
+//! must a pipeline: [`RedisConn::pipelined`] sends a batch that spans slots
+//! as one pipeline per slot, all at once, and answers in the batch's order.
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use futures_util::future::join_all;
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::ClusterClientBuilder;
+use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::Slot;
+use redis::{Cmd, ErrorKind, RedisError, RedisFuture, RedisResult, Script, Value};
+use std::collections::HashMap;
 use std::time::Duration;
 
-/// A reconnecting, multiplexed connection to `client`'s server. Reconnects
-/// later are the manager's job; the first connection fails fast, so a wrong
-/// URL is a clear start-up error rather than a hang.
-pub async fn manager(client: &redis::Client) -> redis::RedisResult<ConnectionManager> {
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A reconnecting, multiplexed connection to the deployment's Redis: one
+/// server, or every node of a cluster with commands routed by key slot.
+/// Clones share the connection.
+#[derive(Clone)]
+pub enum RedisConn {
+    /// One server (or a primary behind a fixed address).
+    Single(ConnectionManager),
+    /// A Redis Cluster; the client follows slot moves and failovers.
+    Cluster(ClusterConnection),
+}
+
+/// The seed URLs of a Redis URL list: `a,b,c` → `[a, b, c]`, blanks dropped.
+pub fn seeds(url: &str) -> Vec<&str> {
+    url.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+/// True when every seed of `url` is a Redis URL (`redis://` or `rediss://`).
+pub fn is_redis_url(url: &str) -> bool {
+    let s = seeds(url);
+    !s.is_empty()
+        && s.iter()
+            .all(|u| u.starts_with("redis://") || u.starts_with("rediss://"))
+}
+
+fn config_error(msg: String) -> RedisError {
+    RedisError::from((ErrorKind::InvalidClientConfig, "Redis URL", msg))
+}
+
+/// Whether the server behind `client` runs in cluster mode.
+async fn cluster_enabled(client: &redis::Client) -> RedisResult<bool> {
+    let cfg = redis::AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(CONNECT_TIMEOUT))
+        .set_response_timeout(Some(RESPONSE_TIMEOUT));
+    let mut conn = client
+        .get_multiplexed_async_connection_with_config(&cfg)
+        .await?;
+    let info: String = redis::cmd("INFO")
+        .arg("cluster")
+        .query_async(&mut conn)
+        .await?;
+    Ok(info.lines().any(|l| l.trim() == "cluster_enabled:1"))
+}
+
+/// What the seeds of `url` are: (is it a cluster, the first seed that answered).
+/// Every seed is tried in turn; the last failure is the error.
+pub async fn probe(url: &str) -> RedisResult<(bool, redis::Client)> {
+    let list = seeds(url);
+    let mut last = config_error("no Redis URL given".into());
+    for seed in &list {
+        let client = redis::Client::open(*seed)?;
+        match cluster_enabled(&client).await {
+            Ok(cluster) => {
+                if !cluster && list.len() > 1 {
+                    return Err(config_error(format!(
+                        "{} seed URLs were given, but {} is not in cluster mode (give one URL for a single server)",
+                        list.len(),
+                        crate::select::redact(seed)
+                    )));
+                }
+                return Ok((cluster, client));
+            }
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
+/// A reconnecting, multiplexed connection to `client`'s single server.
+/// Reconnects later are the manager's job; the first connection fails fast,
+/// so a wrong URL is a clear start-up error rather than a hang.
+pub async fn manager(client: &redis::Client) -> RedisResult<ConnectionManager> {
     let cfg = ConnectionManagerConfig::new()
         .set_number_of_retries(1)
-        .set_connection_timeout(Some(Duration::from_secs(5)))
-        .set_response_timeout(Some(Duration::from_secs(10)));
+        .set_connection_timeout(Some(CONNECT_TIMEOUT))
+        .set_response_timeout(Some(RESPONSE_TIMEOUT));
     client.get_connection_manager_with_config(cfg).await
 }
 
-/// [`manager`] for a URL.
-pub async fn connect(url: &str) -> redis::RedisResult<ConnectionManager> {
-    manager(&redis::Client::open(url)?).await
+/// Connects to the Redis that `url` names: one server, or the cluster its
+/// seeds belong to.
+pub async fn connect(url: &str) -> RedisResult<RedisConn> {
+    let (cluster, client) = probe(url).await?;
+    if !cluster {
+        return Ok(RedisConn::Single(manager(&client).await?));
+    }
+    let conn = ClusterClientBuilder::new(seeds(url))
+        .connection_timeout(CONNECT_TIMEOUT)
+        .response_timeout(RESPONSE_TIMEOUT)
+        .build()?
+        .get_async_connection()
+        .await?;
+    Ok(RedisConn::Cluster(conn))
+}
+
+impl ConnectionLike for RedisConn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            RedisConn::Single(c) => c.req_packed_command(cmd),
+            RedisConn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            RedisConn::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            RedisConn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            RedisConn::Single(c) => c.get_db(),
+            RedisConn::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+/// `EVALSHA` of `script` on `keys`, as a plain command that a
+/// [`RedisConn::pipelined`] batch can carry; its arguments follow with `arg`.
+pub fn eval(script: &Script, keys: &[&str]) -> Cmd {
+    let mut c = redis::cmd("EVALSHA");
+    c.arg(script.get_hash()).arg(keys.len()).arg(keys);
+    c
+}
+
+/// One answer of a [`RedisConn::pipelined`] batch, read as `T`.
+pub fn parse<T: redis::FromRedisValue>(r: RedisResult<Value>) -> RedisResult<T> {
+    Ok(redis::from_redis_value(r?)?)
+}
+
+fn no_script(r: &RedisResult<Value>) -> bool {
+    matches!(r, Err(e) if e.kind() == ErrorKind::Server(redis::ServerErrorKind::NoScript))
+}
+
+impl RedisConn {
+    /// True on a Redis Cluster.
+    pub fn is_cluster(&self) -> bool {
+        matches!(self, RedisConn::Cluster(_))
+    }
+
+    /// Runs `call`, an [`eval`] of `script`, loading the script first when
+    /// the server does not know it yet.
+    pub async fn run_script<T: redis::FromRedisValue>(
+        &self,
+        script: &Script,
+        call: &Cmd,
+    ) -> RedisResult<T> {
+        let mut conn = self.clone();
+        match call.query_async(&mut conn).await {
+            Err(e) if e.kind() == ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                script.load_async(&mut conn).await?;
+                call.query_async(&mut conn).await
+            }
+            r => r,
+        }
+    }
+
+    /// Runs `batch` (each command with the key that places it) in as few
+    /// round trips as the deployment allows, and answers each command's own
+    /// result in the batch's order: one pipeline on a single server, one per
+    /// hash slot on a cluster, sent together. An `EVALSHA` of one of
+    /// `scripts` that the server does not know yet is loaded and run again
+    /// (that command alone: the others ran once).
+    pub async fn pipelined(
+        &self,
+        batch: Vec<(String, Cmd)>,
+        scripts: &[&Script],
+    ) -> RedisResult<Vec<RedisResult<Value>>> {
+        let mut out = self.run_grouped(&batch, (0..batch.len()).collect()).await?;
+        let again: Vec<usize> = (0..out.len()).filter(|&i| no_script(&out[i])).collect();
+        if !again.is_empty() {
+            let mut conn = self.clone();
+            for s in scripts {
+                s.load_async(&mut conn).await?;
+            }
+            let redo = self.run_grouped(&batch, again.clone()).await?;
+            for (i, r) in again.into_iter().zip(redo) {
+                out[i] = r;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Runs the commands of `batch` at `which`, grouped by slot on a cluster;
+    /// results in `which`'s order.
+    async fn run_grouped(
+        &self,
+        batch: &[(String, Cmd)],
+        which: Vec<usize>,
+    ) -> RedisResult<Vec<RedisResult<Value>>> {
+        let groups: Vec<Vec<usize>> = match self {
+            RedisConn::Single(_) => vec![which.clone()],
+            RedisConn::Cluster(_) => {
+                let mut by_slot: HashMap<Slot, Vec<usize>> = HashMap::new();
+                let mut order = Vec::new();
+                for &i in &which {
+                    let slot = Slot::for_key(&batch[i].0);
+                    by_slot
+                        .entry(slot)
+                        .or_insert_with(|| {
+                            order.push(slot);
+                            Vec::new()
+                        })
+                        .push(i);
+                }
+                order
+                    .into_iter()
+                    .filter_map(|s| by_slot.remove(&s))
+                    .collect()
+            }
+        };
+        let runs = groups.iter().map(|g| {
+            let mut pipe = redis::pipe();
+            pipe.ignore_errors();
+            for &i in g {
+                pipe.add_command(batch[i].1.clone());
+            }
+            let mut conn = self.clone();
+            async move { pipe.query_async::<Vec<RedisResult<Value>>>(&mut conn).await }
+        });
+        let mut results: HashMap<usize, RedisResult<Value>> = HashMap::with_capacity(which.len());
+        for (g, r) in groups.iter().zip(join_all(runs).await) {
+            for (&i, v) in g.iter().zip(r?) {
+                results.insert(i, v);
+            }
+        }
+        Ok(which
+            .iter()
+            .map(|i| {
+                results
+                    .remove(i)
+                    .unwrap_or_else(|| Err(config_error("a pipeline answered short".into())))
+            })
+            .collect())
+    }
+}
+
+/// Clients for the pub/sub connections of `url`: the one server, or every
+/// seed of a cluster (a plain `PUBLISH` reaches every node of a cluster, so a
+/// subscriber on any one of them hears it; when that node goes, the next
+/// seed is tried).
+pub fn pubsub_clients(url: &str) -> RedisResult<Vec<redis::Client>> {
+    seeds(url).into_iter().map(redis::Client::open).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seed_lists_split_on_commas() {
+        assert_eq!(seeds("redis://a:1"), ["redis://a:1"]);
+        assert_eq!(
+            seeds(" redis://a:1 , redis://b:2,,"),
+            ["redis://a:1", "redis://b:2"]
+        );
+        assert!(is_redis_url("redis://a,rediss://b"));
+        assert!(!is_redis_url("redis://a,memory://"));
+        assert!(!is_redis_url(""));
+    }
+
+    #[tokio::test]
+    async fn several_seeds_of_a_plain_server_are_refused() {
+        let Some(url) = crate::log::redis::test_url() else {
+            return;
+        };
+        if probe(&url).await.unwrap().0 {
+            return; // the suite runs on a cluster: nothing to refuse
+        }
+        let two = format!("{url},{url}");
+        let e = connect(&two).await.err().expect("refused").to_string();
+        assert!(e.contains("not in cluster mode"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_batch_answers_each_command_in_order_and_loads_missing_scripts() {
+        let Some(url) = crate::log::redis::test_url() else {
+            return;
+        };
+        let conn = connect(&url).await.unwrap();
+        let p = format!("test-{:x}", rand::random::<u64>());
+        // A script no server has seen yet: its code names this run's prefix.
+        let script = Script::new(&format!(
+            "-- {p}\nreturn redis.call('INCRBY', KEYS[1], ARGV[1])"
+        ));
+        let mut batch = Vec::new();
+        for k in 0..20 {
+            let key = format!("{p}:{{k{k}}}:n");
+            let mut inc = eval(&script, &[&key]);
+            inc.arg(2);
+            batch.push((key.clone(), inc));
+            let mut get = redis::cmd("GET");
+            get.arg(&key);
+            batch.push((key, get));
+        }
+        let out = conn.pipelined(batch, &[&script]).await.unwrap();
+        assert_eq!(out.len(), 40);
+        for pair in out.chunks(2) {
+            assert_eq!(
+                pair[0].as_ref().unwrap(),
+                &Value::Int(2),
+                "ran once, after the load"
+            );
+        }
+        // The GETs ran before the script was loaded and its commands re-run: nil then.
+        let again: Vec<RedisResult<Value>> = conn
+            .pipelined(
+                (0..20)
+                    .map(|k| {
+                        let key = format!("{p}:{{k{k}}}:n");
+                        let mut get = redis::cmd("GET");
+                        get.arg(&key);
+                        (key, get)
+                    })
+                    .collect(),
+                &[],
+            )
+            .await
+            .unwrap();
+        for v in again {
+            assert_eq!(v.unwrap(), Value::BulkString(b"2".to_vec()));
+        }
+    }
 }

@@ -1,6 +1,7 @@
 //! Chooses each seam's implementation from a URL: the one place that knows the schemes.
 //!
-//! Event log: unset or `memory://` → in process; `redis://…` → Redis streams.
+//! Event log: unset or `memory://` → in process; `redis://…` → Redis streams
+//! (one server, or a comma-separated list of a Redis Cluster's seed nodes).
 //! Store: `sqlite://path` → SQLite file; `postgres://…` → PostgreSQL.
 //! Stock: in the store's database beside the in-process log, in Redis beside Redis.
 //! An unknown scheme, or a backend that cannot be reached, is a clear error at start-up.
@@ -69,8 +70,12 @@ fn open_error<E: Into<crate::BoxError>>(
     }
 }
 
-/// `url` with the password part (`user:pass@`) replaced by `***`, for logs and errors.
+/// `url` with the password part (`user:pass@`) replaced by `***`, for logs
+/// and errors; in a comma-separated list of URLs (a cluster's seeds), in each.
 pub fn redact(url: &str) -> String {
+    if url.contains(',') {
+        return url.split(',').map(redact).collect::<Vec<_>>().join(",");
+    }
     match (url.find("://"), url.rfind('@')) {
         (Some(s), Some(at)) if at > s => {
             let creds = &url[s + 3..at];
@@ -128,7 +133,7 @@ pub async fn open_log(
             },
             bg,
         )),
-        Some(u) if u.starts_with("redis://") || u.starts_with("rediss://") => {
+        Some(u) if crate::redis_conn::is_redis_url(u) => {
             let cfg = RedisLogConfig {
                 prefix: redis_prefix.to_owned(),
                 history: set.history,
@@ -139,12 +144,18 @@ pub async fn open_log(
             let log = RedisLog::connect_on(u, cfg, bg)
                 .await
                 .map_err(open_error("event log", u))?;
+            let mode = if log.on_cluster() {
+                "a Redis Cluster"
+            } else {
+                "one Redis server"
+            };
+            tracing::info!(url = %redact(u), "event log on {mode}");
             Ok(Arc::new(log))
         }
         Some(u) => Err(BackendError::UnknownScheme {
             what: "event log",
             url: redact(u),
-            expected: "memory:// or redis://",
+            expected: "memory://, redis:// or a comma-separated list of redis:// cluster seeds",
         }),
         None => unreachable!("None is in-process"),
     }
@@ -283,6 +294,10 @@ mod tests {
         );
         assert_eq!(redact("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
         assert_eq!(redact("redis://:pw@h"), "redis://:***@h");
+        assert_eq!(
+            redact("redis://:pw@a:1,redis://u:pw@b:2"),
+            "redis://:***@a:1,redis://u:***@b:2"
+        );
     }
 
     #[tokio::test]

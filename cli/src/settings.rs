@@ -414,7 +414,7 @@ pub const KEYS: &[Key] = &[
     key("TRACKER_HTTP_ADDR", "http.addr", Text, "where the hub listens (HTTP, WebSocket)", Is("127.0.0.1:8080")),
     key("TRACKER_MQTT_ADDR", "mqtt.addr", Text, "where riders' MQTT listener listens (3.1.1 and 5, a login per rider)", Is("127.0.0.1:1884")),
     key("TRACKER_MQTT_URL", "mqtt.url", Text, "an external broker, `mqtt://host:port`; when set, riders connect to it and no listener of ours starts", Unset { example: "mqtt://127.0.0.1:1883" }),
-    key("TRACKER_REDIS_URL", "redis.url", Text, "Redis for the event log (streams + pub/sub), the dispatch geo index and the delay queue of timeouts; unset = in-process", Unset { example: "redis://127.0.0.1:6379" }),
+    key("TRACKER_REDIS_URL", "redis.url", Text, "Redis for the event log (streams + pub/sub), the dispatch geo index and the delay queue of timeouts: one URL, or a comma-separated list of a Redis Cluster's seed nodes; unset = in-process", Unset { example: "redis://127.0.0.1:6379" }),
     key("TRACKER_REDIS_PREFIX", "redis.prefix", Text, "prefix of every Redis key and channel, so deployments can share a Redis", Is("tracker")),
     key("TRACKER_DATA_DIR", "data.dir", Text, "where the embedded defaults keep their files (created if missing)", Is("./data")),
     key("TRACKER_DATABASE_URL", "data.database_url", Text, "`sqlite://…` or `postgres://…` (migrated at start); a SQLite file is created if missing", Derived { text: "`sqlite://$TRACKER_DATA_DIR/tracker.db`", example: "postgres://tracker@127.0.0.1:5432/tracker" }),

@@ -1,19 +1,24 @@
 //! The dispatch index on Redis GEO, shared by every hub process.
 //!
-//! Keys, under the deployment's prefix: `{p}:{dispatch}:open` (a GEO set of
-//! open orders at their pickup), `{p}:{dispatch}:info` (a hash: order → its
-//! pool entry as JSON), `{p}:{dispatch}:claim:<order>` (the winner of a grab,
-//! expiring after the claim TTL), and `{p}:{riders}:geo` / `{p}:{riders}:seen`
-//! (riders' last positions and fix times). The `{dispatch}` hash tag keeps a
-//! grab's keys in one Redis Cluster slot, so its Lua script runs on one node.
+//! The pool and the rider index are each split into [`REDIS_SHARDS`] shards
+//! by id ([`partition`]), each shard its own hash tag, so a Redis Cluster
+//! spreads them over its nodes. Keys, under the deployment's prefix, for
+//! shard `k`: `{p}:{dispatch:k}:open` (a GEO set of open orders at their
+//! pickup), `{p}:{dispatch:k}:info` (a hash: order → its pool entry as JSON),
+//! `{p}:{dispatch:k}:claim:<order>` (the winner of a grab, expiring after the
+//! claim TTL), and `{p}:{riders:k}:geo` / `{p}:{riders:k}:seen` (riders' last
+//! positions and fix times). An order's keys share its shard's tag, so a
+//! grab's Lua script runs on one node; a search asks every shard at once
+//! (one pipeline per slot) and merges by distance.
 //!
 //! Redis GEO takes latitudes within ±85.05°; points nearer the poles are
 //! stored at that limit (no delivery happens there).
 
 use super::{Claim, Dispatch, DispatchError, NearbyOrder, OpenOrder, RiderPosition};
+use crate::redis_conn::{RedisConn, parse};
+use crate::shard::{REDIS_SHARDS, partition};
 use async_trait::async_trait;
-use redis::Script;
-use redis::aio::ConnectionManager;
+use redis::{Cmd, Script};
 use std::time::Duration;
 use tracker_domain::Point;
 
@@ -21,12 +26,8 @@ const MAX_GEO_LAT: f64 = 85.051_128;
 
 /// The Redis [`Dispatch`].
 pub struct RedisDispatch {
-    conn: ConnectionManager,
-    open: String,
-    info: String,
-    claim_prefix: String,
-    riders: String,
-    seen: String,
+    conn: RedisConn,
+    prefix: String,
     claim_ttl: Duration,
     claim: Script,
     ensure_open: Script,
@@ -53,11 +54,7 @@ impl RedisDispatch {
         let conn = crate::redis_conn::connect(url).await.map_err(unavailable)?;
         Ok(RedisDispatch {
             conn,
-            open: format!("{prefix}:{{dispatch}}:open"),
-            info: format!("{prefix}:{{dispatch}}:info"),
-            claim_prefix: format!("{prefix}:{{dispatch}}:claim:"),
-            riders: format!("{prefix}:{{riders}}:geo"),
-            seen: format!("{prefix}:{{riders}}:seen"),
+            prefix: prefix.to_owned(),
             claim_ttl,
             claim: Script::new(
                 r"
@@ -105,8 +102,49 @@ impl RedisDispatch {
         })
     }
 
-    fn claim_key(&self, order: &str) -> String {
-        format!("{}{order}", self.claim_prefix)
+    /// The pool shard holding `order`: its GEO set, its info hash, its claim key.
+    fn pool(&self, order: &str) -> (String, String, String) {
+        let k = partition(order, REDIS_SHARDS);
+        let (open, info) = self.pool_shard(k);
+        (
+            open,
+            info,
+            format!("{}:{{dispatch:{k}}}:claim:{order}", self.prefix),
+        )
+    }
+
+    /// Pool shard `k`: its GEO set and its info hash.
+    fn pool_shard(&self, k: usize) -> (String, String) {
+        let p = &self.prefix;
+        (
+            format!("{p}:{{dispatch:{k}}}:open"),
+            format!("{p}:{{dispatch:{k}}}:info"),
+        )
+    }
+
+    /// Rider shard `k`: the positions' GEO set and the fix times.
+    fn rider_shard(&self, k: usize) -> (String, String) {
+        let p = &self.prefix;
+        (
+            format!("{p}:{{riders:{k}}}:geo"),
+            format!("{p}:{{riders:{k}}}:seen"),
+        )
+    }
+
+    /// One command per shard, sent together; each shard's answer as `T`.
+    async fn every_shard<T: redis::FromRedisValue>(
+        &self,
+        per_shard: impl Fn(usize) -> (String, Cmd),
+        scripts: &[&Script],
+    ) -> Result<Vec<T>, DispatchError> {
+        let batch = (0..REDIS_SHARDS).map(per_shard).collect();
+        self.conn
+            .pipelined(batch, scripts)
+            .await
+            .map_err(unavailable)?
+            .into_iter()
+            .map(|r| parse(r).map_err(unavailable))
+            .collect()
     }
 }
 
@@ -131,18 +169,19 @@ fn entry_json(order: &OpenOrder) -> Result<String, DispatchError> {
 #[async_trait]
 impl Dispatch for RedisDispatch {
     async fn open(&self, order: &OpenOrder) -> Result<(), DispatchError> {
+        let (open, info, claim) = self.pool(&order.id);
         let mut c = self.conn.clone();
         redis::pipe()
             .atomic()
             .cmd("GEOADD")
-            .arg(&self.open)
+            .arg(&open)
             .arg(order.pickup.lon)
             .arg(geo_lat(order.pickup.lat))
             .arg(&order.id)
             .ignore()
-            .hset(&self.info, &order.id, entry_json(order)?)
+            .hset(&info, &order.id, entry_json(order)?)
             .ignore()
-            .del(self.claim_key(&order.id))
+            .del(claim)
             .ignore()
             .query_async::<()>(&mut c)
             .await
@@ -150,11 +189,12 @@ impl Dispatch for RedisDispatch {
     }
 
     async fn ensure_open(&self, order: &OpenOrder) -> Result<(), DispatchError> {
+        let (open, info, claim) = self.pool(&order.id);
         let mut c = self.conn.clone();
         self.ensure_open
-            .key(&self.open)
-            .key(&self.info)
-            .key(self.claim_key(&order.id))
+            .key(&open)
+            .key(&info)
+            .key(claim)
             .arg(&order.id)
             .arg(order.pickup.lon)
             .arg(geo_lat(order.pickup.lat))
@@ -166,12 +206,13 @@ impl Dispatch for RedisDispatch {
     }
 
     async fn close(&self, order: &str) -> Result<(), DispatchError> {
+        let (open, info, _) = self.pool(order);
         let mut c = self.conn.clone();
         redis::pipe()
             .atomic()
-            .zrem(&self.open, order)
+            .zrem(&open, order)
             .ignore()
-            .hdel(&self.info, order)
+            .hdel(&info, order)
             .ignore()
             .query_async::<()>(&mut c)
             .await
@@ -179,14 +220,18 @@ impl Dispatch for RedisDispatch {
     }
 
     async fn open_ids(&self) -> Result<Vec<String>, DispatchError> {
-        let mut c = self.conn.clone();
-        redis::cmd("ZRANGE")
-            .arg(&self.open)
-            .arg(0)
-            .arg(-1)
-            .query_async(&mut c)
-            .await
-            .map_err(unavailable)
+        let shards: Vec<Vec<String>> = self
+            .every_shard(
+                |k| {
+                    let (open, _) = self.pool_shard(k);
+                    let mut c = redis::cmd("ZRANGE");
+                    c.arg(&open).arg(0).arg(-1);
+                    (open, c)
+                },
+                &[],
+            )
+            .await?;
+        Ok(shards.into_iter().flatten().collect())
     }
 
     async fn nearby(
@@ -195,42 +240,57 @@ impl Dispatch for RedisDispatch {
         radius_m: f64,
         limit: usize,
     ) -> Result<Vec<NearbyOrder>, DispatchError> {
-        let mut c = self.conn.clone();
-        let found: Vec<(String, f64)> = geosearch(&self.open, at, radius_m)
-            .arg("COUNT")
-            .arg(limit.max(1))
-            .arg("WITHDIST")
-            .query_async(&mut c)
-            .await
-            .map_err(unavailable)?;
+        let shards: Vec<Vec<(String, f64)>> = self
+            .every_shard(
+                |k| {
+                    let (open, _) = self.pool_shard(k);
+                    let mut c = geosearch(&open, at, radius_m);
+                    c.arg("COUNT").arg(limit.max(1)).arg("WITHDIST");
+                    (open, c)
+                },
+                &[],
+            )
+            .await?;
+        // The nearest `limit` over every shard, each with its shard.
+        let mut found: Vec<(usize, String, f64)> = shards
+            .into_iter()
+            .enumerate()
+            .flat_map(|(k, hits)| hits.into_iter().map(move |(id, d)| (k, id, d)))
+            .collect();
+        found.sort_by(|a, b| a.2.total_cmp(&b.2));
+        found.truncate(limit.max(1));
         if found.is_empty() {
             return Ok(Vec::new());
         }
-        let ids: Vec<&str> = found.iter().map(|(id, _)| id.as_str()).collect();
-        let infos: Vec<Option<String>> = redis::cmd("HMGET")
-            .arg(&self.info)
-            .arg(&ids)
-            .query_async(&mut c)
-            .await
-            .map_err(unavailable)?;
-        // An entry without info was claimed between the two calls: not open any more.
-        Ok(found
-            .into_iter()
-            .zip(infos)
-            .filter_map(|((_, dist_m), info)| {
-                let order = serde_json::from_str(info.as_deref()?).ok()?;
-                Some(NearbyOrder { order, dist_m })
+        let batch = found
+            .iter()
+            .map(|(k, id, _)| {
+                let (_, info) = self.pool_shard(*k);
+                let mut c = redis::cmd("HGET");
+                c.arg(&info).arg(id);
+                (info, c)
             })
-            .collect())
+            .collect();
+        let infos = self.conn.pipelined(batch, &[]).await.map_err(unavailable)?;
+        // An entry without info was claimed between the two calls: not open any more.
+        let mut out = Vec::with_capacity(found.len());
+        for ((_, _, dist_m), info) in found.into_iter().zip(infos) {
+            let info: Option<String> = parse(info).map_err(unavailable)?;
+            if let Some(order) = info.and_then(|i| serde_json::from_str(&i).ok()) {
+                out.push(NearbyOrder { order, dist_m });
+            }
+        }
+        Ok(out)
     }
 
     async fn claim(&self, order: &str, rider: &str) -> Result<Claim, DispatchError> {
+        let (open, info, claim) = self.pool(order);
         let mut c = self.conn.clone();
         let (code, by): (i64, String) = self
             .claim
-            .key(&self.open)
-            .key(&self.info)
-            .key(self.claim_key(order))
+            .key(&open)
+            .key(&info)
+            .key(claim)
             .arg(order)
             .arg(rider)
             .arg(self.claim_ttl.as_millis().max(1) as u64)
@@ -245,9 +305,10 @@ impl Dispatch for RedisDispatch {
     }
 
     async fn release(&self, order: &str, rider: &str) -> Result<(), DispatchError> {
+        let (_, _, claim) = self.pool(order);
         let mut c = self.conn.clone();
         self.release
-            .key(self.claim_key(order))
+            .key(claim)
             .arg(rider)
             .invoke_async::<i64>(&mut c)
             .await
@@ -256,10 +317,11 @@ impl Dispatch for RedisDispatch {
     }
 
     async fn rider_seen(&self, rider: &str, at: Point, ts: i64) -> Result<(), DispatchError> {
+        let (geo, seen) = self.rider_shard(partition(rider, REDIS_SHARDS));
         let mut c = self.conn.clone();
         self.rider_seen
-            .key(&self.riders)
-            .key(&self.seen)
+            .key(&geo)
+            .key(&seen)
             .arg(rider)
             .arg(at.lon)
             .arg(geo_lat(at.lat))
@@ -277,49 +339,71 @@ impl Dispatch for RedisDispatch {
         seen_since: i64,
         limit: usize,
     ) -> Result<Vec<RiderPosition>, DispatchError> {
-        let mut c = self.conn.clone();
-        let found: Vec<(String, f64, (f64, f64))> = geosearch(&self.riders, at, radius_m)
-            .arg("WITHDIST")
-            .arg("WITHCOORD")
-            .query_async(&mut c)
-            .await
-            .map_err(unavailable)?;
-        if found.is_empty() {
+        let shards: Vec<Vec<(String, f64, (f64, f64))>> = self
+            .every_shard(
+                |k| {
+                    let (geo, _) = self.rider_shard(k);
+                    let mut c = geosearch(&geo, at, radius_m);
+                    c.arg("WITHDIST").arg("WITHCOORD");
+                    (geo, c)
+                },
+                &[],
+            )
+            .await?;
+        let batch: Vec<(String, Cmd)> = shards
+            .iter()
+            .enumerate()
+            .filter(|(_, hits)| !hits.is_empty())
+            .map(|(k, hits)| {
+                let (_, seen) = self.rider_shard(k);
+                let mut c = redis::cmd("ZMSCORE");
+                c.arg(&seen);
+                for h in hits {
+                    c.arg(&h.0);
+                }
+                (seen, c)
+            })
+            .collect();
+        if batch.is_empty() {
             return Ok(Vec::new());
         }
-        let ids: Vec<&str> = found.iter().map(|f| f.0.as_str()).collect();
-        let seen: Vec<Option<f64>> = redis::cmd("ZMSCORE")
-            .arg(&self.seen)
-            .arg(&ids)
-            .query_async(&mut c)
-            .await
-            .map_err(unavailable)?;
-        Ok(found
-            .into_iter()
-            .zip(seen)
-            .filter_map(|((rider_id, dist_m, (lon, lat)), ts)| {
-                let ts = ts? as i64;
-                (ts >= seen_since).then_some(RiderPosition {
-                    rider_id,
-                    lat,
-                    lon,
-                    ts,
-                    dist_m,
-                })
-            })
-            .take(limit)
-            .collect())
+        let times = self.conn.pipelined(batch, &[]).await.map_err(unavailable)?;
+        let mut found = Vec::new();
+        for (hits, ts) in shards.into_iter().filter(|h| !h.is_empty()).zip(times) {
+            let ts: Vec<Option<f64>> = parse(ts).map_err(unavailable)?;
+            for ((rider_id, dist_m, (lon, lat)), ts) in hits.into_iter().zip(ts) {
+                let Some(ts) = ts.map(|t| t as i64) else {
+                    continue;
+                };
+                if ts >= seen_since {
+                    found.push(RiderPosition {
+                        rider_id,
+                        lat,
+                        lon,
+                        ts,
+                        dist_m,
+                    });
+                }
+            }
+        }
+        found.sort_by(|a, b| a.dist_m.total_cmp(&b.dist_m));
+        found.truncate(limit);
+        Ok(found)
     }
 
     async fn forget_riders(&self, before: i64) -> Result<usize, DispatchError> {
-        let mut c = self.conn.clone();
-        self.forget
-            .key(&self.riders)
-            .key(&self.seen)
-            .arg(before)
-            .invoke_async::<usize>(&mut c)
-            .await
-            .map_err(unavailable)
+        let forgotten: Vec<usize> = self
+            .every_shard(
+                |k| {
+                    let (geo, seen) = self.rider_shard(k);
+                    let mut c = crate::redis_conn::eval(&self.forget, &[&geo, &seen]);
+                    c.arg(before);
+                    (geo, c)
+                },
+                &[&self.forget],
+            )
+            .await?;
+        Ok(forgotten.into_iter().sum())
     }
 }
 

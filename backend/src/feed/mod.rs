@@ -63,16 +63,7 @@ pub trait Feed: Send + Sync + 'static {
     async fn release(&self) {}
 }
 
-/// The partition of `order` among `n`: FNV-1a of its id, so every process
-/// (and every language) computes the same one.
-pub fn partition(order: &str, n: usize) -> usize {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in order.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    (h % n.max(1) as u64) as usize
-}
+pub use crate::shard::partition;
 
 /// Partitions of the Redis feed: more than the watcher processes a
 /// deployment runs, so each takes a fair share.

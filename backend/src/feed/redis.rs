@@ -14,9 +14,9 @@
 
 use super::{Feed, FeedBatch, LEASE};
 use crate::LogError;
+use crate::redis_conn::RedisConn;
 use async_trait::async_trait;
 use parking_lot::Mutex;
-use redis::aio::ConnectionManager;
 use redis::streams::{
     StreamAutoClaimOptions, StreamAutoClaimReply, StreamReadOptions, StreamReadReply,
 };
@@ -45,9 +45,9 @@ fn lease_key(prefix: &str, k: usize) -> String {
 /// The consuming side of the Redis feed.
 pub struct RedisFeed {
     /// For the blocking group reads only (a blocked read holds its connection).
-    reads: ConnectionManager,
+    reads: RedisConn,
     /// Leases, acks, claims.
-    ctl: ConnectionManager,
+    ctl: RedisConn,
     prefix: String,
     partitions: usize,
     me: String,
@@ -61,14 +61,9 @@ pub struct RedisFeed {
 impl RedisFeed {
     /// Connects to `url` as a new consumer of the `partitions` streams under `prefix`.
     pub async fn connect(url: &str, prefix: &str, partitions: usize) -> Result<Self, LogError> {
-        let client = redis::Client::open(url).map_err(unavailable)?;
         Ok(RedisFeed {
-            reads: crate::redis_conn::manager(&client)
-                .await
-                .map_err(unavailable)?,
-            ctl: crate::redis_conn::manager(&client)
-                .await
-                .map_err(unavailable)?,
+            reads: crate::redis_conn::connect(url).await.map_err(unavailable)?,
+            ctl: crate::redis_conn::connect(url).await.map_err(unavailable)?,
             prefix: prefix.to_owned(),
             partitions: partitions.max(1),
             me: format!("trips-{:016x}", rand::random::<u64>()),

@@ -16,10 +16,10 @@
 
 use super::{Entry, EventLog, LogError, OrderKey, ReadResult, TailEvent};
 use crate::background::Background;
+use crate::redis_conn::RedisConn;
 use crate::retry::Backoff;
 use async_trait::async_trait;
 use futures_util::StreamExt;
-use redis::aio::ConnectionManager;
 use redis::{Client, Script};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -63,7 +63,7 @@ impl Default for RedisLogConfig {
 
 /// The Redis [`EventLog`].
 pub struct RedisLog {
-    conn: ConnectionManager,
+    conn: RedisConn,
     cfg: RedisLogConfig,
     channel: String,
     append: Script,
@@ -95,16 +95,14 @@ impl RedisLog {
                 format!("bad key prefix `{}`", cfg.prefix).into(),
             ));
         }
-        let client = Client::open(url).map_err(unavailable)?;
-        let conn = crate::redis_conn::manager(&client)
-            .await
-            .map_err(unavailable)?;
+        let conn = crate::redis_conn::connect(url).await.map_err(unavailable)?;
+        let clients = crate::redis_conn::pubsub_clients(url).map_err(unavailable)?;
         let channel = format!("{}:events", cfg.prefix);
         let (tail, _) = broadcast::channel(cfg.tail_capacity.max(16));
         let stop = bg.stop().child_token();
         let (ready_tx, ready_rx) = oneshot::channel();
         bg.spawn(tail_loop(
-            client,
+            clients,
             channel.clone(),
             tail.clone(),
             stop.clone(),
@@ -125,18 +123,21 @@ impl RedisLog {
         })
     }
 
-    /// One invocation of the append script for `order`.
+    /// True when the log runs on a Redis Cluster (found from the server at connect).
+    pub fn on_cluster(&self) -> bool {
+        self.conn.is_cluster()
+    }
+
+    /// One run of the append script for `order`, and the key that places it.
     fn append_call(
         &self,
         order: &str,
         events: &[EventBody],
         origin: Option<u64>,
-    ) -> Result<redis::ScriptInvocation<'_>, LogError> {
+    ) -> Result<(String, redis::Cmd), LogError> {
         let (state, stream) = self.keys(order);
-        let mut call = self.append.prepare_invoke();
-        call.key(&state)
-            .key(&stream)
-            .arg(origin.unwrap_or(0))
+        let mut call = crate::redis_conn::eval(&self.append, &[&state, &stream]);
+        call.arg(origin.unwrap_or(0))
             .arg(format!("redis-{:016x}", rand::random::<u64>()))
             .arg(self.cfg.history.max(1))
             .arg(self.cfg.retention.as_secs().max(1))
@@ -149,26 +150,26 @@ impl RedisLog {
                 call.arg(a);
             }
         }
-        Ok(call)
+        Ok((state, call))
     }
 
-    /// Adds the feed notice of `order` to `pipe` when `events` change a trip.
-    fn feed_notice(&self, pipe: &mut redis::Pipeline, order: &str, events: &[EventBody]) {
+    /// The feed notice of `order` (and its key) when `events` change a trip.
+    fn feed_notice(&self, order: &str, events: &[EventBody]) -> Option<(String, redis::Cmd)> {
         let n = self.cfg.feed_partitions;
         if n == 0 || !events.iter().any(|e| crate::feed::fed(e.kind())) {
-            return;
+            return None;
         }
         let key =
             crate::feed::redis::stream_key(&self.cfg.prefix, crate::feed::partition(order, n));
-        pipe.cmd("XADD")
-            .arg(key)
+        let mut c = redis::cmd("XADD");
+        c.arg(&key)
             .arg("MAXLEN")
             .arg("~")
             .arg(self.cfg.feed_max_len.max(1))
             .arg("*")
             .arg("o")
-            .arg(order)
-            .ignore();
+            .arg(order);
+        Some((key, c))
     }
 
     fn keys(&self, order: &str) -> (String, String) {
@@ -328,17 +329,20 @@ impl EventLog for RedisLog {
         events: Vec<EventBody>,
         origin: Option<u64>,
     ) -> Result<Vec<Arc<Entry>>, LogError> {
-        let call = self.append_call(order, &events, origin)?;
-        let mut conn = self.conn.clone();
-        let texts: Vec<String> = call.invoke_async(&mut conn).await.map_err(unavailable)?;
-        if !texts.is_empty() {
-            let mut pipe = redis::pipe();
-            self.feed_notice(&mut pipe, order, &events);
-            if !pipe.is_empty() {
-                pipe.query_async::<()>(&mut conn)
-                    .await
-                    .map_err(unavailable)?;
-            }
+        let (_, call) = self.append_call(order, &events, origin)?;
+        let texts: Vec<String> = self
+            .conn
+            .run_script(&self.append, &call)
+            .await
+            .map_err(unavailable)?;
+        if !texts.is_empty()
+            && let Some((_, notice)) = self.feed_notice(order, &events)
+        {
+            let mut conn = self.conn.clone();
+            notice
+                .query_async::<()>(&mut conn)
+                .await
+                .map_err(unavailable)?;
         }
         texts
             .into_iter()
@@ -353,37 +357,33 @@ impl EventLog for RedisLog {
         if batch.is_empty() {
             return Ok(0);
         }
-        let calls = batch
+        let mut cmds = batch
             .iter()
             .map(|(order, events)| self.append_call(order, events, None))
             .collect::<Result<Vec<_>, _>>()?;
-        let mut pipe = redis::pipe();
-        for call in &calls {
-            pipe.invoke_script(call);
-        }
-        for (order, events) in &batch {
-            self.feed_notice(&mut pipe, order, events);
-        }
-        let mut conn = self.conn.clone();
-        let replies: Vec<redis::Value> = match pipe.query_async(&mut conn).await {
-            // A pipeline does not load the script by itself; NOSCRIPT means
-            // nothing ran (the server restarted or flushed its scripts).
-            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
-                self.append
-                    .load_async(&mut conn)
-                    .await
-                    .map_err(unavailable)?;
-                pipe.query_async(&mut conn).await.map_err(unavailable)?
+        let appends = cmds.len();
+        cmds.extend(
+            batch
+                .iter()
+                .filter_map(|(order, events)| self.feed_notice(order, events)),
+        );
+        // One pipeline on one server, one per slot on a cluster; a script the
+        // server lost (it restarted or flushed them) is loaded and only its
+        // own calls run again.
+        let replies = self
+            .conn
+            .pipelined(cmds, &[&self.append])
+            .await
+            .map_err(unavailable)?;
+        let mut appended = 0;
+        for (i, r) in replies.into_iter().enumerate() {
+            match r {
+                Ok(redis::Value::Array(texts)) if i < appends => appended += texts.len(),
+                Ok(_) => {}
+                Err(e) => return Err(unavailable(e)),
             }
-            r => r.map_err(unavailable)?,
-        };
-        Ok(replies
-            .iter()
-            .map(|v| match v {
-                redis::Value::Array(texts) => texts.len(),
-                _ => 0,
-            })
-            .sum())
+        }
+        Ok(appended)
     }
 
     async fn read(
@@ -437,10 +437,11 @@ impl EventLog for RedisLog {
     }
 }
 
-/// Holds the subscription to the events channel, reconnecting with backoff;
-/// reports [`TailEvent::Gap`] after every reconnect.
+/// Holds the subscription to the events channel, reconnecting with backoff
+/// (to the next of `clients` each time: the seeds of a cluster, any of which
+/// hears every publication); reports [`TailEvent::Gap`] after every reconnect.
 async fn tail_loop(
-    client: Client,
+    clients: Vec<Client>,
     channel: String,
     tx: broadcast::Sender<TailEvent>,
     stop: CancellationToken,
@@ -448,7 +449,10 @@ async fn tail_loop(
 ) {
     let mut ready = Some(ready);
     let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+    let mut next = 0;
     loop {
+        let client = &clients[next % clients.len()];
+        next += 1;
         let subscribed = async {
             let mut ps = client.get_async_pubsub().await?;
             ps.subscribe(&channel).await?;
@@ -461,6 +465,10 @@ async fn tail_loop(
         let mut ps = match ps {
             Ok(ps) => ps,
             Err(e) => {
+                // At start-up every seed gets one try before the error stands.
+                if ready.is_some() && next < clients.len() {
+                    continue;
+                }
                 if let Some(r) = ready.take() {
                     let _ = r.send(Err(e.to_string()));
                     return;
@@ -580,9 +588,7 @@ mod tests {
         let channel = format!("{}:events", c.prefix);
         let log = RedisLog::connect(&url, c).await.unwrap();
         let mut tail = log.tail();
-        let mut conn = crate::redis_conn::manager(&Client::open(url.as_str()).unwrap())
-            .await
-            .unwrap();
+        let mut conn = crate::redis_conn::connect(&url).await.unwrap();
         let good = r#"{"order":"O9","seq":1,"t":"eta","eta":1,"ts":1}"#;
         for garbage in ["not json", &format!("{good}\nnot json"), "", "\n\n"] {
             let _: () = redis::cmd("PUBLISH")

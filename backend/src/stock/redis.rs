@@ -12,9 +12,9 @@ use super::{
     OpenReservation, ReservationKey, ReservationState, Reserved, Settle, Stock, StockError,
     StockLevel, StockLine, check_level, check_sku, sorted_lines,
 };
+use crate::redis_conn::RedisConn;
 use async_trait::async_trait;
 use redis::Script;
-use redis::aio::ConnectionManager;
 use std::time::Duration;
 
 /// How long a settled reservation is remembered.
@@ -22,7 +22,7 @@ pub const SETTLED_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
 
 /// The Redis [`Stock`].
 pub struct RedisStock {
-    conn: ConnectionManager,
+    conn: RedisConn,
     prefix: String,
     set: Script,
     reserve: Script,

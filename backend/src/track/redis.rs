@@ -8,11 +8,11 @@
 //! idempotent, so a point claimed twice is stored once.
 
 use super::{Stored, TrackQueue};
+use crate::redis_conn::RedisConn;
 use crate::retry::Backoff;
 use crate::{LogError, Store, TrackPoint};
 use async_trait::async_trait;
 use redis::AsyncCommands;
-use redis::aio::ConnectionManager;
 use redis::streams::{
     StreamAutoClaimOptions, StreamAutoClaimReply, StreamId, StreamReadOptions, StreamReadReply,
 };
@@ -31,13 +31,13 @@ pub fn stream_key(prefix: &str) -> String {
     format!("{prefix}:track")
 }
 
-async fn connect(url: &str) -> Result<ConnectionManager, LogError> {
+async fn connect(url: &str) -> Result<RedisConn, LogError> {
     crate::redis_conn::connect(url).await.map_err(unavailable)
 }
 
 /// The Redis [`TrackQueue`].
 pub struct RedisTrackQueue {
-    conn: ConnectionManager,
+    conn: RedisConn,
     key: String,
     max_len: usize,
 }
@@ -104,7 +104,7 @@ impl Default for TrackWorkerConfig {
 
 /// Moves track points from the stream into the store.
 pub struct TrackWorker {
-    conn: ConnectionManager,
+    conn: RedisConn,
     key: String,
     store: Arc<dyn Store>,
     cfg: TrackWorkerConfig,

@@ -15,15 +15,45 @@ use tracker_hub::{Auth, Role};
 
 #[tokio::test]
 async fn two_hubs_and_two_ingests_share_the_work_and_lose_nothing() {
-    let Some(mqtt) = backend_url("TRACKER_TEST_MQTT_URL") else {
+    let Some(redis) = backend_url("TRACKER_TEST_REDIS_URL") else {
         return;
     };
-    let Some(redis) = backend_url("TRACKER_TEST_REDIS_URL") else {
+    two_hubs_and_two_ingests_on(&redis).await;
+}
+
+/// The same run with the two hubs and two ingests on a private three-master
+/// Redis Cluster, found from its seed list.
+#[tokio::test]
+async fn two_hubs_and_two_ingests_on_a_redis_cluster() {
+    if backend_url("TRACKER_TEST_REDIS_URL").is_none() {
+        return;
+    }
+    let cluster = PrivateRedisCluster::start().await;
+    two_hubs_and_two_ingests_on(&cluster.url).await;
+    // The keys were spread over the masters, not all on one.
+    let mut holding = 0;
+    for seed in cluster.url.split(',') {
+        let mut node = redis::Client::open(seed)
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        let keys: usize = redis::cmd("DBSIZE").query_async(&mut node).await.unwrap();
+        holding += usize::from(keys > 0);
+    }
+    assert!(holding >= 2, "keys on {holding} of 3 masters");
+}
+
+/// Two hubs and two ingests on the Redis at `redis`: the work is shared, a
+/// watcher sees every event once in order, a hub's stop loses nothing.
+async fn two_hubs_and_two_ingests_on(redis: &str) {
+    let Some(mqtt) = backend_url("TRACKER_TEST_MQTT_URL") else {
         return;
     };
     let Some(admin_db) = backend_url("TRACKER_TEST_DATABASE_URL") else {
         return;
     };
+    let redis = redis.to_owned();
     let db = TestDatabase::create(&admin_db).await;
     let prefix = unique("nodes");
     let group = unique("ingest");

@@ -242,6 +242,52 @@ impl Drop for PrivateRedis {
     }
 }
 
+/// A private three-master Redis Cluster on loopback, made by the project's
+/// own `scripts/redis-cluster`; its nodes are stopped on drop.
+pub(crate) struct PrivateRedisCluster {
+    dir: tempfile::TempDir,
+    /// The seed URLs, comma-separated, as `TRACKER_REDIS_URL` takes them.
+    pub(crate) url: String,
+}
+
+impl PrivateRedisCluster {
+    const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/redis-cluster");
+
+    pub(crate) async fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        // Three ports in a row (and their bus ports, +10000) below the
+        // ephemeral range; another try on another base if one is taken.
+        for _ in 0..5 {
+            let first = 20_000 + rand::random::<u16>() % 9_000;
+            let out = Command::new(Self::SCRIPT)
+                .args(["start", dir.path().to_str().unwrap(), &first.to_string()])
+                .output()
+                .await
+                .expect("scripts/redis-cluster runs");
+            if out.status.success() {
+                let url = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+                return PrivateRedisCluster { dir, url };
+            }
+            eprintln!(
+                "redis-cluster on {first}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let _ = std::process::Command::new(Self::SCRIPT)
+                .args(["stop", dir.path().to_str().unwrap()])
+                .status();
+        }
+        panic!("no private Redis Cluster could be started");
+    }
+}
+
+impl Drop for PrivateRedisCluster {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new(Self::SCRIPT)
+            .args(["stop", self.dir.path().to_str().unwrap()])
+            .status();
+    }
+}
+
 /// A Redis of the test's own (to freeze with SIGSTOP) and a database of its
 /// own, when the suite has backends (`None`: skipped).
 pub(crate) async fn private_redis_and_database() -> Option<(PrivateRedis, TestDatabase)> {
