@@ -160,7 +160,8 @@ pub fn parse<T: redis::FromRedisValue>(r: RedisResult<Value>) -> RedisResult<T> 
     Ok(redis::from_redis_value(r?)?)
 }
 
-fn no_script(r: &RedisResult<Value>) -> bool {
+/// True when `r` is the server's answer that it does not know the script.
+pub fn no_script(r: &RedisResult<Value>) -> bool {
     matches!(r, Err(e) if e.kind() == ErrorKind::Server(redis::ServerErrorKind::NoScript))
 }
 
@@ -190,7 +191,9 @@ impl RedisConn {
     /// Runs `batch` (each command with the key that places it) in as few
     /// round trips as the deployment allows, and answers each command's own
     /// result in the batch's order: one pipeline on a single server, one per
-    /// hash slot on a cluster, sent together. An `EVALSHA` of one of
+    /// hash slot on a cluster, sent together (so no order holds between
+    /// slots). A slot whose node fails answers its commands with the error;
+    /// the others' answers stand. An `EVALSHA` of one of
     /// `scripts` that the server does not know yet is loaded and run again
     /// (that command alone: the others ran once).
     pub async fn pipelined(
@@ -198,72 +201,92 @@ impl RedisConn {
         batch: Vec<(String, Cmd)>,
         scripts: &[&Script],
     ) -> RedisResult<Vec<RedisResult<Value>>> {
-        let mut out = self.run_grouped(&batch, (0..batch.len()).collect()).await?;
-        let again: Vec<usize> = (0..out.len()).filter(|&i| no_script(&out[i])).collect();
-        if !again.is_empty() {
+        let mut out: Vec<RedisResult<Value>> = (0..batch.len())
+            .map(|_| Err(config_error("a pipeline answered short".into())))
+            .collect();
+        let groups = self.group(batch);
+        self.send(&groups, &mut out).await;
+        // Only the calls the server did not know the script of run again.
+        let redo: Vec<(Vec<usize>, redis::Pipeline)> = groups
+            .iter()
+            .filter_map(|(ids, pipe)| {
+                let mut again = redis::pipe();
+                again.ignore_errors();
+                let mut which = Vec::new();
+                for (&i, c) in ids.iter().zip(pipe.cmd_iter()) {
+                    if no_script(&out[i]) {
+                        again.add_command(c.clone());
+                        which.push(i);
+                    }
+                }
+                (!which.is_empty()).then_some((which, again))
+            })
+            .collect();
+        if !redo.is_empty() {
             let mut conn = self.clone();
             for s in scripts {
                 s.load_async(&mut conn).await?;
             }
-            let redo = self.run_grouped(&batch, again.clone()).await?;
-            for (i, r) in again.into_iter().zip(redo) {
-                out[i] = r;
-            }
+            self.send(&redo, &mut out).await;
         }
         Ok(out)
     }
 
-    /// Runs the commands of `batch` at `which`, grouped by slot on a cluster;
-    /// results in `which`'s order.
-    async fn run_grouped(
-        &self,
-        batch: &[(String, Cmd)],
-        which: Vec<usize>,
-    ) -> RedisResult<Vec<RedisResult<Value>>> {
-        let groups: Vec<Vec<usize>> = match self {
-            RedisConn::Single(_) => vec![which.clone()],
-            RedisConn::Cluster(_) => {
-                let mut by_slot: HashMap<Slot, Vec<usize>> = HashMap::new();
-                let mut order = Vec::new();
-                for &i in &which {
-                    let slot = Slot::for_key(&batch[i].0);
-                    by_slot
-                        .entry(slot)
-                        .or_insert_with(|| {
-                            order.push(slot);
-                            Vec::new()
-                        })
-                        .push(i);
-                }
-                order
-                    .into_iter()
-                    .filter_map(|s| by_slot.remove(&s))
-                    .collect()
-            }
+    /// `batch` as pipelines, each with the batch positions of its commands:
+    /// one on a single server, one per hash slot on a cluster.
+    fn group(&self, batch: Vec<(String, Cmd)>) -> Vec<(Vec<usize>, redis::Pipeline)> {
+        let new_pipe = || {
+            let mut p = redis::pipe();
+            p.ignore_errors();
+            p
         };
-        let runs = groups.iter().map(|g| {
-            let mut pipe = redis::pipe();
-            pipe.ignore_errors();
-            for &i in g {
-                pipe.add_command(batch[i].1.clone());
+        match self {
+            RedisConn::Single(_) => {
+                let mut pipe = new_pipe();
+                let ids = (0..batch.len()).collect();
+                for (_, c) in batch {
+                    pipe.add_command(c);
+                }
+                vec![(ids, pipe)]
             }
+            RedisConn::Cluster(_) => {
+                let mut at: HashMap<Slot, usize> = HashMap::new();
+                let mut groups: Vec<(Vec<usize>, redis::Pipeline)> = Vec::new();
+                for (i, (key, c)) in batch.into_iter().enumerate() {
+                    let g = *at.entry(Slot::for_key(&key)).or_insert_with(|| {
+                        groups.push((Vec::new(), new_pipe()));
+                        groups.len() - 1
+                    });
+                    groups[g].0.push(i);
+                    groups[g].1.add_command(c);
+                }
+                groups
+            }
+        }
+    }
+
+    /// Sends every pipeline of `groups` at once and puts each answer at its
+    /// batch position in `out`. A slot whose node fails answers its commands
+    /// with the error; the other slots' answers stand (they ran).
+    async fn send(&self, groups: &[(Vec<usize>, redis::Pipeline)], out: &mut [RedisResult<Value>]) {
+        let runs = groups.iter().map(|(_, pipe)| {
             let mut conn = self.clone();
             async move { pipe.query_async::<Vec<RedisResult<Value>>>(&mut conn).await }
         });
-        let mut results: HashMap<usize, RedisResult<Value>> = HashMap::with_capacity(which.len());
-        for (g, r) in groups.iter().zip(join_all(runs).await) {
-            for (&i, v) in g.iter().zip(r?) {
-                results.insert(i, v);
+        for ((ids, _), r) in groups.iter().zip(join_all(runs).await) {
+            match r {
+                Ok(values) => {
+                    for (&i, v) in ids.iter().zip(values) {
+                        out[i] = v;
+                    }
+                }
+                Err(e) => {
+                    for &i in ids {
+                        out[i] = Err(e.clone());
+                    }
+                }
             }
         }
-        Ok(which
-            .iter()
-            .map(|i| {
-                results
-                    .remove(i)
-                    .unwrap_or_else(|| Err(config_error("a pipeline answered short".into())))
-            })
-            .collect())
     }
 }
 

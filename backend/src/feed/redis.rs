@@ -2,8 +2,8 @@
 //!
 //! The Redis log adds the order id of every append that changes a trip to
 //! `{prefix}:feed:{feed}:<k>` (capped, approximately, at `max_len`), right
-//! after the append script (in the same pipeline for a burst of fixes, one
-//! more round trip for a single append); a process that dies between the
+//! after the append script has answered (one more round trip; for a burst
+//! of fixes one pipeline per slot); a process that dies between the
 //! two loses that notice, and the order is read again with its
 //! next change or the worker's periodic sweep. Each partition is followed
 //! by the one process holding its lease (`SET NX PX`, renewed every second);

@@ -357,31 +357,74 @@ impl EventLog for RedisLog {
         if batch.is_empty() {
             return Ok(0);
         }
-        let mut cmds = batch
-            .iter()
-            .map(|(order, events)| self.append_call(order, events, None))
-            .collect::<Result<Vec<_>, _>>()?;
-        let appends = cmds.len();
-        cmds.extend(
-            batch
-                .iter()
-                .filter_map(|(order, events)| self.feed_notice(order, events)),
-        );
-        // One pipeline on one server, one per slot on a cluster; a script the
-        // server lost (it restarted or flushed them) is loaded and only its
-        // own calls run again.
-        let replies = self
-            .conn
-            .pipelined(cmds, &[&self.append])
-            .await
-            .map_err(unavailable)?;
+        // On one server the feed notices ride in the appends' pipeline, after
+        // them (one connection keeps the order); on a cluster they go once
+        // the appends have answered, since slots' pipelines run side by side.
+        // Either way a worker that reads the order on a notice finds the change.
+        let one_server = !self.conn.is_cluster();
+        let mut todo: Vec<usize> = (0..batch.len()).collect();
         let mut appended = 0;
-        for (i, r) in replies.into_iter().enumerate() {
-            match r {
-                Ok(redis::Value::Array(texts)) if i < appends => appended += texts.len(),
-                Ok(_) => {}
-                Err(e) => return Err(unavailable(e)),
+        let mut notices = Vec::new();
+        let mut failed = None;
+        for first in [true, false] {
+            let mut cmds = todo
+                .iter()
+                .map(|&i| self.append_call(&batch[i].0, &batch[i].1, None))
+                .collect::<Result<Vec<_>, _>>()?;
+            let calls = cmds.len();
+            if one_server {
+                cmds.extend(
+                    todo.iter()
+                        .filter_map(|&i| self.feed_notice(&batch[i].0, &batch[i].1)),
+                );
             }
+            let replies = self.conn.pipelined(cmds, &[]).await.map_err(unavailable)?;
+            let mut again = Vec::new();
+            for (k, r) in replies.into_iter().enumerate() {
+                if k >= calls {
+                    if let Err(e) = r {
+                        failed = Some(e);
+                    }
+                    continue;
+                }
+                let i = todo[k];
+                match r {
+                    // The server lost the script (it restarted or flushed
+                    // them): nothing of that call ran; it runs once more,
+                    // with its notice after it.
+                    ref r if first && crate::redis_conn::no_script(r) => again.push(i),
+                    Ok(redis::Value::Array(texts)) if !texts.is_empty() => {
+                        appended += texts.len();
+                        if !one_server {
+                            notices.extend(self.feed_notice(&batch[i].0, &batch[i].1));
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) => failed = Some(e),
+                }
+            }
+            if again.is_empty() {
+                break;
+            }
+            let mut conn = self.conn.clone();
+            self.append
+                .load_async(&mut conn)
+                .await
+                .map_err(unavailable)?;
+            todo = again;
+        }
+        if !notices.is_empty() {
+            for r in self
+                .conn
+                .pipelined(notices, &[])
+                .await
+                .map_err(unavailable)?
+            {
+                r.map_err(unavailable)?;
+            }
+        }
+        if let Some(e) = failed {
+            return Err(unavailable(e));
         }
         Ok(appended)
     }

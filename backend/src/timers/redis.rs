@@ -126,9 +126,19 @@ impl DelayQueue for RedisDelayQueue {
             .pipelined(batch, &[&self.claim])
             .await
             .map_err(unavailable)?;
+        // What the healthy shards gave is theirs to keep (their scripts ran
+        // and removed it): a failed shard is an error only when nothing came.
         let mut out = Vec::with_capacity(limit);
+        let mut failed = None;
         for r in claimed {
-            let due: Vec<(String, f64)> = parse(r).map_err(unavailable)?;
+            let due: Vec<(String, f64)> = match parse(r) {
+                Ok(d) => d,
+                Err(e) => {
+                    tracing::warn!(error = %e, "a delay queue shard failed its claim");
+                    failed = Some(e);
+                    continue;
+                }
+            };
             for (member, score) in due {
                 match Timer::from_member(&member, score as i64) {
                     Some(t) => out.push(t),
@@ -138,6 +148,9 @@ impl DelayQueue for RedisDelayQueue {
                     }
                 }
             }
+        }
+        if let (true, Some(e)) = (out.is_empty(), failed) {
+            return Err(unavailable(e));
         }
         out.sort_by_key(|t| t.due);
         Ok(out)

@@ -255,10 +255,10 @@ impl PrivateRedisCluster {
 
     pub(crate) async fn start() -> Self {
         let dir = tempfile::tempdir().unwrap();
-        // Three ports in a row (and their bus ports, +10000) below the
-        // ephemeral range; another try on another base if one is taken.
+        // Three ports in a row and their bus ports (+10000), all below the
+        // ephemeral range (32768); another try on another base if one is taken.
         for _ in 0..5 {
-            let first = 20_000 + rand::random::<u16>() % 9_000;
+            let first = 20_000 + rand::random::<u16>() % 2_700;
             let out = Command::new(Self::SCRIPT)
                 .args(["start", dir.path().to_str().unwrap(), &first.to_string()])
                 .output()
