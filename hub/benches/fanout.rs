@@ -6,6 +6,7 @@
 #![allow(missing_docs)]
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use futures_util::FutureExt;
 use std::sync::Arc;
 use tokio::sync::mpsc;
 use tracker_backend::Entry;
@@ -47,7 +48,10 @@ fn watchers(f: &Fanout, n: usize, customers: bool) -> Vec<mpsc::Receiver<Arc<Del
                         View::Full
                     },
                 },
-            );
+            )
+            .now_or_never()
+            .expect("a fan-out without a log adds at once")
+            .unwrap();
             rx
         })
         .collect()

@@ -133,7 +133,7 @@ pub fn start(
     tasks: &TaskTracker,
     jobs: &mut Jobs,
 ) -> app::AppState {
-    let fanout = Arc::new(watchers::Fanout::default());
+    let fanout = Arc::new(watchers::Fanout::for_log(deps.log.clone()));
     job(
         jobs,
         "the log tail of the fan-out",

@@ -140,7 +140,7 @@ impl Router {
     /// Caches which orders each rider holds, kept honest by the log's tail,
     /// until `stop`: a fix then costs no store read (see [`crate::holders`]).
     pub async fn cache_holders(&self, stop: CancellationToken) {
-        self.holders.follow(self.log.tail(), stop).await
+        self.holders.follow(self.log.changes(), stop).await
     }
 
     /// The counters this router updates.

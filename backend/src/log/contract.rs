@@ -119,6 +119,7 @@ async fn read_since_returns_exactly_what_was_missed(log: &dyn EventLog) {
 async fn tail_sees_appends_in_order(log: &dyn EventLog) {
     let o = order_id("tail");
     let mut tail = log.tail();
+    log.watch(&o).await.unwrap();
     log.append(&o, vec![pos(1), pos(2), pos(3)], None)
         .await
         .unwrap();
@@ -233,6 +234,8 @@ async fn append_many_appends_to_each_order(log: &dyn EventLog) {
     // Subscribed first: on a cluster a publication crosses the cluster bus
     // and may reach this process after its append has answered.
     let mut tail = log.tail();
+    log.watch(&a).await.unwrap();
+    log.watch(&b).await.unwrap();
     log.append(&a, vec![pos(1)], None).await.unwrap();
     let batch = vec![
         (a.as_str().into(), vec![pos(2), pos(3)]),

@@ -1,13 +1,15 @@
 //! The event-log seam: every change of an order, numbered by `seq`, in order.
 //!
 //! The hub's per-message fan-out never goes through this trait: a hub takes one
-//! [`EventLog::tail`] and fans entries out itself; only appends and history
-//! reads (subscribe, resume, long-poll) call the log.
+//! [`EventLog::tail`] and fans entries out itself; only appends, history
+//! reads (subscribe, resume, long-poll) and the watch of an order's first
+//! watcher on a process call the log.
 
 #[cfg(any(test, feature = "contract"))]
 pub mod contract;
 pub mod memory;
 pub mod redis;
+mod redis_watch;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -106,10 +108,32 @@ pub trait EventLog: Send + Sync + 'static {
     ) -> Result<ReadResult, LogError>;
 
     /// A receiver of every entry appended from now on, by any process, in `seq`
-    /// order per order. A receiver that falls behind gets `Lagged`, or a
-    /// [`TailEvent::Gap`] when the backend lost messages; either way it must
-    /// resynchronise its watchers from [`EventLog::read`].
+    /// order per order, of the orders this process [watches](EventLog::watch)
+    /// (a backend may send more; the in-process log sends every order's). A
+    /// receiver that falls behind gets `Lagged`, or a [`TailEvent::Gap`] when
+    /// the backend lost messages; either way it must resynchronise its
+    /// watchers from [`EventLog::read`].
     fn tail(&self) -> broadcast::Receiver<TailEvent>;
+
+    /// Asks for `order`'s entries on this process's [`tail`](EventLog::tail),
+    /// and returns once they come (so a read made after it misses nothing).
+    /// Counted: every call is ended by one [`unwatch`](EventLog::unwatch).
+    /// The default (a tail of every order) has nothing to do.
+    async fn watch(&self, _order: &str) -> Result<(), LogError> {
+        Ok(())
+    }
+
+    /// Ends one [`watch`](EventLog::watch) of `order`; the last one stops its
+    /// entries coming. Never waits.
+    fn unwatch(&self, _order: &str) {}
+
+    /// A receiver of the changes of every order that move who holds it
+    /// (`status` and `assignment` entries; a backend may send more), whether
+    /// watched or not, with [`TailEvent::Gap`] when some may be lost: what a
+    /// cache of riders' orders follows. The default is [`tail`](EventLog::tail).
+    fn changes(&self) -> broadcast::Receiver<TailEvent> {
+        self.tail()
+    }
 
     /// Releases connections and background tasks; the default does nothing.
     async fn close(&self) {}

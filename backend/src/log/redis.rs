@@ -7,11 +7,14 @@
 //! `retention` after the order ended). Appends run one Lua script, so seq allocation, the fold, the stream
 //! add and the publication are one atomic step however many processes append.
 //!
-//! Tails: every append is also `PUBLISH`ed on `{prefix}:events`, as one
-//! message of its entries' texts joined by newlines (JSON texts hold none);
-//! each process holds one subscription and gets every entry without polling
-//! any order.
-//! Pub/sub is at-most-once, so a dropped subscription is reported to the tail as
+//! Tails: every append is also published on the order's own channel, as one
+//! message of its entries' texts joined by newlines (JSON texts hold none),
+//! and a process subscribes the channels of the orders its watchers hold
+//! (`backend/src/log/redis_watch.rs`), so N hubs share the fan-out instead
+//! of each hearing everything. The status and assignment entries also go to
+//! `{prefix}:events`, which every process follows for [`EventLog::changes`]
+//! (the riders' orders cache).
+//! Pub/sub is at-most-once, so a dropped subscription is reported as
 //! [`TailEvent::Gap`] once it is back, and watchers catch up from the streams.
 
 use super::{Entry, EventLog, LogError, OrderKey, ReadResult, TailEvent};
@@ -69,6 +72,8 @@ pub struct RedisLog {
     append: Script,
     read: Script,
     tail: broadcast::Sender<TailEvent>,
+    changes: broadcast::Sender<TailEvent>,
+    watching: super::redis_watch::Watching,
     _stop_tail: DropGuard,
 }
 
@@ -99,12 +104,16 @@ impl RedisLog {
         let clients = crate::redis_conn::pubsub_clients(url).map_err(unavailable)?;
         let channel = format!("{}:events", cfg.prefix);
         let (tail, _) = broadcast::channel(cfg.tail_capacity.max(16));
+        let (changes, _) = broadcast::channel(cfg.tail_capacity.max(16));
         let stop = bg.stop().child_token();
+        let watching =
+            super::redis_watch::Watching::start(url, &cfg.prefix, tail.clone(), stop.clone(), bg)
+                .await?;
         let (ready_tx, ready_rx) = oneshot::channel();
         bg.spawn(tail_loop(
             clients,
             channel.clone(),
-            tail.clone(),
+            changes.clone(),
             stop.clone(),
             ready_tx,
         ));
@@ -119,6 +128,8 @@ impl RedisLog {
             append: Script::new(include_str!("redis_append.lua")),
             read: Script::new(include_str!("redis_read.lua")),
             tail,
+            changes,
+            watching,
             _stop_tail: stop.drop_guard(),
         })
     }
@@ -144,6 +155,12 @@ impl RedisLog {
             .arg(order)
             .arg(&self.channel)
             .arg(self.cfg.max_age.as_millis() as u64)
+            .arg(super::redis_watch::channel(&self.cfg.prefix, order))
+            .arg(if self.conn.is_cluster() {
+                "SPUBLISH"
+            } else {
+                "PUBLISH"
+            })
             .arg(events.len());
         for e in events {
             for a in script_args(e)? {
@@ -281,7 +298,7 @@ fn script_args(body: &EventBody) -> Result<[String; 6], LogError> {
 }
 
 /// `order`, `seq` and `ts` of an entry's JSON text.
-fn entry_of(json: String) -> Option<Arc<Entry>> {
+pub(super) fn entry_of(json: String) -> Option<Arc<Entry>> {
     #[derive(serde::Deserialize)]
     struct Head {
         order: String,
@@ -478,9 +495,21 @@ impl EventLog for RedisLog {
     fn tail(&self) -> broadcast::Receiver<TailEvent> {
         self.tail.subscribe()
     }
+
+    async fn watch(&self, order: &str) -> Result<(), LogError> {
+        self.watching.watch(order).await
+    }
+
+    fn unwatch(&self, order: &str) {
+        self.watching.unwatch(order)
+    }
+
+    fn changes(&self) -> broadcast::Receiver<TailEvent> {
+        self.changes.subscribe()
+    }
 }
 
-/// Holds the subscription to the events channel, reconnecting with backoff
+/// Holds the subscription to the changes channel, reconnecting with backoff
 /// (to the next of `clients` each time: the seeds of a cluster, any of which
 /// hears every publication); reports [`TailEvent::Gap`] after every reconnect.
 async fn tail_loop(
@@ -606,7 +635,11 @@ mod tests {
             .await
             .unwrap();
         tasks.close();
-        assert_eq!(tasks.len(), 1, "the tail subscription's loop");
+        assert_eq!(
+            tasks.len(),
+            2,
+            "the changes subscription's loop and the per-order subscriptions' task"
+        );
         stop.cancel();
         tokio::time::timeout(Duration::from_secs(5), tasks.wait())
             .await
@@ -628,30 +661,46 @@ mod tests {
     async fn malformed_tail_messages_are_dropped_and_the_tail_goes_on() {
         let Some(url) = test_url() else { return };
         let c = cfg();
-        let channel = format!("{}:events", c.prefix);
+        let (changes, order_channel) = (
+            format!("{}:events", c.prefix),
+            super::super::redis_watch::channel(&c.prefix, "O1"),
+        );
         let log = RedisLog::connect(&url, c).await.unwrap();
-        let mut tail = log.tail();
+        let (mut tail, mut changed) = (log.tail(), log.changes());
+        log.watch("O1").await.unwrap();
         let mut conn = crate::redis_conn::connect(&url).await.unwrap();
+        let publish = if conn.is_cluster() {
+            "SPUBLISH"
+        } else {
+            "PUBLISH"
+        };
         let good = r#"{"order":"O9","seq":1,"t":"eta","eta":1,"ts":1}"#;
         for garbage in ["not json", &format!("{good}\nnot json"), "", "\n\n"] {
-            let _: () = redis::cmd("PUBLISH")
-                .arg(&channel)
-                .arg(garbage)
-                .query_async(&mut conn)
-                .await
-                .unwrap();
+            for (cmd, ch) in [(publish, &order_channel), ("PUBLISH", &changes)] {
+                let _: () = redis::cmd(cmd)
+                    .arg(ch)
+                    .arg(garbage)
+                    .query_async(&mut conn)
+                    .await
+                    .unwrap();
+            }
         }
-        log.append("O1", vec![EventBody::eta(5, 1)], None)
-            .await
-            .unwrap();
-        let first = tokio::time::timeout(Duration::from_secs(5), tail.recv())
-            .await
-            .unwrap()
-            .unwrap();
-        assert!(
-            matches!(&first, TailEvent::Entries(e) if e.len() == 1 && &*e[0].order == "O1"),
-            "a message with any bad line is dropped whole; the next append comes through: {first:?}"
-        );
+        let unassigned = EventBody::Assignment {
+            rider_id: None,
+            rider_name: None,
+            ts: 1,
+        };
+        log.append("O1", vec![unassigned], None).await.unwrap();
+        for rx in [&mut tail, &mut changed] {
+            let first = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(
+                matches!(&first, TailEvent::Entries(e) if e.len() == 1 && &*e[0].order == "O1"),
+                "a message with any bad line is dropped whole; the next append comes through: {first:?}"
+            );
+        }
     }
 
     #[tokio::test]
@@ -661,6 +710,7 @@ mod tests {
         let a = RedisLog::connect(&url, c.clone()).await.unwrap();
         let b = RedisLog::connect(&url, c).await.unwrap();
         let mut tail_b = b.tail();
+        b.watch("O1").await.unwrap();
         a.append("O1", vec![EventBody::eta(5, 1)], None)
             .await
             .unwrap();
@@ -680,6 +730,67 @@ mod tests {
         let r = a.read("O1", Some(0), 10).await.unwrap();
         assert_eq!(r.missed.unwrap().len(), 2);
         assert_eq!(r.state.eta, Some(6));
+    }
+
+    /// The entries `rx` gets within `wait`, as (order, seq).
+    async fn heard(rx: &mut broadcast::Receiver<TailEvent>, wait: Duration) -> Vec<(String, u64)> {
+        let mut got = Vec::new();
+        let deadline = tokio::time::Instant::now() + wait;
+        while let Ok(Ok(TailEvent::Entries(e))) = tokio::time::timeout_at(deadline, rx.recv()).await
+        {
+            got.extend(e.iter().map(|e| (e.order.to_string(), e.seq)));
+        }
+        got
+    }
+
+    #[tokio::test]
+    async fn a_process_hears_only_the_orders_it_watches_and_every_change() {
+        let Some(url) = test_url() else { return };
+        let c = cfg();
+        let a = RedisLog::connect(&url, c.clone()).await.unwrap();
+        let b = RedisLog::connect(&url, c).await.unwrap();
+        let (mut tail, mut changes) = (b.tail(), b.changes());
+        // Counted: two watches and one unwatch leave "W" watched.
+        b.watch("W").await.unwrap();
+        b.watch("W").await.unwrap();
+        b.unwatch("W");
+        b.watch("gone").await.unwrap();
+        b.unwatch("gone");
+        let assigned = EventBody::Assignment {
+            rider_id: Some("r1".into()),
+            rider_name: None,
+            ts: 2,
+        };
+        for o in ["W", "U", "gone"] {
+            a.append(o, vec![EventBody::eta(5, 1), assigned.clone()], None)
+                .await
+                .unwrap();
+        }
+        let wait = Duration::from_millis(500);
+        assert_eq!(
+            heard(&mut tail, wait).await,
+            [("W".to_owned(), 1), ("W".to_owned(), 2)],
+            "only the watched order, every entry"
+        );
+        let mut changed = heard(&mut changes, wait).await;
+        changed.sort();
+        assert_eq!(
+            changed,
+            [
+                ("U".to_owned(), 2),
+                ("W".to_owned(), 2),
+                ("gone".to_owned(), 2)
+            ],
+            "every order's assignment, no estimate"
+        );
+        b.unwatch("W");
+        // Requests are applied in order: once this watch is answered, the
+        // unwatch before it has unsubscribed.
+        b.watch("barrier").await.unwrap();
+        a.append("W", vec![EventBody::eta(6, 3)], None)
+            .await
+            .unwrap();
+        assert!(heard(&mut tail, wait).await.is_empty(), "unwatched: silent");
     }
 
     #[tokio::test]

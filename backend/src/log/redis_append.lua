@@ -1,12 +1,17 @@
 -- Appends events to one order's log atomically: allocates seq, folds the live
 -- state, adds each entry to the order's stream under id "<seq>-0", and
--- publishes them for hub tails: one message, the entries joined by newlines. The fold mirrors tracker_domain::LiveState::apply.
+-- publishes them for hub tails: on the order's own channel, one message, the
+-- entries joined by newlines; and the status and assignment entries among
+-- them also on the changes channel that every process follows. The fold
+-- mirrors tracker_domain::LiveState::apply.
 --
 -- KEYS[1] state hash, KEYS[2] stream (same hash tag: one Redis Cluster slot)
 -- ARGV[1] origin (0 = none)  ARGV[2] epoch for a new log  ARGV[3] max entries kept
--- ARGV[4] seconds to keep an ended order  ARGV[5] order id  ARGV[6] channel
+-- ARGV[4] seconds to keep an ended order  ARGV[5] order id  ARGV[6] changes channel
 -- ARGV[7] max entry age in ms (0 = none)
--- ARGV[8] number of events, then 6 per event: kind, ts, body fragment, a, b, c
+-- ARGV[8] the order's channel (same hash tag)  ARGV[9] its publish command:
+--   PUBLISH on one server, SPUBLISH (the node of the slot) on a cluster
+-- ARGV[10] number of events, then 6 per event: kind, ts, body fragment, a, b, c
 --   pos:        a = live-position JSON
 --   status:     a = status, b = version, c = flags: "e" terminal, "p" picked up or later
 --   eta:        a = eta
@@ -30,9 +35,10 @@ local out = {}
 local max_age = tonumber(ARGV[7])
 local clock = redis.call('TIME')
 local now_ms = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
-local n = tonumber(ARGV[8])
+local n = tonumber(ARGV[10])
+local changes = {}
 for i = 0, n - 1 do
-  local base = 9 + i * 6
+  local base = 11 + i * 6
   local kind, ts, frag = ARGV[base], ARGV[base + 1], ARGV[base + 2]
   local a, b, c = ARGV[base + 3], ARGV[base + 4], ARGV[base + 5]
   seq = seq + 1
@@ -73,9 +79,15 @@ for i = 0, n - 1 do
   json = json .. '}'
   redis.call('XADD', stream, 'MAXLEN', ARGV[3], string.format('%d', seq) .. '-0', 'j', json, 'at', now_ms)
   out[#out + 1] = json
+  if kind == 'status' or kind == 'assignment' then
+    changes[#changes + 1] = json
+  end
 end
 if #out > 0 then
-  redis.call('PUBLISH', ARGV[6], table.concat(out, '\n'))
+  redis.call(ARGV[9], ARGV[8], table.concat(out, '\n'))
+end
+if #changes > 0 then
+  redis.call('PUBLISH', ARGV[6], table.concat(changes, '\n'))
 end
 redis.call('HSET', state, 'seq', string.format('%d', seq))
 -- Age cap: drop head entries added more than max_age ago (a bounded amount per call).

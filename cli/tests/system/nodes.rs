@@ -772,3 +772,94 @@ async fn a_refund_waits_while_the_relay_is_frozen_and_completes_once_it_runs() {
     hub.kill().await;
     db.drop_now().await;
 }
+
+/// Per-order delivery between nodes, on a Redis Cluster: a hub hears the
+/// orders its own watchers hold and no others, so its tail and fan-out
+/// counts stay flat while another hub's order moves.
+#[tokio::test]
+async fn a_hub_hears_only_the_orders_its_watchers_hold_on_a_redis_cluster() {
+    if backend_url("TRACKER_TEST_REDIS_URL").is_none() {
+        return;
+    }
+    let Some(admin_db) = backend_url("TRACKER_TEST_DATABASE_URL") else {
+        return;
+    };
+    let cluster = PrivateRedisCluster::start().await;
+    let db = TestDatabase::create(&admin_db).await;
+    let prefix = unique("per-order");
+    let env = |node: &str| {
+        let mut env = node_env(&cluster.url, &prefix, &db.url, node);
+        env.push(("TRACKER_TRIP_WATCHER", "off".into()));
+        env
+    };
+    let hub_a = start("hub", &env("1")).await;
+    let hub_b = start("hub", &env("2")).await;
+    let auth = Auth::hs256(SECRET.as_bytes());
+    let admin = auth.mint("ops", Role::Admin, 600);
+    let (customer, rider_x, rider_y) = (unique("c"), unique("rx"), unique("ry"));
+    let (x, _) = assigned_order(&hub_a.base, &admin, &customer, &rider_x).await;
+    let (y, _) = assigned_order(&hub_a.base, &admin, &customer, &rider_y).await;
+    let (mut on_a, mut last_x) = watch_from(&hub_a.base, &admin, &x).await;
+    let (mut on_b, mut last_y) = watch_from(&hub_b.base, &admin, &y).await;
+    let http = reqwest::Client::new();
+    let fixes = |rider: &str, n: usize| {
+        let (http, base) = (http.clone(), hub_a.base.clone());
+        let token = auth.mint(rider, Role::Rider, 600);
+        async move {
+            for i in 0..n {
+                let fix = json!({"lat": 23.1, "lon": 113.2, "ts": now_ms() - 1000 + i as i64});
+                let r = http
+                    .post(format!("{base}/v1/riders/me/pos"))
+                    .bearer_auth(&token)
+                    .json(&fix)
+                    .send()
+                    .await
+                    .unwrap();
+                assert!(r.status().is_success(), "{}", r.status());
+            }
+        }
+    };
+    // Whatever was still on its way to B from the set-up has landed once
+    // its watcher has the order's six events.
+    while last_y < 6 {
+        last_y = next_frame(&mut on_b).await.unwrap()["seq"]
+            .as_u64()
+            .unwrap();
+    }
+    let before_b = tail_counts(&hub_b).await;
+    let before_a = tail_counts(&hub_a).await;
+
+    // Thirty fixes of order X, watched only on A: A's watcher gets each.
+    fixes(&rider_x, 30).await;
+    while last_x < 36 {
+        last_x = next_frame(&mut on_a).await.unwrap()["seq"]
+            .as_u64()
+            .unwrap();
+    }
+    // Then one fix of Y: once B's watcher has it, B's tail is live and
+    // caught up, and it took that one entry only.
+    fixes(&rider_y, 1).await;
+    let f = next_frame(&mut on_b).await.unwrap();
+    assert_eq!(f["seq"].as_u64(), Some(last_y + 1), "{f}");
+    let after_b = tail_counts(&hub_b).await;
+    let after_a = tail_counts(&hub_a).await;
+    assert_eq!(
+        (after_b.0 - before_b.0, after_b.1 - before_b.1),
+        (1.0, 1.0),
+        "hub B received and delivered Y's one fix and none of X's thirty"
+    );
+    assert!(
+        after_a.0 - before_a.0 >= 30.0 && after_a.1 - before_a.1 >= 30.0,
+        "hub A received and delivered X's fixes: {before_a:?} -> {after_a:?}"
+    );
+    drop((hub_a, hub_b));
+    db.drop_now().await;
+}
+
+/// What `p`'s tail received and its fan-out handed on, so far.
+async fn tail_counts(p: &Proc) -> (f64, f64) {
+    (
+        p.metric("tracker_tail_entries_total").await,
+        p.metric("tracker_fanout_queued_total").await,
+    )
+}

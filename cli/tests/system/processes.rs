@@ -301,13 +301,18 @@ pub(crate) async fn private_redis_and_database() -> Option<(PrivateRedis, TestDa
 
 /// Opens a watcher on `base` for `order` with `token`; returns it after its snapshot.
 pub(crate) async fn watch_on(base: &str, token: &str, order: &str) -> Ws {
+    watch_from(base, token, order).await.0
+}
+
+/// [`watch_on`], and the snapshot's `seq`.
+pub(crate) async fn watch_from(base: &str, token: &str, order: &str) -> (Ws, u64) {
     let url = format!("{}/v1/ws?token={token}", base.replace("http://", "ws://"));
     let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
     let sub = json!({"op": "sub", "order": order}).to_string();
     ws.send(Message::Text(sub.into())).await.unwrap();
     let snap = next_frame(&mut ws).await.unwrap();
     assert_eq!(snap["t"], "snapshot", "{snap}");
-    ws
+    (ws, snap["seq"].as_u64().unwrap())
 }
 
 pub(crate) async fn get_json(base: &str, token: &str, path: &str) -> Value {

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::{Notify, broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 use tracker_backend::log::OrderKey;
-use tracker_backend::{Entry, TailEvent};
+use tracker_backend::{Entry, EventLog, LogError, TailEvent};
 use tracker_domain::view::{View, customer_frame};
 
 /// The events of one append of one order on their way to watchers: what a
@@ -91,19 +91,54 @@ pub struct Subscriber {
 }
 
 /// All watchers of all orders on this hub node.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Fanout {
     subs: DashMap<OrderKey, Vec<Subscriber>>,
+    /// The log whose tail feeds this fan-out, told of every registration
+    /// ([`EventLog::watch`]) so it sends the orders watched here and no others.
+    log: Option<Arc<dyn EventLog>>,
+}
+
+impl std::fmt::Debug for Fanout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Fanout")
+            .field("orders", &self.subs.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Fanout {
-    /// Adds `sub` as a watcher of `order` (once per connection).
-    pub fn add(&self, order: OrderKey, sub: Subscriber) {
-        let mut list = self.subs.entry(order).or_default();
-        if !list.iter().any(|s| s.conn == sub.conn) {
-            list.push(sub);
-            metrics::gauge!("tracker_ws_subscriptions").increment(1.0);
+    /// A fan-out fed by `log`'s tail, which hears of each registration.
+    pub fn for_log(log: Arc<dyn EventLog>) -> Self {
+        Fanout {
+            subs: DashMap::new(),
+            log: Some(log),
         }
+    }
+
+    /// Adds `sub` as a watcher of `order` (once per connection) and returns
+    /// once the log sends that order's entries here, so a read made after
+    /// this misses nothing. Failed: the watcher is not added.
+    pub async fn add(&self, order: OrderKey, sub: Subscriber) -> Result<(), LogError> {
+        let conn = sub.conn;
+        let added = {
+            let mut list = self.subs.entry(order.clone()).or_default();
+            let added = !list.iter().any(|s| s.conn == sub.conn);
+            if added {
+                list.push(sub);
+                metrics::gauge!("tracker_ws_subscriptions").increment(1.0);
+            }
+            added
+        };
+        // Counted in the log from here (no await before it), and ended by the
+        // unwatch of `remove`, whatever happens to this call.
+        if let (true, Some(log)) = (added, &self.log)
+            && let Err(e) = log.watch(&order).await
+        {
+            self.remove(&order, conn);
+            return Err(e);
+        }
+        Ok(())
     }
 
     /// Removes connection `conn` from `order`'s watchers.
@@ -118,6 +153,9 @@ impl Fanout {
         self.subs.remove_if(order, |_, list| list.is_empty());
         if removed {
             metrics::gauge!("tracker_ws_subscriptions").decrement(1.0);
+            if let Some(log) = &self.log {
+                log.unwatch(order);
+            }
         }
     }
 
@@ -207,6 +245,7 @@ pub async fn run_tail(
                 fanout.lag_everyone();
             }
             Ok(TailEvent::Entries(run)) => {
+                metrics::counter!("tracker_tail_entries_total").increment(run.len() as u64);
                 metrics::gauge!("tracker_tail_backlog").set(tail.len() as f64);
                 let ages = metrics::histogram!("tracker_event_age_at_fanout_ms");
                 let now = now_ms();
@@ -253,7 +292,9 @@ mod tests {
                 signal: slow.clone(),
                 view: View::Full,
             },
-        );
+        )
+        .await
+        .unwrap();
         f.add(
             "O1".into(),
             Subscriber {
@@ -262,7 +303,9 @@ mod tests {
                 signal: fast.clone(),
                 view: View::Full,
             },
-        );
+        )
+        .await
+        .unwrap();
         for seq in 1..=3 {
             f.deliver(&entry("O1", seq));
         }

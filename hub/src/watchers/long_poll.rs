@@ -90,15 +90,17 @@ pub async fn poll(
         order: Arc::from(id.as_str()),
         conn: next_conn_id(),
     };
-    hub.fanout.add(
-        reg.order.clone(),
-        Subscriber {
-            conn: reg.conn,
-            tx,
-            signal: signal.clone(),
-            view: claims.view(),
-        },
-    );
+    hub.fanout
+        .add(
+            reg.order.clone(),
+            Subscriber {
+                conn: reg.conn,
+                tx,
+                signal: signal.clone(),
+                view: claims.view(),
+            },
+        )
+        .await?;
     let deadline = tokio::time::Instant::now() + wait;
     let limit = hub.cfg.resume_limit;
     // What the fan-out handed over while we waited: the answer when the log

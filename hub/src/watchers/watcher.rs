@@ -390,15 +390,23 @@ impl Watcher {
         // anything read twice is dropped by seq.
         let key: OrderKey = Arc::from(order);
         let resubscribe = self.subs.contains_key(&key);
-        self.hub.fanout.add(
-            key.clone(),
-            Subscriber {
-                conn: self.conn,
-                tx: self.tx.clone(),
-                signal: self.signal.clone(),
-                view: self.claims.view(),
-            },
-        );
+        let joined = self
+            .hub
+            .fanout
+            .add(
+                key.clone(),
+                Subscriber {
+                    conn: self.conn,
+                    tx: self.tx.clone(),
+                    signal: self.signal.clone(),
+                    view: self.claims.view(),
+                },
+            )
+            .await;
+        if let Err(e) = joined {
+            tracing::warn!(error = %e, "the log could not send the order here");
+            return Err(SubError::Unavailable);
+        }
         let limit = self.hub.cfg.resume_limit;
         let read = match self.hub.log.read(order, since, limit).await {
             Ok(r) => r,
