@@ -794,6 +794,65 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn watched_orders_come_back_after_the_subscribing_connection_is_killed() {
+        let Some(url) = test_url() else { return };
+        if crate::redis_conn::probe(&url).await.unwrap().0 {
+            return; // CLIENT KILL reaches one node; the single-server run covers it
+        }
+        // A server of this test's own, so killing its pub/sub clients harms no other test.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut server = std::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server is installed where the Redis suite runs");
+        let url = format!("redis://127.0.0.1:{port}");
+        let mut admin = None;
+        for _ in 0..200 {
+            if let Ok(c) = crate::redis_conn::connect(&url).await {
+                admin = Some(c);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let mut admin = admin.expect("the private server answers");
+        let log = RedisLog::connect(&url, cfg()).await.unwrap();
+        let writer = RedisLog::connect(&url, log.cfg.clone()).await.unwrap();
+        let mut tail = log.tail();
+        log.watch("W").await.unwrap();
+        let killed: i64 = redis::cmd("CLIENT")
+            .arg("KILL")
+            .arg("TYPE")
+            .arg("pubsub")
+            .query_async(&mut admin)
+            .await
+            .unwrap();
+        assert!(killed >= 1, "the subscribing connections were killed");
+        // A gap at once, and another once the order is subscribed again.
+        let mut gaps = 0;
+        while gaps < 2 {
+            match tokio::time::timeout(Duration::from_secs(10), tail.recv()).await {
+                Ok(Ok(TailEvent::Gap)) => gaps += 1,
+                Ok(Ok(TailEvent::Entries(_))) => {}
+                other => panic!("a gap, then another once back: {other:?}"),
+            }
+        }
+        writer
+            .append("W", vec![EventBody::eta(7, 1)], None)
+            .await
+            .unwrap();
+        let got = heard(&mut tail, Duration::from_secs(2)).await;
+        assert_eq!(got, [("W".to_owned(), 1)], "the order's entries come again");
+        let _ = server.kill();
+        let _ = server.wait();
+    }
+
+    #[tokio::test]
     async fn append_many_loads_its_script_after_a_flush() {
         let Some(url) = test_url() else { return };
         let log = RedisLog::connect(&url, cfg()).await.unwrap();

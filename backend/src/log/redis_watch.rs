@@ -10,11 +10,15 @@
 //! task that takes all that waited as one batch: a crowd of watchers
 //! arriving together costs a few subscribe calls, not one each.
 //!
-//! Pub/sub is at-most-once: when the subscription's connection drops, the
-//! tail gets [`TailEvent::Gap`] at once, and again once the client has
-//! subscribed everything anew (it does so by itself, on the reconnect that a
-//! `PING` every second brings about), so watchers catch up from the streams
-//! after the subscriptions are back, not only before.
+//! Pub/sub is at-most-once, so the task keeps the subscriptions itself
+//! rather than trusting the client to restore them: when the connection
+//! drops (a disconnection push, or a `PING` each second that fails or takes
+//! over [`PING_PATIENCE`]: then the connection is made anew), or the server
+//! drops a channel on its own (its slot moved to another node), the tail
+//! gets [`TailEvent::Gap`] at once, the orders are marked lost and
+//! subscribed again one by one, and each time some come back the tail gets
+//! another gap, so their watchers catch up from the streams after the
+//! subscriptions are back, not only before.
 
 use super::{Entry, LogError, TailEvent};
 use crate::redis_conn::{probe, seeds};
@@ -30,12 +34,11 @@ use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-/// How long the pushes must go quiet after a reconnect's resubscriptions
-/// before the second gap is reported.
-const SETTLE: Duration = Duration::from_millis(50);
+/// How long a health `PING` may take before the connection counts as lost.
+const PING_PATIENCE: Duration = Duration::from_secs(2);
 
-/// How often the subscribing connection is checked (and so brought back
-/// after an outage longer than its own reconnect attempts).
+/// How often the subscribing connection is checked, and lost orders are
+/// subscribed again.
 const HEALTH_EVERY: Duration = Duration::from_secs(1);
 
 /// What a waiting [`Watching::watch`] is told: subscribed, or why not.
@@ -62,13 +65,19 @@ enum SubConn {
 }
 
 impl SubConn {
-    /// Subscribes (`on`) or unsubscribes `channels`: one call on one server;
-    /// on a cluster one call per channel, all at once (a shard channel's
-    /// subscribe goes to its slot's node).
-    async fn set(&mut self, channels: &[String], on: bool) -> RedisResult<()> {
+    /// Subscribes (`on`) or unsubscribes `channels`, each one's own result:
+    /// one call on one server; on a cluster one call per channel, all at
+    /// once (a shard channel's subscribe goes to its slot's node).
+    async fn set(&mut self, channels: &[String], on: bool) -> Vec<RedisResult<()>> {
         match self {
-            SubConn::Single(c) if on => c.subscribe(channels).await,
-            SubConn::Single(c) => c.unsubscribe(channels).await,
+            SubConn::Single(c) => {
+                let r = if on {
+                    c.subscribe(channels).await
+                } else {
+                    c.unsubscribe(channels).await
+                };
+                channels.iter().map(|_| r.clone()).collect()
+            }
             SubConn::Cluster(c) => {
                 let calls = channels.iter().map(|ch| {
                     let mut c = c.clone();
@@ -80,19 +89,63 @@ impl SubConn {
                         }
                     }
                 });
-                join_all(calls).await.into_iter().collect()
+                join_all(calls).await
             }
         }
     }
 
-    /// A `PING` (to every node of a cluster): a connection that dropped and
-    /// could not come back at once is tried again by it, and subscribes
-    /// everything anew when it does.
-    async fn ping(&mut self) -> RedisResult<()> {
+    /// A `PING` (to every node of a cluster), within [`PING_PATIENCE`].
+    async fn ping(&mut self) -> Result<(), String> {
         let ping = redis::cmd("PING");
-        match self {
-            SubConn::Single(c) => ping.query_async(c).await,
-            SubConn::Cluster(c) => ping.query_async(c).await,
+        let r = match self {
+            SubConn::Single(c) => {
+                tokio::time::timeout(PING_PATIENCE, ping.query_async::<()>(c)).await
+            }
+            SubConn::Cluster(c) => {
+                tokio::time::timeout(PING_PATIENCE, ping.query_async::<()>(c)).await
+            }
+        };
+        match r {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err(format!("no answer within {PING_PATIENCE:?}")),
+        }
+    }
+}
+
+/// How to make the subscribing connection (again).
+struct Target {
+    url: String,
+    cluster: bool,
+    on_push: Arc<dyn Fn(PushInfo) -> Result<(), ()> + Send + Sync>,
+}
+
+impl Target {
+    /// A new RESP3 connection whose pushes go to `on_push`. No automatic
+    /// resubscription: the task restores its subscriptions itself.
+    async fn connect(&self) -> RedisResult<SubConn> {
+        let on_push = self.on_push.clone();
+        let sender = move |p: PushInfo| on_push(p);
+        if self.cluster {
+            let nodes: Vec<String> = seeds(&self.url).into_iter().map(resp3).collect();
+            let c = ClusterClientBuilder::new(nodes)
+                .use_protocol(redis::ProtocolVersion::RESP3)
+                .push_sender(sender)
+                .connection_timeout(Duration::from_secs(5))
+                .response_timeout(Duration::from_secs(10))
+                .build()?
+                .get_async_connection()
+                .await?;
+            Ok(SubConn::Cluster(c))
+        } else {
+            let client = redis::Client::open(resp3(&self.url).as_str())?;
+            let cfg = ConnectionManagerConfig::new()
+                .set_push_sender(sender)
+                .set_connection_timeout(Some(Duration::from_secs(5)))
+                .set_response_timeout(Some(Duration::from_secs(10)));
+            Ok(SubConn::Single(
+                client.get_connection_manager_with_config(cfg).await?,
+            ))
         }
     }
 }
@@ -152,39 +205,22 @@ impl Watching {
             }
         };
         let (cluster, _) = probe(url).await.map_err(unavailable)?;
-        let conn = if cluster {
-            let nodes: Vec<String> = seeds(url).into_iter().map(resp3).collect();
-            let c = ClusterClientBuilder::new(nodes)
-                .use_protocol(redis::ProtocolVersion::RESP3)
-                .push_sender(on_push)
-                .connection_timeout(Duration::from_secs(5))
-                .response_timeout(Duration::from_secs(10))
-                .build()
-                .map_err(unavailable)?
-                .get_async_connection()
-                .await
-                .map_err(unavailable)?;
-            SubConn::Cluster(c)
-        } else {
-            let client = redis::Client::open(resp3(url).as_str()).map_err(unavailable)?;
-            let cfg = ConnectionManagerConfig::new()
-                .set_push_sender(on_push)
-                .set_automatic_resubscription()
-                .set_connection_timeout(Some(Duration::from_secs(5)))
-                .set_response_timeout(Some(Duration::from_secs(10)));
-            let c = client
-                .get_connection_manager_with_config(cfg)
-                .await
-                .map_err(unavailable)?;
-            SubConn::Single(c)
+        let target = Target {
+            url: url.to_owned(),
+            cluster,
+            on_push: Arc::new(on_push),
         };
+        let conn = target.connect().await.map_err(unavailable)?;
         let (requests, rx) = mpsc::unbounded_channel();
         let counts: Counts = Arc::default();
         let task = Task {
             conn,
+            target,
             prefix: prefix.to_owned(),
             counts: counts.clone(),
             subscribed: HashSet::new(),
+            lost: HashSet::new(),
+            leaving: HashSet::new(),
         };
         bg.spawn(task.run(rx, push_rx, tail, stop));
         Ok(Watching { counts, requests })
@@ -228,14 +264,21 @@ pub(super) fn channel(prefix: &str, order: &str) -> String {
 /// The subscription task's own state.
 struct Task {
     conn: SubConn,
+    target: Target,
     prefix: String,
     counts: Counts,
-    /// The orders whose channel is subscribed now.
+    /// The orders whose channel is subscribed now (confirmed).
     subscribed: HashSet<Arc<str>>,
+    /// Orders that were subscribed until the connection or the server
+    /// dropped them: to subscribe again.
+    lost: HashSet<Arc<str>>,
+    /// Channels this task asked to leave, whose confirmation may still come.
+    leaving: HashSet<String>,
 }
 
 impl Task {
-    /// Applies batches of requests, and reports gaps, until `stop`.
+    /// Applies batches of requests, keeps the subscriptions, and reports
+    /// gaps, until `stop`.
     async fn run(
         mut self,
         mut requests: mpsc::UnboundedReceiver<Request>,
@@ -243,19 +286,9 @@ impl Task {
         tail: broadcast::Sender<TailEvent>,
         stop: CancellationToken,
     ) {
-        // After a drop: `lost` until the client's first resubscription is
-        // confirmed, then `settling` until the confirmations go quiet.
-        let (mut lost, mut settling) = (false, false);
         let mut health = tokio::time::interval(HEALTH_EVERY);
         health.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            let settle = async {
-                if settling {
-                    tokio::time::sleep(SETTLE).await
-                } else {
-                    std::future::pending().await
-                }
-            };
             tokio::select! {
                 _ = stop.cancelled() => return,
                 r = requests.recv() => {
@@ -268,37 +301,103 @@ impl Task {
                 }
                 p = pushes.recv() => {
                     let Some(p) = p else { return };
-                    match p.kind {
-                        PushKind::Disconnection => {
-                            tracing::warn!("Redis per-order subscriptions lost; resubscribing");
-                            metrics::counter!("tracker_tail_resubscribes_total").increment(1);
-                            let _ = tail.send(TailEvent::Gap);
-                            (lost, settling) = (true, false);
-                        }
-                        // The client subscribing everything anew: the second
-                        // gap waits until all of it is confirmed.
-                        PushKind::Subscribe | PushKind::SSubscribe if lost || settling => {
-                            (lost, settling) = (false, true);
-                        }
-                        _ => {}
-                    }
-                }
-                _ = settle => {
-                    settling = false;
-                    let _ = tail.send(TailEvent::Gap);
+                    self.pushed(p, &tail);
                 }
                 _ = health.tick() => {
-                    if let Err(e) = self.conn.ping().await {
-                        tracing::debug!(error = %e, "the subscriptions' connection does not answer yet");
+                    if !self.lost.is_empty() {
+                        self.restore(&tail).await;
+                    } else if let Err(e) = self.conn.ping().await {
+                        tracing::warn!(error = %e, "the subscriptions' connection is lost; making it anew");
+                        self.all_lost(&tail);
+                        match self.target.connect().await {
+                            Ok(c) => self.conn = c,
+                            Err(e) => tracing::warn!(error = %e, "no new subscriptions' connection yet"),
+                        }
                     }
                 }
             }
         }
     }
 
+    /// Every subscription is gone with the connection: a gap now, and the
+    /// orders to subscribe again.
+    fn all_lost(&mut self, tail: &broadcast::Sender<TailEvent>) {
+        metrics::counter!("tracker_tail_resubscribes_total").increment(1);
+        let _ = tail.send(TailEvent::Gap);
+        self.lost.extend(self.subscribed.drain());
+        self.leaving.clear();
+    }
+
+    /// What a push other than a message means for the subscriptions.
+    fn pushed(&mut self, p: PushInfo, tail: &broadcast::Sender<TailEvent>) {
+        match p.kind {
+            PushKind::Disconnection => {
+                tracing::warn!("Redis per-order subscriptions lost; subscribing again");
+                self.all_lost(tail);
+            }
+            // The server left a channel: as asked, or on its own (its slot
+            // moved to another node), and then the order is lost.
+            PushKind::Unsubscribe | PushKind::SUnsubscribe => {
+                let Some(Value::BulkString(ch)) = p.data.first() else {
+                    return;
+                };
+                let ch = String::from_utf8_lossy(ch).into_owned();
+                if self.leaving.remove(&ch) {
+                    return;
+                }
+                if let Some(order) = order_of(&self.prefix, &ch)
+                    && let Some(order) = self.subscribed.take(order)
+                {
+                    tracing::warn!(channel = %ch, "the server dropped an order's channel; subscribing again");
+                    let _ = tail.send(TailEvent::Gap);
+                    self.lost.insert(order);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Subscribes the lost orders that are still watched again; a gap once
+    /// some are back, so their watchers catch up past the outage.
+    async fn restore(&mut self, tail: &broadcast::Sender<TailEvent>) {
+        let wanted: Vec<Arc<str>> = {
+            let counts = self.counts.lock();
+            self.lost.retain(|o| counts.contains_key(o));
+            self.lost.iter().cloned().collect()
+        };
+        if wanted.is_empty() {
+            return;
+        }
+        let back = self.subscribe(&wanted).await;
+        if back > 0 {
+            tracing::info!(orders = back, "per-order subscriptions restored");
+            let _ = tail.send(TailEvent::Gap);
+        }
+    }
+
+    /// Subscribes `orders`' channels; those confirmed move to `subscribed`
+    /// (and out of `lost`). Returns how many.
+    async fn subscribe(&mut self, orders: &[Arc<str>]) -> usize {
+        let channels: Vec<String> = orders.iter().map(|o| channel(&self.prefix, o)).collect();
+        let mut ok = 0;
+        for (order, r) in orders.iter().zip(self.conn.set(&channels, true).await) {
+            match r {
+                Ok(()) => {
+                    self.lost.remove(order);
+                    self.subscribed.insert(order.clone());
+                    ok += 1;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, order = %order, "subscribing an order's channel failed")
+                }
+            }
+        }
+        ok
+    }
+
     /// Brings the subscriptions of the orders in `batch` in line with their
-    /// counts, in one subscribe and one unsubscribe call, then answers the
-    /// batch's waiting watches.
+    /// counts (one subscribe and one unsubscribe call, per channel on a
+    /// cluster), then answers the batch's waiting watches: subscribed, or not.
     async fn apply(&mut self, batch: Vec<Request>) {
         let (mut on, mut off) = (Vec::new(), Vec::new());
         {
@@ -308,50 +407,65 @@ impl Task {
                 if !seen.insert(order.clone()) {
                     continue;
                 }
-                match (counts.contains_key(order), self.subscribed.contains(order)) {
-                    (true, false) => on.push(order.clone()),
-                    (false, true) => off.push(order.clone()),
-                    _ => {}
+                let wanted = counts.contains_key(order);
+                if wanted && !self.subscribed.contains(order) {
+                    on.push(order.clone());
+                } else if !wanted {
+                    self.lost.remove(order);
+                    if self.subscribed.remove(order) {
+                        off.push(order.clone());
+                    }
                 }
             }
         }
-        let names = |orders: &[Arc<str>]| -> Vec<String> {
-            orders.iter().map(|o| channel(&self.prefix, o)).collect()
-        };
-        let mut failed = None;
         if !on.is_empty() {
-            match self.conn.set(&names(&on), true).await {
-                Ok(()) => self.subscribed.extend(on.iter().cloned()),
-                Err(e) => {
-                    tracing::warn!(error = %e, "subscribing orders' channels failed");
-                    failed = Some(e.to_string());
-                }
-            }
+            self.subscribe(&on).await;
         }
         if !off.is_empty() {
+            let channels: Vec<String> = off.iter().map(|o| channel(&self.prefix, o)).collect();
+            self.leaving.extend(channels.iter().cloned());
             // A failed unsubscribe costs only messages nobody wants; they are dropped.
-            if let Err(e) = self.conn.set(&names(&off), false).await {
-                tracing::warn!(error = %e, "unsubscribing orders' channels failed");
-            }
-            for o in &off {
-                self.subscribed.remove(o);
+            for (ch, r) in channels.iter().zip(self.conn.set(&channels, false).await) {
+                if let Err(e) = r {
+                    self.leaving.remove(ch);
+                    tracing::warn!(error = %e, channel = %ch, "unsubscribing an order's channel failed");
+                }
             }
         }
         metrics::gauge!("tracker_tail_subscribed_orders").set(self.subscribed.len() as f64);
         for (order, done) in batch {
-            let Some(done) = done else { continue };
-            let r = match &failed {
-                Some(e) if on.contains(&order) => Err(e.clone()),
-                _ => Ok(()),
-            };
-            let _ = done.send(r);
+            if let Some(done) = done {
+                let r = if self.subscribed.contains(&order) {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "the channel of order {order} could not be subscribed"
+                    ))
+                };
+                let _ = done.send(r);
+            }
         }
     }
+}
+
+/// The order whose channel is `ch` under `prefix`.
+fn order_of<'a>(prefix: &str, ch: &'a str) -> Option<&'a str> {
+    ch.strip_prefix(prefix)?
+        .strip_prefix(":{")?
+        .strip_suffix("}:ev")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_channel_names_its_order() {
+        let ch = channel("p", "123{x}");
+        assert_eq!(order_of("p", &ch), Some("123{x}"));
+        assert_eq!(order_of("q", &ch), None);
+        assert_eq!(order_of("p", "p:events"), None);
+    }
 
     #[test]
     fn resp3_is_asked_for_in_the_query() {

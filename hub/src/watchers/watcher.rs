@@ -390,6 +390,14 @@ impl Watcher {
         // anything read twice is dropped by seq.
         let key: OrderKey = Arc::from(order);
         let resubscribe = self.subs.contains_key(&key);
+        // Until the order is in `subs` (which the drop of the watcher
+        // unregisters), this undoes the registration if the call ends early:
+        // an error, or the connection gone mid-await (the future dropped).
+        let mut undo = Unregister {
+            fanout: (!resubscribe).then(|| self.hub.fanout.clone()),
+            order: key.clone(),
+            conn: self.conn,
+        };
         let joined = self
             .hub
             .fanout
@@ -412,9 +420,6 @@ impl Watcher {
             Ok(r) => r,
             Err(e) => {
                 tracing::warn!(error = %e, "log read failed on subscribe");
-                if !resubscribe {
-                    self.hub.fanout.remove(&key, self.conn);
-                }
                 return Err(SubError::Unavailable);
             }
         };
@@ -442,6 +447,7 @@ impl Watcher {
         };
         let seq = self.push_snapshot(&key, read.state, &read.epoch, recovered, Some(&row));
         self.subs.insert(key, Sent::new(seq, read.epoch));
+        undo.fanout = None;
         Ok(())
     }
 
@@ -590,6 +596,21 @@ impl Watcher {
             }
         };
         self.subs.insert(order.clone(), Sent::new(top, read.epoch));
+    }
+}
+
+/// Removes a fan-out registration on drop, unless disarmed (`fanout: None`).
+struct Unregister {
+    fanout: Option<Arc<super::Fanout>>,
+    order: OrderKey,
+    conn: u64,
+}
+
+impl Drop for Unregister {
+    fn drop(&mut self) {
+        if let Some(f) = &self.fanout {
+            f.remove(&self.order, self.conn);
+        }
     }
 }
 
