@@ -67,6 +67,9 @@ pub struct SimConfig {
     /// Hubs the watchers connect to, spread over them, each moving on to the
     /// next after a drop (empty: `url` alone).
     pub watch_urls: Vec<String>,
+    /// All of an order's watchers start on one of `watch_urls`, chosen by the
+    /// order id (a load balancer with order affinity), instead of each its own.
+    pub watchers_by_order: bool,
     /// Watchers watch as operators (every fix) instead of as the order's customer.
     pub watch_as_operator: bool,
     /// Every order belongs to this customer (the demo's `demo-customer`); else one each.
@@ -111,6 +114,7 @@ impl SimConfig {
             offline_share: 0.1,
             drop_every: None,
             watch_urls: Vec::new(),
+            watchers_by_order: false,
             watch_as_operator: false,
             customer: None,
             duration: Some(Duration::from_secs(60)),

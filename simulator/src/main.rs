@@ -53,6 +53,10 @@ struct Args {
     /// over them, each watcher moves on to the next after a drop.
     #[arg(long, value_delimiter = ',')]
     watch_url: Vec<String>,
+    /// All of an order's watchers start on the same hub of `--watch-url`,
+    /// chosen by the order id (order affinity), instead of each on its own.
+    #[arg(long)]
+    watchers_by_order: bool,
     /// WebSocket watchers drop their connection about every N seconds (0 = never).
     #[arg(long, default_value_t = 0)]
     drop_every_secs: u64,
@@ -175,6 +179,7 @@ fn config(a: &Args) -> anyhow::Result<SimConfig> {
         .iter()
         .map(|u| u.trim_end_matches('/').to_owned())
         .collect();
+    cfg.watchers_by_order = a.watchers_by_order;
     cfg.drop_every = (a.drop_every_secs > 0).then(|| Duration::from_secs(a.drop_every_secs));
     cfg.duration = Some(Duration::from_secs(a.duration_secs));
     cfg.max_orders = a.max_orders;

@@ -180,6 +180,10 @@ fn spawn_watchers(ctx: &Ctx, order: &str, customer: &str) {
     } else {
         cfg.watch_urls.clone().into()
     };
+    // With order affinity, every watcher of the order starts on one hub (FNV-1a of its id).
+    let order_hub = order.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    }) % bases.len().max(1) as u64;
     for _ in 0..cfg.watchers_per_order {
         let r: f64 = rng.random();
         let transport = if r < cfg.sse_share {
@@ -191,7 +195,11 @@ fn spawn_watchers(ctx: &Ctx, order: &str, customer: &str) {
         };
         let target = WatchTarget {
             bases: bases.clone(),
-            first: rng.random_range(0..bases.len()),
+            first: if cfg.watchers_by_order {
+                order_hub as usize
+            } else {
+                rng.random_range(0..bases.len())
+            },
             token: token.clone(),
             order: order.to_owned(),
             drop_every: cfg.drop_every,
