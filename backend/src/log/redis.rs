@@ -805,12 +805,22 @@ mod tests {
             .local_addr()
             .unwrap()
             .port();
-        let mut server = std::process::Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("redis-server is installed where the Redis suite runs");
+        /// Kills the private server however the test ends.
+        struct Server(std::process::Child);
+        impl Drop for Server {
+            fn drop(&mut self) {
+                let _ = self.0.kill();
+                let _ = self.0.wait();
+            }
+        }
+        let _server = Server(
+            std::process::Command::new("redis-server")
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                .args(["--save", "", "--appendonly", "no"])
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .expect("redis-server is installed where the Redis suite runs"),
+        );
         let url = format!("redis://127.0.0.1:{port}");
         let mut admin = None;
         for _ in 0..200 {
@@ -848,8 +858,6 @@ mod tests {
             .unwrap();
         let got = heard(&mut tail, Duration::from_secs(2)).await;
         assert_eq!(got, [("W".to_owned(), 1)], "the order's entries come again");
-        let _ = server.kill();
-        let _ = server.wait();
     }
 
     #[tokio::test]
