@@ -472,7 +472,9 @@ impl EventLog for RedisLog {
                 return None;
             }
             let want = (top - since) as usize;
-            if want > limit {
+            // The stream may keep a few more than `history` (it is trimmed a
+            // node at a time); resume reaches back `history` entries exactly.
+            if want > limit || want > self.cfg.history.max(1) {
                 return None;
             }
             let entries: Vec<Arc<Entry>> = raw
@@ -730,6 +732,54 @@ mod tests {
         let r = a.read("O1", Some(0), 10).await.unwrap();
         assert_eq!(r.missed.unwrap().len(), 2);
         assert_eq!(r.state.eta, Some(6));
+    }
+
+    #[tokio::test]
+    async fn an_ended_orders_keys_expire_and_keep_expiring_until_it_reopens() {
+        use redis::AsyncCommands;
+        use tracker_domain::Status as OrderStatus;
+        let Some(url) = test_url() else { return };
+        let c = cfg();
+        let log = RedisLog::connect(&url, c.clone()).await.unwrap();
+        let mut conn = crate::redis_conn::connect(&url).await.unwrap();
+        let (state, stream) = log.keys("O1");
+        let status = |status, ts| EventBody::Status {
+            from: None,
+            status,
+            version: ts,
+            ts,
+            reason: None,
+            by: None,
+        };
+        let mut ttls = async |what: &str| {
+            let a: i64 = conn.ttl(&state).await.unwrap();
+            let b: i64 = conn.ttl(&stream).await.unwrap();
+            assert_eq!(a > 0, b > 0, "{what}: the state and the stream go together");
+            a
+        };
+        log.append("O1", vec![EventBody::eta(5, 1)], None)
+            .await
+            .unwrap();
+        assert_eq!(ttls("live").await, -1);
+        log.append("O1", vec![status(OrderStatus::Delivered, 2)], None)
+            .await
+            .unwrap();
+        assert!(ttls("ended").await > 0);
+        log.append("O1", vec![EventBody::eta(6, 3)], None)
+            .await
+            .unwrap();
+        assert!(ttls("an event after the end").await > 0);
+        log.append("O1", vec![status(OrderStatus::PickedUp, 4)], None)
+            .await
+            .unwrap();
+        assert_eq!(ttls("reopened").await, -1);
+        log.append("O1", vec![EventBody::eta(7, 5)], None)
+            .await
+            .unwrap();
+        assert_eq!(ttls("live again").await, -1);
+        let r = log.read("O1", Some(0), 10).await.unwrap();
+        assert_eq!(r.missed.unwrap().len(), 5);
+        assert_eq!(r.state.eta, Some(7));
     }
 
     /// The entries `rx` gets within `wait`, as (order, seq).

@@ -18,19 +18,40 @@
 --   arrival:    a = the point arrived at
 --   assignment: a = rider id ("" = none), b = rider name ("" = none)
 -- Returns the appended entries' JSON texts (empty when origin was already applied).
+--
+-- Redis calls are what a run costs, so the state is read with one HMGET and
+-- written with one HSET at the end; for one fix a run makes five calls (HMGET,
+-- TIME, XADD, the publish, HSET). The hash's `ended` field marks an order whose
+-- keys expire: they get their TTL again with each later event and lose it only
+-- when a status that is not terminal follows. The `head_at` field is never
+-- later than the `at` of the stream's first entry (entries leave only from the
+-- head), so the age cap reads the stream only when that entry may be too old.
+-- The stream is trimmed to about ARGV[3] entries (`MAXLEN ~`, whole nodes at
+-- a time: exact trimming cost more than the rest of the run), so it may hold
+-- up to a node more; reads reach back ARGV[3] entries and no further.
 local state, stream = KEYS[1], KEYS[2]
 local origin = tonumber(ARGV[1])
-redis.call('HSETNX', state, 'epoch', ARGV[2])
+local h = redis.call('HMGET', state, 'epoch', 'seq', 'origin', 'pos_ts', 'picked_up_at', 'ended', 'head_at')
+-- Field writes, applied together at the end: a value, or false to delete.
+local upd = {}
+if not h[1] then
+  upd.epoch = ARGV[2]
+end
 if origin > 0 then
-  local last = tonumber(redis.call('HGET', state, 'origin') or '0')
-  if origin <= last then
+  if origin <= tonumber(h[3] or '0') then
     return {}
   end
-  redis.call('HSET', state, 'origin', ARGV[1])
+  upd.origin = ARGV[1]
 end
-local seq = tonumber(redis.call('HGET', state, 'seq') or '0')
+local first_seq = tonumber(h[2] or '0')
+local seq = first_seq
+local pos_ts = tonumber(h[4] or '')
+local picked = tonumber(h[5] or '')
+local was_ended = h[6] == '1'
+local head_at = tonumber(h[7] or '')
 local order_json = cjson.encode(ARGV[5])
-local ended = false
+-- nil: no status in this run; else whether the last one is terminal
+local ended = nil
 local out = {}
 local max_age = tonumber(ARGV[7])
 local clock = redis.call('TIME')
@@ -44,40 +65,35 @@ for i = 0, n - 1 do
   seq = seq + 1
   local json = '{"order":' .. order_json .. ',"seq":' .. string.format('%d', seq) .. ',' .. frag
   if kind == 'pos' then
-    local cur = redis.call('HGET', state, 'pos_ts')
-    if cur and tonumber(ts) <= tonumber(cur) then
+    local t = tonumber(ts)
+    if pos_ts and t <= pos_ts then
       json = json .. ',"backfill":true'
     else
-      redis.call('HSET', state, 'pos', a, 'pos_ts', ts)
+      pos_ts = t
+      upd.pos = a
+      upd.pos_ts = ts
     end
-    local picked = redis.call('HGET', state, 'picked_up_at')
-    if not picked or tonumber(ts) < tonumber(picked) then
+    if not picked or t < picked then
       json = json .. ',"before_pickup":true'
     end
   elseif kind == 'status' then
-    redis.call('HSET', state, 'status', a, 'version', b)
+    upd.status = a
+    upd.version = b
     ended = string.find(c, 'e', 1, true) ~= nil
-    if string.find(c, 'p', 1, true) then
-      redis.call('HSETNX', state, 'picked_up_at', ts)
+    if not picked and string.find(c, 'p', 1, true) then
+      picked = tonumber(ts)
+      upd.picked_up_at = ts
     end
   elseif kind == 'eta' then
-    redis.call('HSET', state, 'eta', a)
+    upd.eta = a
   elseif kind == 'arrival' then
-    redis.call('HSET', state, 'arrival', a)
+    upd.arrival = a
   elseif kind == 'assignment' then
-    if a == '' then
-      redis.call('HDEL', state, 'rider_id')
-    else
-      redis.call('HSET', state, 'rider_id', a)
-    end
-    if b == '' then
-      redis.call('HDEL', state, 'rider_name')
-    else
-      redis.call('HSET', state, 'rider_name', b)
-    end
+    upd.rider_id = a ~= '' and a
+    upd.rider_name = b ~= '' and b
   end
   json = json .. '}'
-  redis.call('XADD', stream, 'MAXLEN', ARGV[3], string.format('%d', seq) .. '-0', 'j', json, 'at', now_ms)
+  redis.call('XADD', stream, 'MAXLEN', '~', ARGV[3], string.format('%d', seq) .. '-0', 'j', json, 'at', now_ms)
   out[#out + 1] = json
   if kind == 'status' or kind == 'assignment' then
     changes[#changes + 1] = json
@@ -89,12 +105,14 @@ end
 if #changes > 0 then
   redis.call('PUBLISH', ARGV[6], table.concat(changes, '\n'))
 end
-redis.call('HSET', state, 'seq', string.format('%d', seq))
--- Age cap: drop head entries added more than max_age ago (a bounded amount per call).
-if max_age > 0 then
+-- Age cap: drop head entries added more than max_age ago (a bounded amount per run).
+if max_age > 0 and (not head_at or head_at < now_ms - max_age) then
+  -- 0 when 16 went and older ones may be left: the next run looks again
+  local oldest = 0
   for _ = 1, 16 do
     local first = redis.call('XRANGE', stream, '-', '+', 'COUNT', 1)[1]
     if not first then
+      oldest = now_ms
       break
     end
     local fields, at = first[2], nil
@@ -106,14 +124,35 @@ if max_age > 0 then
     if at and at < now_ms - max_age then
       redis.call('XDEL', stream, first[1])
     else
+      oldest = at or now_ms
       break
     end
   end
+  upd.head_at = string.format('%d', oldest)
 end
-if ended then
+if ended == true then
+  upd.ended = '1'
+elseif ended == false and was_ended then
+  upd.ended = false
+end
+upd.seq = string.format('%d', seq)
+local sets, dels = {}, {}
+for f, v in pairs(upd) do
+  if v then
+    sets[#sets + 1] = f
+    sets[#sets + 1] = v
+  else
+    dels[#dels + 1] = f
+  end
+end
+redis.call('HSET', state, unpack(sets))
+if #dels > 0 then
+  redis.call('HDEL', state, unpack(dels))
+end
+if ended == true or (ended == nil and was_ended and n > 0) then
   redis.call('EXPIRE', state, ARGV[4])
   redis.call('EXPIRE', stream, ARGV[4])
-elseif n > 0 then
+elseif ended == false and was_ended then
   redis.call('PERSIST', state)
   redis.call('PERSIST', stream)
 end
