@@ -12,7 +12,14 @@
 # (scripts/redis-cluster start DIR prints one). The CPU of the redis-server
 # processes on this machine that serve it (found by port) is reported too.
 #
-# usage: [REDIS_URL=redis://127.0.0.1:6379] bench/ingest.sh [RATE=20000] [RIDERS=2000] [SECONDS=40]
+# REAL=1 runs it on the real backends: riders publish to Mosquitto (MQTT_URL,
+# default mqtt://127.0.0.1:1883) and the process consumes on a shared
+# subscription, the log on Redis (REDIS_URL, default the local one), the store
+# on a fresh PostgreSQL database (PG_ADMIN names the server); the CPU of
+# mosquitto and of the run's PostgreSQL backends is reported beside Redis's.
+# TRACKER_TRACK_QUEUE=redis (passed through) sends track points through Redis.
+#
+# usage: [REDIS_URL=redis://127.0.0.1:6379] [REAL=1] bench/ingest.sh [RATE=20000] [RIDERS=2000] [SECONDS=40]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RATE="${1:-20000}"
@@ -24,11 +31,23 @@ HTTP_PORT=18480
 MQTT_PORT=18483
 . bench/lib.sh
 extra=()
-[ -n "${REDIS_URL:-}" ] && extra=(TRACKER_REDIS_URL="$REDIS_URL" TRACKER_REDIS_PREFIX="bench-$$")
+sim_mqtt="mqtt://127.0.0.1:$MQTT_PORT"
+others=() # processes of the backends other than Redis whose CPU is reported
+if [ "${REAL:-0}" = 1 ]; then
+  REDIS_URL="${REDIS_URL:-redis://127.0.0.1:6379}"
+  PG_ADMIN="${PG_ADMIN:-postgres://postgres@127.0.0.1:5432/test}"
+  sim_mqtt="${MQTT_URL:-mqtt://127.0.0.1:1883}"
+  db="bench_ingest_$$"
+  psql -q "$PG_ADMIN" -c "CREATE DATABASE $db" >/dev/null
+  extra=(TRACKER_MQTT_URL="$sim_mqtt" TRACKER_MQTT_SHARE_GROUP="bench$$" TRACKER_MQTT_CLIENT_ID="bench-ingest-$$"
+    TRACKER_DATABASE_URL="${PG_ADMIN%/*}/$db")
+fi
+[ -n "${REDIS_URL:-}" ] && extra+=(TRACKER_REDIS_URL="$REDIS_URL" TRACKER_REDIS_PREFIX="bench-$$")
 seeds=()
 [ -n "${REDIS_URL:-}" ] && IFS=, read -r -a seeds <<<"$REDIS_URL"
 on_exit() { # the run's orders never end, so their Redis keys never expire
   local s
+  [ -n "${db:-}" ] && { psql -q "$PG_ADMIN" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true; }
   for s in "${seeds[@]}"; do # on a cluster each node scans and deletes its own keys
     redis-cli -u "$s" --scan --pattern "bench-$$:*" | xargs -r -n 500 redis-cli -u "$s" del >/dev/null
   done
@@ -43,23 +62,28 @@ done
 redis_cpu() { local t=0 p; for p in "${redis_pids[@]}"; do t=$(awk -v a="$t" -v b="$(cpu_seconds "$p")" 'BEGIN{printf "%.6f", a+b}'); done; echo "$t"; }
 start_tracker $HTTP_PORT $MQTT_PORT "${extra[@]}"
 cpu() { cpu_seconds "$pid"; }
+if [ "${REAL:-0}" = 1 ]; then
+  others=($(pgrep -x mosquitto | head -1) $(pgrep -f "postgres: .*$db" | tr '\n' ' '))
+fi
+others_cpu() { local t=0 p; for p in "${others[@]}"; do t=$(awk -v t="$t" -v c="$(cpu_seconds "$p" 2>/dev/null || echo 0)" 'BEGIN{printf "%.6f", t+c}'); done; echo "$t"; }
 appended() { metric $HTTP_PORT '^tracker_events_appended_total\\{source="ingest"\\}'; }
 
-"$BIN/tracker-sim" --url "http://127.0.0.1:$HTTP_PORT" --mqtt "mqtt://127.0.0.1:$MQTT_PORT" \
+"$BIN/tracker-sim" --url "http://127.0.0.1:$HTTP_PORT" --mqtt "$sim_mqtt" \
   --jwt-secret $secret --riders "$RIDERS" --interval-ms "$INTERVAL_MS" --speed 6 --watchers 0 \
   --offline-share 0 --mqtt-connections 8 --duration-secs "$SECS" --quiet >"$dir/sim" 2>"$dir/sim.err" &
 sim=$!
 sleep "$WARMUP"
-c0=$(cpu); r0=$(redis_cpu); a0=$(appended); t0=$(date +%s.%N)
+c0=$(cpu); r0=$(redis_cpu); o0=$(others_cpu); a0=$(appended); t0=$(date +%s.%N)
 measure_window $(( SECS - WARMUP - 2 ))
-c1=$(cpu); r1=$(redis_cpu); a1=$(appended); t1=$(date +%s.%N)
+c1=$(cpu); r1=$(redis_cpu); o1=$(others_cpu); a1=$(appended); t1=$(date +%s.%N)
 wait $sim || { cat "$dir/sim.err"; exit 1; }
 published=$(tail -1 "$dir/sim" | sed -E 's/.*"fixes_per_s":([0-9.]+).*/\1/')
 backend=in-process
 [ -n "${REDIS_URL:-}" ] && backend="redis(${#seeds[@]} seeds, ${#redis_pids[@]} servers here)"
+[ "${REAL:-0}" = 1 ] && backend="$backend+mosquitto+postgres track_queue=${TRACKER_TRACK_QUEUE:-direct}"
 awk -v c0="$c0" -v c1="$c1" -v r0="$r0" -v r1="$r1" -v a0="${a0:-0}" -v a1="${a1:-0}" -v t0="$t0" -v t1="$t1" \
-  -v pub="$published" -v backend="$backend" 'BEGIN {
+  -v o0="$o0" -v o1="$o1" -v pub="$published" -v backend="$backend" 'BEGIN {
   dt = t1 - t0; da = a1 - a0; n = (da > 0 ? da : 1);
-  printf "ingest log=%s published_per_s=%.0f appended_per_s=%.0f cpu_us_per_fix=%.2f cpu_share=%.2f redis_cpu_us_per_fix=%.2f\n",
-    backend, pub, da / dt, (c1 - c0) * 1e6 / n, (c1 - c0) / dt, (r1 - r0) * 1e6 / n }'
+  printf "ingest log=%s published_per_s=%.0f appended_per_s=%.0f cpu_us_per_fix=%.2f cpu_share=%.2f redis_cpu_us_per_fix=%.2f mosquitto_postgres_cpu_us_per_fix=%.2f\n",
+    backend, pub, da / dt, (c1 - c0) * 1e6 / n, (c1 - c0) / dt, (r1 - r0) * 1e6 / n, (o1 - o0) * 1e6 / n }'
 perf_report "ingest-$RATE${REDIS_URL:+-redis}"

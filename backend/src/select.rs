@@ -164,9 +164,15 @@ pub async fn open_log(
 /// The track queue that goes with the log at `url`, and the task that stores
 /// its points: the in-process writer, or a Redis consumer-group worker. The task
 /// ends (the in-process one after draining) when `stop` is cancelled.
+///
+/// On Redis, `through_redis` false keeps the in-process writer (the points
+/// skip a trip through Redis and back; acks wait for the store's commit),
+/// and a worker still drains the stream of processes that do send them
+/// through it (or of an older version).
 pub async fn open_track(
     url: Option<&str>,
     redis_prefix: &str,
+    through_redis: bool,
     store: Arc<dyn Store>,
     stop: CancellationToken,
 ) -> Result<(Arc<dyn TrackQueue>, JoinHandle<()>), BackendError> {
@@ -176,11 +182,24 @@ pub async fn open_track(
             Ok((Arc::new(queue), writer))
         }
         Some(u) => {
+            let worker =
+                TrackWorker::connect(u, redis_prefix, store.clone(), TrackWorkerConfig::default())
+                    .await
+                    .map_err(open_error("track queue", u))?;
+            if !through_redis {
+                let (queue, writer) = MemoryTrackQueue::start(store, stop.clone());
+                let both = async move {
+                    let (w, _) = tokio::join!(writer, worker.run(stop));
+                    if let Err(e) = w
+                        && e.is_panic()
+                    {
+                        std::panic::resume_unwind(e.into_panic());
+                    }
+                };
+                return Ok((Arc::new(queue), tokio::spawn(both)));
+            }
             // Kept near a million points: hours of backlog if every worker is down.
             let queue = RedisTrackQueue::connect(u, redis_prefix, 1_000_000)
-                .await
-                .map_err(open_error("track queue", u))?;
-            let worker = TrackWorker::connect(u, redis_prefix, store, TrackWorkerConfig::default())
                 .await
                 .map_err(open_error("track queue", u))?;
             Ok((Arc::new(queue), tokio::spawn(worker.run(stop))))
@@ -334,5 +353,75 @@ mod tests {
         .err()
         .unwrap();
         assert!(e.to_string().contains("redis://127.0.0.1:1"), "{e}");
+    }
+
+    /// The track queue on Redis, both ways: by default the point is in the
+    /// store once its push resolves and the stream holds nothing; through
+    /// Redis it lands in the stream and a worker stores it.
+    #[tokio::test]
+    async fn track_points_on_redis_go_direct_or_through_the_stream() {
+        let Some(url) = crate::log::redis::test_url() else {
+            return;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(
+            crate::store::sqlite::SqliteStore::open(&format!(
+                "sqlite://{}/t.db",
+                dir.path().display()
+            ))
+            .await
+            .unwrap(),
+        );
+        let point = |order: &str| crate::TrackPoint {
+            order_id: order.into(),
+            rider_id: "r1".into(),
+            ts: 1,
+            lat: 1.0,
+            lon: 2.0,
+            speed: None,
+            heading: None,
+        };
+        let mut conn = crate::redis_conn::connect(&url).await.unwrap();
+        for through_redis in [false, true] {
+            let prefix = format!("test-{:x}", rand::random::<u64>());
+            let stop = CancellationToken::new();
+            let (queue, writer) = open_track(
+                Some(&url),
+                &prefix,
+                through_redis,
+                store.clone(),
+                stop.clone(),
+            )
+            .await
+            .unwrap();
+            let order = format!("o-{through_redis}");
+            let stored = queue.push(vec![point(&order)]).await.unwrap();
+            assert!(stored.wait().await);
+            let queued: usize =
+                redis::AsyncCommands::xlen(&mut conn, crate::track::redis::stream_key(&prefix))
+                    .await
+                    .unwrap();
+            if through_redis {
+                assert_eq!(queued, 1, "through Redis: in the stream");
+                let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+                while store.track_of(&order).await.unwrap().is_empty() {
+                    assert!(tokio::time::Instant::now() < deadline, "a worker stores it");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            } else {
+                assert_eq!(queued, 0, "direct: nothing goes through Redis");
+                assert_eq!(
+                    store.track_of(&order).await.unwrap().len(),
+                    1,
+                    "stored before the push resolved"
+                );
+            }
+            stop.cancel();
+            writer.await.unwrap();
+            let _: () =
+                redis::AsyncCommands::del(&mut conn, crate::track::redis::stream_key(&prefix))
+                    .await
+                    .unwrap();
+        }
     }
 }

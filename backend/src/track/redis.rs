@@ -108,6 +108,10 @@ pub struct TrackWorker {
     key: String,
     store: Arc<dyn Store>,
     cfg: TrackWorkerConfig,
+    /// When this worker last looked for abandoned entries: every `min_idle / 2`
+    /// is soon enough (none can be claimed younger), and `XAUTOCLAIM` each
+    /// round was a third of the worker's Redis calls.
+    last_claim: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 impl TrackWorker {
@@ -126,6 +130,7 @@ impl TrackWorker {
             key,
             store,
             cfg,
+            last_claim: std::sync::Mutex::new(None),
         };
         worker.make_group().await?;
         Ok(worker)
@@ -167,12 +172,23 @@ impl TrackWorker {
     pub async fn step(&self) -> Result<usize, LogError> {
         let mut conn = self.conn.clone();
         let idle_ms = self.cfg.min_idle.as_millis() as u64;
-        let opts = StreamAutoClaimOptions::default().count(self.cfg.batch);
-        let claimed: StreamAutoClaimReply = conn
-            .xautoclaim_options(&self.key, GROUP, &self.cfg.consumer, idle_ms, "0-0", opts)
-            .await
-            .map_err(unavailable)?;
-        let mut entries = claimed.claimed;
+        let mut entries = Vec::new();
+        let due = {
+            let last = self.last_claim.lock().expect("not poisoned");
+            last.is_none_or(|t| t.elapsed() >= self.cfg.min_idle / 2)
+        };
+        if due {
+            let opts = StreamAutoClaimOptions::default().count(self.cfg.batch);
+            let claimed: StreamAutoClaimReply = conn
+                .xautoclaim_options(&self.key, GROUP, &self.cfg.consumer, idle_ms, "0-0", opts)
+                .await
+                .map_err(unavailable)?;
+            entries = claimed.claimed;
+            // Looked again soon while it finds work (a backlog of the dead).
+            if entries.len() < self.cfg.batch {
+                *self.last_claim.lock().expect("not poisoned") = Some(std::time::Instant::now());
+            }
+        }
         if !entries.is_empty() {
             metrics::counter!("tracker_track_points_reclaimed_total")
                 .increment(entries.len() as u64);
@@ -235,9 +251,11 @@ impl TrackWorker {
         Ok(())
     }
 
-    /// Runs rounds until `stop`, backing off while Redis or the store fails.
+    /// Runs rounds until `stop`, backing off while Redis or the store fails;
+    /// the lag gauges are read at most once a second.
     pub async fn run(self, stop: CancellationToken) {
         let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+        let mut lag_read: Option<std::time::Instant> = None;
         loop {
             let round = tokio::select! {
                 r = self.step_or_regroup() => r,
@@ -246,6 +264,10 @@ impl TrackWorker {
             match round {
                 Ok(_) => {
                     backoff.reset();
+                    if lag_read.is_some_and(|t| t.elapsed() < Duration::from_secs(1)) {
+                        continue;
+                    }
+                    lag_read = Some(std::time::Instant::now());
                     if let Err(e) = self.report_lag().await {
                         tracing::debug!(error = %e, "could not read the track group's lag");
                     }

@@ -54,7 +54,15 @@ pub async fn open(
     }
     let (store, in_store) = open_store_with_stock(&database_url).await?;
     let log = open_log(redis, &s.redis.prefix, s.log.clone(), bg).await?;
-    let (track, writer) = open_track(redis, &s.redis.prefix, store.clone(), stop.clone()).await?;
+    let through_redis = s.redis.track_queue == crate::settings::TrackQueueMode::Redis;
+    let (track, writer) = open_track(
+        redis,
+        &s.redis.prefix,
+        through_redis,
+        store.clone(),
+        stop.clone(),
+    )
+    .await?;
     services.spawn("track writer", async move {
         writer.await.context("the track writer panicked")
     });
