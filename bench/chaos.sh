@@ -85,6 +85,7 @@ TRACKER_JWT_SECRET=$secret "$BIN/tracker-sim" --url "http://127.0.0.1:$HUB_A" \
   --watchers 4 --sse-share 0.25 --poll-share 0.25 --watch-as operator \
   --duration-secs "$SECS" >"$work/sim.out" 2>"$work/sim.err" &
 sim=$!
+started_ms=$(date +%s%3N) # the faults' times below are from here
 
 at() { sleep "$1"; }
 at 8;  echo "t=8s   kill -9 hub B";        crash "$hub_b"
@@ -103,4 +104,13 @@ jq -r --argjson stored "$stored" '
   "watchers: \(.watchers | to_entries | map("\(.value) \(.key)") | join(", ")), without a snapshot \(.watchers_without_snapshot)",
   "events expected=\(.expected) delivered=\(.delivered) lost=\(.lost) duplicated=\(.duplicated)",
   "reconnects=\(.reconnects) resumed with a replay=\(.resumed) api errors=\(.api_errors) publish errors=\(.publish_errors)",
-  "delay ms p50=\(.delay_ms.p50) p99=\(.delay_ms.p99) max=\(.delay_ms.max)"' <<<"$report"
+  "delay ms p50=\(.delay_ms.p50) p99=\(.delay_ms.p99) max=\(.delay_ms.max)",
+  "recovery (a drop to the next answer) ms p50=\(.recover_ms.p50) p99=\(.recover_ms.p99) max=\(.recover_ms.max) over \(.recover_ms.count) reconnects"' <<<"$report"
+# Where each loss was: the order, the transport, the seqs missed and when
+# (seconds from the start, to set beside the faults' times above), or a
+# watcher that stopped before its order's last events.
+jq -r --argjson t0 "$started_ms" '.losses[] |
+  "lost: order \(.order) over \(.transport): " +
+  ([.gaps[] | "seqs \(.from)-\(.to) found at t=\(((.at_ms - $t0) / 100 | round) / 10)s"] | join(", ")) +
+  (if (.final_seq // 0) > (.last_seen // 0) then " ; stopped at seq \(.last_seen) of \(.final_seq)" else "" end)' <<<"$report"
+

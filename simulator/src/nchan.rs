@@ -150,6 +150,8 @@ pub async fn run(
         reconnects: all.reconnects,
         resumed: 0,
         delay_ms: Delay::of(&all.delay_ms),
+        recover_ms: Delay::of(&all.recover_ms), // Nchan subscribers do not reconnect
+        losses: Vec::new(),
         api_errors: 0,
         publish_errors: Live::get(&live.publish_errors),
     })

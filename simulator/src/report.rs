@@ -2,7 +2,7 @@
 //! percentiles, a summary table for people and one JSON line for scripts.
 
 use crate::SimConfig;
-use crate::stats::{Live, Tally, delay_histogram};
+use crate::stats::{Gap, Live, Tally, delay_histogram};
 use crate::watcher::Transport;
 use serde::Serialize;
 use std::collections::HashMap;
@@ -37,6 +37,25 @@ impl Delay {
             max: h.max(),
         }
     }
+}
+
+/// Most watchers listed in [`Report::losses`].
+pub const LOSSES_LISTED: usize = 50;
+
+/// What one watcher missed, to tell which fault it belongs to.
+#[derive(Debug, Serialize)]
+pub struct Loss {
+    /// The order watched.
+    pub order: String,
+    /// How.
+    pub transport: Transport,
+    /// Events skipped over while watching (the first few gaps, by seq).
+    pub gaps: Vec<Gap>,
+    /// The last seq the watcher saw.
+    pub last_seen: Option<u64>,
+    /// The order's last seq at the end of the run: above `last_seen`, the
+    /// watcher stopped before the order's last events.
+    pub final_seq: Option<u64>,
 }
 
 /// Everything a run measured.
@@ -76,6 +95,11 @@ pub struct Report {
     pub resumed: u64,
     /// Fix time → watcher, ms (live fixes, first sighting).
     pub delay_ms: Delay,
+    /// A watcher's drop → the first answer of its next connection, ms.
+    pub recover_ms: Delay,
+    /// Watchers that missed events, each with where (the first
+    /// [`LOSSES_LISTED`]); empty when nothing was lost.
+    pub losses: Vec<Loss>,
     /// Orders API calls that failed.
     pub api_errors: u64,
     /// Fixes that could not be published.
@@ -118,7 +142,19 @@ impl Report {
         };
         let mut watchers: HashMap<&'static str, u64> = HashMap::new();
         let (mut expected, mut without) = (0u64, 0u64);
+        let mut losses = Vec::new();
         for (order, transport, t) in tallies {
+            let final_seq = finals.get(order).copied();
+            let short_at_end = matches!((t.last, final_seq), (Some(l), Some(f)) if f > l);
+            if (t.lost > 0 || short_at_end) && losses.len() < LOSSES_LISTED {
+                losses.push(Loss {
+                    order: order.clone(),
+                    transport: *transport,
+                    gaps: t.gaps.clone(),
+                    last_seen: t.last,
+                    final_seq,
+                });
+            }
             let name = match transport {
                 Transport::Ws => "ws",
                 Transport::Sse => "sse",
@@ -152,6 +188,8 @@ impl Report {
             reconnects: all.reconnects,
             resumed: all.resumed,
             delay_ms: Delay::of(&all.delay_ms),
+            recover_ms: Delay::of(&all.recover_ms),
+            losses,
             api_errors: Live::get(&live.api_errors),
             publish_errors: Live::get(&live.publish_errors),
         }
@@ -203,6 +241,16 @@ impl Report {
                 format!(
                     "p50 {} ms, p90 {} ms, p99 {} ms, p99.9 {} ms, max {} ms ({} fixes)",
                     d.p50, d.p90, d.p99, d.p999, d.max, d.count
+                ),
+            ),
+            (
+                "recovery",
+                format!(
+                    "drop → next answer p50 {} ms, p99 {} ms, max {} ms ({} reconnects)",
+                    self.recover_ms.p50,
+                    self.recover_ms.p99,
+                    self.recover_ms.max,
+                    self.recover_ms.count
                 ),
             ),
             (

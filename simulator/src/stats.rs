@@ -57,6 +57,20 @@ pub fn delay_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 600_000, 3).expect("valid histogram bounds")
 }
 
+/// Most gaps a tally keeps by seq (the count goes on past them).
+pub const GAPS_KEPT: usize = 16;
+
+/// Events a watcher never saw, by seq: `from..=to`, found at `at_ms` (Unix ms).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Gap {
+    /// The first seq missed.
+    pub from: u64,
+    /// The last seq missed.
+    pub to: u64,
+    /// When the watcher found out (the frame after the gap arrived), Unix ms.
+    pub at_ms: i64,
+}
+
 /// One watcher's tally of one order.
 #[derive(Debug)]
 pub struct Tally {
@@ -79,6 +93,12 @@ pub struct Tally {
     /// The epoch of that seq (from snapshots and long-poll answers), sent on resume
     /// so that a hub whose log lost its history answers `recovered:false`.
     pub epoch: Option<String>,
+    /// Drop → first answer of the connection that followed, ms, per reconnect.
+    pub recover_ms: Histogram<u64>,
+    /// When the connection dropped, while no new one has answered yet.
+    pub dropped_at: Option<std::time::Instant>,
+    /// The first [`GAPS_KEPT`] gaps, for telling which fault lost them.
+    pub gaps: Vec<Gap>,
 }
 
 impl Default for Tally {
@@ -93,11 +113,41 @@ impl Default for Tally {
             first: None,
             last: None,
             epoch: None,
+            recover_ms: delay_histogram(),
+            dropped_at: None,
+            gaps: Vec::new(),
         }
     }
 }
 
 impl Tally {
+    /// The connection dropped (the first drop of a run of failed attempts
+    /// counts: recovery is measured from it).
+    pub fn dropped(&mut self) {
+        self.dropped_at.get_or_insert_with(std::time::Instant::now);
+    }
+
+    /// A connection answered: after a drop, records how long recovery took.
+    pub fn answered(&mut self) {
+        if let Some(at) = self.dropped_at.take() {
+            let _ = self
+                .recover_ms
+                .record((at.elapsed().as_millis() as u64).max(1));
+        }
+    }
+
+    fn missed(&mut self, live: &Live, from: u64, to: u64) {
+        self.lost += to + 1 - from;
+        Live::add(&live.lost, to + 1 - from);
+        if self.gaps.len() < GAPS_KEPT {
+            self.gaps.push(Gap {
+                from,
+                to,
+                at_ms: now_ms(),
+            });
+        }
+    }
+
     /// Takes one frame's `t` and `seq` and updates the live counters too; true
     /// when it is an event seen for the first time, in order.
     pub fn frame(
@@ -107,6 +157,7 @@ impl Tally {
         seq: Option<u64>,
         recovered: Option<bool>,
     ) -> bool {
+        self.answered();
         let Some(seq) = seq else { return false };
         if kind == "snapshot" {
             match self.last {
@@ -116,8 +167,7 @@ impl Tally {
                 }
                 Some(last) if seq > last => {
                     // A fresh snapshot past what we hold: the events between are lost to us.
-                    self.lost += seq - last;
-                    Live::add(&live.lost, seq - last);
+                    self.missed(live, last + 1, seq);
                     self.last = Some(seq);
                 }
                 Some(_) => {}
@@ -136,8 +186,7 @@ impl Tally {
             return false;
         }
         if seq > last + 1 {
-            self.lost += seq - last - 1;
-            Live::add(&live.lost, seq - last - 1);
+            self.missed(live, last + 1, seq - 1);
         }
         self.delivered += 1;
         Live::add(&live.delivered, 1);
@@ -153,6 +202,7 @@ impl Tally {
     /// Adds `other` into `self`.
     pub fn merge(&mut self, other: &Tally) {
         let _ = self.delay_ms.add(&other.delay_ms);
+        let _ = self.recover_ms.add(&other.recover_ms);
         self.delivered += other.delivered;
         self.lost += other.lost;
         self.duplicated += other.duplicated;
@@ -180,5 +230,23 @@ mod tests {
         t.frame(&live, "snapshot", Some(15), Some(true));
         assert_eq!(t.resumed, 1);
         assert_eq!(Live::get(&live.delivered), 4);
+        let by_seq: Vec<(u64, u64)> = t.gaps.iter().map(|g| (g.from, g.to)).collect();
+        assert_eq!(by_seq, [(8, 9), (12, 15)], "each gap, by seq");
+    }
+
+    #[test]
+    fn recovery_runs_from_the_first_drop_to_the_next_answer() {
+        let live = Live::default();
+        let mut t = Tally::default();
+        t.frame(&live, "snapshot", Some(1), None);
+        assert_eq!(t.recover_ms.len(), 0, "no drop yet");
+        t.dropped();
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        t.dropped(); // a failed attempt: still the first drop's outage
+        t.frame(&live, "snapshot", Some(1), Some(true));
+        assert_eq!(t.recover_ms.len(), 1);
+        assert!(t.recover_ms.max() >= 30, "{}", t.recover_ms.max());
+        t.frame(&live, "pos", Some(2), None);
+        assert_eq!(t.recover_ms.len(), 1, "counted once per drop");
     }
 }

@@ -105,6 +105,7 @@ pub async fn watch(
                 failures += 1;
             }
         }
+        tally.dropped();
         tally.reconnects += 1;
         Live::add(&live.reconnects, 1);
         let wait = Duration::from_millis(100 * 2u64.pow(failures.min(6)));
@@ -226,6 +227,7 @@ async fn long_poll(target: &WatchTarget, tally: &mut Tally, live: &Live) -> anyh
             .error_for_status()?
             .json()
             .await?;
+        tally.answered(); // an empty answer counts: the poll is back
         for e in v["events"].as_array().into_iter().flatten() {
             if take(&e.to_string(), tally, live) {
                 return Ok(true);
