@@ -110,7 +110,7 @@ jq -r --argjson stored "$stored" '
 # (seconds from the start, to set beside the faults' times above), or a
 # watcher that stopped before its order's last events.
 jq -r --argjson t0 "$started_ms" '.losses[] |
-  "lost: order \(.order) over \(.transport): " +
-  ([.gaps[] | "seqs \(.from)-\(.to) found at t=\(((.at_ms - $t0) / 100 | round) / 10)s"] | join(", ")) +
+  "lost: order \(.order) over \(.transport) (watched from seq \(.first_seen)): " +
+  ([.gaps[] | "seqs \(.from)-\(.to) found at t=\(((.at_ms - $t0) / 100 | round) / 10)s \(if .announced then "(announced: a recovered:false snapshot)" else "(skipped silently)" end)"] | join(", ")) +
   (if (.final_seq // 0) > (.last_seen // 0) then " ; stopped at seq \(.last_seen) of \(.final_seq)" else "" end)' <<<"$report"
 

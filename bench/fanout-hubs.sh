@@ -72,7 +72,7 @@ watch_urls=$(IFS=,; echo "${urls[*]}")
 "$BIN/tracker-sim" --url "${urls[0]}" --watch-url "$watch_urls" --watchers-by-order --mqtt "$MQTT_URL" \
   --jwt-secret $secret --riders "$ORDERS" --interval-ms "$INTERVAL_MS" --speed 6 --watchers "$PER" \
   --watch-as operator --sse-share 0 --poll-share 0 --offline-share 0 --mqtt-connections 8 \
-  --duration-secs "$SECS" --warmup-secs "$WARMUP" --quiet >"$dir/sim" 2>"$dir/sim.err" &
+  --duration-secs "$SECS" --warmup-secs "$WARMUP" $(sim_drain) --quiet >"$dir/sim" 2>"$dir/sim.err" &
 sim=$!
 sleep "$WARMUP"
 snapshot() { # one line per hub: cpu tail_entries delivered

@@ -59,7 +59,7 @@ delivered() { metric $HTTP_PORT '^tracker_events_delivered_total'; }
 "$BIN/tracker-sim" --url "http://127.0.0.1:$HTTP_PORT" --mqtt "$sim_mqtt" \
   --jwt-secret $secret --riders "$ORDERS" --interval-ms "$INTERVAL_MS" --speed 6 --watchers "$PER" \
   --watch-as operator --sse-share 0 --poll-share 0 --offline-share 0 --mqtt-connections 8 \
-  --duration-secs "$SECS" --warmup-secs "$WARMUP" --quiet >"$dir/sim" 2>"$dir/sim.err" &
+  --duration-secs "$SECS" --warmup-secs "$WARMUP" $(sim_drain) --quiet >"$dir/sim" 2>"$dir/sim.err" &
 sim=$!
 # churn: one order created and cancelled every 1/CHURN s until the run ends.
 churn() {

@@ -22,6 +22,13 @@ load_settings() {
   done
 }
 
+# sim_drain: `--drain-secs 5` when the simulator in $BIN knows it (earlier
+# binaries do not): on the real backends a fix can be in flight for a few
+# seconds at the end of a run, and what arrives after the drain counts as lost.
+sim_drain() {
+  if "$BIN/tracker-sim" --help 2>/dev/null | grep -q -- --drain-secs; then echo "--drain-secs 5"; fi
+}
+
 # wait_healthy PORT LOG: waits until the process on PORT answers /healthz;
 # prints LOG and fails if it never does.
 wait_healthy() {

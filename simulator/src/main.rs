@@ -66,6 +66,11 @@ struct Args {
     /// Measure delays only for fixes taken this many seconds after the start.
     #[arg(long, default_value_t = 0)]
     warmup_secs: u64,
+    /// After the riders stop, watchers keep receiving what is in flight this
+    /// long; what arrives later counts as lost (the report lists such a
+    /// watcher as stopped short of its order's final seq, with no gap).
+    #[arg(long, default_value_t = 2)]
+    drain_secs: u64,
     /// Start at most this many orders.
     #[arg(long)]
     max_orders: Option<u64>,
@@ -184,6 +189,7 @@ fn config(a: &Args) -> anyhow::Result<SimConfig> {
     cfg.duration = Some(Duration::from_secs(a.duration_secs));
     cfg.max_orders = a.max_orders;
     cfg.warmup = Duration::from_secs(a.warmup_secs);
+    cfg.drain = Duration::from_secs(a.drain_secs);
     cfg.mqtt_connections = a.mqtt_connections.max(1);
     cfg.rider_logins = a.rider_logins;
     if a.mqtt_v311 {

@@ -51,6 +51,9 @@ pub struct Loss {
     pub transport: Transport,
     /// Events skipped over while watching (the first few gaps, by seq).
     pub gaps: Vec<Gap>,
+    /// The seq of the watcher's first snapshot (0: it subscribed before the
+    /// order's log had any event).
+    pub first_seen: Option<u64>,
     /// The last seq the watcher saw.
     pub last_seen: Option<u64>,
     /// The order's last seq at the end of the run: above `last_seen`, the
@@ -151,6 +154,7 @@ impl Report {
                     order: order.clone(),
                     transport: *transport,
                     gaps: t.gaps.clone(),
+                    first_seen: t.first,
                     last_seen: t.last,
                     final_seq,
                 });

@@ -69,6 +69,9 @@ pub struct Gap {
     pub to: u64,
     /// When the watcher found out (the frame after the gap arrived), Unix ms.
     pub at_ms: i64,
+    /// The hub said so: a snapshot (`recovered:false`) past them replaced
+    /// the state; false for events silently skipped over.
+    pub announced: bool,
 }
 
 /// One watcher's tally of one order.
@@ -136,7 +139,7 @@ impl Tally {
         }
     }
 
-    fn missed(&mut self, live: &Live, from: u64, to: u64) {
+    fn missed(&mut self, live: &Live, from: u64, to: u64, announced: bool) {
         self.lost += to + 1 - from;
         Live::add(&live.lost, to + 1 - from);
         if self.gaps.len() < GAPS_KEPT {
@@ -144,6 +147,7 @@ impl Tally {
                 from,
                 to,
                 at_ms: now_ms(),
+                announced,
             });
         }
     }
@@ -167,7 +171,7 @@ impl Tally {
                 }
                 Some(last) if seq > last => {
                     // A fresh snapshot past what we hold: the events between are lost to us.
-                    self.missed(live, last + 1, seq);
+                    self.missed(live, last + 1, seq, true);
                     self.last = Some(seq);
                 }
                 Some(_) => {}
@@ -186,7 +190,7 @@ impl Tally {
             return false;
         }
         if seq > last + 1 {
-            self.missed(live, last + 1, seq - 1);
+            self.missed(live, last + 1, seq - 1, false);
         }
         self.delivered += 1;
         Live::add(&live.delivered, 1);
@@ -230,8 +234,13 @@ mod tests {
         t.frame(&live, "snapshot", Some(15), Some(true));
         assert_eq!(t.resumed, 1);
         assert_eq!(Live::get(&live.delivered), 4);
-        let by_seq: Vec<(u64, u64)> = t.gaps.iter().map(|g| (g.from, g.to)).collect();
-        assert_eq!(by_seq, [(8, 9), (12, 15)], "each gap, by seq");
+        let by_seq: Vec<(u64, u64, bool)> =
+            t.gaps.iter().map(|g| (g.from, g.to, g.announced)).collect();
+        assert_eq!(
+            by_seq,
+            [(8, 9, false), (12, 15, true)],
+            "each gap by seq, and whether a snapshot announced it"
+        );
     }
 
     #[test]

@@ -44,6 +44,11 @@ pub enum TailEvent {
     Gap,
 }
 
+/// The epoch a read names for an order whose log has no event yet (on Redis
+/// the history's epoch is made by its first append): it matches no history,
+/// so a watcher that holds it learns the real one before it counts on it.
+pub const EPOCH_BEFORE_HISTORY: &str = "redis-new";
+
 /// What [`EventLog::read`] found.
 #[derive(Debug, Clone)]
 pub struct ReadResult {

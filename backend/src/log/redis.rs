@@ -465,7 +465,9 @@ impl EventLog for RedisLog {
             .await
             .map_err(unavailable)?;
         let (state, epoch) = state_of(flat);
-        let epoch: Arc<str> = epoch.unwrap_or_else(|| "redis-new".into()).into();
+        let epoch: Arc<str> = epoch
+            .unwrap_or_else(|| super::EPOCH_BEFORE_HISTORY.into())
+            .into();
         let top = state.seq;
         let missed = since.and_then(|since| {
             if since > top {

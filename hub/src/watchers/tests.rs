@@ -18,6 +18,11 @@ struct Fixture {
 }
 
 async fn fixture(cfg: WsConfig) -> Fixture {
+    fixture_on(cfg, MemoryLog::new(MemoryLogConfig::default())).await
+}
+
+/// [`fixture`] on `log`.
+async fn fixture_on(cfg: WsConfig, log: Arc<dyn tracker_backend::EventLog>) -> Fixture {
     let (store, dir) = sqlite_store().await;
     let p = Point { lat: 1.0, lon: 1.0 };
     let new = NewOrder {
@@ -46,7 +51,7 @@ async fn fixture(cfg: WsConfig) -> Fixture {
                 crate::orders::known::REFRESH_EVERY,
             )),
         },
-        MemoryLog::new(MemoryLogConfig::default()),
+        log,
         cfg,
         CancellationToken::new(),
         TaskTracker::new(),
@@ -314,4 +319,58 @@ async fn revoking_shares_ends_the_links_made_before() {
     assert!(frames(&mut old).is_empty());
     assert!(!customer.revoked());
     assert_eq!(frames(&mut customer)[0]["t"], "share_revoked");
+}
+
+/// On Redis an order without events reads with no epoch of its own: a
+/// watcher that subscribed then must not take the history's epoch, learnt
+/// later, for a lost history (a `recovered:false` snapshot at the next
+/// catch-up, where the events themselves were in the log).
+#[tokio::test]
+async fn a_watcher_subscribed_before_the_first_event_learns_the_epoch_and_catches_up_by_seq() {
+    let Ok(url) = std::env::var("TRACKER_TEST_REDIS_URL") else {
+        return;
+    };
+    use tracker_backend::log::redis::{RedisLog, RedisLogConfig};
+    let cfg = RedisLogConfig {
+        prefix: format!("test-{:x}", rand::random::<u64>()),
+        ..RedisLogConfig::default()
+    };
+    let log = Arc::new(RedisLog::connect(&url, cfg).await.unwrap());
+    let f = fixture_on(WsConfig::default(), log).await;
+    let (mut w, _rx) = f.watcher(claims("ops", Role::Admin));
+    w.subscribe(&f.order, None, None).await.unwrap();
+    let snap = frames(&mut w);
+    assert_eq!(seqs(&snap), [("snapshot".to_owned(), 0)]);
+    assert_eq!(snap[0]["epoch"], tracker_backend::log::EPOCH_BEFORE_HISTORY);
+
+    let first = f.append(1).await.remove(0);
+    w.on_delivery(first).await;
+    assert_eq!(seqs(&frames(&mut w)), [("event".to_owned(), 1)]);
+
+    // 2 is lost on the way (the tail's connection dropped): a gap, then a catch-up.
+    f.append(1).await;
+    w.signal().lag();
+    let third = f.append(1).await.remove(0);
+    w.on_delivery(third).await;
+    assert_eq!(
+        seqs(&frames(&mut w)),
+        [("event".to_owned(), 2), ("event".to_owned(), 3)],
+        "read from the log by seq, not a recovered:false snapshot"
+    );
+}
+
+#[test]
+fn an_epoch_from_before_the_history_names_none() {
+    use super::watcher::same_history;
+    let before = tracker_backend::log::EPOCH_BEFORE_HISTORY;
+    assert!(same_history(Some(5), Some("redis-a"), "redis-a"));
+    assert!(
+        !same_history(Some(5), Some("redis-a"), "redis-b"),
+        "another history"
+    );
+    assert!(
+        same_history(Some(5), Some(before), "redis-b"),
+        "taken at its word, as without one"
+    );
+    assert!(same_history(Some(5), None, "redis-b"));
 }

@@ -33,7 +33,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::mpsc;
-use tracker_backend::log::OrderKey;
+use tracker_backend::log::{EPOCH_BEFORE_HISTORY, OrderKey};
 use tracker_domain::view::{View, customer_frame};
 use tracker_domain::{LiveState, Order};
 
@@ -50,8 +50,12 @@ pub fn next_conn_id() -> u64 {
 /// Whether a client's `since` (of `epoch`, when it named one) belongs to the
 /// history the log now holds (`current`). At since 0 the client holds nothing
 /// another history could contradict; without an epoch it is taken at its word.
+///
+/// A client that was only ever told [`EPOCH_BEFORE_HISTORY`] (it subscribed
+/// before the order's first event and has had no snapshot since) knows no
+/// epoch either.
 pub fn same_history(since: Option<u64>, epoch: Option<&str>, current: &str) -> bool {
-    since == Some(0) || epoch.is_none_or(|e| e == current)
+    since == Some(0) || epoch.is_none_or(|e| e == current || e == EPOCH_BEFORE_HISTORY)
 }
 
 /// The snapshot frame of `order` as `view` may see it, and its seq; a log that
@@ -502,7 +506,11 @@ impl Watcher {
         let Some(sent) = self.subs.get(order) else {
             return false; // unsubscribed meanwhile
         };
-        if sent.stale || e.seq > sent.seq + 1 {
+        // Subscribed before the order's first event, the watcher holds no
+        // epoch: its first live event is read from the log instead, which
+        // names the history's epoch, so a later catch-up can tell a Redis
+        // that lost its data from one that did not.
+        if sent.stale || e.seq > sent.seq + 1 || *sent.epoch == *EPOCH_BEFORE_HISTORY {
             self.catch_up(order).await;
             return false;
         }
