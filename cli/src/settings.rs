@@ -209,10 +209,10 @@ pub enum MqttAuth {
 #[serde(rename_all = "lowercase")]
 pub enum TrackQueueMode {
     /// The routing process stores them itself in batches; acks wait for the commit.
-    #[default]
     Direct,
     /// Through the Redis stream `{prefix}:track` and the workers' consumer
     /// group; acks go out at once, and the store may be away for hours.
+    #[default]
     Redis,
 }
 
@@ -233,7 +233,7 @@ impl Default for RedisSettings {
         RedisSettings {
             url: None,
             prefix: "tracker".into(),
-            track_queue: TrackQueueMode::Direct,
+            track_queue: TrackQueueMode::Redis,
         }
     }
 }
@@ -431,7 +431,7 @@ pub const KEYS: &[Key] = &[
     key("TRACKER_MQTT_URL", "mqtt.url", Text, "an external broker, `mqtt://host:port`; when set, riders connect to it and no listener of ours starts", Unset { example: "mqtt://127.0.0.1:1883" }),
     key("TRACKER_REDIS_URL", "redis.url", Text, "Redis for the event log (streams + pub/sub), the dispatch geo index and the delay queue of timeouts: one URL, or a comma-separated list of a Redis Cluster's seed nodes; unset = in-process", Unset { example: "redis://127.0.0.1:6379" }),
     key("TRACKER_REDIS_PREFIX", "redis.prefix", Text, "prefix of every Redis key and channel, so deployments can share a Redis", Is("tracker")),
-    key("TRACKER_TRACK_QUEUE", "redis.track_queue", Text, "with the log on Redis, how riders' track points reach the store: `direct` (the routing process stores them in batches and acks each fix after the commit) or `redis` (through the stream `{prefix}:track` and the processes' workers: acks at once, and the store may be away for hours)", Is("direct")),
+    key("TRACKER_TRACK_QUEUE", "redis.track_queue", Text, "with the log on Redis, how riders' track points reach the store: `redis` (through the stream `{prefix}:track` and the processes' workers: acks at once, and the store may be away for hours) or `direct` (the routing process stores them in batches and acks each fix after the commit: less CPU, nothing acked is lost when Redis loses its data, acks later; docs/scaling.md)", Is("redis")),
     key("TRACKER_DATA_DIR", "data.dir", Text, "where the embedded defaults keep their files (created if missing)", Is("./data")),
     key("TRACKER_DATABASE_URL", "data.database_url", Text, "`sqlite://…` or `postgres://…` (migrated at start); a SQLite file is created if missing", Derived { text: "`sqlite://$TRACKER_DATA_DIR/tracker.db`", example: "postgres://tracker@127.0.0.1:5432/tracker" }),
     key("TRACKER_JWT_SECRET", "auth.jwt_secret", Text, "HS256 secret for tokens, 16+ characters", Derived { text: "a random one, printed with demo tokens", example: "change-me-to-something-long" }),
