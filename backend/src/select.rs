@@ -187,10 +187,17 @@ pub async fn open_track(
                     .await
                     .map_err(open_error("track queue", u))?;
             if !through_redis {
-                let (queue, writer) = MemoryTrackQueue::start(store, stop.clone());
+                let (queue, mut writer) = MemoryTrackQueue::start(store, stop.clone());
+                // The writer's panic ends the task at once (the process's
+                // services stop on it), not when the worker next stops.
                 let both = async move {
-                    let (w, _) = tokio::join!(writer, worker.run(stop));
-                    if let Err(e) = w
+                    let run = worker.run(stop);
+                    tokio::pin!(run);
+                    let ended = tokio::select! {
+                        w = &mut writer => { let e = w.err(); run.await; e }
+                        () = &mut run => writer.await.err(),
+                    };
+                    if let Some(e) = ended
                         && e.is_panic()
                     {
                         std::panic::resume_unwind(e.into_panic());

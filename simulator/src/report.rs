@@ -98,7 +98,9 @@ pub struct Report {
     pub resumed: u64,
     /// Fix time → watcher, ms (live fixes, first sighting).
     pub delay_ms: Delay,
-    /// A watcher's drop → the first answer of its next connection, ms.
+    /// A watcher's drop → the first answer of its next connection, ms; the
+    /// simulator's own backoff before each attempt (100 ms, doubling after a
+    /// failed one) is part of it.
     pub recover_ms: Delay,
     /// Watchers that missed events, each with where (the first
     /// [`LOSSES_LISTED`]); empty when nothing was lost.

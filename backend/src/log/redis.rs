@@ -36,7 +36,7 @@ use tracker_domain::{EventBody, LiveState, PosEvent};
 pub struct RedisLogConfig {
     /// Prefix of every key and of the channel; lets tests and tenants share a server.
     pub prefix: String,
-    /// Entries kept per order (exact `MAXLEN`).
+    /// Entries a resume reaches back per order (the stream is trimmed near it, `MAXLEN ~`).
     pub history: usize,
     /// How long an order's keys live after its terminal status.
     pub retention: Duration,

@@ -358,19 +358,3 @@ async fn a_watcher_subscribed_before_the_first_event_learns_the_epoch_and_catche
         "read from the log by seq, not a recovered:false snapshot"
     );
 }
-
-#[test]
-fn an_epoch_from_before_the_history_names_none() {
-    use super::watcher::same_history;
-    let before = tracker_backend::log::EPOCH_BEFORE_HISTORY;
-    assert!(same_history(Some(5), Some("redis-a"), "redis-a"));
-    assert!(
-        !same_history(Some(5), Some("redis-a"), "redis-b"),
-        "another history"
-    );
-    assert!(
-        same_history(Some(5), Some(before), "redis-b"),
-        "taken at its word, as without one"
-    );
-    assert!(same_history(Some(5), None, "redis-b"));
-}

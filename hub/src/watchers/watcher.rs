@@ -50,12 +50,8 @@ pub fn next_conn_id() -> u64 {
 /// Whether a client's `since` (of `epoch`, when it named one) belongs to the
 /// history the log now holds (`current`). At since 0 the client holds nothing
 /// another history could contradict; without an epoch it is taken at its word.
-///
-/// A client that was only ever told [`EPOCH_BEFORE_HISTORY`] (it subscribed
-/// before the order's first event and has had no snapshot since) knows no
-/// epoch either.
 pub fn same_history(since: Option<u64>, epoch: Option<&str>, current: &str) -> bool {
-    since == Some(0) || epoch.is_none_or(|e| e == current || e == EPOCH_BEFORE_HISTORY)
+    since == Some(0) || epoch.is_none_or(|e| e == current)
 }
 
 /// The snapshot frame of `order` as `view` may see it, and its seq; a log that
