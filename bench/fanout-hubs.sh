@@ -23,21 +23,19 @@ SECS="${5:-40}"
 WARMUP=$(( SECS / 4 ))
 INTERVAL_MS=$(( ORDERS * 1000 / RATE ))
 BASE_PORT=18700
-REDIS_URL="${REDIS_URL:-redis://127.0.0.1:6379}"
 MQTT_URL="${MQTT_URL:-mqtt://127.0.0.1:1883}"
-PG_ADMIN="${PG_ADMIN:-postgres://postgres@127.0.0.1:5432/test}"
 . bench/lib.sh
 ulimit -n "$(ulimit -Hn)"
 if $build; then cargo build --release --quiet --bin tracker --bin tracker-sim; fi
 dir=$(mktemp -d)
-db="bench_hubs_$$"
+real_backends hubs
 prefix="bench-hubs-$$"
 pids=()
 IFS=, read -r -a seeds <<<"$REDIS_URL"
 cleanup() {
   kill "${pids[@]}" 2>/dev/null || true
   wait 2>/dev/null || true
-  psql -q "$PG_ADMIN" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
+  drop_real_db
   local s
   for s in "${seeds[@]}"; do
     redis-cli -u "$s" --scan --pattern "$prefix:*" | xargs -r -n 500 redis-cli -u "$s" del >/dev/null
@@ -45,10 +43,9 @@ cleanup() {
   rm -rf "$dir"
 }
 trap cleanup EXIT
-psql -q "$PG_ADMIN" -c "CREATE DATABASE $db" >/dev/null
 mapfile -t load < <(load_settings)
 common=("${load[@]}" TRACKER_REDIS_URL="$REDIS_URL" TRACKER_REDIS_PREFIX="$prefix"
-  TRACKER_DATABASE_URL="${PG_ADMIN%/*}/$db" TRACKER_JWT_SECRET=$secret TRACKER_ARCHIVE=off
+  TRACKER_DATABASE_URL="$db_url" TRACKER_JWT_SECRET=$secret TRACKER_ARCHIVE=off
   TRACKER_TRIP_WATCHER=off RUST_LOG=warn)
 
 urls=()

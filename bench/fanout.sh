@@ -34,15 +34,11 @@ MQTT_PORT=18283
 extra=()
 sim_mqtt="mqtt://127.0.0.1:$MQTT_PORT"
 if [ "${REAL:-0}" = 1 ]; then
-  REDIS_URL="${REDIS_URL:-redis://127.0.0.1:6379}"
-  PG_ADMIN="${PG_ADMIN:-postgres://postgres@127.0.0.1:5432/test}"
-  sim_mqtt="${MQTT_URL:-mqtt://127.0.0.1:1883}"
-  db="bench_fanout_$$"
-  psql -q "$PG_ADMIN" -c "CREATE DATABASE $db" >/dev/null
+  real_backends fanout
   extra=(TRACKER_MQTT_URL="$sim_mqtt" TRACKER_MQTT_SHARE_GROUP="bench$$" TRACKER_REDIS_URL="$REDIS_URL"
-    TRACKER_REDIS_PREFIX="bench-$$" TRACKER_DATABASE_URL="${PG_ADMIN%/*}/$db")
+    TRACKER_REDIS_PREFIX="bench-$$" TRACKER_DATABASE_URL="$db_url")
   on_exit() {
-    psql -q "$PG_ADMIN" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
+    drop_real_db
     redis-cli -u "$REDIS_URL" --scan --pattern "bench-$$:*" | xargs -r -n 500 redis-cli -u "$REDIS_URL" del >/dev/null
   }
 fi
@@ -82,7 +78,7 @@ sleep "$WARMUP"
 # hub's: it is reported beside it.
 others=()
 [ "${REAL:-0}" = 1 ] && others=($(pgrep -x mosquitto | head -1) $(pgrep -x redis-server | head -1) $(pgrep -f 'postgres: .*bench_fanout_' | tr '\n' ' '))
-others_cpu() { local t=0 p; for p in "${others[@]}"; do t=$(awk -v t="$t" -v c="$(cpu_seconds "$p" 2>/dev/null || echo 0)" 'BEGIN{print t+c}'); done; echo "$t"; }
+others_cpu() { pids_cpu "${others[@]}"; }
 c0=$(cpu); d0=$(delivered); t0=$(date +%s.%N); o0=$(others_cpu)
 measure_window $(( SECS - WARMUP - 2 ))
 c1=$(cpu); d1=$(delivered); t1=$(date +%s.%N); o1=$(others_cpu)

@@ -34,20 +34,16 @@ extra=()
 sim_mqtt="mqtt://127.0.0.1:$MQTT_PORT"
 others=() # processes of the backends other than Redis whose CPU is reported
 if [ "${REAL:-0}" = 1 ]; then
-  REDIS_URL="${REDIS_URL:-redis://127.0.0.1:6379}"
-  PG_ADMIN="${PG_ADMIN:-postgres://postgres@127.0.0.1:5432/test}"
-  sim_mqtt="${MQTT_URL:-mqtt://127.0.0.1:1883}"
-  db="bench_ingest_$$"
-  psql -q "$PG_ADMIN" -c "CREATE DATABASE $db" >/dev/null
+  real_backends ingest
   extra=(TRACKER_MQTT_URL="$sim_mqtt" TRACKER_MQTT_SHARE_GROUP="bench$$" TRACKER_MQTT_CLIENT_ID="bench-ingest-$$"
-    TRACKER_DATABASE_URL="${PG_ADMIN%/*}/$db")
+    TRACKER_DATABASE_URL="$db_url")
 fi
 [ -n "${REDIS_URL:-}" ] && extra+=(TRACKER_REDIS_URL="$REDIS_URL" TRACKER_REDIS_PREFIX="bench-$$")
 seeds=()
 [ -n "${REDIS_URL:-}" ] && IFS=, read -r -a seeds <<<"$REDIS_URL"
 on_exit() { # the run's orders never end, so their Redis keys never expire
   local s
-  [ -n "${db:-}" ] && { psql -q "$PG_ADMIN" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true; }
+  [ -n "${db:-}" ] && drop_real_db
   for s in "${seeds[@]}"; do # on a cluster each node scans and deletes its own keys
     redis-cli -u "$s" --scan --pattern "bench-$$:*" | xargs -r -n 500 redis-cli -u "$s" del >/dev/null
   done
@@ -59,13 +55,13 @@ for s in "${seeds[@]}"; do
   p=$(pgrep -f "^redis-server [^ ]*:$port( |$)" | head -1 || true)
   [ -n "$p" ] && redis_pids+=("$p")
 done
-redis_cpu() { local t=0 p; for p in "${redis_pids[@]}"; do t=$(awk -v a="$t" -v b="$(cpu_seconds "$p")" 'BEGIN{printf "%.6f", a+b}'); done; echo "$t"; }
+redis_cpu() { pids_cpu "${redis_pids[@]}"; }
 start_tracker $HTTP_PORT $MQTT_PORT "${extra[@]}"
 cpu() { cpu_seconds "$pid"; }
 if [ "${REAL:-0}" = 1 ]; then
   others=($(pgrep -x mosquitto | head -1) $(pgrep -f "postgres: .*$db" | tr '\n' ' '))
 fi
-others_cpu() { local t=0 p; for p in "${others[@]}"; do t=$(awk -v t="$t" -v c="$(cpu_seconds "$p" 2>/dev/null || echo 0)" 'BEGIN{printf "%.6f", t+c}'); done; echo "$t"; }
+others_cpu() { pids_cpu "${others[@]}"; }
 appended() { metric $HTTP_PORT '^tracker_events_appended_total\\{source="ingest"\\}'; }
 
 "$BIN/tracker-sim" --url "http://127.0.0.1:$HTTP_PORT" --mqtt "$sim_mqtt" \
@@ -80,7 +76,7 @@ wait $sim || { cat "$dir/sim.err"; exit 1; }
 published=$(tail -1 "$dir/sim" | sed -E 's/.*"fixes_per_s":([0-9.]+).*/\1/')
 backend=in-process
 [ -n "${REDIS_URL:-}" ] && backend="redis(${#seeds[@]} seeds, ${#redis_pids[@]} servers here)"
-[ "${REAL:-0}" = 1 ] && backend="$backend+mosquitto+postgres track_queue=${TRACKER_TRACK_QUEUE:-direct}"
+[ "${REAL:-0}" = 1 ] && backend="$backend+mosquitto+postgres track_queue=${TRACKER_TRACK_QUEUE:-redis}"
 awk -v c0="$c0" -v c1="$c1" -v r0="$r0" -v r1="$r1" -v a0="${a0:-0}" -v a1="${a1:-0}" -v t0="$t0" -v t1="$t1" \
   -v o0="$o0" -v o1="$o1" -v pub="$published" -v backend="$backend" 'BEGIN {
   dt = t1 - t0; da = a1 - a0; n = (da > 0 ? da : 1);

@@ -61,6 +61,29 @@ cpu_seconds() {
   awk -v t="$(getconf CLK_TCK)" '{printf "%.6f", ($14 + $15) / t}' "/proc/$1/stat"
 }
 
+# pids_cpu PID...: cpu_seconds summed over the processes (one gone counts 0).
+pids_cpu() {
+  local t=0 p
+  for p in "$@"; do t=$(awk -v t="$t" -v c="$(cpu_seconds "$p" 2>/dev/null || echo 0)" 'BEGIN{printf "%.6f", t+c}'); done
+  echo "$t"
+}
+
+# real_backends TAG: the real backends of a REAL=1 run: REDIS_URL (default the
+# local Redis), sim_mqtt (MQTT_URL, default the local Mosquitto), and a fresh
+# PostgreSQL database `bench_TAG_<pid>` on PG_ADMIN's server, named in $db
+# and $db_url; drop_real_db removes it.
+real_backends() {
+  REDIS_URL="${REDIS_URL:-redis://127.0.0.1:6379}"
+  PG_ADMIN="${PG_ADMIN:-postgres://postgres@127.0.0.1:5432/test}"
+  sim_mqtt="${MQTT_URL:-mqtt://127.0.0.1:1883}"
+  db="bench_$1_$$"
+  db_url="${PG_ADMIN%/*}/$db"
+  psql -q "$PG_ADMIN" -c "CREATE DATABASE $db" >/dev/null
+}
+drop_real_db() {
+  psql -q "$PG_ADMIN" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
+}
+
 # metric PORT PATTERN: the value of the first /metrics line matching PATTERN (awk regex).
 metric() {
   curl -s "localhost:$1/metrics" | awk -v p="$2" '$0 ~ p {print $NF; exit}'
