@@ -36,6 +36,7 @@ cleanup() {
   kill "${pids[@]}" 2>/dev/null || true
   wait 2>/dev/null || true
   drop_real_db
+  forget_mqtt_session "$MQTT_URL" "bench-ingest-$$"
   local s
   for s in "${seeds[@]}"; do
     redis-cli -u "$s" --scan --pattern "$prefix:*" | xargs -r -n 500 redis-cli -u "$s" del >/dev/null

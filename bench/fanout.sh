@@ -35,10 +35,11 @@ extra=()
 sim_mqtt="mqtt://127.0.0.1:$MQTT_PORT"
 if [ "${REAL:-0}" = 1 ]; then
   real_backends fanout
-  extra=(TRACKER_MQTT_URL="$sim_mqtt" TRACKER_MQTT_SHARE_GROUP="bench$$" TRACKER_REDIS_URL="$REDIS_URL"
-    TRACKER_REDIS_PREFIX="bench-$$" TRACKER_DATABASE_URL="$db_url")
+  extra=(TRACKER_MQTT_URL="$sim_mqtt" TRACKER_MQTT_SHARE_GROUP="bench$$" TRACKER_MQTT_CLIENT_ID="bench-ingest-$$"
+    TRACKER_REDIS_URL="$REDIS_URL" TRACKER_REDIS_PREFIX="bench-$$" TRACKER_DATABASE_URL="$db_url")
   on_exit() {
     drop_real_db
+    forget_mqtt_session "$sim_mqtt" "bench-ingest-$$"
     redis-cli -u "$REDIS_URL" --scan --pattern "bench-$$:*" | xargs -r -n 500 redis-cli -u "$REDIS_URL" del >/dev/null
   }
 fi

@@ -43,7 +43,7 @@ seeds=()
 [ -n "${REDIS_URL:-}" ] && IFS=, read -r -a seeds <<<"$REDIS_URL"
 on_exit() { # the run's orders never end, so their Redis keys never expire
   local s
-  [ -n "${db:-}" ] && drop_real_db
+  [ -n "${db:-}" ] && drop_real_db && forget_mqtt_session "$sim_mqtt" "bench-ingest-$$"
   for s in "${seeds[@]}"; do # on a cluster each node scans and deletes its own keys
     redis-cli -u "$s" --scan --pattern "bench-$$:*" | xargs -r -n 500 redis-cli -u "$s" del >/dev/null
   done

@@ -84,6 +84,17 @@ drop_real_db() {
   psql -q "$PG_ADMIN" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
 }
 
+# forget_mqtt_session MQTT_URL CLIENT_ID: ends the persistent session a run's
+# ingest left on the broker (one clean connect under its client id). Left
+# alone, the broker keeps queueing every fix for it, and a later run under the
+# same id would inherit its subscriptions (a share group of another run
+# included) and receive each fix twice.
+forget_mqtt_session() {
+  local hostport=${1#mqtt://}
+  command -v mosquitto_sub >/dev/null || { echo "mosquitto_sub missing: session $2 stays on the broker" >&2; return 0; }
+  mosquitto_sub -h "${hostport%:*}" -p "${hostport##*:}" -i "$2" -t tracker-bench/forget -E -W 5 >/dev/null 2>&1 || true
+}
+
 # metric PORT PATTERN: the value of the first /metrics line matching PATTERN (awk regex).
 metric() {
   curl -s "localhost:$1/metrics" | awk -v p="$2" '$0 ~ p {print $NF; exit}'

@@ -2,6 +2,13 @@
 //! only forwards publishes; a second task routes them and acks each one after
 //! its append succeeded (manual acks: at-least-once).
 //!
+//! The session is MQTT 5: its Receive Maximum tells the broker how many
+//! unacked fixes it may send ahead. Over MQTT 3.1.1 that window is the
+//! broker's own (Mosquitto's `max_inflight_messages`, 20 by default), which
+//! ingest's acks after the append cannot keep full, so fixes queued in the
+//! broker and reached watchers hundreds of milliseconds late under load
+//! (docs/benchmarks.md).
+//!
 //! rumqttc has no reconnect backoff of its own (a bare poll loop against a down
 //! broker spins), so errors sleep with capped exponential backoff here, and
 //! subscriptions are made again on every ConnAck. TCP_NODELAY is on: with Nagle,
@@ -10,9 +17,10 @@
 use crate::lanes::Lanes;
 use crate::topic;
 use anyhow::{Context, bail};
-use rumqttc::{
-    AsyncClient, Event, Incoming, MqttOptions, NetworkOptions, Publish, QoS, SubscribeFilter,
-};
+use rumqttc::NetworkOptions;
+use rumqttc::v5::mqttbytes::QoS;
+use rumqttc::v5::mqttbytes::v5::{Filter, Publish};
+use rumqttc::v5::{AsyncClient, Event, Incoming, MqttOptions};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -21,6 +29,10 @@ use tokio_util::sync::CancellationToken;
 use tracker_backend::retry::Backoff;
 use tracker_backend::track::Stored;
 use tracker_routing::Router;
+
+/// The largest packet ingest takes from the broker: a fix at its size limit
+/// with room for the topic and the packet's header.
+const MAX_PACKET: u32 = crate::topic::MAX_PAYLOAD as u32 + 1024;
 
 /// Where the broker is, and how ingest logs in to it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,6 +117,10 @@ pub struct IngestConfig {
     pub share_group: Option<String>,
     /// Publishes buffered between the event loop and the router.
     pub queue: usize,
+    /// Unacked publishes the broker may send ahead (MQTT 5 Receive Maximum).
+    pub receive_maximum: u16,
+    /// How long the broker keeps the session while ingest is away.
+    pub session_expiry: Duration,
     /// MQTT keep-alive.
     pub keep_alive: Duration,
 }
@@ -117,6 +133,8 @@ impl IngestConfig {
             client_id: default_client_id(),
             share_group: Some("ingest".into()),
             queue: 1024,
+            receive_maximum: 1000,
+            session_expiry: Duration::from_secs(24 * 3600),
             keep_alive: Duration::from_secs(30),
         }
     }
@@ -145,9 +163,10 @@ pub fn default_client_id() -> String {
 
 /// Consumes rider fixes until `stop` is cancelled.
 ///
-/// The session is persistent (clean session off) under a stable client id:
-/// the broker keeps the subscription and every QoS 1 fix not yet acked while
-/// ingest is down or reconnecting, and redelivers them when it is back.
+/// The session is persistent (clean start off, kept for
+/// [`IngestConfig::session_expiry`]) under a stable client id: the broker
+/// keeps the subscription and every QoS 1 fix not yet acked while ingest is
+/// down or reconnecting, and redelivers them when it is back.
 pub async fn run(cfg: IngestConfig, router: Arc<Router>, stop: CancellationToken) {
     let mut opts = MqttOptions::new(
         cfg.client_id.clone(),
@@ -157,20 +176,26 @@ pub async fn run(cfg: IngestConfig, router: Arc<Router>, stop: CancellationToken
     opts.set_keep_alive(cfg.keep_alive)
         .set_manual_acks(true)
         // Persistent: what the broker holds for us outlives this connection and process.
-        .set_clean_session(false)
-        .set_max_packet_size(crate::topic::MAX_PAYLOAD + 1024, 64 * 1024)
+        .set_clean_start(false)
+        .set_session_expiry_interval(Some(
+            u32::try_from(cfg.session_expiry.as_secs()).unwrap_or(u32::MAX),
+        ))
+        .set_receive_maximum(Some(cfg.receive_maximum.max(1)))
+        // The broker drops a larger publish for us instead of sending it: an
+        // oversized fix cannot end the connection and come back forever.
+        .set_max_packet_size(Some(MAX_PACKET))
         // Acks and subscribes go through this channel; it must never fill while
         // the event loop waits for the router (unacked publishes are capped by
-        // the broker's inflight limit, far below this).
+        // the Receive Maximum, below this).
         .set_request_channel_capacity(8192);
     if let Some(login) = &cfg.target.login {
         opts.set_credentials(login.user.clone(), login.password.clone());
     }
-    let (client, mut eventloop) = AsyncClient::new(opts, 8192);
     let mut net = NetworkOptions::new();
     net.set_tcp_nodelay(true);
     net.set_connection_timeout(5);
-    eventloop.set_network_options(net);
+    opts.set_network_options(net);
+    let (client, mut eventloop) = AsyncClient::new(opts, 8192);
 
     let (tx, rx) = mpsc::channel::<Received>(cfg.queue.max(1));
     // Which connection a publish came on: its ack is only sent on that one.
@@ -182,9 +207,9 @@ pub async fn run(cfg: IngestConfig, router: Arc<Router>, stop: CancellationToken
         router,
         stop.clone(),
     ));
-    let filters: Vec<SubscribeFilter> = topic::filters(cfg.share_group.as_deref())
+    let filters: Vec<Filter> = topic::filters(cfg.share_group.as_deref())
         .into_iter()
-        .map(|f| SubscribeFilter::new(f, QoS::AtLeastOnce))
+        .map(|f| Filter::new(f, QoS::AtLeastOnce))
         .collect();
 
     let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
@@ -205,7 +230,7 @@ pub async fn run(cfg: IngestConfig, router: Arc<Router>, stop: CancellationToken
             Ok(Event::Incoming(Incoming::Publish(p))) => {
                 metrics::counter!("tracker_mqtt_publishes_received_total").increment(1);
                 // Waiting here is the back-pressure: the broker stops sending once
-                // its inflight window to us is full of unacked publishes.
+                // the Receive Maximum of unacked publishes is reached.
                 tokio::select! {
                     r = tx.send((p, connection.load(Ordering::Acquire))) => if r.is_err() { break },
                     _ = stop.cancelled() => break,
@@ -244,10 +269,10 @@ async fn route_loop(
     let acker = tokio::spawn(ack_in_order(ack_rx, client, connection));
     while let Some(r) = rx.recv().await {
         let (done_tx, done_rx) = oneshot::channel();
-        if !lanes
-            .send(&r.0.topic, r.0.payload.clone(), Some(done_tx))
-            .await
-        {
+        // A topic that is not UTF-8 names no rider: `send` counts it as a bad
+        // topic and it is acked, so the broker does not send it again.
+        let topic = std::str::from_utf8(&r.0.topic).unwrap_or("");
+        if !lanes.send(topic, r.0.payload.clone(), Some(done_tx)).await {
             break;
         }
         if ack_tx.send((done_rx, r)).await.is_err() {
