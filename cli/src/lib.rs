@@ -4,8 +4,10 @@
 //! - [`settings`]: typed configuration from `TRACKER_*` variables and an optional file.
 //! - [`system`]: wires the seams, the hub, ingest and the riders' MQTT listener for each mode.
 //! - [`telemetry`]: the Prometheus recorder and its buckets.
+//! - [`token`]: `tracker token`, tokens minted with the configured secret.
 
 pub mod demo;
 pub mod settings;
 pub mod system;
 pub mod telemetry;
+pub mod token;

@@ -2,9 +2,19 @@
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use tracker_cli::settings::{Settings, example_file};
+use std::io::IsTerminal;
+use tracker_cli::settings::{LogFormat, Settings, example_file, settings_help};
 use tracker_cli::system::{self, Mode, Running};
+use tracker_cli::token::{self, TokenRequest};
 use tracker_hub::Role;
+
+/// `tracker --version`: the crate's version and the commit it was built from.
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("TRACKER_COMMIT"),
+    ")"
+);
 
 /// mimalloc instead of glibc's malloc: allocation and free were ~23 % of the
 /// process's CPU under ingest load (perf), most of it glibc's bin management.
@@ -13,7 +23,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// A real-time delivery-tracking hub. Configuration: TRACKER_* variables (see `tracker default-config`).
 #[derive(Parser)]
-#[command(version, about)]
+#[command(version = VERSION, about)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -22,38 +32,72 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Everything in one process on the embedded defaults (broker, in-process log, SQLite).
+    #[command(after_long_help = settings_help())]
     Run {
         /// Also start simulated riders carrying orders of demo-customer (default 5).
         #[arg(long, value_name = "RIDERS", num_args = 0..=1, default_missing_value = "5")]
         demo: Option<usize>,
     },
     /// The hub only: orders API and WebSocket, against shared backends.
+    #[command(after_long_help = settings_help())]
     Hub,
     /// Ingest only: rider fixes from an external MQTT broker into the shared log.
+    #[command(after_long_help = settings_help())]
     Ingest,
     /// Prints the example configuration file.
     DefaultConfig,
+    /// Prints a token signed with the configured secret (TRACKER_JWT_SECRET).
+    Token {
+        /// admin, customer, rider or viewer.
+        #[arg(long)]
+        role: String,
+        /// The user id the token speaks for (a customer id, a rider id, an operator's name).
+        #[arg(long)]
+        sub: String,
+        /// Seconds until it expires.
+        #[arg(long, value_name = "SECS", default_value_t = 3600)]
+        ttl: u64,
+        /// A display name (a rider's is what customers see).
+        #[arg(long)]
+        name: Option<String>,
+        /// The order a viewer may watch (required for `viewer`).
+        #[arg(long, value_name = "ID")]
+        order: Option<String>,
+    },
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let mode = match cli.command {
+    let mode = match &cli.command {
         Command::DefaultConfig => {
             print!("{}", example_file());
+            return Ok(());
+        }
+        Command::Token {
+            role,
+            sub,
+            ttl,
+            name,
+            order,
+        } => {
+            let settings = Settings::from_env()?;
+            let req = TokenRequest {
+                role: role.clone(),
+                sub: sub.clone(),
+                ttl_secs: *ttl,
+                name: name.clone(),
+                order: order.clone(),
+            };
+            println!("{}", token::mint(&settings, &req)?);
             return Ok(());
         }
         Command::Run { .. } => Mode::Run,
         Command::Hub => Mode::Hub,
         Command::Ingest => Mode::Ingest,
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,tower_http=warn".into()),
-        )
-        .init();
     let settings = Settings::from_env()?;
+    init_logs(settings.log_format);
     tracing::debug!(?settings, "configuration");
     let metrics = tracker_cli::telemetry::install().context("installing the metrics recorder")?;
     let running = system::start(&settings, mode, Some(metrics)).await?;
@@ -69,12 +113,36 @@ async fn main() -> anyhow::Result<()> {
         );
     }
     let stop = running.stop.clone();
+    let readiness = running.readiness.clone();
+    let drain = std::time::Duration::from_secs(settings.drain_secs);
     tokio::spawn(async move {
         shutdown_signal().await;
+        // `/readyz` turns 503 first, so load balancers stop sending traffic
+        // here before connections close; a second signal stops at once.
+        readiness.drain();
+        if !drain.is_zero() {
+            tracing::info!(secs = drain.as_secs(), "draining before the stop");
+            tokio::select! {
+                () = tokio::time::sleep(drain) => {}
+                () = shutdown_signal() => {}
+            }
+        }
         tracing::info!("shutting down");
         stop.cancel();
     });
     running.wait().await
+}
+
+/// Logs to standard output as text (colours only on a terminal) or as one
+/// JSON object per line (`TRACKER_LOG_FORMAT=json`) for log collectors.
+fn init_logs(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "info,tower_http=warn".into());
+    let logs = tracing_subscriber::fmt().with_env_filter(filter);
+    match format {
+        LogFormat::Json => logs.json().with_ansi(false).init(),
+        LogFormat::Text => logs.with_ansi(std::io::stdout().is_terminal()).init(),
+    }
 }
 
 fn print_banner(r: &Running) {

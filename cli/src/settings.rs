@@ -81,10 +81,28 @@ pub struct Settings {
     /// The archive of finished orders and its mover.
     #[serde(default)]
     pub archive: ArchiveSettings,
+    /// How the process writes its logs.
+    #[serde(default)]
+    pub log_format: LogFormat,
+    /// Seconds between a stop signal and the stop, during which `/readyz`
+    /// answers 503 so a load balancer stops sending new requests here.
+    #[serde(default)]
+    pub drain_secs: u64,
 }
 
 fn on() -> bool {
     true
+}
+
+/// `TRACKER_LOG_FORMAT`: the logs as text for people or as JSON lines for collectors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One line of text per event; colours only when output is a terminal.
+    #[default]
+    Text,
+    /// One JSON object per event.
+    Json,
 }
 
 /// Who gets in and how fast (`docs/protocol.md`, "Limits and block list").
@@ -464,6 +482,8 @@ pub const KEYS: &[Key] = &[
     key("TRACKER_ARCHIVE_BATCH", "archive.batch", Number, "orders per archive batch (each one transaction in the archive, then one in the store)", Is("100")),
     key("TRACKER_ARCHIVE_EVERY_SECS", "archive.every", Secs, "how often each hub looks for orders due for the archive", Is("60")),
     key("TRACKER_ARRIVAL_M", "trips.arrival_m", Number, "`arrival`: the rider holding the order came this close to the pick-up or the drop-off", Is("100")),
+    key("TRACKER_LOG_FORMAT", "log_format", Text, "`text` (colours only on a terminal) or `json` (one object per line, for log collectors)", Is("text")),
+    key("TRACKER_DRAIN_SECS", "drain_secs", Number, "seconds between SIGTERM and the stop, while `/readyz` answers 503 so load balancers move away first", Is("0")),
     key("TRACKER_CONNECT_RATE", "limits.connect_rate", Text, "new connections per second per client IP (WebSocket, SSE, long-poll, MQTT), `RATE` or `RATE/BURST`; `off` for none", Is("100/1000")),
     key("TRACKER_MAX_CONNECTIONS", "limits.max_connections", Number, "open connections per process (WebSocket + SSE + long-poll + MQTT); more get 503 / CONNACK 0x89", Derived { text: "the open-file limit (raised to its maximum at start) less 256 for the backends", example: "50000" }),
     key("TRACKER_MAX_CONNECTIONS_PER_USER", "limits.max_connections_per_user", NumberOrOff, "open watcher connections per token `sub` (admins are not capped); `off` for none", Is("16")),
@@ -668,6 +688,28 @@ pub fn example_file() -> String {
                 out.push_str(&format!("# {}={example}\n", k.env))
             }
         }
+    }
+    out
+}
+
+/// The settings for `tracker run --help` (and `hub`, `ingest`): each variable,
+/// what it means and its default.
+pub fn settings_help() -> String {
+    let mut out = String::from(
+        "Settings: TRACKER_* environment variables, or KEY=value lines in the file named by\n\
+         TRACKER_CONFIG (the environment wins; `tracker default-config` prints one):\n",
+    );
+    for k in KEYS {
+        let default = match k.shown {
+            Is(v) => format!("default: {v}"),
+            Unset { example } => format!("unset; e.g. {example}"),
+            Derived { text, .. } => format!("default: {}", text.replace('`', "")),
+        };
+        out.push_str(&format!(
+            "\n  {}\n      {} [{default}]\n",
+            k.env,
+            k.doc.replace('`', "")
+        ));
     }
     out
 }

@@ -7,6 +7,7 @@
 use crate::auth::Auth;
 use crate::http::error::ApiError;
 use crate::http::extract::ClientIp;
+use crate::http::ready::Readiness;
 use crate::http::{self, web};
 use crate::orders::Orders;
 use crate::orders::nearby::Nearby;
@@ -51,12 +52,14 @@ async fn refuse_blocked(
 }
 
 /// Every route of the hub: `api` bounds ordinary API requests; every route
-/// but `/healthz` and `/metrics` refuses blocked addresses.
+/// but `/healthz`, `/readyz` and `/metrics` refuses blocked addresses. A path
+/// no route serves, or a method a route does not take, gets the JSON error body.
 pub fn router(
     state: AppState,
     api: &http::ApiLimits,
     web: &web::WebConfig,
     metrics: Option<PrometheusHandle>,
+    readiness: Readiness,
 ) -> Router {
     let gate = state.gate.clone();
     Router::new()
@@ -67,7 +70,9 @@ pub fn router(
         .merge(web::router(web))
         .layer(middleware::from_fn_with_state(gate, refuse_blocked))
         .layer(TraceLayer::new_for_http().make_span_with(redacted_span))
-        .merge(http::ops_router(metrics))
+        .merge(http::ops_router(metrics, readiness))
+        .fallback(http::no_route)
+        .method_not_allowed_fallback(http::wrong_method)
 }
 
 /// The request span without secrets: a `token` in the query is shown as

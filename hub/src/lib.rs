@@ -110,6 +110,8 @@ pub struct HubDeps {
     pub archive: Option<Arc<dyn tracker_backend::archive::Archive>>,
     /// Stock levels and the orders' reservations.
     pub stock: Arc<dyn tracker_backend::stock::Stock>,
+    /// What `/readyz` answers: the process's backends and whether it drains.
+    pub readiness: http::ready::Readiness,
 }
 
 /// The hub's background jobs; each yields its name when it ends, which
@@ -238,8 +240,9 @@ where
     let conns = TaskTracker::new();
     let mut jobs = Jobs::new();
     let metrics = deps.metrics.clone();
+    let readiness = deps.readiness.clone();
     let state = start(&cfg, deps, stop.clone(), &tasks, &mut jobs);
-    let app = app::router(state, &cfg.api, &cfg.web, metrics);
+    let app = app::router(state, &cfg.api, &cfg.web, metrics, readiness);
     tracing::info!(addr = ?listener.local_addr()?, "hub listening");
     let serve = serve::serve(
         listener,

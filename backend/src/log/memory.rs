@@ -117,6 +117,11 @@ async fn sweep_loop(log: Weak<MemoryLog>, every: Duration, stop: CancellationTok
 
 #[async_trait]
 impl EventLog for MemoryLog {
+    /// In this process: it answers whenever the process does.
+    async fn ping(&self) -> Result<(), LogError> {
+        Ok(())
+    }
+
     async fn append(
         &self,
         order: &str,

@@ -89,6 +89,9 @@ pub trait EventLog: Send + Sync + 'static {
         origin: Option<u64>,
     ) -> Result<Vec<Arc<Entry>>, LogError>;
 
+    /// Answers once the log can serve (a round trip to Redis); `/readyz` asks.
+    async fn ping(&self) -> Result<(), LogError>;
+
     /// Appends each order's events as [`EventLog::append`] without an origin
     /// would, and returns how many entries were appended in all. Orders are
     /// independent steps (one may be applied when another fails), which is what

@@ -340,6 +340,14 @@ fn state_of(flat: Vec<String>) -> (LiveState, Option<String>) {
 
 #[async_trait]
 impl EventLog for RedisLog {
+    async fn ping(&self) -> Result<(), LogError> {
+        let mut conn = self.conn.clone();
+        redis::cmd("PING")
+            .query_async::<()>(&mut conn)
+            .await
+            .map_err(unavailable)
+    }
+
     async fn append(
         &self,
         order: &str,

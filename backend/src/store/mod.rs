@@ -111,6 +111,9 @@ pub struct OrderRecords {
 /// Durable order storage.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
+    /// Answers once the store can serve (one trivial query); `/readyz` asks.
+    async fn ping(&self) -> Result<(), StoreError>;
+
     /// Creates `order` with its first `events`, unless an order with the same
     /// `(biz_order_no, biz_type)` exists: then that one is returned with `false`.
     /// Atomic: any number of concurrent creates with one key make one order.

@@ -68,6 +68,11 @@ async fn queue_events(
 
 #[async_trait]
 impl Store for PostgresStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
     async fn create_order(
         &self,
         order: &Order,

@@ -76,6 +76,11 @@ async fn queue_events(
 
 #[async_trait]
 impl Store for SqliteStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.reader).await?;
+        Ok(())
+    }
+
     async fn create_order(
         &self,
         order: &Order,

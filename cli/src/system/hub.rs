@@ -12,6 +12,7 @@ use tracker_backend::archive::Archive;
 use tracker_backend::archive::mover::{Mover, MoverConfig};
 use tracker_backend::archive::sql::SqlArchive;
 use tracker_backend::ids::NodeIds;
+use tracker_hub::http::ready::Readiness;
 use tracker_hub::{Auth, HubConfig, HubDeps};
 use tracker_routing::Router;
 
@@ -25,6 +26,7 @@ pub async fn start(
     fixes: Arc<Router>,
     gate: tracker_gate::Gate,
     metrics: Option<PrometheusHandle>,
+    readiness: Readiness,
     services: &mut Services,
     stop: &CancellationToken,
 ) -> anyhow::Result<SocketAddr> {
@@ -56,6 +58,7 @@ pub async fn start(
         archive,
         stock: b.stock.clone(),
         gate,
+        readiness,
     };
     let cfg = HubConfig {
         ws: s.ws.clone(),

@@ -91,16 +91,17 @@ pub async fn start(
 }
 
 /// `tracker ingest` has no API, but operators still scrape it and probe its
-/// health: `/healthz` and `/metrics` as the service "ops listener".
+/// health: `/healthz`, `/readyz` and `/metrics` as the service "ops listener".
 pub async fn serve_ops(
     s: &Settings,
     metrics: Option<PrometheusHandle>,
+    readiness: tracker_hub::http::ready::Readiness,
     services: &mut Services,
     stop: &CancellationToken,
 ) -> anyhow::Result<SocketAddr> {
     let listener = super::bind(s.http.addr, "TRACKER_HTTP_ADDR").await?;
     let addr = listener.local_addr()?;
-    let ops = tracker_hub::http::ops_router(metrics);
+    let ops = tracker_hub::http::ops_router(metrics, readiness);
     let stop = stop.clone();
     services.spawn("ops listener", async move {
         axum::serve(listener, ops)

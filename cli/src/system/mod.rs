@@ -34,6 +34,7 @@ use tracker_backend::background::Background;
 use tracker_backend::select::log_is_in_process;
 use tracker_backend::{EventLog, Store};
 use tracker_hub::Auth;
+use tracker_hub::http::ready::Readiness;
 use tracker_routing::Stats;
 
 /// Which services this process runs.
@@ -67,6 +68,8 @@ pub struct Running {
     pub store: Arc<dyn Store>,
     /// The event log in use.
     pub log: Arc<dyn EventLog>,
+    /// What `/readyz` answers; [`Readiness::drain`] it before stopping.
+    pub readiness: Readiness,
     /// Cancel to stop every service of this process.
     pub stop: CancellationToken,
     services: Services,
@@ -100,6 +103,23 @@ impl Running {
     }
 }
 
+/// The process is ready while its store and its event log answer (the log on
+/// Redis: a round trip; in process: always).
+fn readiness_of(b: &backends::Backends) -> Readiness {
+    let readiness = Readiness::new();
+    let store = b.store.clone();
+    readiness.probe("store", move || {
+        let store = store.clone();
+        async move { store.ping().await.map_err(|e| e.to_string()) }
+    });
+    let log = b.log.clone();
+    readiness.probe("event log", move || {
+        let log = log.clone();
+        async move { log.ping().await.map_err(|e| e.to_string()) }
+    });
+    readiness
+}
+
 /// Binds `addr`, the value of the setting `var`, for a listener; a failure
 /// names the setting.
 async fn bind(addr: SocketAddr, var: &str) -> anyhow::Result<tokio::net::TcpListener> {
@@ -129,6 +149,7 @@ pub async fn start(
     let b = backends::open(s, &mut services, &bg, &stop).await?;
     let fixes = backends::fix_router(&b, s.limits.fix_rate, &mut services, &stop);
     let gate = gate::build(s, &mut services, &stop)?;
+    let readiness = readiness_of(&b);
     let mut running = Running {
         http_addr: None,
         mqtt_addr: None,
@@ -139,6 +160,7 @@ pub async fn start(
         ingest_stats: Some(fixes.stats().clone()),
         store: b.store.clone(),
         log: b.log.clone(),
+        readiness: readiness.clone(),
         stop: stop.clone(),
         services,
         backend_tasks,
@@ -163,13 +185,14 @@ pub async fn start(
             fixes.clone(),
             gate.clone(),
             metrics.clone(),
+            readiness,
             services,
             &stop,
         )
         .await?;
         running.http_addr = Some(addr);
     } else {
-        running.http_addr = Some(ingest::serve_ops(s, metrics, services, &stop).await?);
+        running.http_addr = Some(ingest::serve_ops(s, metrics, readiness, services, &stop).await?);
     }
     if mode != Mode::Hub {
         (running.mqtt_addr, running.mqtts_addr) =

@@ -15,6 +15,7 @@ mod live_path;
 mod logistics;
 mod metrics;
 mod nodes;
+mod operations;
 mod orders;
 mod processes;
 mod resume;

@@ -88,6 +88,14 @@ impl ApiError {
     pub fn not_found_named(message: &'static str) -> Self {
         Self::new(StatusCode::NOT_FOUND, "not_found", message)
     }
+    /// 405: the route exists, the method does not.
+    pub fn method_not_allowed() -> Self {
+        Self::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "this route does not take that method",
+        )
+    }
     /// 409 with a code of its own (`already_taken`, `not_open`, `refund_required`).
     pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
         Self::new(StatusCode::CONFLICT, code, message)

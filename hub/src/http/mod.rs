@@ -6,6 +6,7 @@
 //! - [`orders`], [`dispatch`], [`riders`], [`stock`]: the API's handlers, thin over
 //!   the use cases of `hub/src/orders/`.
 //! - [`web`]: the pages.
+//! - [`ready`]: `/readyz`, whether the process should get traffic now.
 //!
 //! The watcher transports (WebSocket, SSE, long-poll) live with the rest of the
 //! watcher side in `hub/src/watchers/`, which uses this layer's extractors and
@@ -15,6 +16,7 @@ pub mod dispatch;
 pub mod error;
 pub mod extract;
 pub mod orders;
+pub mod ready;
 pub mod riders;
 pub mod stock;
 pub mod web;
@@ -133,10 +135,12 @@ where
     )
 }
 
-/// `/healthz` and `/metrics`: what every process serves, the hub and `tracker ingest` alike.
-pub fn ops_router(metrics: Option<PrometheusHandle>) -> Router {
+/// `/healthz`, `/readyz` and `/metrics`: what every process serves, the hub
+/// and `tracker ingest` alike.
+pub fn ops_router(metrics: Option<PrometheusHandle>, readiness: ready::Readiness) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(ready::readyz).with_state(readiness))
         .route(
             "/metrics",
             get(move || {
@@ -152,6 +156,16 @@ pub fn ops_router(metrics: Option<PrometheusHandle>) -> Router {
                 }
             }),
         )
+}
+
+/// Any path no route serves: 404 with the JSON error body.
+pub async fn no_route() -> ApiError {
+    ApiError::not_found_named("no such route")
+}
+
+/// A route called with a method it does not take: 405 with the JSON error body.
+pub async fn wrong_method() -> ApiError {
+    ApiError::method_not_allowed()
 }
 
 #[cfg(test)]

@@ -47,6 +47,10 @@ const SLOW_APPEND: Duration = Duration::from_millis(300);
 
 #[async_trait::async_trait]
 impl EventLog for SlowLog {
+    async fn ping(&self) -> Result<(), tracker_backend::LogError> {
+        self.0.ping().await
+    }
+
     async fn append(
         &self,
         order: &str,
