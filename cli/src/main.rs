@@ -3,6 +3,7 @@
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use std::io::IsTerminal;
+use tracker_backend::Store;
 use tracker_cli::settings::{LogFormat, Settings, example_file, settings_help};
 use tracker_cli::system::{self, Mode, Running};
 use tracker_cli::token::{self, TokenRequest};
@@ -101,15 +102,27 @@ async fn main() -> anyhow::Result<()> {
     tracing::debug!(?settings, "configuration");
     let metrics = tracker_cli::telemetry::install().context("installing the metrics recorder")?;
     let running = system::start(&settings, mode, Some(metrics)).await?;
-    if mode == Mode::Run {
-        print_banner(&running);
-    }
+    let mut demo_riders = 0;
     if let Command::Run { demo: Some(riders) } = cli.command
         && riders > 0
     {
         tracker_cli::demo::start(&settings, &running, riders)?;
+        demo_riders = riders;
+    }
+    if mode == Mode::Run {
+        // The page links name a real order of demo-customer: the demo's
+        // first (it makes them within a second or two), or one in the store.
+        let wait = if demo_riders > 0 {
+            std::time::Duration::from_secs(5)
+        } else {
+            std::time::Duration::ZERO
+        };
+        let order = demo_order(running.store.as_ref(), wait).await;
+        print_banner(&running, order.as_deref());
+    }
+    if demo_riders > 0 {
         println!(
-            "demo: {riders} simulated riders carry orders of demo-customer around the city; watch them in the operator view\n"
+            "demo: {demo_riders} simulated riders carry orders of demo-customer around the city; watch them in the operator view\n"
         );
     }
     let stop = running.stop.clone();
@@ -145,7 +158,23 @@ fn init_logs(format: LogFormat) {
     }
 }
 
-fn print_banner(r: &Running) {
+/// An order of demo-customer under way, looked for until `wait` has passed.
+async fn demo_order(store: &dyn Store, wait: std::time::Duration) -> Option<String> {
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        if let Ok(orders) = store.active_orders(100).await
+            && let Some(o) = orders.iter().find(|o| o.customer_id == "demo-customer")
+        {
+            return Some(o.id.clone());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+fn print_banner(r: &Running, order: Option<&str>) {
     let http = r.http_addr.map(|a| a.to_string()).unwrap_or_default();
     let (web, ws) = if r.tls {
         ("https", "wss")
@@ -190,10 +219,16 @@ fn print_banner(r: &Running) {
         println!("\npages (open in a browser):");
         println!("  start page      {web}://{http}/");
         println!("  operator view   {web}://{http}/ops#token={admin}");
-        println!(
-            "  customer map    {web}://{http}/track/{{order}}#token={customer}   (an order of demo-customer)"
-        );
-        println!("  trip replay     {web}://{http}/replay/{{order}}#token={admin}");
+        // Without an order of demo-customer yet, ORDER_ID stands for one.
+        let (id, note) = match order {
+            Some(id) => (id, "an order of demo-customer"),
+            None => (
+                "ORDER_ID",
+                "ORDER_ID: an order of demo-customer, once there is one",
+            ),
+        };
+        println!("  customer map    {web}://{http}/track/{id}#token={customer}   ({note})");
+        println!("  trip replay     {web}://{http}/replay/{id}#token={admin}");
     }
     println!();
 }

@@ -465,7 +465,7 @@ pub const KEYS: &[Key] = &[
     key("TRACKER_LOG_MAX_AGE_SECS", "log.max_age", Secs, "the oldest event the log keeps for a live order", Is("86400")),
     key("TRACKER_LOG_RETENTION_SECS", "log.retention", Secs, "how long the log keeps an order after it ended", Is("3600")),
     key("TRACKER_WS_QUEUE", "ws.queue", Number, "appends (one event, or a whole batch of fixes) queued per WebSocket or SSE stream before the connection catches up from the log", Is("256")),
-    key("TRACKER_WEB_DIR", "web.dir", Text, "the folder of the pages (`pages/`, `assets/`, Leaflet in `node_modules/`)", Is("web")),
+    key("TRACKER_WEB_DIR", "web.dir", Text, "a folder of pages to serve instead of those built into the binary (`pages/`, `assets/`, Leaflet in `node_modules/`), to change them without a build", Unset { example: "web" }),
     key("TRACKER_TILE_URL", "web.tile_url", TextOrOff, "base-map tiles for the pages, a `{z}/{x}/{y}` URL template, or `off`", Is(tracker_hub::http::web::OSM_TILES)),
     key("TRACKER_PAYMENT_TIMEOUT_SECS", "dispatch.payment_timeout", Secs, "an unpaid order is cancelled (`payment_timeout`) this long after creation", Is("900")),
     key("TRACKER_PICKUP_TIMEOUT_SECS", "dispatch.pickup_timeout", Secs, "a grabbed order not picked up this long after goes back to the pool", Is("600")),
@@ -860,7 +860,7 @@ mod tests {
             s.web.tile_url.as_deref(),
             Some(tracker_hub::http::web::OSM_TILES)
         );
-        assert_eq!(s.web.dir, PathBuf::from("web"));
+        assert_eq!(s.web.dir, None, "the pages built in");
         let off = Settings::from_vars(&vars(&[("TRACKER_TILE_URL", "off")])).unwrap();
         assert_eq!(off.web.tile_url, None);
         let e = Settings::from_vars(&vars(&[("TRACKER_TILE_URL", "tiles.local/{z}")]))

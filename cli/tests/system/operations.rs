@@ -1,6 +1,7 @@
 //! What operators run the binary with: `/readyz` as a load balancer sees it
 //! (backends frozen, a drain before the stop), the JSON error body on unknown
-//! routes and methods, `tracker token` and `tracker --version`.
+//! routes and methods, `tracker token` and `tracker --version`, and the pages
+//! the binary carries.
 
 use crate::helpers::{PATIENCE, spawn_app};
 use crate::processes::{SECRET, node_env, private_redis_and_database, start};
@@ -192,5 +193,56 @@ async fn logs_are_json_lines_on_request_and_carry_no_colour_codes_off_a_terminal
             "{format}: {line}"
         );
         child.kill().await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn the_pages_come_from_the_binary_whatever_the_working_directory() {
+    // The tests run in cli/, where there is no web/ folder: what answers is
+    // what the binary carries.
+    assert!(!std::path::Path::new("web/pages").exists());
+    let app = spawn_app().await;
+    let client = reqwest::Client::new();
+    for (path, kind) in [
+        ("/", "text/html"),
+        ("/track/12345", "text/html"),
+        ("/ops", "text/html"),
+        ("/replay/12345", "text/html"),
+        ("/assets/js/feed.js", "javascript"),
+        ("/favicon.ico", "image/svg+xml"),
+    ] {
+        let r = client
+            .get(format!("{}{path}", app.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200, "{path}");
+        let ct = r.headers()[reqwest::header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert!(ct.contains(kind), "{path}: {ct}");
+        assert!(!r.bytes().await.unwrap().is_empty(), "{path}");
+    }
+    // Revalidation by ETag: the same file is not sent twice.
+    let first = client
+        .get(format!("{}/assets/js/feed.js", app.base))
+        .send()
+        .await
+        .unwrap();
+    let etag = first.headers()[reqwest::header::ETAG].clone();
+    let again = client
+        .get(format!("{}/assets/js/feed.js", app.base))
+        .header(reqwest::header::IF_NONE_MATCH, etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status().as_u16(), 304);
+    let (status, body) = get(&app.base, "/assets/js/no-such.js").await;
+    assert_eq!((status, body["error"].as_str()), (404, Some("not_found")));
+    // Leaflet is there whenever `npm ci` ran in web/ before the build (CI's does).
+    if std::path::Path::new("../web/node_modules/leaflet/dist/leaflet.js").exists() {
+        let (status, _) = get(&app.base, "/vendor/leaflet/leaflet.css").await;
+        assert_eq!(status, 200);
     }
 }
