@@ -61,6 +61,7 @@ async fn fill(store: &dyn Store, now: i64) {
                 lon: 113.2,
                 speed: Some(4.0),
                 heading: None,
+                acc: None,
             })
             .collect();
         store.insert_track_points(&points).await.unwrap();

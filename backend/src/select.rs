@@ -387,6 +387,7 @@ mod tests {
             lon: 2.0,
             speed: None,
             heading: None,
+            acc: None,
         };
         let mut conn = crate::redis_conn::connect(&url).await.unwrap();
         for through_redis in [false, true] {

@@ -256,6 +256,7 @@ impl Router {
                     lon: f.lon,
                     speed: f.speed,
                     heading: f.heading,
+                    acc: f.acc,
                 }));
             }
         }

@@ -8,12 +8,14 @@
 //! - [`model`]: what ETA learns from finished trips (speeds by area and hour, detours).
 //! - [`trip`]: one order's trip: the estimate and the detectors; it decides, never writes.
 //! - [`worker`]: the loop that reads, decides and writes.
+//! - [`report`]: a trip summed up from its stored track (distance, stops, speeds).
 //! - [`replay`]: a trip fed by hand, decisions kept in memory (tests, accuracy runs).
 //! - [`settings`]: the thresholds.
 
 pub mod geo;
 pub mod model;
 pub mod replay;
+pub mod report;
 pub mod settings;
 pub mod trip;
 pub mod worker;

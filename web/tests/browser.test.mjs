@@ -11,7 +11,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createHmac } from 'node:crypto';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -249,14 +249,18 @@ test('the replay page draws a finished trip and plays it', async () => {
   await eventually('the pick-up in the log', async () =>
     (await api('GET', `/v1/orders/${o.id}/events?since=0&wait=0`)).events
       .some((e) => e.t === 'status' && e.status === 'picked_up'));
+  // A fix every 14 s from now (20–40 m/s between these points: a trip
+  // report takes faster steps for GPS jumps), the last one ahead of the
+  // clock by less than the 60 s a fix may be.
+  const step = 14000;
   const t0 = Date.now();
-  const route = [[23.1291, 113.2644], [23.1305, 113.2668], [23.1322, 113.2701], [23.1350, 113.2745], [23.1391, 113.2804]];
-  for (const [i, [lat, lon]] of route.entries()) await fix(rider, lat, lon, t0 + i * 1000);
+  const route = [[23.1291, 113.2644], [23.1305, 113.2668], [23.1322, 113.2701], [23.1350, 113.2745], [23.1375, 113.2775]];
+  for (const [i, [lat, lon]] of route.entries()) await fix(rider, lat, lon, t0 + i * step);
   await eventually('the trip to be stored', async () => {
     const t = await api('GET', `/v1/orders/${o.id}/track`);
     if (t.points.length < route.length) {
       // The broker may have come up before ingest subscribed: send again (stored once by ts).
-      for (const [i, [lat, lon]] of route.entries()) await fix(rider, lat, lon, t0 + i * 1000);
+      for (const [i, [lat, lon]] of route.entries()) await fix(rider, lat, lon, t0 + i * step);
       return false;
     }
     return true;
@@ -291,6 +295,15 @@ test('the replay page draws a finished trip and plays it', async () => {
     s.dispatchEvent(new Event('input'));
   });
   assert.ok((await passed()) >= 5, 'the changes before the first fix are passed at the start');
+  // The trip's summary from GET /trip, and the track as a GPX file.
+  await eventually('the trip summary', async () => /km/.test(await page.textContent('#sum-distance')));
+  const km = parseFloat(await page.textContent('#sum-distance'));
+  assert.ok(km > 1.5 && km < 1.8, `the route's length, about 1.6 km: ${km}`);
+  assert.match(await page.textContent('#sum-speed'), /km\/h \/ .*km\/h/);
+  const [gpx] = await Promise.all([page.waitForEvent('download'), page.click('#get-gpx')]);
+  assert.equal(gpx.suggestedFilename(), `order-${o.id}.gpx`);
+  const text = readFileSync(await gpx.path(), 'utf8');
+  assert.equal((text.match(/<trkpt /g) || []).length, route.length, 'every stored fix in the file');
   await shot(page, 'replay');
   await page.context().close();
 });

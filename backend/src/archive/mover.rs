@@ -260,6 +260,7 @@ mod tests {
                 lon: 113.2,
                 speed: None,
                 heading: None,
+                acc: None,
             };
             self.store.insert_track_points(&[p]).await.unwrap();
             cur

@@ -166,6 +166,8 @@ fn point(order: &str, ts: i64) -> TrackPoint {
         lon: 113.0,
         speed: Some(3.5),
         heading: None,
+        // Kept and read back, so trip reports can judge each fix.
+        acc: Some(7.5),
     }
 }
 

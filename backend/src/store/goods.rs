@@ -212,7 +212,7 @@ macro_rules! statements {
                     "id",
                 ),
                 Table::Track => (
-                    "order_id, rider_id, ts, lat, lon, speed, heading",
+                    "order_id, rider_id, ts, lat, lon, speed, heading, acc",
                     "track_points",
                     "ts",
                 ),

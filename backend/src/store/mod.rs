@@ -79,6 +79,9 @@ pub struct TrackPoint {
     pub speed: Option<f64>,
     /// Heading, degrees.
     pub heading: Option<f64>,
+    /// Horizontal accuracy the phone reported, metres (none before it was kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acc: Option<f64>,
 }
 
 /// One learned figure of the ETA model (a typical speed for an area and

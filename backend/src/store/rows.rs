@@ -194,7 +194,7 @@ pub(crate) fn outbox_item(
     })
 }
 
-/// Track points per multi-row INSERT: 7 binds each, far below both engines'
+/// Track points per multi-row INSERT: 8 binds each, far below both engines'
 /// bind limits, and one statement instead of 256 round trips to the driver.
 pub(crate) const TRACK_ROWS_PER_INSERT: usize = 256;
 
@@ -209,7 +209,7 @@ where
     Option<f64>: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
 {
     let mut q = sqlx::QueryBuilder::new(
-        "INSERT INTO track_points (order_id, ts, rider_id, lat, lon, speed, heading) ",
+        "INSERT INTO track_points (order_id, ts, rider_id, lat, lon, speed, heading, acc) ",
     );
     q.push_values(points, |mut row, p| {
         row.push_bind(p.order_id.as_str())
@@ -218,7 +218,8 @@ where
             .push_bind(p.lat)
             .push_bind(p.lon)
             .push_bind(p.speed)
-            .push_bind(p.heading);
+            .push_bind(p.heading)
+            .push_bind(p.acc);
     });
     q.push(" ON CONFLICT DO NOTHING");
     q

@@ -467,7 +467,7 @@ impl Store for SqliteStore {
 
     async fn track_of(&self, order_id: &str) -> Result<Vec<TrackPoint>, StoreError> {
         let points = sqlx::query_as(
-            "SELECT order_id, rider_id, ts, lat, lon, speed, heading FROM track_points
+            "SELECT order_id, rider_id, ts, lat, lon, speed, heading, acc FROM track_points
              WHERE order_id = ? ORDER BY ts",
         )
         .bind(order_id)

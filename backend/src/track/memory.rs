@@ -150,6 +150,7 @@ mod tests {
                 lon: 2.0,
                 speed: None,
                 heading: None,
+                acc: None,
             };
             receipts.push(queue.push(vec![p.clone(), p]).await.unwrap());
         }

@@ -301,6 +301,7 @@ mod tests {
             lon: 2.0,
             speed: None,
             heading: None,
+            acc: None,
         }
     }
 

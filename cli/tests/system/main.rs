@@ -23,5 +23,6 @@ mod rider_logins;
 mod simulator;
 mod stock;
 mod tls;
+mod trip_reports;
 mod trips;
 mod views;

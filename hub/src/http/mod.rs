@@ -5,6 +5,7 @@
 //! - [`error`]: the one HTTP error type and every conversion into it.
 //! - [`orders`], [`dispatch`], [`riders`], [`stock`]: the API's handlers, thin over
 //!   the use cases of `hub/src/orders/`.
+//! - [`track_files`]: a stored trip as GPX or CSV.
 //! - [`web`]: the pages.
 //! - [`ready`]: `/readyz`, whether the process should get traffic now.
 //!
@@ -19,6 +20,7 @@ pub mod orders;
 pub mod ready;
 pub mod riders;
 pub mod stock;
+pub mod track_files;
 pub mod web;
 
 use crate::auth::Auth;
@@ -96,6 +98,7 @@ where
         .route("/v1/orders/{id}/assign", post(orders::assign))
         .route("/v1/orders/{id}/refund", post(orders::refund))
         .route("/v1/orders/{id}/track", get(orders::track))
+        .route("/v1/orders/{id}/trip", get(orders::trip))
         .route(
             "/v1/orders/{id}/route",
             put(orders::set_route).layer(DefaultBodyLimit::max(ROUTE_BODY)),

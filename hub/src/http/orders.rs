@@ -1,5 +1,6 @@
 //! The orders API (`docs/protocol.md`): create (idempotent), get, list and
-//! look up, status transition, assign, package transition, refund, history, track. Each handler checks who calls, reads the request
+//! look up, status transition, assign, package transition, refund, history, track
+//! (as JSON, GPX or CSV) and the trip report. Each handler checks who calls, reads the request
 //! and hands it to the use case in `hub/src/orders/`.
 
 use super::error::ApiError;
@@ -11,7 +12,8 @@ use crate::orders::queries::{History, Include, LookupQuery};
 use crate::orders::shares::{Share, ShareRequest};
 use axum::Json;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use std::sync::Arc;
 use tracker_domain::goods::Package;
@@ -171,15 +173,67 @@ pub async fn alerts(
     Ok(Json(serde_json::json!({ "alerts": alerts })))
 }
 
+/// `?format=` of `GET /v1/orders/{id}/track`.
+#[derive(Debug, Default, Deserialize)]
+pub struct TrackQuery {
+    /// `json` (the default), `gpx` or `csv`.
+    #[serde(default)]
+    pub format: Option<String>,
+}
+
 /// `GET /v1/orders/{id}/track`: the stored trip of the order's rider, oldest
-/// first. Whoever may watch the order may read it; its customer gets the part
-/// from pick-up on only.
+/// first, as JSON, or as a GPX 1.1 or CSV file (`?format=gpx|csv`). Whoever
+/// may watch the order may read it; its customer gets the part from pick-up
+/// on only.
 pub async fn track(
     State(orders): State<Orders>,
     Caller(claims): Caller,
     Path(id): Path<String>,
-) -> Result<Json<crate::orders::queries::Trip>, ApiError> {
-    Ok(Json(orders.trip(&claims, &id).await?))
+    Query(q): Query<TrackQuery>,
+) -> Result<Response, ApiError> {
+    let format = q.format.as_deref().unwrap_or("json");
+    if !matches!(format, "json" | "gpx" | "csv") {
+        return Err(ApiError::bad_request("format must be json, gpx or csv"));
+    }
+    let trip = orders.trip(&claims, &id).await?;
+    let file = |kind: &'static str, ext: &str, body: String| {
+        let name = format!("attachment; filename=\"order-{}.{ext}\"", trip.order);
+        (
+            [
+                (header::CONTENT_TYPE, HeaderValue::from_static(kind)),
+                (
+                    header::CONTENT_DISPOSITION,
+                    HeaderValue::from_str(&name).unwrap_or(HeaderValue::from_static("attachment")),
+                ),
+            ],
+            body,
+        )
+            .into_response()
+    };
+    Ok(match format {
+        "gpx" => file("application/gpx+xml", "gpx", super::track_files::gpx(&trip)),
+        "csv" => file(
+            "text/csv; charset=utf-8",
+            "csv",
+            super::track_files::csv(&trip),
+        ),
+        _ => Json(trip).into_response(),
+    })
+}
+
+/// `GET /v1/orders/{id}/trip`: the trip summed up from the stored track
+/// (distance, time moving and stopped, stops, speeds), for whoever may read
+/// the track and with the same view.
+pub async fn trip(
+    State(orders): State<Orders>,
+    Caller(claims): Caller,
+    Path(id): Path<String>,
+) -> Result<Json<tracker_trips::report::TripReport>, ApiError> {
+    let trip = orders.trip(&claims, &id).await?;
+    Ok(Json(tracker_trips::report::report(
+        &trip.order,
+        &trip.points,
+    )))
 }
 
 /// `POST /v1/orders/{id}/share`: a viewer token for the order (admins and

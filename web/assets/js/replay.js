@@ -3,7 +3,10 @@
 // estimates and alerts of the order's log (while the log still holds them)
 // follow the slider: the estimate as it stood, the alerts open at that time.
 // Beside it, the order's durable status history (`GET /v1/orders/{id}/history`,
-// packages included), the changes up to the slider's time marked as passed.
+// packages included), the changes up to the slider's time marked as passed,
+// the trip's summary (`GET /v1/orders/{id}/trip`: distance, time moving and
+// stopped, speeds, the stops marked on the map) and the track as a GPX or
+// CSV download (fetched with the token in a header, never in a link).
 
 import { Glide, STATUS_WORDS, clock, createMap, dot, leafletReady } from './map.js';
 import { getJson, orderFromPath, requireToken } from './session.js';
@@ -32,6 +35,54 @@ async function history() {
     since = r.next;
   }
   return { etas, alerts };
+}
+
+/** Minutes (or seconds under one) of `ms`. */
+function span(ms) {
+  return ms >= 60000 ? `${Math.round(ms / 60000)} min` : `${Math.round(ms / 1000)} s`;
+}
+
+/** The trip report beside the map, and its stops on it. */
+async function summary(map) {
+  let r;
+  try {
+    r = await getJson('/v1/orders/' + encodeURIComponent(order) + '/trip', token);
+  } catch {
+    return; // The trip replays without it.
+  }
+  page.report = r;
+  $('sum-distance').textContent = `${(r.distance_m / 1000).toFixed(2)} km`
+    + (r.dropped > 0 ? ` (${r.dropped} fixes left out as GPS noise)` : '');
+  $('sum-duration').textContent = span(r.duration_ms);
+  $('sum-moving').textContent = `${span(r.moving_ms)} / ${span(r.stopped_ms)}`;
+  const kmh = (v) => `${(v * 3.6).toFixed(1)} km/h`;
+  $('sum-speed').textContent = `${kmh(r.avg_speed)} / ${kmh(r.max_speed)}`;
+  $('sum-stops').textContent = r.stops.length === 0
+    ? 'none'
+    : r.stops.map((s) => `${clock(s.from)} for ${span(s.to - s.from)}`).join(', ');
+  for (const s of r.stops) {
+    dot([s.lat, s.lon], 'stop-marker', '#f9a825', 7).addTo(map)
+      .bindTooltip(`Stopped ${span(s.to - s.from)} from ${clock(s.from)}`);
+  }
+}
+
+/** Saves the track as `format` (gpx, csv) through an object URL. */
+async function download(format) {
+  const r = await fetch(`/v1/orders/${encodeURIComponent(order)}/track?format=${format}`, {
+    headers: { authorization: 'Bearer ' + token },
+  });
+  if (!r.ok) {
+    $('notice').textContent = `The ${format.toUpperCase()} file could not be made (${r.status}).`;
+    return;
+  }
+  const url = URL.createObjectURL(await r.blob());
+  const a = document.createElement('a');
+  a.href = url;
+  a.download = `order-${order}.${format}`;
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10000);
 }
 
 /** The status timeline: one entry per change, oldest first. */
@@ -108,6 +159,11 @@ async function main() {
     $('notice').textContent = 'No stored trip for this order (yet).';
     return;
   }
+  for (const format of ['gpx', 'csv']) {
+    const b = $('get-' + format);
+    b.onclick = () => download(format);
+    b.disabled = false;
+  }
   const all = points.map((p) => [p.lat, p.lon]);
   // The planned route, when the order had one, dashed in violet under the trip.
   try {
@@ -124,6 +180,7 @@ async function main() {
   const done = L.polyline([], { color: '#1e88e5', weight: 5, className: 'trip-done' }).addTo(map);
   page.trail = done;
   map.fitBounds(L.latLngBounds(all).pad(0.2));
+  summary(map);
   const rider = dot(all[0], 'rider-marker', '#1e88e5', 9).addTo(map);
   page.rider = rider;
   const glide = new Glide(rider);
