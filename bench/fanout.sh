@@ -85,11 +85,11 @@ measure_window $(( SECS - WARMUP - 2 ))
 c1=$(cpu); d1=$(delivered); t1=$(date +%s.%N); o1=$(others_cpu)
 wait $sim || { cat "$dir/sim.err"; exit 1; }
 rss=$(awk '/VmRSS/ {print $2}' "/proc/$pid/status")
-# The hub's own view: fix ts -> socket flush (tracker_delivery_latency_ms), so a
+# The hub's own view: fix ts -> socket flush (tracker_delivery_latency_seconds), so a
 # saturated load generator's lag can be told apart from the hub's.
 hub_p99=$(curl -s "localhost:$HTTP_PORT/metrics" | awk -F'[{}" ]+' '
-  /^tracker_delivery_latency_ms_bucket/ { for (i = 1; i <= NF; i++) if ($i == "le=") le = $(i + 1); n[++k] = $NF; b[k] = le }
-  /^tracker_delivery_latency_ms_count/ { total = $NF }
+  /^tracker_delivery_latency_seconds_bucket/ { for (i = 1; i <= NF; i++) if ($i == "le=") le = $(i + 1) * 1000; n[++k] = $NF; b[k] = le }
+  /^tracker_delivery_latency_seconds_count/ { total = $NF }
   END { for (i = 1; i <= k; i++) if (n[i] >= 0.99 * total) { print b[i]; exit } }')
 json=$(tail -1 "$dir/sim")
 cat "$dir/sim" | sed '$d'

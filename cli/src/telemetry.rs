@@ -1,15 +1,19 @@
-//! The Prometheus recorder every process installs: one place for metric buckets.
+//! The Prometheus recorder every process installs: one place for metric
+//! buckets, and the help lines of `cli/src/metric_catalogue.rs`.
 
 use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder, PrometheusHandle};
 
-/// Latency buckets, milliseconds: fine below 50 ms, where the targets are.
-const LATENCY_MS: [f64; 14] = [
-    1.0, 2.0, 5.0, 10.0, 15.0, 20.0, 30.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 5000.0, 30000.0,
+/// Latency buckets, seconds: fine below 50 ms, where the targets are.
+const LATENCY_SECONDS: [f64; 14] = [
+    0.001, 0.002, 0.005, 0.01, 0.015, 0.02, 0.03, 0.05, 0.1, 0.2, 0.5, 1.0, 5.0, 30.0,
 ];
 
-/// Installs the global recorder; histograms ending in `_ms` get [`LATENCY_MS`] buckets.
+/// Installs the global recorder, with every metric's help line; histograms
+/// ending in `_seconds` get [`LATENCY_SECONDS`] buckets.
 pub fn install() -> Result<PrometheusHandle, BuildError> {
-    PrometheusBuilder::new()
-        .set_buckets_for_metric(Matcher::Suffix("_ms".into()), &LATENCY_MS)?
-        .install_recorder()
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &LATENCY_SECONDS)?
+        .install_recorder()?;
+    crate::metric_catalogue::describe();
+    Ok(handle)
 }

@@ -28,8 +28,8 @@ async fn metrics_cover_connections_events_rejections_backlog_and_latency() {
         "tracker_fixes_accepted_total",
         "tracker_outbox_backlog",
         "tracker_tail_backlog",
-        "tracker_delivery_latency_ms_bucket{le=\"20\"}",
-        "tracker_event_age_at_fanout_ms_bucket",
+        "tracker_delivery_latency_seconds_bucket{le=\"0.02\"}",
+        "tracker_event_age_at_fanout_seconds_bucket",
     ] {
         assert!(text.contains(name), "/metrics lacks {name}");
     }

@@ -213,7 +213,7 @@ async fn health_answers_once_serving() {
 fn counter(text: &str, labels: &[&str]) -> f64 {
     text.lines()
         .filter(|l| {
-            l.starts_with("tracker_known_ids_total{") && labels.iter().all(|x| l.contains(x))
+            l.starts_with("tracker_known_ids_checks_total{") && labels.iter().all(|x| l.contains(x))
         })
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()

@@ -143,7 +143,7 @@ impl KnownIds {
     }
 
     fn count(&self, outcome: &'static str) {
-        metrics::counter!("tracker_known_ids_total", "what" => self.what, "outcome" => outcome)
+        metrics::counter!("tracker_known_ids_checks_total", "what" => self.what, "outcome" => outcome)
             .increment(1);
     }
 

@@ -247,10 +247,10 @@ pub async fn run_tail(
             Ok(TailEvent::Entries(run)) => {
                 metrics::counter!("tracker_tail_entries_total").increment(run.len() as u64);
                 metrics::gauge!("tracker_tail_backlog").set(tail.len() as f64);
-                let ages = metrics::histogram!("tracker_event_age_at_fanout_ms");
+                let ages = metrics::histogram!("tracker_event_age_at_fanout_seconds");
                 let now = now_ms();
                 for entry in run.iter() {
-                    ages.record((now - entry.ts).max(0) as f64);
+                    ages.record((now - entry.ts).max(0) as f64 / 1000.0);
                 }
                 fanout.deliver(&run);
             }

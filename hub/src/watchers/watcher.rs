@@ -329,10 +329,10 @@ impl Watcher {
     /// Counts `sent` as delivered and records the latency of its live events.
     pub fn record_sent(sent: &[Outgoing]) {
         let now = tracker_domain::clock::now_ms();
-        let latency = metrics::histogram!("tracker_delivery_latency_ms");
+        let latency = metrics::histogram!("tracker_delivery_latency_seconds");
         let mut live = 0u64;
         for ts in sent.iter().filter_map(|o| o.ts) {
-            latency.record((now - ts).max(0) as f64);
+            latency.record((now - ts).max(0) as f64 / 1000.0);
             live += 1;
         }
         metrics::counter!("tracker_events_delivered_total").increment(live);
