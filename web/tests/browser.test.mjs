@@ -201,8 +201,11 @@ test('the customer page shows the rider moving and the status changing, over Web
   const rider = unique('r');
   const o = await orderFor('alice', rider);
   const page = await newPage();
+  const missing = [];
+  page.on('response', (r) => { if (r.status() === 404) missing.push(r.url()); });
   await page.goto(`${base}/track/${o.id}#token=${mint('alice', 'customer')}`);
   await live(page, 'WebSocket');
+  assert.equal(await page.locator('.legend li').count(), 5, 'the map says what its dots and lines are');
   assert.equal(await page.textContent('#rider'), 'Li', 'the customer sees the first name only');
   assert.equal(await page.getAttribute('#status', 'data-status'), 'picked_up');
 
@@ -215,7 +218,22 @@ test('the customer page shows the rider moving and the status changing, over Web
   await eventually('the status to read delivered', async () =>
     (await page.getAttribute('#status', 'data-status')) === 'delivered');
   assert.match(await page.textContent('#timeline'), /Delivered/);
+  // A final status: no longer "Live", and the page stops listening.
+  await eventually('the connection to read finished', async () =>
+    (await page.getAttribute('#conn', 'class')).includes('final'));
+  assert.doesNotMatch(await page.textContent('#conn'), /Live/);
+  assert.equal(await page.textContent('#eta'), '—', 'no estimate for a delivered order');
+  assert.deepEqual(missing, [], 'nothing the page asked for was missing (the icon included)');
   await shot(page, 'track-websocket');
+  await page.context().close();
+});
+
+test('a customer page opened with an expired link says so plainly', async () => {
+  const o = await orderFor('gina', unique('r'));
+  const page = await newPage();
+  await page.goto(`${base}/track/${o.id}#token=${mint('gina', 'customer', -120)}`);
+  await eventually('the notice', async () => /expired or is not valid/.test(await page.textContent('#notice')));
+  assert.doesNotMatch(await page.textContent('#conn'), /Live/);
   await page.context().close();
 });
 
@@ -324,6 +342,8 @@ test('the operator page lists the orders under way, filters them and follows one
   assert.equal(await row.isHidden(), true, 'a picked-up order is not waiting');
   assert.equal(await page.locator(`li[data-order="${waiting.id}"]`).isVisible(), true);
   await page.selectOption('#filter', 'all');
+  // Operators' words, not the customer's.
+  assert.equal(await row.locator('.st').textContent(), 'Out for delivery');
   await row.click();
   assert.equal(await page.evaluate(() => window.trackerPage.following), o.id);
   assert.equal(await page.isVisible('#follow'), true);

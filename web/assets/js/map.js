@@ -19,6 +19,24 @@ export const STATUS_WORDS = {
   returned: 'Back at the store',
 };
 
+/** Operators' words for each status: what the order is doing, not what the customer waits for. */
+export const OPS_STATUS_WORDS = {
+  pending_payment: 'Unpaid',
+  paid: 'Paid',
+  preparing: 'Preparing',
+  ready: 'Ready, no rider',
+  assigned: 'Rider to the store',
+  picked_up: 'Out for delivery',
+  delivered: 'Delivered',
+  rejected: 'Refused at the door',
+  cancelled: 'Cancelled',
+  returning: 'Returning to the store',
+  returned: 'Returned',
+};
+
+/** Statuses after which an order never changes again (domain/src/status.rs). */
+export const FINAL_STATUSES = new Set(['delivered', 'cancelled', 'returned']);
+
 /** Colours of order markers by status (operator view). */
 export const STATUS_COLOURS = {
   pending_payment: '#9e9e9e',
@@ -54,13 +72,27 @@ export async function createMap(el, center = CITY, zoom = 14) {
     let failed = 0;
     layer.on('tileerror', () => {
       failed += 1;
-      if (failed === 4) el.classList.add('no-tiles');
+      if (failed === 4) {
+        el.classList.add('no-tiles');
+        notice(map, 'The map tiles could not be loaded: positions are drawn on a plain background.');
+      }
     });
     layer.addTo(map);
   } else {
     el.classList.add('no-tiles');
   }
   return map;
+}
+
+/** A line of text over the bottom left of `map`, for what the map cannot show. */
+function notice(map, text) {
+  const box = L.control({ position: 'bottomleft' });
+  box.onAdd = () => {
+    const div = L.DomUtil.create('div', 'map-notice');
+    div.textContent = text;
+    return div;
+  };
+  box.addTo(map);
 }
 
 /** A circle marker with a class (for styling and tests). */
@@ -136,9 +168,15 @@ export function clock(ms) {
   return new Date(ms).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit', second: '2-digit' });
 }
 
-/** Shows the feed's connection state in `el` (class `live`, `connecting`, `reconnecting`). */
+/** Shows the feed's connection state in `el` (class `live`, `connecting`,
+ * `reconnecting`, `ended`, `final`); `final` once the order is over. */
 export function showConnection(el, s) {
   el.className = 'conn ' + s.state;
+  if (s.state === 'final') {
+    el.textContent = 'Finished · no more updates';
+    el.dataset.transport = '';
+    return;
+  }
   if (s.state === 'live') el.textContent = 'Live · ' + s.transport;
   else if (s.state === 'reconnecting')
     el.textContent = `Reconnecting (${s.transport}) in ${Math.ceil(s.retryIn / 1000)} s…`;

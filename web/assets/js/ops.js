@@ -5,7 +5,7 @@
 
 import { Feed } from './feed.js';
 import {
-  STATUS_COLOURS, STATUS_WORDS, Glide, Trail, clock, createMap, dot, leafletReady, showConnection,
+  OPS_STATUS_WORDS, STATUS_COLOURS, Glide, Trail, clock, createMap, dot, leafletReady, showConnection,
 } from './map.js';
 import { getJson, requireToken } from './session.js';
 
@@ -37,7 +37,7 @@ function visible(status) {
 function render(o) {
   const show = visible(o.status);
   o.li.hidden = !show;
-  o.li.querySelector('.st').textContent = STATUS_WORDS[o.status] || o.status;
+  o.li.querySelector('.st').textContent = OPS_STATUS_WORDS[o.status] || o.status;
   o.li.dataset.status = o.status;
   o.li.querySelector('.rider').textContent = o.rider || '';
   o.marker.setStyle({ fillColor: STATUS_COLOURS[o.status] || '#607d8b' });
@@ -186,7 +186,8 @@ function feedWithRoom() {
 
 function addOrder(row) {
   const marker = dot([row.pickup.lat, row.pickup.lon], 'order-marker', '#607d8b', 7);
-  marker.bindTooltip(() => `${row.id} · ${STATUS_WORDS[o.status] || o.status}`);
+  // The label on hover: the order, what it is doing, and its rider.
+  marker.bindTooltip(() => [row.id, OPS_STATUS_WORDS[o.status] || o.status, o.rider].filter(Boolean).join(' · '));
   marker.on('click', () => follow(row.id));
   const li = document.createElement('li');
   li.dataset.order = row.id;
@@ -219,6 +220,11 @@ async function refresh() {
       }
     }
     $('notice').textContent = '';
+    // The first time there are orders, the map shows all of them.
+    if (!page.fitted && orders.size > 0) {
+      page.fitted = true;
+      map.fitBounds(L.latLngBounds([...orders.values()].map((x) => x.marker.getLatLng())).pad(0.2), { maxZoom: 16 });
+    }
   } catch (e) {
     $('notice').textContent =
       e.status === 403 ? 'The operator view needs an admin token.' : 'Cannot list orders: ' + e.message;

@@ -5,7 +5,7 @@
 
 import { Feed } from './feed.js';
 import {
-  CITY, Glide, STATUS_WORDS, Trail, clock, createMap, dot, leafletReady, showConnection,
+  CITY, FINAL_STATUSES, Glide, STATUS_WORDS, Trail, clock, createMap, dot, leafletReady, showConnection,
 } from './map.js';
 import { claims, getJson, orderFromPath, renewer, requireToken } from './session.js';
 
@@ -18,6 +18,8 @@ document.title = 'Order ' + order + ' · tracker';
 const ERRORS = {
   forbidden: 'This order is not yours to watch.',
   not_found: 'There is no such order.',
+  unauthorized: 'This link has expired or is not valid: ask whoever sent it for a new one.',
+  token_expired: 'This link has expired: ask whoever sent it for a new one.',
 };
 const page = {
   order, status: null, rider: null, trail: null, transport: null, eta: null, arriving: false, route: null,
@@ -27,11 +29,22 @@ window.trackerPage = page; // for the browser tests and curious people
 function setStatus(status, ts) {
   if (!status) return;
   page.status = status;
+  if (FINAL_STATUSES.has(status)) finish();
   const el = $('status');
   el.textContent = STATUS_WORDS[status] || status;
   el.dataset.status = status;
   const items = [...$('timeline').children];
   if (!items.some((li) => li.dataset.status === status)) addTimeline(status, ts);
+}
+
+/** The order is over: no more updates, so the page stops listening and says so. */
+function finish() {
+  if (page.final) return;
+  page.final = true;
+  page.eta = null; // An estimate means nothing once the order is over.
+  $('eta').textContent = '—';
+  if (page.feed) page.feed.stop();
+  showConnection($('conn'), { state: 'final' });
 }
 
 function addTimeline(status, ts) {
@@ -44,14 +57,14 @@ function addTimeline(status, ts) {
 }
 
 function showEta() {
-  const eta = page.eta;
+  const eta = page.final ? null : page.eta;
   if (!eta) return;
   const mins = Math.max(0, Math.round((eta - Date.now()) / 60000));
   $('eta').textContent = mins < 1 ? `any minute (${clock(eta)})` : `in ${mins} min (${clock(eta)})`;
 }
 
 function setEta(eta) {
-  if (!eta) return;
+  if (!eta || page.final) return;
   page.eta = eta;
   showEta();
 }
@@ -74,7 +87,13 @@ async function main() {
   try {
     row = await getJson('/v1/orders/' + encodeURIComponent(order), token);
   } catch (e) {
-    $('notice').textContent = { 403: ERRORS.forbidden, 404: ERRORS.not_found }[e.status] || e.message;
+    $('notice').textContent =
+      { 401: ERRORS.unauthorized, 403: ERRORS.forbidden, 404: ERRORS.not_found }[e.status] || e.message;
+    if (e.status === 401) {
+      page.state = 'ended';
+      showConnection($('conn'), { state: 'ended' });
+      return; // Nothing this link can show.
+    }
   }
   // The planned route, when the order has one, dashed under the trail.
   const drawRoute = (r) => {
@@ -181,6 +200,7 @@ async function main() {
     renewToken: renewer(token),
     onState: (s) => {
       page.transport = s.transport;
+      if (page.final) return; // Stopped on purpose: the order is over.
       page.state = s.state;
       showConnection($('conn'), s);
       if (s.state === 'ended') {
@@ -190,6 +210,7 @@ async function main() {
     },
   });
   page.feed = feed;
+  if (page.final) return; // Over before the page opened: the snapshot is all there is.
   feed.watch(order, { history: true });
   feed.start();
   // The minutes count down between estimates.
