@@ -361,7 +361,29 @@ test('the operator page lists the orders under way, filters them and follows one
     return near(await at(), [23.1333, 113.2699]);
   });
   assert.equal(await page.textContent('#no-alerts'), 'No alerts.');
+  // The followed order's pick-up and drop-off.
+  assert.equal(await page.locator('path.pickup-marker').count(), 1);
+  assert.equal(await page.locator('path.dropoff-marker').count(), 1);
+  // The rider on the map as holding an order, and the overview's counts.
+  await eventually('the rider on the map', async () =>
+    (await page.evaluate((r) => window.trackerPage.riders.get(r)?.state, rider)) === 'holding', 25000);
+  assert.ok(Number(await page.textContent('#riders-holding')) >= 1);
+  assert.ok(Number(await page.locator('#by-status tr[data-status="picked_up"] td:last-child').textContent()) >= 1);
+  await eventually('this node in the overview', async () =>
+    /watchers connected/.test(await page.textContent('#node-connections')));
+  // Only orders with an open stall: not this one.
+  await page.selectOption('#alert-filter', 'stalled');
+  assert.equal(await row.isHidden(), true, 'no stall on this order');
+  await page.selectOption('#alert-filter', 'any');
+  assert.equal(await row.isVisible(), true);
   await shot(page, 'ops');
+  // On a phone: the map and the panel stacked, both on the screen.
+  await page.setViewportSize({ width: 390, height: 844 });
+  const mapBox = await page.locator('#map').boundingBox();
+  const panel = await page.locator('aside').boundingBox();
+  assert.ok(mapBox.width <= 390 && panel.width <= 390, 'nothing wider than the phone');
+  assert.ok(panel.y >= mapBox.y + mapBox.height - 1, 'the panel under the map');
+  await shot(page, 'ops-phone');
   await page.context().close();
 });
 
