@@ -42,22 +42,36 @@ pub fn mint(settings: &Settings, req: &TokenRequest) -> anyhow::Result<String> {
     if req.sub.trim().is_empty() {
         bail!("--sub must name the user");
     }
-    if req.ttl_secs == 0 || req.ttl_secs > MAX_TTL_SECS {
-        bail!("--ttl must be between 1 and {MAX_TTL_SECS} seconds");
+    // A viewer token is a share link: no longer than the API makes them.
+    let max = if role == Role::Viewer {
+        tracker_hub::orders::shares::MAX_TTL as u64
+    } else {
+        MAX_TTL_SECS
+    };
+    if req.ttl_secs == 0 || req.ttl_secs > max {
+        bail!(
+            "--ttl must be between 1 and {max} seconds for a {} token",
+            req.role
+        );
     }
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)?
-        .as_secs();
-    let mut claims = Claims::new(&req.sub, role, now + req.ttl_secs);
+    if role == Role::Rider && !tracker_domain::rider::is_valid_rider_id(&req.sub) {
+        bail!(
+            "`{}` is not a rider id (letters, digits, `-`, `_`, `.`)",
+            req.sub
+        );
+    }
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?;
+    let mut claims = Claims::new(&req.sub, role, now.as_secs() + req.ttl_secs);
     claims.name = req.name.clone();
     match (role, &req.order) {
         (Role::Viewer, None) => bail!("a viewer token needs --order: the one order it may watch"),
         (Role::Viewer, Some(order)) => {
             claims.order = Some(order.clone());
-            // Revoking the order's shares later refuses this token too.
-            claims.shared_at = Some(now as i64 * 1000);
+            // In ms, as the API's shares: revoking the order's shares later
+            // refuses this token, and a revocation before it does not.
+            claims.shared_at = Some(i64::try_from(now.as_millis())?);
         }
-        (_, Some(order)) => claims.order = Some(order.clone()),
+        (_, Some(_)) => bail!("--order is for viewer tokens only"),
         (_, None) => {}
     }
     Ok(Auth::hs256(secret.as_bytes()).mint_claims(&claims))
@@ -132,5 +146,15 @@ mod tests {
         assert!(mint(&s, &r).is_err());
         r.ttl_secs = MAX_TTL_SECS + 1;
         assert!(mint(&s, &r).is_err());
+        let mut r = req("viewer");
+        r.order = Some("42".into());
+        r.ttl_secs = 30 * 24 * 3600;
+        assert!(mint(&s, &r).is_err(), "a share link lasts a week at most");
+        let mut r = req("rider");
+        r.sub = "no spaces".into();
+        assert!(mint(&s, &r).is_err(), "not a rider id");
+        let mut r = req("admin");
+        r.order = Some("42".into());
+        assert!(mint(&s, &r).is_err(), "--order is for viewers");
     }
 }

@@ -238,6 +238,11 @@ pub async fn run(cfg: IngestConfig, router: Arc<Router>, stop: CancellationToken
             }
             Ok(_) => {}
             Err(e) => {
+                // Publishes of the connection that just failed are not acked
+                // from now on: their acks would go out on the next connection,
+                // where the session redelivers them under packet ids that may
+                // by then name other messages.
+                connection.fetch_add(1, Ordering::AcqRel);
                 tracing::warn!(error = %e, "MQTT connection failed; retrying with backoff");
                 metrics::counter!("tracker_mqtt_reconnects_total").increment(1);
                 if !backoff.wait(&stop).await {
@@ -246,10 +251,35 @@ pub async fn run(cfg: IngestConfig, router: Arc<Router>, stop: CancellationToken
             }
         }
     }
-    let _ = client.try_disconnect();
     drop(tx);
-    let _ = worker.await;
+    // The acks of what was stored before the stop still go out, then the
+    // DISCONNECT: the event loop is polled until both are sent (bounded), or
+    // the broker would send all of it again after a restart.
+    let mut worker = worker;
+    let flushed = tokio::time::timeout(SHUTDOWN_FLUSH, async {
+        loop {
+            tokio::select! {
+                _ = &mut worker => break,
+                e = eventloop.poll() => if e.is_err() { return },
+            }
+        }
+        let _ = client.try_disconnect();
+        while let Ok(e) = eventloop.poll().await {
+            if matches!(e, Event::Outgoing(rumqttc::Outgoing::Disconnect)) {
+                break;
+            }
+        }
+    })
+    .await;
+    if flushed.is_err() {
+        tracing::warn!(
+            "ingest stopped before its last acks went out; the broker sends those fixes again"
+        );
+    }
 }
+
+/// How long a stopping ingest keeps its connection to send its last acks.
+const SHUTDOWN_FLUSH: Duration = Duration::from_secs(5);
 
 /// A publish and the number of the connection it came on.
 type Received = (Publish, u64);

@@ -4,8 +4,12 @@
 //!
 //! Phones' fixes are noisy, so the report first leaves out what cannot be
 //! trusted: fixes whose reported accuracy is worse than [`MAX_ACC_M`], and
-//! jumps (a fix that would need more than [`MAX_JUMP_SPEED`] to reach from the
-//! last fix kept). A stop is a run of fixes that stays within [`STOP_RADIUS_M`]
+//! jumps: a fix that would need more than [`MAX_JUMP_SPEED`] to reach from
+//! the fix before it and to get back to the fix after it, while those two
+//! agree (at the ends of the track, the one neighbour and the next pair). A
+//! jump is judged against its neighbours, not against the last fix kept, so
+//! one bad first fix cannot make the good ones after it look like jumps. A
+//! stop is a run of fixes that stays within [`STOP_RADIUS_M`]
 //! of its first for at least [`MIN_STOP_MS`]; the jitter inside a stop is not
 //! counted as distance.
 
@@ -74,10 +78,10 @@ pub fn report(order: &str, points: &[TrackPoint]) -> TripReport {
         }
         let d = dist(at(kept[i - 1]), at(kept[i]));
         distance_m += d;
-        let dt = (kept[i].ts - kept[i - 1].ts) as f64 / 1000.0;
-        if dt > 0.0 {
-            max_speed = max_speed.max(d / dt);
-        }
+        // Over a second at least, as the jump filter judges: jitter between
+        // fixes a few hundred ms apart is not speed.
+        let dt = ((kept[i].ts - kept[i - 1].ts) as f64 / 1000.0).max(1.0);
+        max_speed = max_speed.max(d / dt);
     }
     let stops: Vec<Stop> = stops_at
         .iter()
@@ -127,23 +131,35 @@ fn clean(points: &[TrackPoint]) -> (Vec<&TrackPoint>, usize) {
     let mut sorted: Vec<&TrackPoint> = points.iter().collect();
     sorted.sort_by_key(|p| p.ts);
     sorted.dedup_by_key(|p| p.ts);
-    let mut kept: Vec<&TrackPoint> = Vec::with_capacity(sorted.len());
-    let mut dropped = points.len() - sorted.len();
-    for p in sorted {
-        if p.acc.is_some_and(|a| a > MAX_ACC_M) {
-            dropped += 1;
-            continue;
-        }
-        if let Some(last) = kept.last() {
-            let dt = (p.ts - last.ts) as f64 / 1000.0;
-            if dist(at(last), at(p)) > MAX_JUMP_SPEED * dt.max(1.0) {
-                dropped += 1;
-                continue;
-            }
-        }
-        kept.push(p);
-    }
+    let trusted: Vec<&TrackPoint> = sorted
+        .into_iter()
+        .filter(|p| !p.acc.is_some_and(|a| a > MAX_ACC_M))
+        .collect();
+    let n = trusted.len();
+    let jump = |a: usize, b: usize| is_jump(trusted[a], trusted[b]);
+    let kept: Vec<&TrackPoint> = (0..n)
+        .filter(|&i| {
+            let spike = if i > 0 && i + 1 < n {
+                jump(i - 1, i) && jump(i, i + 1) && !jump(i - 1, i + 1)
+            } else if i == 0 && n > 2 {
+                jump(0, 1) && !jump(1, 2)
+            } else if i + 1 == n && n > 2 {
+                jump(n - 2, n - 1) && !jump(n - 3, n - 2)
+            } else {
+                false
+            };
+            !spike
+        })
+        .map(|i| trusted[i])
+        .collect();
+    let dropped = points.len() - kept.len();
     (kept, dropped)
+}
+
+/// `b` is out of reach of `a` at [`MAX_JUMP_SPEED`] (over a second at least).
+fn is_jump(a: &TrackPoint, b: &TrackPoint) -> bool {
+    let dt = ((b.ts - a.ts).abs() as f64 / 1000.0).max(1.0);
+    dist(at(a), at(b)) > MAX_JUMP_SPEED * dt
 }
 
 /// The stops as index ranges `(first, last)` of `kept`, inclusive.
@@ -248,6 +264,34 @@ mod tests {
         assert_eq!(r.moving_ms + r.stopped_ms, r.duration_ms);
         assert!((r.avg_speed - 10.0).abs() < 0.2, "{}", r.avg_speed);
         assert!((r.max_speed - 10.0).abs() < 0.2, "{}", r.max_speed);
+    }
+
+    #[test]
+    fn a_bad_first_fix_is_left_out_and_does_not_cost_the_good_ones() {
+        let mut pts = known_track();
+        // A cold start 2 km off, 5 s before the first good fix.
+        let mut cold = fix(-5_000, -2_000.0, 0.0);
+        cold.acc = Some(10.0);
+        pts.push(cold);
+        let r = report("o", &pts);
+        assert_eq!(r.dropped, 3, "the cold start, the jump and the vague fix");
+        assert!(
+            (r.distance_m - 6_000.0).abs() / 6_000.0 < 0.01,
+            "{}",
+            r.distance_m
+        );
+        assert!(r.max_speed < 11.0, "{}", r.max_speed);
+    }
+
+    #[test]
+    fn jitter_between_close_fixes_is_not_speed() {
+        // Fixes 200 ms apart, 20 m of jitter each: not 100 m/s.
+        let pts: Vec<TrackPoint> = (0..10)
+            .map(|i| fix(i * 200, 0.0, if i % 2 == 0 { 10.0 } else { -10.0 }))
+            .collect();
+        let r = report("o", &pts);
+        assert!(r.max_speed <= 21.0, "{}", r.max_speed);
+        assert_eq!(r.dropped, 0);
     }
 
     #[test]

@@ -41,6 +41,7 @@ async fn two_hubs_and_two_ingests_on_a_redis_cluster() {
     two_hubs_and_two_ingests_on(&cluster.url).await;
     // The keys were spread over the masters, not all on one.
     let mut holding = 0;
+    let mut seen = Vec::new();
     for seed in cluster.url.split(',') {
         let mut node = redis::Client::open(seed)
             .unwrap()
@@ -48,9 +49,20 @@ async fn two_hubs_and_two_ingests_on_a_redis_cluster() {
             .await
             .unwrap();
         let keys: usize = redis::cmd("DBSIZE").query_async(&mut node).await.unwrap();
+        // What each node holds, for the message if this fails (it failed once
+        // in CI and never here: the keys it names tell where they went).
+        let sample: Vec<String> = redis::cmd("SCAN")
+            .arg(0)
+            .arg("COUNT")
+            .arg(50)
+            .query_async::<(u64, Vec<String>)>(&mut node)
+            .await
+            .map(|(_, k)| k)
+            .unwrap_or_default();
+        seen.push(format!("{seed}: {keys} keys, e.g. {sample:?}"));
         holding += usize::from(keys > 0);
     }
-    assert!(holding >= 2, "keys on {holding} of 3 masters");
+    assert!(holding >= 2, "keys on {holding} of 3 masters: {seen:#?}");
 }
 
 /// Two hubs and two ingests on the Redis at `redis`: the work is shared, a
