@@ -22,7 +22,7 @@ use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::mqttbytes::v5::{Filter, Publish};
 use rumqttc::v5::{AsyncClient, Event, Incoming, MqttOptions};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -123,6 +123,8 @@ pub struct IngestConfig {
     pub session_expiry: Duration,
     /// MQTT keep-alive.
     pub keep_alive: Duration,
+    /// True while ingest is connected to the broker (for `/readyz`).
+    pub connected: Arc<AtomicBool>,
 }
 
 impl IngestConfig {
@@ -136,6 +138,7 @@ impl IngestConfig {
             receive_maximum: 1000,
             session_expiry: Duration::from_secs(24 * 3600),
             keep_alive: Duration::from_secs(30),
+            connected: Arc::new(AtomicBool::new(false)),
         }
     }
 }
@@ -221,6 +224,7 @@ pub async fn run(cfg: IngestConfig, router: Arc<Router>, stop: CancellationToken
         match event {
             Ok(Event::Incoming(Incoming::ConnAck(_))) => {
                 connection.fetch_add(1, Ordering::AcqRel);
+                cfg.connected.store(true, Ordering::Release);
                 backoff.reset();
                 tracing::info!(broker = %format!("{}:{}", cfg.target.host, cfg.target.port), group = cfg.share_group.as_deref().unwrap_or("-"), client_id = %cfg.client_id, "ingest connected");
                 if let Err(e) = client.try_subscribe_many(filters.clone()) {
@@ -243,6 +247,7 @@ pub async fn run(cfg: IngestConfig, router: Arc<Router>, stop: CancellationToken
                 // where the session redelivers them under packet ids that may
                 // by then name other messages.
                 connection.fetch_add(1, Ordering::AcqRel);
+                cfg.connected.store(false, Ordering::Release);
                 tracing::warn!(error = %e, "MQTT connection failed; retrying with backoff");
                 metrics::counter!("tracker_mqtt_reconnects_total").increment(1);
                 if !backoff.wait(&stop).await {
@@ -251,6 +256,7 @@ pub async fn run(cfg: IngestConfig, router: Arc<Router>, stop: CancellationToken
             }
         }
     }
+    cfg.connected.store(false, Ordering::Release);
     drop(tx);
     // The acks of what was stored before the stop still go out, then the
     // DISCONNECT: the event loop is polled until both are sent (bounded), or

@@ -17,12 +17,15 @@ use tracker_routing::Router;
 
 /// Starts ingest as the service "ingest"; returns the addresses of the
 /// riders' listener (plain, and over TLS when configured) when this process
-/// runs one.
+/// runs one. With `readiness` (`tracker ingest`), an ingest consuming from an
+/// external broker is ready only while connected to it.
+#[allow(clippy::too_many_arguments)]
 pub async fn start(
     s: &Settings,
     auth: Option<Arc<Auth>>,
     router: Arc<Router>,
     gate: tracker_gate::Gate,
+    readiness: Option<&tracker_hub::http::ready::Readiness>,
     services: &mut Services,
     stop: &CancellationToken,
 ) -> anyhow::Result<(Option<SocketAddr>, Option<SocketAddr>)> {
@@ -35,6 +38,19 @@ pub async fn start(
             cfg.share_group = s.mqtt.share_group();
             if let Some(id) = &s.mqtt.client_id {
                 cfg.client_id = id.clone();
+            }
+            if let Some(readiness) = readiness {
+                let connected = cfg.connected.clone();
+                readiness.probe("broker", move || {
+                    let up = connected.load(std::sync::atomic::Ordering::Acquire);
+                    async move {
+                        if up {
+                            Ok(())
+                        } else {
+                            Err("not connected to the MQTT broker".to_owned())
+                        }
+                    }
+                });
             }
             let ingest = tracker_ingest::consumer::run(cfg, router, stop.clone());
             services.spawn("ingest", async move {

@@ -195,8 +195,11 @@ pub async fn start(
         running.http_addr = Some(ingest::serve_ops(s, metrics, readiness, services, &stop).await?);
     }
     if mode != Mode::Hub {
+        // `tracker ingest` is ready only while it hears the broker; `tracker
+        // run` serves its API and watchers without it.
+        let ingest_ready = (mode == Mode::Ingest).then_some(&running.readiness);
         (running.mqtt_addr, running.mqtts_addr) =
-            ingest::start(s, auth.clone(), fixes, gate, services, &stop).await?;
+            ingest::start(s, auth.clone(), fixes, gate, ingest_ready, services, &stop).await?;
     }
     running.auth = auth.filter(|_| mode != Mode::Ingest);
     Ok(running)

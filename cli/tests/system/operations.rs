@@ -246,3 +246,35 @@ async fn the_pages_come_from_the_binary_whatever_the_working_directory() {
         assert_eq!(status, 200);
     }
 }
+
+#[tokio::test]
+async fn tracker_ingest_is_ready_only_while_it_hears_the_broker() {
+    let Some(mqtt) = crate::backends::backend_url("TRACKER_TEST_MQTT_URL") else {
+        return;
+    };
+    let Some((redis, db)) = private_redis_and_database().await else {
+        return;
+    };
+    let client_id = crate::helpers::unique("ready-ingest");
+    let mut env = node_env(&redis.url, "tracker", &db.url, "1");
+    env.push(("TRACKER_MQTT_URL", mqtt.clone()));
+    env.push(("TRACKER_MQTT_SHARE_GROUP", "off".into()));
+    env.push(("TRACKER_MQTT_CLIENT_ID", client_id.clone()));
+    let ingest = start("ingest", &env).await;
+    ready_becomes(&ingest.base, 200).await;
+    ingest.terminate().await;
+    let target = tracker_ingest::MqttTarget::parse(&mqtt).unwrap();
+    crate::helpers::forget_mqtt_session(&target.host, target.port, &client_id).await;
+
+    // A broker nobody listens on: up, and not ready, saying why.
+    let mut env = node_env(&redis.url, "tracker", &db.url, "1");
+    let port = crate::helpers::free_port();
+    env.push(("TRACKER_MQTT_URL", format!("mqtt://127.0.0.1:{port}")));
+    env.push(("TRACKER_MQTT_SHARE_GROUP", "off".into()));
+    let ingest = start("ingest", &env).await;
+    let body = ready_becomes(&ingest.base, 503).await;
+    assert!(
+        body["message"].as_str().unwrap().contains("broker"),
+        "{body}"
+    );
+}
