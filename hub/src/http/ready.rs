@@ -19,6 +19,10 @@ pub type Probe =
 /// How long a backend may take to answer before it counts as not answering.
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// How long an answer of the backends is reused: `/readyz` takes no token,
+/// so however often it is asked, the backends are asked at most this often.
+pub const ANSWER_KEPT: Duration = Duration::from_secs(1);
+
 /// The process's readiness: its backends' probes and whether it drains.
 /// Clones share it.
 #[derive(Clone, Default)]
@@ -30,6 +34,8 @@ pub struct Readiness {
 struct Inner {
     draining: AtomicBool,
     probes: Mutex<Vec<(&'static str, Probe)>>,
+    /// The backends' last answer and when it came.
+    last: Mutex<Option<(tokio::time::Instant, Result<(), String>)>>,
 }
 
 impl Readiness {
@@ -63,11 +69,25 @@ impl Readiness {
     }
 
     /// `Ok` when the process is not draining and every backend answered
-    /// within [`PROBE_TIMEOUT`]; else why not. The probes run together.
+    /// within [`PROBE_TIMEOUT`]; else why not. The probes run together; their
+    /// answer is reused for [`ANSWER_KEPT`].
     pub async fn check(&self) -> Result<(), String> {
         if self.is_draining() {
             return Err("draining before a stop".into());
         }
+        let now = tokio::time::Instant::now();
+        if let Some((at, answer)) = self.inner.last.lock().expect("answer lock").as_ref()
+            && now.duration_since(*at) < ANSWER_KEPT
+        {
+            return answer.clone();
+        }
+        let answer = self.ask_backends().await;
+        *self.inner.last.lock().expect("answer lock") = Some((now, answer.clone()));
+        answer
+    }
+
+    /// Every probe, together, each within [`PROBE_TIMEOUT`].
+    async fn ask_backends(&self) -> Result<(), String> {
         let probes: Vec<(&'static str, Probe)> =
             self.inner.probes.lock().expect("probes lock").clone();
         let answers =
@@ -107,10 +127,11 @@ pub async fn readyz(State(ready): State<Readiness>) -> Response {
 mod tests {
     use super::*;
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn ready_until_a_backend_fails_or_times_out_or_the_process_drains() {
         let r = Readiness::new();
         assert_eq!(r.check().await, Ok(()));
+        tokio::time::advance(ANSWER_KEPT).await;
         let up = Arc::new(AtomicBool::new(true));
         let flag = up.clone();
         r.probe("redis", move || {
@@ -119,6 +140,8 @@ mod tests {
         });
         assert_eq!(r.check().await, Ok(()));
         up.store(false, Ordering::Release);
+        assert_eq!(r.check().await, Ok(()), "the answer of a moment ago");
+        tokio::time::advance(ANSWER_KEPT).await;
         assert_eq!(r.check().await, Err("redis: refused".into()));
         up.store(true, Ordering::Release);
         r.drain();
