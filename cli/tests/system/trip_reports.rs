@@ -32,19 +32,11 @@ async fn the_trip_report_measures_the_stored_track_and_the_track_downloads_as_gp
     )
     .await;
 
-    let url = |path: &str| format!("{}/v1/orders/{order}/{path}", app.base);
+    let path = |rest: &str| format!("/v1/orders/{order}/{rest}");
+    let admin = app.admin();
     let deadline = tokio::time::Instant::now() + PATIENCE;
     let report = loop {
-        let r: Value = app
-            .http
-            .get(url("trip"))
-            .bearer_auth(app.admin())
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let (_, _, r) = app.read_as(&path("trip"), &admin).await;
         if r["points"].as_u64().unwrap_or(0) + r["dropped"].as_u64().unwrap_or(0) >= 62 {
             break r;
         }
@@ -65,68 +57,47 @@ async fn the_trip_report_measures_the_stored_track_and_the_track_downloads_as_gp
     );
     assert_eq!(report["stops"], json!([]));
 
-    let gpx = app
-        .http
-        .get(url("track?format=gpx"))
-        .bearer_auth(app.admin())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(gpx.status().as_u16(), 200);
-    assert_eq!(gpx.headers()["content-type"], "application/gpx+xml");
-    let text = gpx.text().await.unwrap();
+    // The track as a file: its status, its type and its text.
+    let download = |format: &str| {
+        let req = app
+            .http
+            .get(format!(
+                "{}{}",
+                app.base,
+                path(&format!("track?format={format}"))
+            ))
+            .bearer_auth(&admin);
+        async move {
+            let r = req.send().await.unwrap();
+            let kind = r.headers()["content-type"].to_str().unwrap().to_owned();
+            (r.status().as_u16(), kind, r.text().await.unwrap())
+        }
+    };
+    let (status, kind, text) = download("gpx").await;
+    assert_eq!((status, kind.as_str()), (200, "application/gpx+xml"));
     assert!(text.contains("<gpx version=\"1.1\""), "{text}");
     assert_eq!(text.matches("<trkpt ").count(), 62, "every stored fix");
 
-    let csv = app
-        .http
-        .get(url("track?format=csv"))
-        .bearer_auth(app.admin())
-        .send()
-        .await
-        .unwrap();
-    assert!(
-        csv.headers()["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("text/csv")
-    );
-    let text = csv.text().await.unwrap();
+    let (status, kind, text) = download("csv").await;
+    assert_eq!(status, 200);
+    assert!(kind.starts_with("text/csv"), "{kind}");
     assert_eq!(text.lines().count(), 63, "a header and a row per fix");
     assert!(text.lines().nth(1).unwrap().ends_with(&rider));
 
-    let bad = app
-        .http
-        .get(url("track?format=kml"))
-        .bearer_auth(app.admin())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(bad.status().as_u16(), 400);
+    let (status, _, _) = app.read_as(&path("track?format=kml"), &admin).await;
+    assert_eq!(status, 400);
 
     // The customer's view starts at pick-up, which has not happened: an
-    // empty report, and the rider's id in no file.
-    let customer = app.token("c1", Role::Customer);
-    let r: Value = app
-        .http
-        .get(url("trip"))
-        .bearer_auth(&customer)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    // empty report.
+    let (_, _, r) = app
+        .read_as(&path("trip"), &app.token("c1", Role::Customer))
+        .await;
     assert_eq!(
         (r["points"].as_u64(), r["distance_m"].as_f64()),
         (Some(0), Some(0.0))
     );
-    let stranger = app
-        .http
-        .get(url("trip"))
-        .bearer_auth(app.token("c2", Role::Customer))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(stranger.status().as_u16(), 403);
+    let (status, _, _) = app
+        .read_as(&path("trip"), &app.token("c2", Role::Customer))
+        .await;
+    assert_eq!(status, 403);
 }

@@ -76,6 +76,15 @@ pub fn router(cfg: &WebConfig) -> Router {
     files.route("/v1/config", get(move || async move { Json(client) }))
 }
 
+/// Each page's route and its file in `pages/`, served the same way built in
+/// or from a folder.
+const PAGES: [(&str, &str); 4] = [
+    ("/", "index.html"),
+    ("/track/{order}", "track.html"),
+    ("/ops", "ops.html"),
+    ("/replay/{order}", "replay.html"),
+];
+
 /// The pages as the binary carries them.
 fn built_in() -> Router {
     if Leaflet::get("leaflet.js").is_none() {
@@ -83,12 +92,14 @@ fn built_in() -> Router {
             "this binary was built without Leaflet: run `npm ci` in web/ before building (scripts/run does); the maps cannot draw"
         );
     }
-    let page = |name: &'static str| get(move || async move { embedded::<Pages>(name, None) });
-    Router::new()
-        .route("/", page("index.html"))
-        .route("/track/{order}", page("track.html"))
-        .route("/ops", page("ops.html"))
-        .route("/replay/{order}", page("replay.html"))
+    PAGES
+        .into_iter()
+        .fold(Router::new(), |r, (route, file)| {
+            r.route(
+                route,
+                get(move || async move { embedded::<Pages>(file, None) }),
+            )
+        })
         .route("/favicon.ico", get(favicon))
         .route(
             "/assets/{*path}",
@@ -166,12 +177,11 @@ fn from_folder(dir: &std::path::Path) -> Router {
             "Leaflet is not installed: run `npm ci` in the web folder (scripts/run does)"
         );
     }
-    let page = |name: &str| ServeFile::new(pages.join(name));
-    Router::new()
-        .route_service("/", page("index.html"))
-        .route_service("/track/{order}", page("track.html"))
-        .route_service("/ops", page("ops.html"))
-        .route_service("/replay/{order}", page("replay.html"))
+    PAGES
+        .into_iter()
+        .fold(Router::new(), |r, (route, file)| {
+            r.route_service(route, ServeFile::new(pages.join(file)))
+        })
         .route("/favicon.ico", get(favicon))
         .nest_service("/assets", ServeDir::new(dir.join("assets")))
         .nest_service(
