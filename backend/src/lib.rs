@@ -10,6 +10,7 @@
 //! - [`store`]: orders, their goods, history and dedup records, and the transactional outbox.
 //! - [`relay`]: moves committed outbox rows into the event log.
 //! - [`redis_conn`]: how every Redis-backed seam connects, to one server or a cluster.
+//! - [`lease`]: which process follows which partition of a shared structure.
 //! - [`shard`]: which part of a partitioned structure an id belongs to.
 //! - [`retry`]: capped exponential backoff for every retrying loop.
 //! - [`track`]: routed fixes queued for batched storage (trip history).
@@ -17,6 +18,7 @@
 //! - [`timers`]: the delay queue of order timeouts, each claimed once.
 //! - [`stock`]: stock per SKU and each order's reservation, all or nothing, settled once.
 //! - [`archive`]: the cold store of finished orders, and the mover that fills it.
+//! - [`webhooks`]: every order event but fixes, queued per order for the webhook, and who is due.
 //! - [`ids`]: the order id generator's leased node id and its high-water mark in the store.
 
 pub mod archive;
@@ -24,6 +26,7 @@ pub mod background;
 pub mod dispatch;
 pub mod feed;
 pub mod ids;
+pub mod lease;
 pub mod log;
 pub mod redis_conn;
 pub mod relay;
@@ -34,6 +37,7 @@ pub mod stock;
 pub mod store;
 pub mod timers;
 pub mod track;
+pub mod webhooks;
 
 /// The cause a seam error keeps (`#[source]`), whatever the backend's own error type.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;

@@ -44,9 +44,27 @@ impl Backoff {
     }
 }
 
+/// The wait before retry number `n` (1 = the first) of a backoff that
+/// doubles from `first` up to `max`: what [`Backoff`] gives, for a count kept
+/// elsewhere (the webhook schedule keeps it in the backend).
+pub fn nth_delay(first: Duration, max: Duration, n: u32) -> Duration {
+    let doublings = n.saturating_sub(1).min(32);
+    first.saturating_mul(1u32 << doublings.min(31)).min(max)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_nth_delay_is_what_the_backoff_gives() {
+        let ms = Duration::from_millis;
+        let mut b = Backoff::new(ms(50), ms(300));
+        for n in 1..=6 {
+            assert_eq!(nth_delay(ms(50), ms(300), n), b.next_delay());
+        }
+        assert_eq!(nth_delay(ms(50), ms(300), 1000), ms(300));
+    }
 
     #[test]
     fn doubles_up_to_the_cap_and_resets() {

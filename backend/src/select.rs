@@ -26,6 +26,8 @@ use crate::timers::redis::RedisDelayQueue;
 use crate::track::TrackQueue;
 use crate::track::memory::MemoryTrackQueue;
 use crate::track::redis::{RedisTrackQueue, TrackWorker, TrackWorkerConfig};
+use crate::webhooks::WebhookQueue;
+use crate::webhooks::redis::RedisWebhooks;
 use crate::{EventLog, Store};
 use std::sync::Arc;
 use tokio::task::JoinHandle;
@@ -123,22 +125,43 @@ pub async fn open_log(
     set: LogSettings,
     bg: &Background,
 ) -> Result<Arc<dyn EventLog>, BackendError> {
+    Ok(open_log_with_webhooks(url, redis_prefix, set, None, bg)
+        .await?
+        .0)
+}
+
+/// [`open_log`], and with `webhook_hold` (webhooks on: how long one call may
+/// take) the webhook queue the log fills as it appends: in process beside
+/// the in-process log, on Redis beside the Redis log
+/// (`backend/src/webhooks/`).
+pub async fn open_log_with_webhooks(
+    url: Option<&str>,
+    redis_prefix: &str,
+    set: LogSettings,
+    webhook_hold: Option<std::time::Duration>,
+    bg: &Background,
+) -> Result<(Arc<dyn EventLog>, Option<Arc<dyn WebhookQueue>>), BackendError> {
     match url {
-        u if log_is_in_process(u) => Ok(MemoryLog::start(
-            MemoryLogConfig {
-                history: set.history,
-                retention: set.retention,
-                max_age: set.max_age,
-                ..Default::default()
-            },
-            bg,
-        )),
+        u if log_is_in_process(u) => {
+            let log = MemoryLog::start(
+                MemoryLogConfig {
+                    history: set.history,
+                    retention: set.retention,
+                    max_age: set.max_age,
+                    ..Default::default()
+                },
+                bg,
+            );
+            let hooks = webhook_hold.map(|_| log.webhooks() as Arc<dyn WebhookQueue>);
+            Ok((log, hooks))
+        }
         Some(u) if crate::redis_conn::is_redis_url(u) => {
             let cfg = RedisLogConfig {
                 prefix: redis_prefix.to_owned(),
                 history: set.history,
                 retention: set.retention,
                 max_age: set.max_age,
+                webhooks: webhook_hold.is_some(),
                 ..Default::default()
             };
             let log = RedisLog::connect_on(u, cfg, bg)
@@ -150,7 +173,15 @@ pub async fn open_log(
                 "one Redis server"
             };
             tracing::info!(url = %redact(u), "event log on {mode}");
-            Ok(Arc::new(log))
+            let hooks = match webhook_hold {
+                Some(hold) => Some(Arc::new(
+                    RedisWebhooks::connect(u, redis_prefix, hold)
+                        .await
+                        .map_err(open_error("webhook queue", u))?,
+                ) as Arc<dyn WebhookQueue>),
+                None => None,
+            };
+            Ok((Arc::new(log), hooks))
         }
         Some(u) => Err(BackendError::UnknownScheme {
             what: "event log",

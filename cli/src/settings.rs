@@ -81,6 +81,9 @@ pub struct Settings {
     /// The archive of finished orders and its mover.
     #[serde(default)]
     pub archive: ArchiveSettings,
+    /// Where every order event but fixes is POSTed.
+    #[serde(default)]
+    pub webhook: WebhookSettings,
     /// How the process writes its logs.
     #[serde(default)]
     pub log_format: LogFormat,
@@ -324,6 +327,45 @@ impl DataSettings {
     }
 }
 
+/// The webhook (`docs/protocol.md`, "Webhooks"): off until a URL is set.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebhookSettings {
+    /// The endpoint; `None`: no webhook.
+    pub url: Option<Url>,
+    /// The HMAC-SHA256 key of `X-Tracker-Signature`; required with a URL.
+    pub secret: Option<SecretString>,
+    /// How long one call may take.
+    pub timeout: std::time::Duration,
+    /// Orders sent at once per process.
+    pub concurrency: usize,
+}
+
+impl Default for WebhookSettings {
+    fn default() -> Self {
+        let d = tracker_webhooks::WebhookSettings::new("", SecretString::from(""));
+        WebhookSettings {
+            url: None,
+            secret: None,
+            timeout: d.timeout,
+            concurrency: d.concurrency,
+        }
+    }
+}
+
+impl WebhookSettings {
+    /// What the sender needs, when a webhook is configured.
+    pub fn sender(&self) -> Option<tracker_webhooks::WebhookSettings> {
+        let url = self.url.as_ref()?;
+        let secret = self.secret.clone()?;
+        Some(tracker_webhooks::WebhookSettings {
+            timeout: self.timeout,
+            concurrency: self.concurrency,
+            ..tracker_webhooks::WebhookSettings::new(url.as_str(), secret)
+        })
+    }
+}
+
 /// TLS: a certificate chain and its key, PEM files.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -481,6 +523,10 @@ pub const KEYS: &[Key] = &[
     key("TRACKER_ARCHIVE_AFTER_SECS", "archive.after", Secs, "an order moves to the archive once it has been finished (delivered, cancelled, returned) this long", Is("604800")),
     key("TRACKER_ARCHIVE_BATCH", "archive.batch", Number, "orders per archive batch (each one transaction in the archive, then one in the store)", Is("100")),
     key("TRACKER_ARCHIVE_EVERY_SECS", "archive.every", Secs, "how often each hub looks for orders due for the archive", Is("60")),
+    key("TRACKER_WEBHOOK_URL", "webhook.url", Text, "every order event but fixes is POSTed here as its JSON frame, per order in `seq` order, at least once, retried with backoff for up to 24 h (`http://` or `https://`)", Unset { example: "https://example.com/tracker-events" }),
+    key("TRACKER_WEBHOOK_SECRET", "webhook.secret", Text, "the HMAC-SHA256 key of each call's `X-Tracker-Signature: sha256=<hex>`, 16+ characters; required with `TRACKER_WEBHOOK_URL`", Unset { example: "another-long-shared-secret" }),
+    key("TRACKER_WEBHOOK_TIMEOUT_SECS", "webhook.timeout", Secs, "one webhook call taking longer than this counts as failed and is retried", Is("10")),
+    key("TRACKER_WEBHOOK_CONCURRENCY", "webhook.concurrency", Number, "orders each process sends at once (each order one event at a time)", Is("64")),
     key("TRACKER_ARRIVAL_M", "trips.arrival_m", Number, "`arrival`: the rider holding the order came this close to the pick-up or the drop-off", Is("100")),
     key("TRACKER_LOG_FORMAT", "log_format", Text, "`text` (colours only on a terminal) or `json` (one object per line, for log collectors)", Is("text")),
     key("TRACKER_DRAIN_SECS", "drain_secs", Number, "seconds between SIGTERM and the stop, while `/readyz` answers 503 so load balancers move away first", Is("0")),
@@ -627,6 +673,31 @@ impl Settings {
             && (id.is_empty() || id.len() > 128 || id.contains(['/', '+', '#']))
         {
             bail!("TRACKER_MQTT_CLIENT_ID=`{id}`: 1..=128 characters, no '/', '+' or '#'");
+        }
+        let hook = &self.webhook;
+        if let Some(url) = &hook.url {
+            let u = url.as_str();
+            if !(u.starts_with("http://") || u.starts_with("https://")) || u.len() < 10 {
+                bail!(
+                    "TRACKER_WEBHOOK_URL=`{}`: an http:// or https:// URL",
+                    redact(u)
+                );
+            }
+            match &hook.secret {
+                None => bail!(
+                    "TRACKER_WEBHOOK_URL is set without TRACKER_WEBHOOK_SECRET: calls must be signed"
+                ),
+                Some(k) if k.expose_secret().len() < 16 => {
+                    bail!("TRACKER_WEBHOOK_SECRET is too short: use at least 16 characters")
+                }
+                Some(_) => {}
+            }
+        }
+        if hook.timeout.is_zero() {
+            bail!("TRACKER_WEBHOOK_TIMEOUT_SECS must be at least 1");
+        }
+        if !(1..=10_000).contains(&hook.concurrency) {
+            bail!("TRACKER_WEBHOOK_CONCURRENCY must be 1..=10000");
         }
         if self.auth.secret().is_some_and(|s| s.len() < 16) {
             bail!("TRACKER_JWT_SECRET is too short: use at least 16 characters");
@@ -886,6 +957,34 @@ mod tests {
     }
 
     #[test]
+    fn a_webhook_needs_an_http_url_and_a_long_secret() {
+        let url = ("TRACKER_WEBHOOK_URL", "https://example.com/hook");
+        let err = |pairs: &[(&str, &str)]| {
+            format!("{:#}", Settings::from_vars(&vars(pairs)).unwrap_err())
+        };
+        assert!(err(&[url]).contains("without TRACKER_WEBHOOK_SECRET"));
+        assert!(err(&[url, ("TRACKER_WEBHOOK_SECRET", "short")]).contains("too short"));
+        let ftp = ("TRACKER_WEBHOOK_URL", "ftp://example.com/hook");
+        let secret = ("TRACKER_WEBHOOK_SECRET", "0123456789abcdef");
+        assert!(err(&[ftp, secret]).contains("http:// or https://"));
+        assert!(err(&[url, secret, ("TRACKER_WEBHOOK_CONCURRENCY", "0")]).contains("CONCURRENCY"));
+        let s = Settings::from_vars(&vars(&[url, secret])).unwrap();
+        let sender = s.webhook.sender().expect("configured");
+        assert_eq!(sender.url, "https://example.com/hook");
+        assert!(
+            !format!("{s:?}").contains("0123456789abcdef"),
+            "the secret is never shown"
+        );
+        assert!(
+            Settings::from_vars(&vars(&[]))
+                .unwrap()
+                .webhook
+                .sender()
+                .is_none()
+        );
+    }
+
+    #[test]
     fn the_example_file_parses_into_valid_settings() {
         let v = parse_file(&example_file()).unwrap();
         Settings::from_vars(&v).unwrap();
@@ -905,6 +1004,10 @@ mod tests {
             match k.env {
                 "TRACKER_TLS_CERT" => pairs.push(("TRACKER_TLS_KEY", "/k.pem")),
                 "TRACKER_TLS_KEY" => pairs.push(("TRACKER_TLS_CERT", "/c.pem")),
+                // A webhook needs its secret.
+                "TRACKER_WEBHOOK_URL" => {
+                    pairs.push(("TRACKER_WEBHOOK_SECRET", "another-long-shared-secret"))
+                }
                 _ => {}
             }
             let s = Settings::from_vars(&vars(&pairs)).unwrap_or_else(|e| panic!("{}: {e}", k.env));

@@ -69,8 +69,7 @@ pub use crate::shard::partition;
 /// deployment runs, so each takes a fair share.
 pub const FEED_PARTITIONS: usize = 16;
 
-/// How long a partition's lease lasts without renewal.
-pub const LEASE: Duration = Duration::from_secs(15);
+pub use crate::lease::LEASE;
 
 #[cfg(test)]
 mod tests {

@@ -6,24 +6,22 @@
 //! of fixes one pipeline per slot); a process that dies between the
 //! two loses that notice, and the order is read again with its
 //! next change or the worker's periodic sweep. Each partition is followed
-//! by the one process holding its lease (`SET NX PX`, renewed every second);
-//! processes announce themselves in a sorted set and each takes about its
-//! share. Progress is the consumer group `trips`: a process that takes a
+//! by the one process holding its lease (`backend/src/lease.rs`). Progress is the consumer group `trips`: a process that takes a
 //! partition over first claims what the last owner read and never
 //! acknowledged, then reads on, so a restart resumes where the group was.
 
-use super::{Feed, FeedBatch, LEASE};
+use super::{Feed, FeedBatch};
 use crate::LogError;
+use crate::lease::Leases;
 use crate::redis_conn::RedisConn;
 use async_trait::async_trait;
 use parking_lot::Mutex;
+use redis::AsyncCommands;
 use redis::streams::{
     StreamAutoClaimOptions, StreamAutoClaimReply, StreamReadOptions, StreamReadReply,
 };
-use redis::{AsyncCommands, Script};
 use std::collections::BTreeSet;
 use std::time::Duration;
-use tracker_domain::clock::now_ms;
 
 const GROUP: &str = "trips";
 /// Most items one read takes.
@@ -38,70 +36,34 @@ pub fn stream_key(prefix: &str, k: usize) -> String {
     format!("{prefix}:feed:{{feed}}:{k}")
 }
 
-fn lease_key(prefix: &str, k: usize) -> String {
-    format!("{prefix}:trips:lease:{k}")
-}
-
 /// The consuming side of the Redis feed.
 pub struct RedisFeed {
     /// For the blocking group reads only (a blocked read holds its connection).
     reads: RedisConn,
-    /// Leases, acks, claims.
+    /// Acks, claims, groups.
     ctl: RedisConn,
     prefix: String,
-    partitions: usize,
-    me: String,
-    owned: Mutex<BTreeSet<usize>>,
+    leases: Leases,
     /// Partitions taken over whose unacknowledged items are still to claim.
     fresh: Mutex<BTreeSet<usize>>,
-    renew: Script,
-    unlease: Script,
 }
 
 impl RedisFeed {
     /// Connects to `url` as a new consumer of the `partitions` streams under `prefix`.
     pub async fn connect(url: &str, prefix: &str, partitions: usize) -> Result<Self, LogError> {
+        let ctl = crate::redis_conn::connect(url).await.map_err(unavailable)?;
         Ok(RedisFeed {
             reads: crate::redis_conn::connect(url).await.map_err(unavailable)?,
-            ctl: crate::redis_conn::connect(url).await.map_err(unavailable)?,
+            leases: Leases::new(ctl.clone(), prefix, "trips", partitions),
+            ctl,
             prefix: prefix.to_owned(),
-            partitions: partitions.max(1),
-            me: format!("trips-{:016x}", rand::random::<u64>()),
-            owned: Mutex::new(BTreeSet::new()),
             fresh: Mutex::new(BTreeSet::new()),
-            renew: Script::new(
-                "if redis.call('GET', KEYS[1]) == ARGV[1] then \
-                 return redis.call('PEXPIRE', KEYS[1], ARGV[2]) else return 0 end",
-            ),
-            unlease: Script::new(
-                "if redis.call('GET', KEYS[1]) == ARGV[1] then \
-                 return redis.call('DEL', KEYS[1]) else return 0 end",
-            ),
         })
     }
 
     /// The partitions this process follows now.
     pub fn owned(&self) -> Vec<usize> {
-        self.owned.lock().iter().copied().collect()
-    }
-
-    /// Stops following partition `k` here.
-    fn forget(&self, k: usize) {
-        self.owned.lock().remove(&k);
-        self.fresh.lock().remove(&k);
-    }
-
-    /// Deletes partition `k`'s lease if it is still ours, and stops following it.
-    async fn give_back(&self, k: usize) -> Result<(), LogError> {
-        let mut conn = self.ctl.clone();
-        self.unlease
-            .key(lease_key(&self.prefix, k))
-            .arg(&self.me)
-            .invoke_async::<i64>(&mut conn)
-            .await
-            .map_err(unavailable)?;
-        self.forget(k);
-        Ok(())
+        self.leases.owned()
     }
 
     fn batch_of(&self, k: usize, ids: Vec<redis::streams::StreamId>, batch: &mut FeedBatch) {
@@ -133,7 +95,7 @@ impl RedisFeed {
                 .xautoclaim_options(
                     &key,
                     GROUP,
-                    &self.me,
+                    self.leases.me(),
                     0,
                     &start,
                     StreamAutoClaimOptions::default().count(BATCH),
@@ -169,7 +131,7 @@ impl Feed for RedisFeed {
         let keys: Vec<String> = owned.iter().map(|&k| stream_key(&self.prefix, k)).collect();
         let ids = vec![">"; keys.len()];
         let opts = StreamReadOptions::default()
-            .group(GROUP, &self.me)
+            .group(GROUP, self.leases.me())
             .count(BATCH)
             .block(wait.as_millis().clamp(1, 5000) as usize);
         let mut conn = self.reads.clone();
@@ -190,7 +152,7 @@ impl Feed for RedisFeed {
             return Ok(());
         }
         let mut pipe = redis::pipe();
-        for k in 0..self.partitions {
+        for k in 0..self.leases.partitions() {
             let ids: Vec<&str> = batch
                 .receipts
                 .iter()
@@ -206,99 +168,35 @@ impl Feed for RedisFeed {
     }
 
     fn owns(&self, order: &str) -> bool {
-        self.owned
-            .lock()
-            .contains(&super::partition(order, self.partitions))
+        self.leases.owns(order)
     }
 
     async fn maintain(&self) -> Result<bool, LogError> {
-        let mut conn = self.ctl.clone();
-        let members = format!("{}:trips:members", self.prefix);
-        let now = now_ms();
-        let lease_ms = LEASE.as_millis() as i64;
-        let (_, _, live): ((), (), usize) = redis::pipe()
-            .zadd(&members, &self.me, now)
-            .zrembyscore(&members, "-inf", now - lease_ms)
-            .zcard(&members)
-            .query_async(&mut conn)
-            .await
-            .map_err(unavailable)?;
-        let share = self.partitions.div_ceil(live.max(1));
-        let mut changed = false;
-        for k in self.owned() {
-            let kept: i64 = self
-                .renew
-                .key(lease_key(&self.prefix, k))
-                .arg(&self.me)
-                .arg(lease_ms)
-                .invoke_async(&mut conn)
-                .await
-                .map_err(unavailable)?;
-            if kept == 0 {
-                tracing::warn!(partition = k, "lost the lease of a trip partition");
-                self.forget(k);
-                changed = true;
-            }
+        let changed = self.leases.maintain().await?;
+        for &k in &changed.lost {
+            self.fresh.lock().remove(&k);
         }
-        let mut owned = self.owned();
-        if owned.len() < share {
-            let mut free: Vec<usize> = (0..self.partitions)
-                .filter(|k| !owned.contains(k))
-                .collect();
-            // Start at a different place in every process, so they do not race for the same ones.
-            let shift = rand::random::<u64>() as usize % free.len().max(1);
-            free.rotate_left(shift);
-            for k in free {
-                if owned.len() >= share {
-                    break;
-                }
-                let took: Option<String> = redis::cmd("SET")
-                    .arg(lease_key(&self.prefix, k))
-                    .arg(&self.me)
-                    .arg("NX")
-                    .arg("PX")
-                    .arg(lease_ms)
-                    .query_async(&mut conn)
-                    .await
-                    .map_err(unavailable)?;
-                if took.is_none() {
-                    continue;
-                }
-                let created: redis::RedisResult<()> = conn
-                    .xgroup_create_mkstream(stream_key(&self.prefix, k), GROUP, "$")
-                    .await;
-                if let Err(e) = created
-                    && e.code() != Some("BUSYGROUP")
-                {
-                    return Err(unavailable(e));
-                }
-                self.owned.lock().insert(k);
-                self.fresh.lock().insert(k);
-                owned.push(k);
-                changed = true;
+        for &k in &changed.taken {
+            let mut conn = self.ctl.clone();
+            let created: redis::RedisResult<()> = conn
+                .xgroup_create_mkstream(stream_key(&self.prefix, k), GROUP, "$")
+                .await;
+            if let Err(e) = created
+                && e.code() != Some("BUSYGROUP")
+            {
+                return Err(unavailable(e));
             }
-        } else if owned.len() > share {
-            for &k in owned.iter().rev().take(owned.len() - share) {
-                self.give_back(k).await?;
-                changed = true;
-            }
+            self.fresh.lock().insert(k);
         }
-        if changed {
-            metrics::gauge!("tracker_trips_partitions_owned").set(self.owned.lock().len() as f64);
+        if changed.any() {
+            metrics::gauge!("tracker_trips_partitions_owned").set(self.owned().len() as f64);
         }
-        Ok(changed)
+        Ok(changed.any())
     }
 
     async fn release(&self) {
-        for k in self.owned() {
-            // Stopping anyway: a lease not given back runs out by itself.
-            let _ = self.give_back(k).await;
-            self.forget(k);
-        }
-        let mut conn = self.ctl.clone();
-        let _: redis::RedisResult<()> = conn
-            .zrem(format!("{}:trips:members", self.prefix), &self.me)
-            .await;
+        self.leases.release().await;
+        self.fresh.lock().clear();
     }
 }
 
@@ -371,11 +269,8 @@ mod tests {
         let unacked = b.next(Duration::from_millis(500)).await.unwrap();
         assert_eq!(unacked.orders.len(), 1);
         drop(b);
-        let mut conn = a.ctl.clone();
-        for k in ob {
-            let _: () = conn.del(lease_key(&prefix, k)).await.unwrap();
-        }
-        let _: () = conn.del(format!("{prefix}:trips:members")).await.unwrap();
+        let _ = ob;
+        a.leases.forget_all().await;
         assert!(a.maintain().await.unwrap());
         assert_eq!(a.owned().len(), 16);
         let moved = a.next(Duration::from_millis(500)).await.unwrap();

@@ -12,7 +12,7 @@ use crate::background::Background;
 use async_trait::async_trait;
 use dashmap::DashMap;
 use std::collections::VecDeque;
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant};
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
@@ -58,6 +58,8 @@ pub struct MemoryLog {
     tail: broadcast::Sender<TailEvent>,
     epoch: Arc<str>,
     cfg: MemoryLogConfig,
+    /// Where hooked events are queued, once webhooks are on.
+    webhooks: OnceLock<Arc<crate::webhooks::memory::MemoryWebhooks>>,
 }
 
 impl MemoryLog {
@@ -76,6 +78,7 @@ impl MemoryLog {
             tail,
             epoch: format!("mem-{:016x}", rand::random::<u64>()).into(),
             cfg,
+            webhooks: OnceLock::new(),
         });
         let weak = Arc::downgrade(&log);
         let every = (cfg.retention / 4).clamp(Duration::from_millis(50), Duration::from_secs(60));
@@ -88,6 +91,13 @@ impl MemoryLog {
         let keep = self.cfg.retention;
         self.orders
             .retain(|_, log| log.ended_at.is_none_or(|t| t.elapsed() < keep));
+    }
+
+    /// The webhook queue this log fills from now on, in the step of each append.
+    pub fn webhooks(&self) -> Arc<crate::webhooks::memory::MemoryWebhooks> {
+        self.webhooks
+            .get_or_init(crate::webhooks::memory::MemoryWebhooks::new)
+            .clone()
     }
 
     /// How many orders the log holds now.
@@ -171,6 +181,9 @@ impl EventLog for MemoryLog {
                 log.history.push_back((Instant::now(), entry.clone()));
             }
             out.push(entry);
+        }
+        if let Some(hooks) = self.webhooks.get() {
+            hooks.enqueue(&key, &out);
         }
         if !out.is_empty() {
             // No receiver is fine: nobody is watching yet.

@@ -48,6 +48,9 @@ pub struct RedisLogConfig {
     pub feed_partitions: usize,
     /// Items kept per feed partition (approximate `MAXLEN`).
     pub feed_max_len: usize,
+    /// Queue every event but fixes for the webhook (`backend/src/webhooks/redis.rs`),
+    /// registering its order as due before the append.
+    pub webhooks: bool,
 }
 
 impl Default for RedisLogConfig {
@@ -60,6 +63,7 @@ impl Default for RedisLogConfig {
             tail_capacity: 65_536,
             feed_partitions: crate::feed::FEED_PARTITIONS,
             feed_max_len: 100_000,
+            webhooks: false,
         }
     }
 }
@@ -71,6 +75,8 @@ pub struct RedisLog {
     channel: String,
     append: Script,
     read: Script,
+    /// Registers an order as due for the webhook sender (`webhooks` on).
+    register: Script,
     tail: broadcast::Sender<TailEvent>,
     changes: broadcast::Sender<TailEvent>,
     watching: super::redis_watch::Watching,
@@ -127,6 +133,7 @@ impl RedisLog {
             channel,
             append: Script::new(include_str!("redis_append.lua")),
             read: Script::new(include_str!("redis_read.lua")),
+            register: crate::webhooks::redis::register_script(),
             tail,
             changes,
             watching,
@@ -147,7 +154,12 @@ impl RedisLog {
         origin: Option<u64>,
     ) -> Result<(String, redis::Cmd), LogError> {
         let (state, stream) = self.keys(order);
-        let mut call = crate::redis_conn::eval(&self.append, &[&state, &stream]);
+        let hooks = crate::webhooks::redis::queue_key(&self.cfg.prefix, order);
+        let mut call = if self.cfg.webhooks {
+            crate::redis_conn::eval(&self.append, &[&state, &stream, &hooks])
+        } else {
+            crate::redis_conn::eval(&self.append, &[&state, &stream])
+        };
         call.arg(origin.unwrap_or(0))
             .arg(format!("redis-{:016x}", rand::random::<u64>()))
             .arg(self.cfg.history.max(1))
@@ -161,13 +173,39 @@ impl RedisLog {
             } else {
                 "PUBLISH"
             })
-            .arg(events.len());
+            .arg(events.len())
+            .arg(crate::webhooks::redis::queue_ttl_secs());
         for e in events {
             for a in script_args(e)? {
                 call.arg(a);
             }
         }
         Ok((state, call))
+    }
+
+    /// Registers each order whose events go to the webhook as due, before
+    /// they are appended (`backend/src/webhooks/mod.rs` says why before).
+    async fn register_webhooks<'a>(
+        &self,
+        appends: impl Iterator<Item = (&'a str, &'a [EventBody])>,
+    ) -> Result<(), LogError> {
+        if !self.cfg.webhooks {
+            return Ok(());
+        }
+        for (order, events) in appends {
+            if !events.iter().any(|e| crate::webhooks::hooked(e.kind())) {
+                continue;
+            }
+            let k = crate::feed::partition(order, crate::webhooks::PARTITIONS);
+            let keys = crate::webhooks::redis::schedule_keys(&self.cfg.prefix, k);
+            let mut call = crate::redis_conn::eval(&self.register, &[&keys[0], &keys[1], &keys[2]]);
+            call.arg(order);
+            self.conn
+                .run_script::<i64>(&self.register, &call)
+                .await
+                .map_err(unavailable)?;
+        }
+        Ok(())
     }
 
     /// The feed notice of `order` (and its key) when `events` change a trip.
@@ -354,6 +392,8 @@ impl EventLog for RedisLog {
         events: Vec<EventBody>,
         origin: Option<u64>,
     ) -> Result<Vec<Arc<Entry>>, LogError> {
+        self.register_webhooks(std::iter::once((order, events.as_slice())))
+            .await?;
         let (_, call) = self.append_call(order, &events, origin)?;
         let texts: Vec<String> = self
             .conn
@@ -386,6 +426,8 @@ impl EventLog for RedisLog {
         // them (one connection keeps the order); on a cluster they go once
         // the appends have answered, since slots' pipelines run side by side.
         // Either way a worker that reads the order on a notice finds the change.
+        self.register_webhooks(batch.iter().map(|(o, e)| (&**o, e.as_slice())))
+            .await?;
         let one_server = !self.conn.is_cluster();
         let mut todo: Vec<usize> = (0..batch.len()).collect();
         let mut appended = 0;

@@ -5,13 +5,17 @@
 -- them also on the changes channel that every process follows. The fold
 -- mirrors tracker_domain::LiveState::apply.
 --
--- KEYS[1] state hash, KEYS[2] stream (same hash tag: one Redis Cluster slot)
+-- KEYS[1] state hash, KEYS[2] stream (same hash tag: one Redis Cluster slot),
+-- KEYS[3] (webhooks on) the order's webhook queue, same hash tag
 -- ARGV[1] origin (0 = none)  ARGV[2] epoch for a new log  ARGV[3] max entries kept
 -- ARGV[4] seconds to keep an ended order  ARGV[5] order id  ARGV[6] changes channel
 -- ARGV[7] max entry age in ms (0 = none)
 -- ARGV[8] the order's channel (same hash tag)  ARGV[9] its publish command:
 --   PUBLISH on one server, SPUBLISH (the node of the slot) on a cluster
--- ARGV[10] number of events, then 6 per event: kind, ts, body fragment, a, b, c
+-- ARGV[10] number of events  ARGV[11] seconds an order's webhook queue is kept
+--   (with KEYS[3], the queue: every event but a fix also goes there as
+--   "<at ms> <entry>", backend/src/webhooks/redis.rs)
+-- then 6 per event: kind, ts, body fragment, a, b, c
 --   pos:        a = live-position JSON
 --   status:     a = status, b = version, c = flags: "e" terminal, "p" picked up or later
 --   eta:        a = eta
@@ -58,8 +62,10 @@ local clock = redis.call('TIME')
 local now_ms = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 local n = tonumber(ARGV[10])
 local changes = {}
+local hooks = KEYS[3]
+local hooked = 0
 for i = 0, n - 1 do
-  local base = 11 + i * 6
+  local base = 12 + i * 6
   local kind, ts, frag = ARGV[base], ARGV[base + 1], ARGV[base + 2]
   local a, b, c = ARGV[base + 3], ARGV[base + 4], ARGV[base + 5]
   seq = seq + 1
@@ -95,9 +101,16 @@ for i = 0, n - 1 do
   json = json .. '}'
   redis.call('XADD', stream, 'MAXLEN', '~', ARGV[3], string.format('%d', seq) .. '-0', 'j', json, 'at', now_ms)
   out[#out + 1] = json
+  if hooks and kind ~= 'pos' then
+    redis.call('RPUSH', hooks, string.format('%d', now_ms) .. ' ' .. json)
+    hooked = hooked + 1
+  end
   if kind == 'status' or kind == 'assignment' then
     changes[#changes + 1] = json
   end
+end
+if hooked > 0 then
+  redis.call('EXPIRE', hooks, ARGV[11])
 end
 if #out > 0 then
   redis.call(ARGV[9], ARGV[8], table.concat(out, '\n'))

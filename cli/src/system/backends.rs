@@ -9,11 +9,12 @@ use tracker_backend::background::Background;
 use tracker_backend::dispatch::Dispatch;
 use tracker_backend::feed::Feed;
 use tracker_backend::select::{
-    open_dispatch, open_feed, open_log, open_stock, open_store_with_stock, open_track,
+    open_dispatch, open_feed, open_log_with_webhooks, open_stock, open_store_with_stock, open_track,
 };
 use tracker_backend::stock::Stock;
 use tracker_backend::timers::DelayQueue;
 use tracker_backend::track::TrackQueue;
+use tracker_backend::webhooks::WebhookQueue;
 use tracker_backend::{EventLog, Store};
 use tracker_domain::{Clock, FixLimits, SystemClock};
 use tracker_routing::{Router, Stats};
@@ -34,6 +35,8 @@ pub struct Backends {
     pub feed: Arc<dyn Feed>,
     /// Stock levels and the orders' reservations.
     pub stock: Arc<dyn Stock>,
+    /// The queue of events for the webhook, when one is configured.
+    pub webhooks: Option<Arc<dyn WebhookQueue>>,
     /// Wall-clock time.
     pub clock: Arc<dyn Clock>,
 }
@@ -53,7 +56,10 @@ pub async fn open(
             .with_context(|| format!("creating TRACKER_DATA_DIR `{}`", s.data.dir.display()))?;
     }
     let (store, in_store) = open_store_with_stock(&database_url).await?;
-    let log = open_log(redis, &s.redis.prefix, s.log.clone(), bg).await?;
+    // A partition taken over waits out one call of its last sender.
+    let hold = s.webhook.sender().map(|w| w.timeout);
+    let (log, webhooks) =
+        open_log_with_webhooks(redis, &s.redis.prefix, s.log.clone(), hold, bg).await?;
     let through_redis = s.redis.track_queue == crate::settings::TrackQueueMode::Redis;
     let (track, writer) = open_track(
         redis,
@@ -70,6 +76,7 @@ pub async fn open(
     let feed = open_feed(redis, &s.redis.prefix, &*log).await?;
     let stock = open_stock(redis, &s.redis.prefix, in_store).await?;
     Ok(Backends {
+        webhooks,
         stock,
         feed,
         store,
@@ -79,6 +86,31 @@ pub async fn open(
         timers,
         clock: Arc::new(SystemClock),
     })
+}
+
+/// Runs the webhook sender as the service "webhook sender", when a webhook
+/// is configured.
+pub fn webhook_sender(
+    s: &Settings,
+    b: &Backends,
+    services: &mut Services,
+    stop: &CancellationToken,
+) -> anyhow::Result<()> {
+    let (Some(queue), Some(settings)) = (b.webhooks.clone(), s.webhook.sender()) else {
+        return Ok(());
+    };
+    tracing::info!(
+        url = %tracker_backend::select::redact(&settings.url),
+        "order events are sent to the webhook"
+    );
+    let sender = tracker_webhooks::WebhookSender::new(queue, settings)
+        .context("building the webhook's HTTP client")?;
+    let stop = stop.clone();
+    services.spawn("webhook sender", async move {
+        sender.run(stop).await;
+        Ok(())
+    });
+    Ok(())
 }
 
 /// One router per process validates and routes fixes, from MQTT and from

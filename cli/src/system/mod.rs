@@ -191,6 +191,7 @@ pub async fn start(
         )
         .await?;
         running.http_addr = Some(addr);
+        backends::webhook_sender(s, &b, services, &stop)?;
     } else {
         running.http_addr = Some(ingest::serve_ops(s, metrics, readiness, services, &stop).await?);
     }

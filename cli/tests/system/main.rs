@@ -26,3 +26,4 @@ mod tls;
 mod trip_reports;
 mod trips;
 mod views;
+mod webhooks;
