@@ -6,7 +6,9 @@
 //! renewed about once a second) names it; processes announce themselves in a
 //! sorted set and each takes about its share, so the partitions of a process
 //! that stops move to the others once its leases run out (at once after a
-//! clean [`Leases::release`]).
+//! clean [`Leases::release`]). A structure whose work may still be under way
+//! when its holder lets go (a webhook call) sets a linger: a partition given
+//! back stays taken for that long, and nobody else starts on it meanwhile.
 
 use crate::LogError;
 use crate::redis_conn::RedisConn;
@@ -47,6 +49,7 @@ pub struct Leases {
     partitions: usize,
     me: String,
     owned: Mutex<BTreeSet<usize>>,
+    linger: Duration,
     renew: Script,
     unlease: Script,
 }
@@ -61,15 +64,25 @@ impl Leases {
             partitions: partitions.max(1),
             me: format!("{name}-{:016x}", rand::random::<u64>()),
             owned: Mutex::new(BTreeSet::new()),
+            linger: Duration::ZERO,
             renew: Script::new(
                 "if redis.call('GET', KEYS[1]) == ARGV[1] then \
                  return redis.call('PEXPIRE', KEYS[1], ARGV[2]) else return 0 end",
             ),
             unlease: Script::new(
-                "if redis.call('GET', KEYS[1]) == ARGV[1] then \
-                 return redis.call('DEL', KEYS[1]) else return 0 end",
+                "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end \
+                 if tonumber(ARGV[2]) > 0 then \
+                 return redis.call('SET', KEYS[1], 'leaving', 'PX', ARGV[2]) end \
+                 return redis.call('DEL', KEYS[1])",
             ),
         }
+    }
+
+    /// Partitions given back stay taken for `linger` (by nobody), so work
+    /// their last holder started has ended before another starts on them.
+    pub fn with_linger(mut self, linger: Duration) -> Self {
+        self.linger = linger;
+        self
     }
 
     /// This process's name among the holders (a consumer name, for instance).
@@ -111,7 +124,8 @@ impl Leases {
         self.unlease
             .key(self.lease_key(k))
             .arg(&self.me)
-            .invoke_async::<i64>(&mut conn)
+            .arg(self.linger.as_millis() as u64)
+            .invoke_async::<redis::Value>(&mut conn)
             .await
             .map_err(unavailable)?;
         self.owned.lock().remove(&k);
@@ -209,5 +223,40 @@ impl Leases {
             let _: redis::RedisResult<()> = conn.del(self.lease_key(k)).await;
         }
         let _: redis::RedisResult<()> = conn.del(self.members_key()).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn partitions_given_back_linger_before_another_takes_them() {
+        let Some(url) = crate::log::redis::test_url() else {
+            return;
+        };
+        let prefix = format!("t{:x}", rand::random::<u32>());
+        let conn = || async { crate::redis_conn::connect(&url).await.unwrap() };
+        let linger = Duration::from_millis(400);
+        let a = Leases::new(conn().await, &prefix, "hooks", 16).with_linger(linger);
+        let b = Leases::new(conn().await, &prefix, "hooks", 16);
+        assert_eq!(a.maintain().await.unwrap().taken.len(), 16, "alone, all");
+        b.maintain().await.unwrap();
+        let given = a.maintain().await.unwrap();
+        assert_eq!(
+            (given.lost.len(), a.owned().len()),
+            (8, 8),
+            "its share is half now"
+        );
+        assert!(
+            b.maintain().await.unwrap().taken.is_empty(),
+            "given back, they stay closed for the linger"
+        );
+        tokio::time::sleep(linger + Duration::from_millis(100)).await;
+        assert_eq!(b.maintain().await.unwrap().taken.len(), 8);
+        assert!(a.owned().iter().all(|k| !b.holds(*k)));
+        a.release().await;
+        b.release().await;
+        a.forget_all().await;
     }
 }

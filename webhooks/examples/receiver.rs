@@ -2,7 +2,7 @@
 //! call's signature, answers 204, and counts; `GET /count` answers
 //! `<accepted> <bad signatures>`.
 //!
-//! usage: receiver ADDR SECRET
+//! usage: [RECEIVER_PRINT=1] receiver ADDR SECRET (with RECEIVER_PRINT, each body on a line of stdout)
 
 use axum::Router;
 use axum::body::Bytes;
@@ -25,6 +25,9 @@ async fn take(State(c): State<Arc<Counts>>, headers: HeaderMap, body: Bytes) -> 
         .unwrap_or_default();
     if tracker_webhooks::verify(c.secret.as_bytes(), &body, sig) {
         c.ok.fetch_add(1, Ordering::Relaxed);
+        if std::env::var_os("RECEIVER_PRINT").is_some() {
+            println!("{}", String::from_utf8_lossy(&body));
+        }
         StatusCode::NO_CONTENT
     } else {
         c.bad.fetch_add(1, Ordering::Relaxed);

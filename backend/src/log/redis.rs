@@ -208,6 +208,16 @@ impl RedisLog {
         Ok(())
     }
 
+    /// The webhook registration of `order`, and the key that places it.
+    fn register_call(&self, order: &str) -> (String, redis::Cmd) {
+        let k = crate::feed::partition(order, crate::webhooks::PARTITIONS);
+        let keys = crate::webhooks::redis::schedule_keys(&self.cfg.prefix, k);
+        let mut call = crate::redis_conn::eval(&self.register, &[&keys[0], &keys[1], &keys[2]]);
+        call.arg(order);
+        let [due, ..] = keys;
+        (due, call)
+    }
+
     /// The feed notice of `order` (and its key) when `events` change a trip.
     fn feed_notice(&self, order: &str, events: &[EventBody]) -> Option<(String, redis::Cmd)> {
         let n = self.cfg.feed_partitions;
@@ -392,14 +402,36 @@ impl EventLog for RedisLog {
         events: Vec<EventBody>,
         origin: Option<u64>,
     ) -> Result<Vec<Arc<Entry>>, LogError> {
-        self.register_webhooks(std::iter::once((order, events.as_slice())))
-            .await?;
-        let (_, call) = self.append_call(order, &events, origin)?;
-        let texts: Vec<String> = self
-            .conn
-            .run_script(&self.append, &call)
-            .await
-            .map_err(unavailable)?;
+        let hooked = self.cfg.webhooks && events.iter().any(|e| crate::webhooks::hooked(e.kind()));
+        let (key, call) = self.append_call(order, &events, origin)?;
+        let texts: Vec<String> = if hooked && !self.conn.is_cluster() {
+            // One round trip on one server: on its one connection the
+            // registration runs before the append.
+            let mut replies = self
+                .conn
+                .pipelined(
+                    vec![self.register_call(order), (key, call)],
+                    &[&self.register, &self.append],
+                )
+                .await
+                .map_err(unavailable)?;
+            let appended = replies.pop().expect("two replies");
+            let registered = replies.pop().expect("two replies");
+            let texts = crate::redis_conn::parse(appended).map_err(unavailable)?;
+            if registered.is_err() {
+                // Appended but not registered: register now, or fail the call.
+                self.register_webhooks(std::iter::once((order, events.as_slice())))
+                    .await?;
+            }
+            texts
+        } else {
+            self.register_webhooks(std::iter::once((order, events.as_slice())))
+                .await?;
+            self.conn
+                .run_script(&self.append, &call)
+                .await
+                .map_err(unavailable)?
+        };
         if !texts.is_empty()
             && let Some((_, notice)) = self.feed_notice(order, &events)
         {

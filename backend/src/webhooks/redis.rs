@@ -11,17 +11,17 @@
 //! order due now unless it is waiting out a retry; the sender's changes are
 //! conditional on the count it saw, so a registration is never lost to a
 //! sender that was just finishing. Partitions are held with leases
-//! (`backend/src/lease.rs`), so one process sends an order's events at a time.
+//! (`backend/src/lease.rs`), so one process sends an order's events at a
+//! time; one given back stays closed for a call's timeout (a linger), so a
+//! call its last holder made has ended before the next holder sends.
 
 use super::{Due, IDLE_GRACE, KEEP, Queued, WebhookQueue};
 use crate::LogError;
 use crate::lease::Leases;
 use crate::redis_conn::RedisConn;
 use async_trait::async_trait;
-use parking_lot::Mutex;
 use redis::Script;
-use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn unavailable(e: impl Into<crate::BoxError>) -> LogError {
     LogError::Unavailable(e.into())
@@ -70,10 +70,6 @@ pub struct RedisWebhooks {
     conn: RedisConn,
     prefix: String,
     leases: Leases,
-    /// Partitions taken, and when: one is sent from only `hold` after, so a
-    /// call its last holder had under way when it let go has ended.
-    taken: Mutex<HashMap<usize, Instant>>,
-    hold: Duration,
     due: Script,
     retry: Script,
     settle: Script,
@@ -82,13 +78,14 @@ pub struct RedisWebhooks {
 
 impl RedisWebhooks {
     /// Connects to `url` as a new sender of the queues under `prefix`, whose
-    /// calls take at most `hold` (a partition taken over waits that long).
+    /// calls take at most `hold`: a partition it gives back stays closed that
+    /// long, so a call it had under way has ended before another process
+    /// sends from it.
     pub async fn connect(url: &str, prefix: &str, hold: Duration) -> Result<Self, LogError> {
         let conn = crate::redis_conn::connect(url).await.map_err(unavailable)?;
         Ok(RedisWebhooks {
-            taken: Mutex::new(HashMap::new()),
-            hold,
-            leases: Leases::new(conn.clone(), prefix, "hooks", super::PARTITIONS),
+            leases: Leases::new(conn.clone(), prefix, "hooks", super::PARTITIONS)
+                .with_linger(hold),
             conn,
             prefix: prefix.to_owned(),
             due: Script::new(&format!(
@@ -153,14 +150,6 @@ impl WebhookQueue for RedisWebhooks {
         for k in self.leases.owned() {
             if out.len() >= limit {
                 break;
-            }
-            if self
-                .taken
-                .lock()
-                .get(&k)
-                .is_some_and(|at| at.elapsed() < self.hold)
-            {
-                continue;
             }
             let keys = schedule_keys(&self.prefix, k);
             let call = crate::redis_conn::eval(&self.due, &[&keys[0], &keys[1], &keys[2]]);
@@ -242,12 +231,6 @@ impl WebhookQueue for RedisWebhooks {
 
     async fn maintain(&self) -> Result<bool, LogError> {
         let changed = self.leases.maintain().await?;
-        let mut taken = self.taken.lock();
-        taken.retain(|k, at| self.leases.holds(*k) && at.elapsed() < self.hold);
-        for &k in &changed.taken {
-            taken.insert(k, Instant::now());
-        }
-        drop(taken);
         if changed.any() {
             metrics::gauge!("tracker_webhooks_partitions_owned").set(self.owned().len() as f64);
         }

@@ -56,7 +56,7 @@ pub async fn open(
             .with_context(|| format!("creating TRACKER_DATA_DIR `{}`", s.data.dir.display()))?;
     }
     let (store, in_store) = open_store_with_stock(&database_url).await?;
-    // A partition taken over waits out one call of its last sender.
+    // A partition given back stays closed for one call's timeout.
     let hold = s.webhook.sender().map(|w| w.timeout);
     let (log, webhooks) =
         open_log_with_webhooks(redis, &s.redis.prefix, s.log.clone(), hold, bg).await?;

@@ -119,7 +119,7 @@ async fn on_redis_and_postgres_the_webhook_gets_the_same() {
     vars.extend([
         ("TRACKER_WEBHOOK_URL", url.as_str()),
         ("TRACKER_WEBHOOK_SECRET", SECRET),
-        // A partition taken over waits one call's timeout before sending.
+        // Quick to stop: its partitions stay closed for one timeout after.
         ("TRACKER_WEBHOOK_TIMEOUT_SECS", "1"),
     ]);
     let app = spawn_app_with(&vars).await;
