@@ -138,7 +138,7 @@ impl WebhookSender {
             }
             if busy.len() < limit {
                 // Orders being sent are still due: ask for enough to skip them.
-                match ctx.queue.due(limit).await {
+                match ctx.queue.due(limit + busy.len()).await {
                     Ok(due) => {
                         for d in due {
                             if busy.len() >= limit {

@@ -42,8 +42,9 @@ struct Call {
 #[derive(Default)]
 struct Receiver {
     calls: Mutex<Vec<Call>>,
-    /// Share of calls answered 500, and of calls left hanging past the timeout.
-    fail: f64,
+    /// Share of calls answered 500 (it may change during a test), and of
+    /// calls left hanging past the timeout.
+    fail: Mutex<f64>,
     hang: f64,
 }
 
@@ -66,11 +67,12 @@ async fn receive(State(r): State<Arc<Receiver>>, headers: HeaderMap, body: Bytes
         accepted: false,
     };
     let roll: f64 = rand::random();
-    if roll < r.fail {
+    let fail = *r.fail.lock();
+    if roll < fail {
         r.calls.lock().push(call);
         return StatusCode::INTERNAL_SERVER_ERROR;
     }
-    if roll < r.fail + r.hang {
+    if roll < fail + r.hang {
         r.calls.lock().push(call);
         tokio::time::sleep(TIMEOUT * 3).await;
         return StatusCode::OK;
@@ -169,6 +171,13 @@ async fn all_accepted(r: &Receiver, want: &[(String, u64)], within: Duration) {
 
 /// What must hold of the calls a receiver saw.
 fn check_calls(r: &Receiver, want: &[(String, u64)]) {
+    check_calls_but(r, want, true)
+}
+
+/// [`check_calls`]; `unique_attempts` false where a sender was killed mid-call
+/// (its last call's failure was never recorded, so the next holder makes
+/// that attempt again).
+fn check_calls_but(r: &Receiver, want: &[(String, u64)], unique_attempts: bool) {
     let calls = r.calls.lock().clone();
     let hooked: HashSet<(String, u64)> = want.iter().cloned().collect();
     assert!(calls.iter().all(|c| c.signed), "every call is signed");
@@ -205,7 +214,7 @@ fn check_calls(r: &Receiver, want: &[(String, u64)]) {
     }
     // No attempt is made twice.
     let mut seen = HashSet::new();
-    for c in &calls {
+    for c in calls.iter().filter(|_| unique_attempts) {
         assert!(
             seen.insert((c.order.clone(), c.seq, c.attempt)),
             "order {} seq {} attempt {} sent twice",
@@ -225,7 +234,7 @@ fn check_calls(r: &Receiver, want: &[(String, u64)]) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_process_every_event_arrives_in_order_despite_failures() {
     let r = Arc::new(Receiver {
-        fail: 0.30,
+        fail: Mutex::new(0.30),
         hang: 0.05,
         ..Default::default()
     });
@@ -279,7 +288,7 @@ async fn on_redis_two_senders_share_the_work_and_never_repeat_an_attempt() {
     };
     let prefix = format!("t{:x}", rand::random::<u32>());
     let r = Arc::new(Receiver {
-        fail: 0.30,
+        fail: Mutex::new(0.30),
         hang: 0.05,
         ..Default::default()
     });
@@ -346,4 +355,68 @@ async fn on_redis_a_receiver_down_for_a_minute_gets_everything_after() {
     stop.cancel();
     run.await.unwrap();
     check_calls(&r, &want);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_redis_the_orders_of_a_sender_that_died_are_sent_by_another() {
+    let Some(url) = redis_url() else {
+        return;
+    };
+    let prefix = format!("t{:x}", rand::random::<u32>());
+    let r = Arc::new(Receiver {
+        fail: Mutex::new(1.0),
+        ..Default::default()
+    });
+    let addr = serve(
+        r.clone(),
+        "127.0.0.1:0".parse().unwrap(),
+        CancellationToken::new(),
+    )
+    .await;
+    let log = redis_log(&url, &prefix).await;
+    let sender = |q: RedisWebhooks| WebhookSender::new(Arc::new(q), settings(addr)).unwrap();
+    let a = RedisWebhooks::connect(&url, &prefix, TIMEOUT)
+        .await
+        .unwrap();
+    let a = tokio::spawn(sender(a).run(CancellationToken::new()));
+    let want = append(&*log, &orders(20), 3).await;
+    // Every order tried and failed at least once, then the sender dies: no
+    // clean stop, its leases run out by themselves.
+    let start = Instant::now();
+    while r
+        .calls
+        .lock()
+        .iter()
+        .map(|c| &c.order)
+        .collect::<HashSet<_>>()
+        .len()
+        < 20
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the first sender never tried them all"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    a.abort();
+    let _ = a.await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    *r.fail.lock() = 0.0;
+    let stop = CancellationToken::new();
+    let b = RedisWebhooks::connect(&url, &prefix, TIMEOUT)
+        .await
+        .unwrap();
+    let b = tokio::spawn(sender(b).run(stop.clone()));
+    // The dead one's leases last 15 s; retries are at most 2 s apart.
+    all_accepted(&r, &want, Duration::from_secs(40)).await;
+    stop.cancel();
+    b.await.unwrap();
+    check_calls_but(&r, &want, false);
+    // The second sender went on counting the attempts the first one made.
+    let calls = r.calls.lock();
+    let retried = calls.iter().filter(|c| c.accepted && c.attempt > 1).count();
+    assert!(
+        retried >= 20,
+        "only {retried} accepted calls carried a later attempt"
+    );
 }

@@ -70,6 +70,8 @@ pub struct RedisWebhooks {
     conn: RedisConn,
     prefix: String,
     leases: Leases,
+    /// Which partition [`WebhookQueue::due`] asks first (it turns).
+    turn: std::sync::atomic::AtomicUsize,
     due: Script,
     retry: Script,
     settle: Script,
@@ -84,6 +86,7 @@ impl RedisWebhooks {
     pub async fn connect(url: &str, prefix: &str, hold: Duration) -> Result<Self, LogError> {
         let conn = crate::redis_conn::connect(url).await.map_err(unavailable)?;
         Ok(RedisWebhooks {
+            turn: std::sync::atomic::AtomicUsize::new(0),
             leases: Leases::new(conn.clone(), prefix, "hooks", super::PARTITIONS)
                 .with_linger(hold),
             conn,
@@ -147,7 +150,13 @@ impl RedisWebhooks {
 impl WebhookQueue for RedisWebhooks {
     async fn due(&self, limit: usize) -> Result<Vec<Due>, LogError> {
         let mut out = Vec::new();
-        for k in self.leases.owned() {
+        // A different partition first each time, so a backlog in one does
+        // not keep the others waiting.
+        let mut owned = self.leases.owned();
+        let turn = self.turn.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let first = turn % owned.len().max(1);
+        owned.rotate_left(first);
+        for k in owned {
             if out.len() >= limit {
                 break;
             }

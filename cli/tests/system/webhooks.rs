@@ -125,3 +125,28 @@ async fn on_redis_and_postgres_the_webhook_gets_the_same() {
     let app = spawn_app_with(&vars).await;
     story(&app, &got).await;
 }
+
+#[tokio::test]
+async fn on_a_redis_cluster_the_webhook_gets_the_same() {
+    // The queue is in each order's slot, the schedule in slots of its own.
+    let Some(admin) = crate::backends::backend_url("TRACKER_TEST_DATABASE_URL") else {
+        return;
+    };
+    if crate::backends::backend_url("TRACKER_TEST_REDIS_URL").is_none() {
+        return;
+    }
+    let cluster = crate::processes::PrivateRedisCluster::start().await;
+    let db = tracker_backend::store::postgres::testing::TestDatabase::create(&admin).await;
+    let (url, got) = receiver().await;
+    let prefix = unique("hooks");
+    let app = spawn_app_with(&[
+        ("TRACKER_REDIS_URL", cluster.url.as_str()),
+        ("TRACKER_REDIS_PREFIX", prefix.as_str()),
+        ("TRACKER_DATABASE_URL", db.url.as_str()),
+        ("TRACKER_WEBHOOK_URL", url.as_str()),
+        ("TRACKER_WEBHOOK_SECRET", SECRET),
+        ("TRACKER_WEBHOOK_TIMEOUT_SECS", "1"),
+    ])
+    .await;
+    story(&app, &got).await;
+}
