@@ -12,8 +12,11 @@
 # Reported: the simulator's counts (events lost and duplicated at the
 # watchers, reconnects, resumes with a replay) and, from the store, fixes
 # published against track points stored (a fix lost between phone and store).
+# WEBHOOK=1 also sends every order event to a receiver
+# (webhooks/examples/receiver.rs) from both hubs and reports the log's
+# events but fixes that it never got, and how many it got twice.
 #
-# usage: bench/chaos.sh [RIDERS=40] [INTERVAL_MS=500] [SECONDS=60]
+# usage: [WEBHOOK=1] bench/chaos.sh [RIDERS=40] [INTERVAL_MS=500] [SECONDS=60]
 # Needs: redis-server, mosquitto, psql, jq and PostgreSQL on 127.0.0.1:5432 (user postgres).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,11 +25,12 @@ INTERVAL_MS="${2:-500}"
 SECS="${3:-60}"
 . bench/lib.sh
 if $build; then cargo build --release --quiet --bin tracker --bin tracker-sim; fi
+if [ "${WEBHOOK:-0}" = 1 ] && $build; then cargo build --release --quiet -p tracker-webhooks --example receiver; fi
 ulimit -n "$(ulimit -Hn)"
 
 work=$(mktemp -d)
 chmod 777 "$work" # Mosquitto started as root writes as the user `mosquitto`
-REDIS_PORT=17379 MQTT_PORT=17883 HUB_A=17080 HUB_B=17081 OPS_1=17091 OPS_2=17092
+REDIS_PORT=17379 MQTT_PORT=17883 HUB_A=17080 HUB_B=17081 OPS_1=17091 OPS_2=17092 HOOK_PORT=17095
 db="chaos_$$"
 pids=()
 # crash PID: kill -9, and reap it quietly.
@@ -35,6 +39,7 @@ cleanup() {
   for p in "${pids[@]}"; do crash "$p"; done
   [ -n "${redis_pid:-}" ] && crash "$redis_pid"
   [ -n "${mqtt_pid:-}" ] && crash "$mqtt_pid"
+  [ -n "${hook_pid:-}" ] && crash "$hook_pid"
   psql -q -h 127.0.0.1 -U postgres -d postgres -c "DROP DATABASE IF EXISTS $db" >/dev/null 2>&1 || true
   rm -rf "$work"
 }
@@ -64,6 +69,12 @@ mapfile -t load < <(load_settings)
 common=("${load[@]}" TRACKER_REDIS_URL="redis://127.0.0.1:$REDIS_PORT" TRACKER_REDIS_PREFIX=chaos
   TRACKER_DATABASE_URL="postgres://postgres@127.0.0.1:5432/$db" TRACKER_JWT_SECRET=$secret
   TRACKER_MQTT_URL="mqtt://127.0.0.1:$MQTT_PORT" TRACKER_ARCHIVE=off TRACKER_TILE_URL=off RUST_LOG=warn)
+hook_secret=chaos-webhook-secret-0123456789
+if [ "${WEBHOOK:-0}" = 1 ]; then
+  RECEIVER_PRINT=1 "${RECEIVER:-target/release/examples/receiver}" "127.0.0.1:$HOOK_PORT" $hook_secret >"$work/hooks.out" &
+  hook_pid=$!
+  common+=(TRACKER_WEBHOOK_URL="http://127.0.0.1:$HOOK_PORT/hook" TRACKER_WEBHOOK_SECRET=$hook_secret TRACKER_WEBHOOK_TIMEOUT_SECS=2)
+fi
 
 # start NAME MODE HTTP_PORT [KEY=VALUE ...]: one process; its pid in the variable NAME.
 start() {
@@ -114,3 +125,38 @@ jq -r --argjson t0 "$started_ms" '.losses[] |
   ([.gaps[] | "seqs \(.from)-\(.to) found at t=\(((.at_ms - $t0) / 100 | round) / 10)s \(if .announced then "(announced: a recovered:false snapshot)" else "(skipped silently)" end)"] | join(", ")) +
   (if (.final_seq // 0) > (.last_seen // 0) then " ; stopped at seq \(.last_seen) of \(.final_seq)" else "" end)' <<<"$report"
 
+
+if [ "${WEBHOOK:-0}" = 1 ]; then
+  # Every event but fixes in the log against what the receiver got, once the
+  # senders had time to catch up (a retry waits at most 10 min; here the
+  # faults are over long before the end).
+  python3 - "$REDIS_PORT" "$work/hooks.out" "${WEBHOOK_WAIT:-60}" <<'PY'
+import collections, json, subprocess, sys, time
+port, path, wait = sys.argv[1], sys.argv[2], float(sys.argv[3])
+def cli(*a):
+    return subprocess.run(["redis-cli", "-p", port, "--raw", *a], capture_output=True, text=True).stdout.splitlines()
+want = set()
+for key in cli("--scan", "--pattern", "chaos:{*}:log"):
+    lines = cli("XRANGE", key, "-", "+")
+    for i, l in enumerate(lines):
+        if l == "j":
+            f = json.loads(lines[i + 1])
+            if f.get("t") != "pos":
+                want.add((f["order"], f["seq"]))
+deadline = time.time() + wait
+while True:
+    got = collections.Counter()
+    for l in open(path):
+        f = json.loads(l)
+        got[(f["order"], f["seq"])] += 1
+    missing = want - set(got)
+    if not missing or time.time() > deadline:
+        break
+    time.sleep(1)
+dups = sum(n - 1 for n in got.values())
+extra = set(got) - want
+print(f"webhook: events but fixes in the log={len(want)} received={len(set(got))} missing={len(missing)} received twice or more={dups} not in the log={len(extra)}")
+for o, s in sorted(missing)[:20]:
+    print(f"webhook missing: order {o} seq {s}")
+PY
+fi
