@@ -118,8 +118,11 @@ impl Leases {
         format!("{}:{}:members", self.prefix, self.name)
     }
 
-    /// Deletes partition `k`'s lease if it is still ours, and stops holding it.
-    async fn give_back(&self, k: usize) -> Result<(), LogError> {
+    /// Stops holding partition `k` (first: no new work starts on it from
+    /// here), then lets its lease go if it is still ours: deleted, or left to
+    /// linger. If that fails the lease runs out by itself.
+    pub(crate) async fn give_back(&self, k: usize) -> Result<(), LogError> {
+        self.owned.lock().remove(&k);
         let mut conn = self.ctl.clone();
         self.unlease
             .key(self.lease_key(k))
@@ -128,7 +131,6 @@ impl Leases {
             .invoke_async::<redis::Value>(&mut conn)
             .await
             .map_err(unavailable)?;
-        self.owned.lock().remove(&k);
         Ok(())
     }
 
@@ -180,15 +182,23 @@ impl Leases {
                 if held >= share {
                     break;
                 }
-                let took: Option<String> = redis::cmd("SET")
+                let took: redis::RedisResult<Option<String>> = redis::cmd("SET")
                     .arg(self.lease_key(k))
                     .arg(&self.me)
                     .arg("NX")
                     .arg("PX")
                     .arg(lease_ms)
                     .query_async(&mut conn)
-                    .await
-                    .map_err(unavailable)?;
+                    .await;
+                // What was taken before a failure is reported: its caller
+                // sets those up (or gives them back) before using them.
+                let took = match took {
+                    Ok(t) => t,
+                    Err(e) => {
+                        tracing::warn!(error = %e, what = self.name, "could not take a partition");
+                        break;
+                    }
+                };
                 if took.is_some() {
                     self.owned.lock().insert(k);
                     changed.taken.push(k);
@@ -197,7 +207,9 @@ impl Leases {
             }
         } else if owned.len() > share {
             for &k in owned.iter().rev().take(owned.len() - share) {
-                self.give_back(k).await?;
+                if let Err(e) = self.give_back(k).await {
+                    tracing::warn!(error = %e, what = self.name, "a partition's lease is left to run out");
+                }
                 changed.lost.push(k);
             }
         }
@@ -209,7 +221,6 @@ impl Leases {
         for k in self.owned() {
             // Stopping anyway: a lease not given back runs out by itself.
             let _ = self.give_back(k).await;
-            self.owned.lock().remove(&k);
         }
         let mut conn = self.ctl.clone();
         let _: redis::RedisResult<()> = conn.zrem(self.members_key(), &self.me).await;

@@ -230,6 +230,9 @@ async fn send_queue(ctx: &Ctx, due: &Due) -> Result<Turn, tracker_backend::LogEr
             match post(ctx, &due.order, &item, tries + 1).await {
                 Ok(()) => {
                     q.delivered(&due.order, &item).await?;
+                    if tries > 0 {
+                        q.recovered(due).await?;
+                    }
                     tries = 0;
                     metrics::counter!("tracker_webhooks_sent_total").increment(1);
                     let lag = (now_ms() - item.at_ms).max(0) as f64 / 1000.0;

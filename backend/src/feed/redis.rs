@@ -176,17 +176,25 @@ impl Feed for RedisFeed {
         for &k in &changed.lost {
             self.fresh.lock().remove(&k);
         }
+        let mut failed = None;
         for &k in &changed.taken {
             let mut conn = self.ctl.clone();
             let created: redis::RedisResult<()> = conn
                 .xgroup_create_mkstream(stream_key(&self.prefix, k), GROUP, "$")
                 .await;
-            if let Err(e) = created
-                && e.code() != Some("BUSYGROUP")
-            {
-                return Err(unavailable(e));
+            match created {
+                Err(e) if e.code() != Some("BUSYGROUP") => {
+                    // Not followed without its group: given back, taken again later.
+                    let _ = self.leases.give_back(k).await;
+                    failed = Some(e);
+                }
+                _ => {
+                    self.fresh.lock().insert(k);
+                }
             }
-            self.fresh.lock().insert(k);
+        }
+        if let Some(e) = failed {
+            return Err(unavailable(e));
         }
         if changed.any() {
             metrics::gauge!("tracker_trips_partitions_owned").set(self.owned().len() as f64);

@@ -427,10 +427,19 @@ impl EventLog for RedisLog {
         } else {
             self.register_webhooks(std::iter::once((order, events.as_slice())))
                 .await?;
-            self.conn
+            let texts: Vec<String> = self
+                .conn
                 .run_script(&self.append, &call)
                 .await
-                .map_err(unavailable)?
+                .map_err(unavailable)?;
+            if hooked && !texts.is_empty() {
+                // On a cluster the append may land long after the first
+                // registration (the client retries through a failover),
+                // later than a sender's grace: registered again after it.
+                self.register_webhooks(std::iter::once((order, events.as_slice())))
+                    .await?;
+            }
+            texts
         };
         if !texts.is_empty()
             && let Some((_, notice)) = self.feed_notice(order, &events)
@@ -521,6 +530,11 @@ impl EventLog for RedisLog {
             {
                 r.map_err(unavailable)?;
             }
+        }
+        if !one_server {
+            // As in `append`: on a cluster the appends may land late.
+            self.register_webhooks(batch.iter().map(|(o, e)| (&**o, e.as_slice())))
+                .await?;
         }
         if let Some(e) = failed {
             return Err(unavailable(e));

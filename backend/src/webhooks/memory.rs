@@ -141,6 +141,13 @@ impl WebhookQueue for MemoryWebhooks {
         Ok(())
     }
 
+    async fn recovered(&self, due: &Due) -> Result<(), crate::LogError> {
+        if let Some(slot) = self.inner.lock().schedule.get_mut(&due.order) {
+            slot.tries = 0;
+        }
+        Ok(())
+    }
+
     async fn settle(&self, due: &Due) -> Result<(), crate::LogError> {
         let mut inner = self.inner.lock();
         let Some(slot) = inner.schedule.get_mut(&due.order) else {

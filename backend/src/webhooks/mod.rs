@@ -14,7 +14,9 @@
 //! An order whose queue is empty stays registered for [`IDLE_GRACE`], then is
 //! forgotten unless something registered it again meanwhile. The grace is
 //! longer than a Redis reply may take, so an append whose registration came
-//! before the sender last looked has landed by the time it looks again.
+//! before the sender last looked has landed by the time it looks again; on a
+//! Redis Cluster, whose client retries a call through a failover for longer
+//! than that, the order is registered once more after its append.
 
 pub mod memory;
 pub mod redis;
@@ -96,6 +98,10 @@ pub trait WebhookQueue: Send + Sync + 'static {
     /// The head of `due`'s queue failed for the `tries`-th time in a row: the
     /// order is next due after `delay`.
     async fn retry(&self, due: &Due, delay: Duration, tries: u32) -> Result<(), LogError>;
+
+    /// The head of `due`'s queue, which had failed, went through: the next
+    /// failure counts from one again.
+    async fn recovered(&self, due: &Due) -> Result<(), LogError>;
 
     /// `due`'s queue was found empty: it is looked at again after
     /// [`IDLE_GRACE`], then forgotten, unless registered again meanwhile.

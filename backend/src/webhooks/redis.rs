@@ -75,6 +75,7 @@ pub struct RedisWebhooks {
     due: Script,
     retry: Script,
     settle: Script,
+    recovered: Script,
     pop: Script,
 }
 
@@ -126,6 +127,11 @@ impl RedisWebhooks {
                 redis.call('HSET', KEYS[3], ARGV[1], 'i')
                 return 1"
             )),
+            recovered: Script::new(
+                "local st = redis.call('HGET', KEYS[1], ARGV[1]) \
+                 if st and string.sub(st, 1, 1) == 'r' then \
+                 return redis.call('HDEL', KEYS[1], ARGV[1]) end return 0",
+            ),
             pop: Script::new(
                 "if redis.call('LINDEX', KEYS[1], 0) == ARGV[1] then \
                  redis.call('LPOP', KEYS[1]) return 1 end return 0",
@@ -150,6 +156,7 @@ impl RedisWebhooks {
 impl WebhookQueue for RedisWebhooks {
     async fn due(&self, limit: usize) -> Result<Vec<Due>, LogError> {
         let mut out = Vec::new();
+        let (mut failed, mut answered) = (None, false);
         // A different partition first each time, so a backlog in one does
         // not keep the others waiting.
         let mut owned = self.leases.owned();
@@ -161,14 +168,21 @@ impl WebhookQueue for RedisWebhooks {
                 break;
             }
             let keys = schedule_keys(&self.prefix, k);
-            let call = crate::redis_conn::eval(&self.due, &[&keys[0], &keys[1], &keys[2]]);
-            let mut call = call;
+            let mut call = crate::redis_conn::eval(&self.due, &[&keys[0], &keys[1], &keys[2]]);
             call.arg(limit - out.len());
-            let flat: Vec<String> = self
-                .conn
-                .run_script(&self.due, &call)
-                .await
-                .map_err(unavailable)?;
+            // One partition's node failing (a cluster failover) holds back
+            // only that partition: the others are still sent.
+            let flat: Vec<String> = match self.conn.run_script(&self.due, &call).await {
+                Ok(f) => {
+                    answered = true;
+                    f
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, partition = k, "could not read a webhook partition's schedule");
+                    failed = Some(e);
+                    continue;
+                }
+            };
             for d in flat.chunks_exact(3) {
                 let state = d[2].as_str();
                 out.push(Due {
@@ -182,7 +196,15 @@ impl WebhookQueue for RedisWebhooks {
                 });
             }
         }
-        Ok(out)
+        match failed {
+            // Every partition failed: the caller counts and retries.
+            Some(e) if !answered => Err(unavailable(e)),
+            Some(_) => {
+                metrics::counter!("tracker_webhooks_errors_total").increment(1);
+                Ok(out)
+            }
+            None => Ok(out),
+        }
     }
 
     async fn head(&self, order: &str, n: usize) -> Result<Vec<Queued>, LogError> {
@@ -216,6 +238,17 @@ impl WebhookQueue for RedisWebhooks {
             .arg(tries);
         self.conn
             .run_script::<i64>(&self.retry, &call)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn recovered(&self, due: &Due) -> Result<(), LogError> {
+        let keys = self.keys_of(&due.order);
+        let mut call = crate::redis_conn::eval(&self.recovered, &[&keys[2]]);
+        call.arg(&*due.order);
+        self.conn
+            .run_script::<i64>(&self.recovered, &call)
             .await
             .map_err(unavailable)?;
         Ok(())

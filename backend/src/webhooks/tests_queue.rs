@@ -76,6 +76,10 @@ async fn story(log: Arc<dyn EventLog>, q: Arc<dyn WebhookQueue>) {
     for h in q.head(&order, 10).await.unwrap() {
         q.delivered(&order, &h).await.unwrap();
     }
+    // Through at last: the next failure counts from one again.
+    q.recovered(&d).await.unwrap();
+    let again = due_now(&*q).await.pop().expect("still due");
+    assert_eq!(again.tries, 0, "a success clears the count");
 
     // Empty: parked for the grace, not forgotten.
     q.settle(&d).await.unwrap();

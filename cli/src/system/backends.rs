@@ -56,8 +56,12 @@ pub async fn open(
             .with_context(|| format!("creating TRACKER_DATA_DIR `{}`", s.data.dir.display()))?;
     }
     let (store, in_store) = open_store_with_stock(&database_url).await?;
-    // A partition given back stays closed for one call's timeout.
-    let hold = s.webhook.sender().map(|w| w.timeout);
+    // A partition given back stays closed for one call's timeout, and a
+    // little more for the write that records its outcome.
+    let hold = s
+        .webhook
+        .sender()
+        .map(|w| w.timeout + std::time::Duration::from_secs(5));
     let (log, webhooks) =
         open_log_with_webhooks(redis, &s.redis.prefix, s.log.clone(), hold, bg).await?;
     let through_redis = s.redis.track_queue == crate::settings::TrackQueueMode::Redis;
